@@ -1,0 +1,392 @@
+//! Fingerprints: statements with literals replaced by placeholders and formatting
+//! normalized, and the stable 64-bit template id that groups them.
+//!
+//! This is the token-level normalizer (it never fails, whatever the dialect): it
+//! applies pt-query-digest's rules: comments stripped; strings, numbers, hex,
+//! booleans and NULL become `?`; bind parameters (`$1`, `?`, `:name`) become `?`;
+//! whitespace collapsed; unquoted words lowercased; `IN (?, ?, ...)` becomes
+//! `in (?+)`; multi-row `VALUES` keeps one tuple; `LIMIT a, b` and
+//! `LIMIT a OFFSET b` become `limit ?`. Quoted identifiers keep their case.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Stable template id: the first 64 bits of the BLAKE3 hash of the normalized text.
+/// Shown and stored as 16 lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TemplateId(pub u64);
+
+impl fmt::Display for TemplateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl std::str::FromStr for TemplateId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 16 {
+            return Err(format!("template id `{s}` is not 16 hex digits"));
+        }
+        u64::from_str_radix(s, 16)
+            .map(TemplateId)
+            .map_err(|e| format!("template id `{s}`: {e}"))
+    }
+}
+
+impl Serialize for TemplateId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TemplateId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl TemplateId {
+    /// Which partition (1-based) of `n` this template belongs to.
+    pub fn partition(self, n: u32) -> u32 {
+        (self.0 % u64::from(n.max(1))) as u32 + 1
+    }
+}
+
+/// A fingerprint: the normalized text and its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub normalized: String,
+    pub id: TemplateId,
+}
+
+/// Hash of a normalized text.
+pub fn template_id_of(normalized: &str) -> TemplateId {
+    let h = blake3::hash(normalized.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    TemplateId(u64::from_le_bytes(b))
+}
+
+/// Fingerprints one statement.
+pub fn fingerprint(sql: &str) -> Fingerprint {
+    let normalized = normalize(sql);
+    let id = template_id_of(&normalized);
+    Fingerprint { normalized, id }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    Quoted(String),
+    Lit,
+    Punct(String),
+}
+
+fn tokenize(sql: &str) -> Vec<Tok> {
+    let b = sql.as_bytes();
+    let n = b.len();
+    let mut i = 0;
+    let mut out = Vec::new();
+    while i < n {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < n && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            let mut depth = 1;
+            i += 2;
+            while i < n && depth > 0 {
+                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                    depth += 1;
+                    i += 2;
+                } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                    depth -= 1;
+                    i += 2;
+                } else {
+                    i += 1;
+                }
+            }
+        } else if c == b'\'' {
+            i = skip(b, i + 1, b'\'', true);
+            out.push(Tok::Lit);
+        } else if c == b'"' || c == b'`' {
+            let end = skip(b, i + 1, c, false);
+            out.push(Tok::Quoted(sql[i..end].to_string()));
+            i = end;
+        } else if c == b'$' {
+            // $1 parameter, or $tag$ ... $tag$ dollar-quoted string.
+            let mut j = i + 1;
+            if b.get(j).is_some_and(u8::is_ascii_digit) {
+                while j < n && b[j].is_ascii_digit() {
+                    j += 1;
+                }
+                out.push(Tok::Lit);
+                i = j;
+                continue;
+            }
+            while j < n && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                j += 1;
+            }
+            if b.get(j) == Some(&b'$') {
+                let tag = &sql[i..=j];
+                let body = j + 1;
+                i = sql[body..].find(tag).map_or(n, |p| body + p + tag.len());
+                out.push(Tok::Lit);
+            } else {
+                out.push(Tok::Punct("$".into()));
+                i += 1;
+            }
+        } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            let mut j = i + 1;
+            if c == b'0' && matches!(b.get(j), Some(b'x' | b'X')) {
+                j += 1;
+                while j < n && b[j].is_ascii_hexdigit() {
+                    j += 1;
+                }
+            } else {
+                while j < n && (b[j].is_ascii_digit() || b[j] == b'.') {
+                    j += 1;
+                }
+                if j < n && matches!(b[j], b'e' | b'E') {
+                    let mut k = j + 1;
+                    if k < n && matches!(b[k], b'+' | b'-') {
+                        k += 1;
+                    }
+                    if k < n && b[k].is_ascii_digit() {
+                        j = k;
+                        while j < n && b[j].is_ascii_digit() {
+                            j += 1;
+                        }
+                    }
+                }
+            }
+            out.push(Tok::Lit);
+            i = j;
+        } else if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
+            let mut j = i + 1;
+            while j < n && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'$' || b[j] >= 0x80) {
+                j += 1;
+            }
+            // x'..' / b'..' / E'..' / N'..' string prefixes are part of the literal.
+            if j == i + 1 && b.get(j) == Some(&b'\'') && matches!(c, b'x' | b'X' | b'b' | b'B' | b'e' | b'E' | b'n' | b'N') {
+                let esc = matches!(c, b'e' | b'E');
+                i = skip(b, j + 1, b'\'', esc);
+                out.push(Tok::Lit);
+                continue;
+            }
+            let w = sql[i..j].to_lowercase();
+            match w.as_str() {
+                "true" | "false" | "null" => out.push(Tok::Lit),
+                _ => out.push(Tok::Word(w)),
+            }
+            i = j;
+        } else if c == b'?' {
+            out.push(Tok::Lit);
+            i += 1;
+        } else if c == b':' && b.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic()) && out.last() != Some(&Tok::Punct(":".into())) {
+            let mut j = i + 1;
+            while j < n && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                j += 1;
+            }
+            out.push(Tok::Lit);
+            i = j;
+        } else {
+            const OPS: [&str; 10] = ["<=", ">=", "<>", "!=", "||", "::", "->>", "->", "=>", "**"];
+            let rest = &sql[i..];
+            let op = OPS.iter().find(|o| rest.starts_with(*o));
+            let len = op.map_or_else(|| rest.chars().next().map_or(1, char::len_utf8), |o| o.len());
+            out.push(Tok::Punct(rest[..len].to_string()));
+            i += len;
+        }
+    }
+    out
+}
+
+fn skip(b: &[u8], mut i: usize, q: u8, backslash: bool) -> usize {
+    while i < b.len() {
+        if backslash && b[i] == b'\\' {
+            i += 2;
+        } else if b[i] == q {
+            if b.get(i + 1) == Some(&q) {
+                i += 2;
+            } else {
+                return i + 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    b.len()
+}
+
+fn is_word(t: &Tok, w: &str) -> bool {
+    matches!(t, Tok::Word(x) if x == w)
+}
+fn is_punct(t: &Tok, p: &str) -> bool {
+    matches!(t, Tok::Punct(x) if x == p)
+}
+
+/// Normalizes one statement (see the module docs for the rules).
+pub fn normalize(sql: &str) -> String {
+    let raw = tokenize(sql);
+    // Unary minus before a literal is part of the literal: `a = -1` is `a = ?`.
+    let mut toks: Vec<Tok> = Vec::with_capacity(raw.len());
+    for (k, t) in raw.iter().enumerate() {
+        if is_punct(t, "-") && raw.get(k + 1) == Some(&Tok::Lit) && unary_position(toks.last()) {
+            continue;
+        }
+        toks.push(t.clone());
+    }
+    let mut out: Vec<String> = Vec::with_capacity(toks.len());
+    let mut i = 0;
+    while i < toks.len() {
+        let t = &toks[i];
+        // IN (?, ?, ...) -> in (?+)
+        if is_word(t, "in") && toks.get(i + 1).is_some_and(|t| is_punct(t, "(")) {
+            let mut j = i + 2;
+            let mut all_lits = true;
+            let mut count = 0;
+            while j < toks.len() && !is_punct(&toks[j], ")") {
+                let ok = if count % 2 == 0 { toks[j] == Tok::Lit } else { is_punct(&toks[j], ",") };
+                all_lits &= ok;
+                count += 1;
+                j += 1;
+            }
+            if all_lits && count > 0 && j < toks.len() {
+                out.push("in (?+)".into());
+                i = j + 1;
+                continue;
+            }
+        }
+        // LIMIT ?, ? and LIMIT ? OFFSET ? -> limit ?
+        if is_word(t, "limit") && toks.get(i + 1) == Some(&Tok::Lit) {
+            let mut j = i + 2;
+            if toks.get(j).is_some_and(|t| is_punct(t, ",") || is_word(t, "offset")) && toks.get(j + 1) == Some(&Tok::Lit) {
+                j += 2;
+            }
+            out.push("limit ?".into());
+            i = j;
+            continue;
+        }
+        // VALUES (...), (...), ... -> values (...)
+        if is_word(t, "values") && toks.get(i + 1).is_some_and(|t| is_punct(t, "(")) {
+            out.push("values".into());
+            let end = matching_paren(&toks, i + 1);
+            for t in &toks[i + 1..end] {
+                out.push(render(t));
+            }
+            let mut j = end;
+            while j < toks.len() && is_punct(&toks[j], ",") && toks.get(j + 1).is_some_and(|t| is_punct(t, "(")) {
+                j = matching_paren(&toks, j + 1);
+            }
+            i = j;
+            continue;
+        }
+        out.push(render(t));
+        i += 1;
+    }
+    // Drop a trailing semicolon.
+    if out.last().is_some_and(|s| s == ";") {
+        out.pop();
+    }
+    out.join(" ")
+}
+
+/// Whether a `-` after `prev` is a sign rather than a subtraction.
+fn unary_position(prev: Option<&Tok>) -> bool {
+    const KW: [&str; 18] = [
+        "select", "where", "and", "or", "when", "then", "else", "values", "by", "in", "not", "between", "limit",
+        "offset", "like", "is", "return", "set",
+    ];
+    match prev {
+        None => true,
+        Some(Tok::Punct(p)) => p != ")" && p != "]",
+        Some(Tok::Word(w)) => KW.contains(&w.as_str()),
+        _ => false,
+    }
+}
+
+/// Index after the `)` matching the `(` at `open`.
+fn matching_paren(toks: &[Tok], open: usize) -> usize {
+    let mut depth = 0;
+    for (k, t) in toks.iter().enumerate().skip(open) {
+        if is_punct(t, "(") {
+            depth += 1;
+        } else if is_punct(t, ")") {
+            depth -= 1;
+            if depth == 0 {
+                return k + 1;
+            }
+        }
+    }
+    toks.len()
+}
+
+fn render(t: &Tok) -> String {
+    match t {
+        Tok::Word(w) => w.clone(),
+        Tok::Quoted(q) => q.clone(),
+        Tok::Lit => "?".into(),
+        Tok::Punct(p) => p.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn pt_query_digest_rules() {
+        assert_eq!(normalize("SELECT * FROM t WHERE a=1"), "select * from t where a = ?");
+        assert_eq!(fingerprint("select * from t where a = 1").id, fingerprint("SELECT *\n FROM t WHERE A=2 -- c").id);
+        assert_eq!(normalize("select 'x''y', 1.5e3, 0xFF, true, NULL, $1, ?"), "select ? , ? , ? , ? , ? , ? , ?");
+        assert_eq!(normalize("select a from t where b in (1, 2, 3)"), "select a from t where b in (?+)");
+        assert_eq!(normalize("insert into t values (1,'a'),(2,'b'),(3,'c')"), "insert into t values ( ? , ? )");
+        assert_eq!(normalize("select a from t limit 10, 20"), "select a from t limit ?");
+        assert_eq!(normalize("select a from t limit 10 offset 5"), "select a from t limit ?");
+        assert_eq!(normalize("select \"MixedCase\" from t1 /* hi */"), "select \"MixedCase\" from t1");
+        assert_eq!(normalize("select $body$ a;b $body$"), "select ?");
+        assert_eq!(normalize("select a::int from t where x = :name"), "select a :: int from t where x = ?");
+        assert_eq!(normalize("select a - 1 from t where b = -2 and c in (-1, 2)"), "select a - ? from t where b = ? and c in (?+)");
+    }
+
+    #[test]
+    fn subquery_in_list_is_kept() {
+        assert_eq!(normalize("select 1 from t where a in (select b from u)"), "select ? from t where a in ( select b from u )");
+    }
+
+    #[test]
+    fn template_id_display_roundtrip() {
+        let id = fingerprint("select 1").id;
+        assert_eq!(id.to_string().parse::<TemplateId>(), Ok(id));
+    }
+
+    proptest! {
+        #[test]
+        fn literal_values_do_not_change_the_template(a in any::<i64>(), s in "[a-zA-Z0-9 ;]{0,20}") {
+            let q1 = format!("select x from t where a = {a} and s = '{s}'");
+            let q2 = "select x from t where a = 7 and s = 'other'";
+            prop_assert_eq!(fingerprint(&q1).id, fingerprint(q2).id);
+        }
+
+        #[test]
+        fn normalize_never_panics_and_is_idempotent_on_its_output(s in "\\PC{0,80}") {
+            let n = normalize(&s);
+            // Normalizing the normalized form again keeps the template stable.
+            prop_assert_eq!(normalize(&n), normalize(&normalize(&n)));
+        }
+
+        #[test]
+        fn partition_is_in_range(x in any::<u64>(), n in 1u32..64) {
+            let p = TemplateId(x).partition(n);
+            prop_assert!(p >= 1 && p <= n);
+        }
+    }
+}

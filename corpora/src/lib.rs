@@ -1,0 +1,31 @@
+//! # sqlflight-corpora
+//!
+//! Everything about *what* sqlflight replays: the [`QueryRecord`] (one captured
+//! statement and where it came from), the [`Corpus`] (a directory holding a
+//! `manifest.json` and `queries.jsonl`, plus optionally the schema DDL), ingest of
+//! `.sql` files and JSON Lines ([`ingest`]), statement splitting ([`split`]),
+//! fingerprints that group equivalent statements into templates ([`fingerprint`]),
+//! the bundled TPC-H and TPC-DS workloads ([`bundled`]) and TPC-H data generation
+//! ([`tpch`]), and the [`Catalog`] a corpus runs against (DDL, setup, data files).
+//!
+//! Main types: [`QueryRecord`], [`Corpus`], [`CorpusManifest`], [`CorpusWriter`],
+//! [`IngestReport`], [`TemplateId`].
+//!
+//! This crate must never talk to an engine, and must never drop a statement
+//! silently: input it cannot use is counted and reported with file and line (or byte
+//! offset), then skipped.
+
+pub mod bundled;
+pub mod catalog;
+pub mod corpus;
+pub mod fingerprint;
+pub mod ingest;
+pub mod record;
+pub mod split;
+pub mod tpch;
+
+pub use catalog::{Catalog, DdlSource, TableFormat, TableSource};
+pub use corpus::{Corpus, CorpusError, CorpusManifest, CorpusWriter};
+pub use fingerprint::{TemplateId, fingerprint};
+pub use ingest::{IngestFormat, IngestOptions, IngestReport, SkippedInput};
+pub use record::{QueryRecord, Source};

@@ -1,0 +1,68 @@
+//! The query record: one captured statement.
+
+use serde::{Deserialize, Serialize};
+
+use crate::fingerprint::{TemplateId, fingerprint};
+
+/// Where a statement was captured from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// File the statement was read from (as given to ingest).
+    pub file: String,
+    /// 1-based line of the statement's first character.
+    pub line: u64,
+}
+
+/// One captured statement and what is known about it.
+///
+/// `id` is stable: the same input ingested twice gives the same ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRecord {
+    pub id: String,
+    pub sql: String,
+    /// Template (fingerprint) id; computed from `sql` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_id: Option<TemplateId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Capture time (RFC 3339), as the source reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured_at: Option<String>,
+    /// Observed duration in milliseconds, when the source reported one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+impl QueryRecord {
+    /// A record with only id and SQL; the template id is computed.
+    pub fn new(id: impl Into<String>, sql: impl Into<String>) -> Self {
+        let sql = sql.into();
+        let template_id = Some(fingerprint(&sql).id);
+        QueryRecord {
+            id: id.into(),
+            sql,
+            template_id,
+            source: None,
+            user: None,
+            tenant: None,
+            database: None,
+            captured_at: None,
+            duration_ms: None,
+            tags: Vec::new(),
+        }
+    }
+
+    /// The template id, computing it if the record did not carry one.
+    pub fn template(&self) -> TemplateId {
+        self.template_id.unwrap_or_else(|| fingerprint(&self.sql).id)
+    }
+}

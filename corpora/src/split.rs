@@ -1,0 +1,263 @@
+//! Splitting SQL text into statements.
+//!
+//! A hand-written single-pass scanner rather than a SQL tokenizer: it must never
+//! fail on input that no dialect's tokenizer accepts (production logs hold every
+//! dialect), it is linear in the input (a 5 MB statement splits in milliseconds),
+//! and it only needs to know where a `;` is *not* a separator: inside `'strings'`
+//! (with `''` doubling, and backslash escapes when asked for or after `E'`),
+//! `"quoted identifiers"`, `` `backticks` ``, `-- line comments`, `/* nested block
+//! comments */` and PostgreSQL `$tag$ dollar-quoted bodies $tag$`.
+
+/// One statement found in a text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitStatement {
+    /// Statement text, trimmed, without the terminating `;`.
+    pub text: String,
+    /// Byte offset of the statement's first character in the input.
+    pub offset: usize,
+    /// 1-based line of the statement's first character.
+    pub line: u64,
+}
+
+/// Options of the splitter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SplitOptions {
+    /// Treat `\` as an escape inside every `'string'` (MySQL); otherwise only in
+    /// PostgreSQL `E'...'` strings.
+    pub backslash_escapes: bool,
+}
+
+/// Splits `input` into statements at top-level semicolons. Fragments holding only
+/// whitespace and comments are not statements and are dropped.
+pub fn split_statements(input: &str, opts: SplitOptions) -> Vec<SplitStatement> {
+    let bytes = input.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0usize;
+    // Whether the current fragment has any byte outside comments and whitespace.
+    let mut has_code = false;
+    let mut i = 0usize;
+    let n = bytes.len();
+    let push = |out: &mut Vec<SplitStatement>, start: usize, end: usize, has_code: bool| {
+        if !has_code {
+            return;
+        }
+        let frag = &input[start..end];
+        let lead = frag.len() - frag.trim_start().len();
+        let text = frag.trim();
+        if text.is_empty() {
+            return;
+        }
+        let offset = start + lead;
+        out.push(SplitStatement {
+            text: text.to_string(),
+            offset,
+            line: 0, // filled below in one pass
+        });
+    };
+    while i < n {
+        let b = bytes[i];
+        match b {
+            b';' => {
+                push(&mut out, start, i, has_code);
+                has_code = false;
+                start = i + 1;
+                i += 1;
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = memchr_or_end(bytes, i + 2, b'\n');
+            }
+            b'#' if opts.backslash_escapes => {
+                // MySQL line comment.
+                i = memchr_or_end(bytes, i + 1, b'\n');
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let mut depth = 1usize;
+                i += 2;
+                while i < n && depth > 0 {
+                    if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'\'' => {
+                has_code = true;
+                let escapes = opts.backslash_escapes
+                    || (i > 0
+                        && matches!(bytes[i - 1], b'E' | b'e')
+                        && (i < 2 || !is_ident_byte(bytes[i - 2])));
+                i = skip_quoted(bytes, i + 1, b'\'', escapes);
+            }
+            b'"' => {
+                has_code = true;
+                i = skip_quoted(bytes, i + 1, b'"', false);
+            }
+            b'`' => {
+                has_code = true;
+                i = skip_quoted(bytes, i + 1, b'`', false);
+            }
+            b'$' => {
+                has_code = true;
+                match dollar_tag(bytes, i) {
+                    Some(tag_end) => {
+                        let tag = &bytes[i..tag_end];
+                        i = find_subslice(bytes, tag_end, tag).map_or(n, |p| p + tag.len());
+                    }
+                    None => i += 1,
+                }
+            }
+            _ => {
+                if !b.is_ascii_whitespace() {
+                    has_code = true;
+                }
+                i += 1;
+            }
+        }
+    }
+    push(&mut out, start, n, has_code);
+    // Line numbers in one forward pass over the input.
+    let mut line = 1u64;
+    let mut pos = 0usize;
+    for st in &mut out {
+        line += bytes[pos..st.offset].iter().filter(|&&c| c == b'\n').count() as u64;
+        pos = st.offset;
+        st.line = line;
+    }
+    out
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+}
+
+fn memchr_or_end(bytes: &[u8], from: usize, needle: u8) -> usize {
+    bytes[from.min(bytes.len())..]
+        .iter()
+        .position(|&c| c == needle)
+        .map_or(bytes.len(), |p| from + p)
+}
+
+/// Skips a quoted run starting after the opening quote; returns the index after the
+/// closing quote (or the end of input for an unterminated quote).
+fn skip_quoted(bytes: &[u8], mut i: usize, quote: u8, backslash: bool) -> usize {
+    let n = bytes.len();
+    while i < n {
+        let c = bytes[i];
+        if backslash && c == b'\\' {
+            i += 2;
+        } else if c == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2; // doubled quote
+            } else {
+                return i + 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    n
+}
+
+/// If a dollar-quote opening tag (`$$` or `$tag$`) starts at `i`, returns the index
+/// after it. `$1` (a positional parameter) is not a tag.
+fn dollar_tag(bytes: &[u8], i: usize) -> Option<usize> {
+    if i > 0 && is_ident_byte(bytes[i - 1]) {
+        return None; // part of an identifier such as a$b
+    }
+    let mut j = i + 1;
+    if bytes.get(j).is_some_and(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+        j += 1;
+    }
+    (bytes.get(j) == Some(&b'$')).then_some(j + 1)
+}
+
+fn find_subslice(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    if from > hay.len() {
+        return None;
+    }
+    hay[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| from + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(s: &str) -> Vec<String> {
+        split_statements(s, SplitOptions::default())
+            .into_iter()
+            .map(|s| s.text)
+            .collect()
+    }
+
+    #[test]
+    fn splits_on_top_level_semicolons_only() {
+        let sql = "select 'a;b' as x; select \"c;d\" from t -- e;f\n; /* g; /* h; */ i; */ select 1;\
+                   select $$ j; $$; select $tag$ k;$$; $tag$ ; select $1;";
+        assert_eq!(
+            texts(sql),
+            vec![
+                "select 'a;b' as x",
+                "select \"c;d\" from t -- e;f",
+                "/* g; /* h; */ i; */ select 1",
+                "select $$ j; $$",
+                "select $tag$ k;$$; $tag$",
+                "select $1",
+            ]
+        );
+    }
+
+    #[test]
+    fn doubled_quotes_and_escapes() {
+        assert_eq!(texts("select 'it''s;'; select 2"), vec!["select 'it''s;'", "select 2"]);
+        // A backslash is not an escape in a standard string...
+        assert_eq!(texts(r"select 'C:\'; select 2"), vec![r"select 'C:\'", "select 2"]);
+        // ...but is in an E'' string.
+        assert_eq!(texts(r"select E'a\';b'; select 2"), vec![r"select E'a\';b'", "select 2"]);
+        let mysql = split_statements(
+            r"select 'a\';b'; select 2",
+            SplitOptions { backslash_escapes: true },
+        );
+        assert_eq!(mysql.len(), 2);
+    }
+
+    #[test]
+    fn comment_only_fragments_are_dropped_and_lines_counted() {
+        let sql = "-- header\n\nselect 1;\n-- trailing comment\n;\n\n  select\n2\n";
+        let st = split_statements(sql, SplitOptions::default());
+        assert_eq!(st.len(), 2);
+        assert_eq!(st[0].text, "-- header\n\nselect 1");
+        assert_eq!(st[0].line, 1);
+        assert_eq!(st[1].text, "select\n2");
+        assert_eq!(st[1].line, 7);
+        assert_eq!(&sql[st[1].offset..st[1].offset + 6], "select");
+    }
+
+    #[test]
+    fn unterminated_quote_runs_to_end() {
+        assert_eq!(texts("select 'abc; select 2"), vec!["select 'abc; select 2"]);
+    }
+
+    #[test]
+    fn five_megabyte_statement() {
+        let mut sql = String::from("select ");
+        while sql.len() < 5 * 1024 * 1024 {
+            sql.push_str("'x;y' || ");
+        }
+        sql.push_str("'end'; select 2;");
+        let st = split_statements(&sql, SplitOptions::default());
+        assert_eq!(st.len(), 2);
+        assert!(st[0].text.len() > 5 * 1024 * 1024 - 10);
+        assert_eq!(st[1].text, "select 2");
+    }
+}

@@ -1,0 +1,18 @@
+//! # sqlflight-diffing
+//!
+//! Pure comparison logic, shared by every driver: the [`ErrorClass`] vocabulary,
+//! plan normalization and unified plan diffs ([`plan`]), change signatures that
+//! group plan changes by root cause, and the playback outcome classes and the
+//! outcome record written to `outcomes.jsonl` ([`outcome`]).
+//!
+//! Main types: [`ErrorClass`], [`PlaybackClass`], [`SideResult`], [`OutcomeRecord`],
+//! [`plan::NormalizedPlan`].
+//!
+//! This crate must never do I/O and never know an engine: everything it compares
+//! arrives as data, so its verdicts do not depend on the engine being judged.
+
+pub mod outcome;
+pub mod plan;
+
+pub use outcome::{ErrorClass, OutcomeRecord, PlaybackClass, SideResult, classify_playback, playback_outcome};
+pub use plan::{NormalizedPlan, change_signature, normalize_plan, plan_diff};

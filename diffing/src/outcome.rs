@@ -1,0 +1,295 @@
+//! Outcome classes and the outcome record.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{NormalizedPlan, change_signature, plan_diff};
+
+/// What kind of error an engine returned. Classified, not just stored as text, so
+/// that a change of class (a clean plan error turning into an internal error) is
+/// itself a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The SQL text could not be parsed.
+    Parse,
+    /// Semantic or unsupported: unknown table or column, type errors, not implemented.
+    Plan,
+    /// Failed while running.
+    Execution,
+    /// Ran out of memory, disk or another limit.
+    Resource,
+    /// An engine bug: internal error, failed assertion, an optimizer rule failure.
+    Internal,
+    /// Did not finish in the allotted time.
+    Timeout,
+    /// Panicked, or its process died.
+    Crash,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Parse => "parse",
+            ErrorClass::Plan => "plan",
+            ErrorClass::Execution => "execution",
+            ErrorClass::Resource => "resource",
+            ErrorClass::Internal => "internal",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Crash => "crash",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Playback outcome classes (DESIGN.md section 6), written as snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlaybackClass {
+    SamePlan,
+    PlanChanged,
+    NewFailure,
+    Fixed,
+    BothFailSame,
+    BothFailChanged,
+    NewInternalError,
+    Crash,
+    Timeout,
+    Skipped,
+}
+
+impl PlaybackClass {
+    pub const ALL: [PlaybackClass; 10] = [
+        PlaybackClass::NewFailure,
+        PlaybackClass::NewInternalError,
+        PlaybackClass::Crash,
+        PlaybackClass::Timeout,
+        PlaybackClass::PlanChanged,
+        PlaybackClass::BothFailChanged,
+        PlaybackClass::Fixed,
+        PlaybackClass::BothFailSame,
+        PlaybackClass::SamePlan,
+        PlaybackClass::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlaybackClass::SamePlan => "same_plan",
+            PlaybackClass::PlanChanged => "plan_changed",
+            PlaybackClass::NewFailure => "new_failure",
+            PlaybackClass::Fixed => "fixed",
+            PlaybackClass::BothFailSame => "both_fail_same",
+            PlaybackClass::BothFailChanged => "both_fail_changed",
+            PlaybackClass::NewInternalError => "new_internal_error",
+            PlaybackClass::Crash => "crash",
+            PlaybackClass::Timeout => "timeout",
+            PlaybackClass::Skipped => "skipped",
+        }
+    }
+
+    /// Whether this class is a regression (makes the exit code 1).
+    pub fn is_regression(self) -> bool {
+        matches!(
+            self,
+            PlaybackClass::NewFailure | PlaybackClass::NewInternalError | PlaybackClass::Crash | PlaybackClass::Timeout
+        )
+    }
+}
+
+impl std::fmt::Display for PlaybackClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One side's result for one query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SideResult {
+    Ok {
+        plan_hash: String,
+        #[serde(skip)]
+        plan: Option<NormalizedPlan>,
+        elapsed_us: u64,
+    },
+    Error {
+        error_class: ErrorClass,
+        error: String,
+        elapsed_us: u64,
+    },
+}
+
+impl SideResult {
+    pub fn ok(plan: NormalizedPlan, elapsed_us: u64) -> Self {
+        SideResult::Ok {
+            plan_hash: plan.hash(),
+            plan: Some(plan),
+            elapsed_us,
+        }
+    }
+
+    pub fn error_class(&self) -> Option<ErrorClass> {
+        match self {
+            SideResult::Ok { .. } => None,
+            SideResult::Error { error_class, .. } => Some(*error_class),
+        }
+    }
+}
+
+/// One line of `outcomes.jsonl`. `query_id`, `template_id` and `class` are the
+/// stable keys scripts rely on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    pub query_id: String,
+    pub template_id: String,
+    pub class: PlaybackClass,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<SideResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<SideResult>,
+    /// Root-cause group of a plan change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_signature: Option<String>,
+    /// Unified diff of the normalized plans, for plan changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+impl OutcomeRecord {
+    /// A skipped query.
+    pub fn skipped(query_id: String, template_id: String, reason: impl Into<String>) -> Self {
+        OutcomeRecord {
+            query_id,
+            template_id,
+            class: PlaybackClass::Skipped,
+            skip_reason: Some(reason.into()),
+            baseline: None,
+            candidate: None,
+            change_signature: None,
+            diff: None,
+        }
+    }
+
+    /// The record without timings: what must be identical between two runs of the
+    /// same corpus and profiles (used by resume and partition checks).
+    pub fn without_timings(&self) -> OutcomeRecord {
+        let strip = |s: &Option<SideResult>| {
+            s.as_ref().map(|s| match s {
+                SideResult::Ok { plan_hash, plan, .. } => SideResult::Ok {
+                    plan_hash: plan_hash.clone(),
+                    plan: plan.clone(),
+                    elapsed_us: 0,
+                },
+                SideResult::Error { error_class, error, .. } => SideResult::Error {
+                    error_class: *error_class,
+                    error: error.clone(),
+                    elapsed_us: 0,
+                },
+            })
+        };
+        OutcomeRecord {
+            baseline: strip(&self.baseline),
+            candidate: strip(&self.candidate),
+            ..self.clone()
+        }
+    }
+}
+
+/// Classifies one query from both sides' results (DESIGN.md section 6).
+pub fn classify_playback(baseline: &SideResult, candidate: &SideResult) -> PlaybackClass {
+    use ErrorClass as E;
+    match (baseline.error_class(), candidate.error_class()) {
+        (None, None) => {
+            let same = match (baseline, candidate) {
+                (SideResult::Ok { plan_hash: a, .. }, SideResult::Ok { plan_hash: b, .. }) => a == b,
+                _ => unreachable!("both sides are Ok"),
+            };
+            if same { PlaybackClass::SamePlan } else { PlaybackClass::PlanChanged }
+        }
+        (None, Some(E::Crash)) => PlaybackClass::Crash,
+        (None, Some(E::Timeout)) => PlaybackClass::Timeout,
+        (None, Some(_)) => PlaybackClass::NewFailure,
+        (Some(_), None) => PlaybackClass::Fixed,
+        (Some(b), Some(c)) if b == c => PlaybackClass::BothFailSame,
+        (Some(_), Some(E::Crash)) => PlaybackClass::Crash,
+        (Some(_), Some(E::Timeout)) => PlaybackClass::Timeout,
+        (Some(b), Some(E::Internal)) if b != E::Crash && b != E::Timeout => PlaybackClass::NewInternalError,
+        (Some(_), Some(_)) => PlaybackClass::BothFailChanged,
+    }
+}
+
+/// Builds the full outcome record of one compiled query.
+pub fn playback_outcome(query_id: String, template_id: String, baseline: SideResult, candidate: SideResult) -> OutcomeRecord {
+    let class = classify_playback(&baseline, &candidate);
+    let (mut change_signature_, mut diff) = (None, None);
+    if class == PlaybackClass::PlanChanged
+        && let (SideResult::Ok { plan: Some(a), .. }, SideResult::Ok { plan: Some(b), .. }) = (&baseline, &candidate)
+    {
+        change_signature_ = Some(change_signature(a, b));
+        diff = Some(plan_diff(a, b));
+    }
+    OutcomeRecord {
+        query_id,
+        template_id,
+        class,
+        skip_reason: None,
+        baseline: Some(baseline),
+        candidate: Some(candidate),
+        change_signature: change_signature_,
+        diff,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(p: &str) -> SideResult {
+        SideResult::ok(NormalizedPlan::new(p, Some(p)), 1)
+    }
+    fn err(c: ErrorClass) -> SideResult {
+        SideResult::Error {
+            error_class: c,
+            error: "boom".into(),
+            elapsed_us: 1,
+        }
+    }
+
+    #[test]
+    fn classification_table() {
+        use ErrorClass::*;
+        use PlaybackClass as P;
+        assert_eq!(classify_playback(&ok("a"), &ok("a")), P::SamePlan);
+        assert_eq!(classify_playback(&ok("a"), &ok("b")), P::PlanChanged);
+        assert_eq!(classify_playback(&ok("a"), &err(Plan)), P::NewFailure);
+        assert_eq!(classify_playback(&ok("a"), &err(Crash)), P::Crash);
+        assert_eq!(classify_playback(&ok("a"), &err(Timeout)), P::Timeout);
+        assert_eq!(classify_playback(&err(Plan), &ok("a")), P::Fixed);
+        assert_eq!(classify_playback(&err(Parse), &err(Parse)), P::BothFailSame);
+        assert_eq!(classify_playback(&err(Crash), &err(Crash)), P::BothFailSame);
+        assert_eq!(classify_playback(&err(Plan), &err(Internal)), P::NewInternalError);
+        assert_eq!(classify_playback(&err(Plan), &err(Execution)), P::BothFailChanged);
+        assert_eq!(classify_playback(&err(Internal), &err(Plan)), P::BothFailChanged);
+        assert_eq!(classify_playback(&err(Plan), &err(Crash)), P::Crash);
+        assert_eq!(classify_playback(&err(Timeout), &err(Internal)), P::BothFailChanged);
+    }
+
+    #[test]
+    fn record_json_has_stable_keys() {
+        let r = playback_outcome("q1".into(), "00000000000000ff".into(), ok("A: x"), ok("B: y"));
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["query_id"], "q1");
+        assert_eq!(v["template_id"], "00000000000000ff");
+        assert_eq!(v["class"], "plan_changed");
+        assert_eq!(v["baseline"]["status"], "ok");
+        assert_eq!(v["change_signature"], "A -> B");
+        let back: OutcomeRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back.class, PlaybackClass::PlanChanged);
+    }
+}
