@@ -3,7 +3,8 @@
 //! Pure comparison logic, shared by every driver: the [`ErrorClass`] vocabulary,
 //! plan normalization and unified plan diffs ([`plan`]), change signatures that
 //! group plan changes by root cause, and the playback outcome classes and the
-//! outcome record written to `outcomes.jsonl` ([`outcome`]).
+//! outcome record written to `outcomes.jsonl` ([`outcome`]), and the run
+//! directory's manifest ([`run`]).
 //!
 //! Main types: [`ErrorClass`], [`PlaybackClass`], [`SideResult`], [`OutcomeRecord`],
 //! [`plan::NormalizedPlan`].
@@ -13,6 +14,8 @@
 
 pub mod outcome;
 pub mod plan;
+pub mod run;
 
 pub use outcome::{ErrorClass, OutcomeRecord, PlaybackClass, SideResult, classify_playback, playback_outcome};
+pub use run::{CorpusInfo, EngineInfo, PartitionSpec, RunManifest, RunStatus};
 pub use plan::{NormalizedPlan, change_signature, normalize_plan, plan_diff};

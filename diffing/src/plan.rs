@@ -113,7 +113,8 @@ fn kind_counts(plan: &str) -> BTreeMap<&str, i64> {
 }
 
 /// Groups a plan change by root cause: which operator kinds disappeared and which
-/// appeared (`HashJoinExec -> SortExec, SortMergeJoinExec`). When the same kinds
+/// appeared (`HashJoinExec -> SortMergeJoinExec`), leaving out the
+/// [`SECONDARY_KINDS`] when other kinds changed. When the same kinds
 /// remain and only their details changed, the changed kinds prefixed with `~`
 /// (`~ FilterExec`). Physical plans are compared when both sides have one; a change
 /// visible only in the logical plan is prefixed `logical: `.
@@ -132,20 +133,37 @@ pub fn change_signature(baseline: &NormalizedPlan, candidate: &NormalizedPlan) -
     String::new()
 }
 
+/// Operator kinds that optimizers insert as a consequence of another change
+/// (distribution and ordering enforcers, projections), in DataFusion's and
+/// PostgreSQL's naming. A change signature names them only when nothing else
+/// changed, so that e.g. every plan whose hash joins became sort-merge joins falls
+/// in one group whatever sorts and repartitions came with it.
+pub const SECONDARY_KINDS: [&str; 14] = [
+    "SortExec",
+    "RepartitionExec",
+    "CoalescePartitionsExec",
+    "CoalesceBatchesExec",
+    "SortPreservingMergeExec",
+    "ProjectionExec",
+    "Projection",
+    "SubqueryAlias",
+    "Sort",
+    "Materialize",
+    "Gather",
+    "Gather Merge",
+    "Hash",
+    "Result",
+];
+
 fn signature_of(a: &str, b: &str) -> String {
     let ca = kind_counts(a);
     let cb = kind_counts(b);
-    let mut removed = Vec::new();
-    let mut added = Vec::new();
-    for k in ca.keys().chain(cb.keys()).collect::<std::collections::BTreeSet<_>>() {
-        let d = cb.get(k).copied().unwrap_or(0) - ca.get(k).copied().unwrap_or(0);
-        if d < 0 {
-            removed.push(*k);
-        } else if d > 0 {
-            added.push(*k);
-        }
-    }
-    if removed.is_empty() && added.is_empty() {
+    let kinds: std::collections::BTreeSet<&str> = ca.keys().chain(cb.keys()).copied().collect();
+    let delta = |k: &str| cb.get(k).copied().unwrap_or(0) - ca.get(k).copied().unwrap_or(0);
+    let changed: Vec<&str> = kinds.into_iter().filter(|k| delta(k) != 0).collect();
+    let primary: Vec<&str> = changed.iter().copied().filter(|k| !SECONDARY_KINDS.contains(k)).collect();
+    let pick = if primary.is_empty() { changed } else { primary };
+    if pick.is_empty() {
         // Same operators: name the kinds whose lines changed.
         let la: std::collections::BTreeSet<&str> = a.lines().collect();
         let lb: std::collections::BTreeSet<&str> = b.lines().collect();
@@ -153,6 +171,8 @@ fn signature_of(a: &str, b: &str) -> String {
             la.symmetric_difference(&lb).map(|l| operator_kind(l)).collect();
         return format!("~ {}", changed.into_iter().collect::<Vec<_>>().join(", "));
     }
+    let removed: Vec<&str> = pick.iter().copied().filter(|k| delta(k) < 0).collect();
+    let added: Vec<&str> = pick.iter().copied().filter(|k| delta(k) > 0).collect();
     let side = |v: Vec<&str>| if v.is_empty() { "(none)".to_string() } else { v.join(", ") };
     format!("{} -> {}", side(removed), side(added))
 }
@@ -184,7 +204,10 @@ mod tests {
             "Projection: a",
             Some("ProjectionExec: x\n  SortMergeJoinExec: on=a\n    SortExec: a\n      A\n    SortExec: b\n      B"),
         );
-        assert_eq!(change_signature(&a, &b), "HashJoinExec -> SortExec, SortMergeJoinExec");
+        // Enforcers that came with the join change do not split the group.
+        assert_eq!(change_signature(&a, &b), "HashJoinExec -> SortMergeJoinExec");
+        let only_sort = NormalizedPlan::new("Projection: a", Some("ProjectionExec: x\n  SortExec: a\n    HashJoinExec: on=a\n      A\n      B"));
+        assert_eq!(change_signature(&a, &only_sort), "(none) -> SortExec");
         let c = NormalizedPlan::new("Projection: a", Some("ProjectionExec: y\n  HashJoinExec: on=a\n    A\n    B"));
         assert_eq!(change_signature(&a, &c), "~ ProjectionExec");
         let d = NormalizedPlan::new("Projection: b", Some("ProjectionExec: x\n  HashJoinExec: on=a\n    A\n    B"));

@@ -1,1 +1,246 @@
-//! placeholder
+//! # sqlflight-playback
+//!
+//! The compile-only replay driver. [`run_playback`] compiles every selected query
+//! of a corpus with a baseline and a candidate [`Engine`], classifies each pair of
+//! results, and appends one outcome line per query to the run directory's
+//! `outcomes.jsonl` as soon as it completes. Work is spread over a rayon pool
+//! (`jobs`); `--partition K/N` selects templates by hash; a run interrupted at any
+//! point is resumed with nothing lost or duplicated (`sqlflight_runs::Journal`).
+//!
+//! Main types: [`PlaybackOptions`], [`PlaybackSummary`], [`Progress`],
+//! [`PlaybackError`].
+//!
+//! It must never let one query end the run: a panic in an engine becomes a `crash`
+//! outcome, a compile that does not finish within the timeout becomes `timeout`
+//! (the stuck compile is abandoned on its own thread). It never writes a plan or
+//! error of a query anywhere but the run directory.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use sqlflight_corpora::{Corpus, QueryRecord};
+use sqlflight_diffing::outcome::playback_outcome;
+use sqlflight_diffing::{
+    CorpusInfo, ErrorClass, NormalizedPlan, OutcomeRecord, PartitionSpec, PlaybackClass, RunManifest, RunStatus,
+    SideResult,
+};
+use sqlflight_engines::{Engine, EngineError};
+
+pub use sqlflight_runs::{Journal, JournalError};
+
+/// Name prefix of the threads that run compiles; a panic hook can recognise them.
+pub const COMPILE_THREAD_PREFIX: &str = "sqlflight-compile";
+
+/// Options of one playback run.
+#[derive(Debug, Clone)]
+pub struct PlaybackOptions {
+    /// Run directory.
+    pub out: PathBuf,
+    /// Worker threads (at least 1).
+    pub jobs: usize,
+    pub partition: Option<PartitionSpec>,
+    /// Continue the run in `out` instead of starting a new one.
+    pub resume: bool,
+    /// Per-compile time limit.
+    pub timeout: Duration,
+    /// The resolved configuration, stored in the manifest.
+    pub config: serde_json::Value,
+}
+
+/// Receives progress; implementations draw bars, print lines, or nothing.
+pub trait Progress: Sync {
+    /// `total` queries selected, `done` of them already in the journal (resume).
+    fn start(&self, total: u64, done: u64);
+    fn completed(&self, outcome: &OutcomeRecord);
+    fn finish(&self);
+}
+
+/// A [`Progress`] that reports nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {
+    fn start(&self, _: u64, _: u64) {}
+    fn completed(&self, _: &OutcomeRecord) {}
+    fn finish(&self) {}
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaybackError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot start {jobs} worker threads: {message}")]
+    Pool { jobs: usize, message: String },
+}
+
+/// What a finished run holds.
+#[derive(Debug, Clone)]
+pub struct PlaybackSummary {
+    pub dir: PathBuf,
+    pub manifest: RunManifest,
+    /// Every outcome of the run (resumed ones included), sorted by query id.
+    pub outcomes: Vec<OutcomeRecord>,
+}
+
+impl PlaybackSummary {
+    pub fn regressions(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.class.is_regression()).count()
+    }
+}
+
+/// The queries of `corpus` that partition `p` selects.
+pub fn select<'a>(corpus: &'a Corpus, p: Option<PartitionSpec>) -> Vec<&'a QueryRecord> {
+    corpus
+        .records
+        .iter()
+        .filter(|r| p.is_none_or(|p| r.template().partition(p.n) == p.k))
+        .collect()
+}
+
+/// Replays `corpus` through both engines into the run directory `opts.out`.
+pub fn run_playback(
+    corpus: &Corpus,
+    baseline: Arc<dyn Engine>,
+    candidate: Arc<dyn Engine>,
+    opts: &PlaybackOptions,
+    progress: &dyn Progress,
+) -> Result<PlaybackSummary, PlaybackError> {
+    let selected = select(corpus, opts.partition);
+    let manifest = RunManifest {
+        format: sqlflight_diffing::run::RUN_FORMAT.into(),
+        version: sqlflight_diffing::run::RUN_VERSION,
+        kind: "playback".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        corpus: CorpusInfo {
+            name: corpus.manifest.name.clone(),
+            path: corpus.dir.as_ref().map(|d| d.display().to_string()),
+            hash: corpus.hash.clone(),
+            queries: corpus.records.len() as u64,
+        },
+        baseline: baseline.info().clone(),
+        candidate: candidate.info().clone(),
+        config: opts.config.clone(),
+        partition: opts.partition,
+        selected: selected.len() as u64,
+        jobs: opts.jobs.max(1),
+        timeout_ms: opts.timeout.as_millis() as u64,
+        started_at: now(),
+        finished_at: None,
+        status: RunStatus::Running,
+        resumed: 0,
+        counts: Default::default(),
+    };
+    let journal = Journal::open(&opts.out, manifest, opts.resume)?;
+    let todo: Vec<&QueryRecord> = selected.into_iter().filter(|r| !journal.is_done(&r.id)).collect();
+    progress.start(journal.manifest().selected, journal.done_count() as u64);
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1))
+        .thread_name(|i| format!("sqlflight-playback-{i}"))
+        .build()
+        .map_err(|e| PlaybackError::Pool {
+            jobs: opts.jobs,
+            message: e.to_string(),
+        })?;
+    let write_err = std::sync::Mutex::new(None::<JournalError>);
+    pool.install(|| {
+        todo.par_iter().with_max_len(1).for_each(|rec| {
+            if write_err.lock().is_ok_and(|e| e.is_some()) {
+                return; // the journal failed: stop taking work
+            }
+            let outcome = play_one(rec, &baseline, &candidate, opts.timeout);
+            match journal.append(&outcome) {
+                Ok(()) => progress.completed(&outcome),
+                Err(e) => {
+                    if let Ok(mut slot) = write_err.lock() {
+                        slot.get_or_insert(e);
+                    }
+                }
+            }
+        })
+    });
+    progress.finish();
+    if let Some(e) = write_err.into_inner().ok().flatten() {
+        return Err(e.into());
+    }
+    let (manifest, outcomes) = journal.complete(now())?;
+    Ok(PlaybackSummary {
+        dir: opts.out.clone(),
+        manifest,
+        outcomes,
+    })
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Compiles one query on both sides and classifies it.
+pub fn play_one(rec: &QueryRecord, baseline: &Arc<dyn Engine>, candidate: &Arc<dyn Engine>, timeout: Duration) -> OutcomeRecord {
+    let template = rec.template().to_string();
+    if rec.sql.trim().is_empty() {
+        return OutcomeRecord::skipped(rec.id.clone(), template, "empty statement");
+    }
+    let b = compile_guarded(baseline, &rec.sql, timeout);
+    let c = compile_guarded(candidate, &rec.sql, timeout);
+    playback_outcome(rec.id.clone(), template, b, c)
+}
+
+/// Compiles on a thread of its own, so a panic becomes `crash` and a compile that
+/// hangs becomes `timeout` while the run goes on (the hung thread is abandoned and
+/// keeps its engine handle alive until it ends).
+pub fn compile_guarded(engine: &Arc<dyn Engine>, sql: &str, timeout: Duration) -> SideResult {
+    let start = Instant::now();
+    let elapsed = |s: Instant| s.elapsed().as_micros() as u64;
+    let (tx, rx) = mpsc::sync_channel(1);
+    let thread_engine = Arc::clone(engine);
+    let thread_sql = sql.to_string();
+    let spawned = std::thread::Builder::new()
+        .name(format!("{COMPILE_THREAD_PREFIX}-{}", engine.info().profile))
+        .stack_size(16 * 1024 * 1024)
+        .spawn(move || {
+            let r = catch_unwind(AssertUnwindSafe(|| thread_engine.compile(&thread_sql)));
+            let _ = tx.send(r); // the receiver is gone only after a timeout
+        });
+    let result = match spawned {
+        Err(e) => Err(EngineError::new(ErrorClass::Internal, format!("cannot start a compile thread: {e}"))),
+        Ok(_) => match rx.recv_timeout(timeout) {
+            Ok(Ok(r)) => r,
+            Ok(Err(payload)) => Err(EngineError::new(ErrorClass::Crash, panic_message(payload.as_ref()))),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                Err(EngineError::new(ErrorClass::Timeout, format!("did not compile within {timeout:?}")))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(EngineError::new(ErrorClass::Crash, "the compile thread ended without a result"))
+            }
+        },
+    };
+    match result {
+        Ok(plan) => SideResult::ok(NormalizedPlan::new(&plan.logical, plan.physical.as_deref()), elapsed(start)),
+        Err(e) => SideResult::Error {
+            error_class: e.class,
+            error: e.message,
+            elapsed_us: elapsed(start),
+        },
+    }
+}
+
+/// The message of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".into());
+    format!("panicked: {msg}")
+}
+
+/// Classes in report order with their counts (zero counts included).
+pub fn class_counts(outcomes: &[OutcomeRecord]) -> Vec<(PlaybackClass, u64)> {
+    PlaybackClass::ALL
+        .iter()
+        .map(|c| (*c, outcomes.iter().filter(|o| o.class == *c).count() as u64))
+        .collect()
+}

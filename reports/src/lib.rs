@@ -1,1 +1,55 @@
-//! placeholder
+//! # sqlflight-reports
+//!
+//! Turns runs into something a person reads. Today: the Markdown summary of a
+//! playback run ([`markdown::playback_markdown`]): verdict, counts per outcome class,
+//! every regression with its error, and the plan-change groups by change signature
+//! with one example diff each. Later issues add HTML, JSON, JUnit, gate policies,
+//! run comparison and merge.
+//!
+//! Main types: [`markdown::ChangeGroup`], [`RunView`].
+//!
+//! It must never run an engine, and never print anything that is not already in
+//! the run directory (a report adds no data, so it cannot leak any).
+
+pub mod markdown;
+
+use std::path::Path;
+
+use sqlflight_diffing::{OutcomeRecord, RunManifest};
+
+/// A run as the reports see it.
+#[derive(Debug, Clone)]
+pub struct RunView {
+    pub manifest: RunManifest,
+    pub outcomes: Vec<OutcomeRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Run(#[from] sqlflight_runs::JournalError),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RunView {
+    /// Reads a run directory.
+    pub fn read(dir: &Path) -> Result<RunView, ReportError> {
+        let (manifest, outcomes) = sqlflight_runs::read_run(dir)?;
+        Ok(RunView { manifest, outcomes })
+    }
+}
+
+/// Writes `report.md` into the run directory and returns its path.
+pub fn write_markdown(dir: &Path, run: &RunView) -> Result<std::path::PathBuf, ReportError> {
+    let path = dir.join("report.md");
+    std::fs::write(&path, markdown::playback_markdown(run)).map_err(|source| ReportError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}

@@ -1,0 +1,43 @@
+//! One module per command.
+
+pub mod bench;
+pub mod corpus;
+pub mod demo;
+pub mod playback;
+pub mod report;
+
+use crate::{Cli, Cmd};
+
+/// Runs the parsed command; returns the exit code (errors become 2 in the caller).
+pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
+    match &cli.cmd {
+        Cmd::Demo(a) => demo::run(a, cli),
+        Cmd::Playback(a) => playback::run(a, cli),
+        Cmd::Corpus(c) => corpus::run(c, cli),
+        Cmd::Report(a) => report::run(a, cli),
+        Cmd::Bench(b) => bench::run(b, cli),
+    }
+}
+
+/// The cache directory: `$SQLFLIGHT_CACHE`, else `$XDG_CACHE_HOME/sqlflight`, else
+/// `~/.cache/sqlflight`.
+pub fn cache_dir() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("SQLFLIGHT_CACHE") {
+        return d.into();
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return std::path::Path::new(&d).join("sqlflight");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    std::path::Path::new(&home).join(".cache").join("sqlflight")
+}
+
+/// Default worker count: all cores.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A timestamp for default run directory names.
+pub fn stamp() -> String {
+    chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string()
+}

@@ -1,0 +1,261 @@
+//! `sqlflight playback`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlflight_corpora::{Catalog, Corpus};
+use sqlflight_diffing::{PartitionSpec, PlaybackClass, SideResult};
+use sqlflight_engines::{BuildError, Engine, EngineSpec, build_engine};
+use sqlflight_playback::{PlaybackOptions, PlaybackSummary, run_playback};
+use sqlflight_reports::{RunView, markdown, write_markdown};
+
+use crate::config::{Config, build_catalog, load_corpus};
+use crate::progress::{RunProgress, UiMode};
+use crate::{Cli, EXIT_OK, EXIT_REGRESSION};
+
+/// Default per-compile time limit.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, clap::Args)]
+pub struct PlaybackArgs {
+    /// Config file (corpus, catalog, engines).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Corpus directory, or bundled:tpch / bundled:tpcds (overrides the config).
+    #[arg(long)]
+    pub corpus: Option<String>,
+    /// Baseline engine profile name from the config [default: baseline].
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Candidate engine profile name from the config [default: candidate].
+    #[arg(long)]
+    pub candidate: Option<String>,
+    /// Run directory [default: sqlflight-runs/<corpus>-<time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Only the templates in partition K of N (by template hash), e.g. 1/4.
+    #[arg(long)]
+    pub partition: Option<PartitionSpec>,
+    /// Worker threads [default: all cores].
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Continue an interrupted run in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Per-compile time limit, e.g. 30s [default: 60s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// Everything a playback needs, resolved.
+pub struct PlaybackJob {
+    pub corpus: Corpus,
+    pub catalog: Catalog,
+    pub baseline: (String, EngineSpec),
+    pub candidate: (String, EngineSpec),
+    pub options: PlaybackOptions,
+    /// The config, to locate engine errors in it.
+    pub config: Config,
+}
+
+/// Builds both engines, runs the playback with progress, writes `report.md`.
+pub fn execute(job: &PlaybackJob, ui: UiMode) -> anyhow::Result<(PlaybackSummary, PathBuf)> {
+    let baseline = make_engine(&job.config, &job.baseline, &job.catalog)?;
+    let candidate = make_engine(&job.config, &job.candidate, &job.catalog)?;
+    let progress = RunProgress::new(ui, job.corpus.manifest.name.clone());
+    let summary = run_playback(&job.corpus, baseline, candidate, &job.options, &progress)
+        .with_context(|| format!("playback into {}", job.options.out.display()))?;
+    let view = RunView {
+        manifest: summary.manifest.clone(),
+        outcomes: summary.outcomes.clone(),
+    };
+    let report = write_markdown(&summary.dir, &view)?;
+    Ok((summary, report))
+}
+
+fn make_engine(cfg: &Config, (name, spec): &(String, EngineSpec), catalog: &Catalog) -> anyhow::Result<Arc<dyn Engine>> {
+    build_engine(name, spec, catalog).map_err(|e| {
+        let (needle, fix) = match &e {
+            BuildError::Setting { key, .. } => (key.clone(), "use a DataFusion config key and a value of its type (see DataFusion's configuration docs)"),
+            BuildError::UnknownRule { rule, .. } => (rule.clone(), "use one of the rule names the message lists"),
+            BuildError::Catalog { .. } => ("catalog".to_string(), "fix the DDL or the table path the message names"),
+            BuildError::Setup { statement, .. } => (statement.clone(), "fix or remove the setup statement"),
+            BuildError::Other { .. } => (name.clone(), "see the message"),
+        };
+        if cfg.path.is_some() {
+            anyhow::Error::new(cfg.error_at(&needle, e.to_string(), fix))
+        } else {
+            anyhow::Error::new(e)
+        }
+    })
+}
+
+fn pick_engine(cfg: &Config, flag: Option<&String>, key: Option<&String>, default: &str) -> anyhow::Result<(String, EngineSpec)> {
+    let name = flag.or(key).cloned().unwrap_or_else(|| default.to_string());
+    match cfg.file.engines.get(&name) {
+        Some(spec) => Ok((name, spec.clone())),
+        None => {
+            let known: Vec<&str> = cfg.file.engines.keys().map(String::as_str).collect();
+            let fix = if known.is_empty() {
+                "define engine profiles under `engines:` in a config passed with -c (see the README)".to_string()
+            } else {
+                format!("define it under `engines:`, or pick one of: {}", known.join(", "))
+            };
+            Err(cfg.error_at(&name, format!("engine profile `{name}` ({default}) is not defined"), fix).into())
+        }
+    }
+}
+
+/// Resolves command-line arguments and config into a job.
+pub fn resolve(args: &PlaybackArgs) -> anyhow::Result<PlaybackJob> {
+    let cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let corpus = match (&args.corpus, &cfg.file.corpus) {
+        (Some(c), _) => load_corpus(c, &Config::default())?,
+        (None, Some(c)) => load_corpus(c, &cfg).map_err(|e| anyhow::Error::new(cfg.error_at(c, format!("{e:#}"), "point `corpus:` at a corpus directory or bundled:tpch / bundled:tpcds")))?,
+        (None, None) => anyhow::bail!("no corpus: pass --corpus DIR (or bundled:tpch) or set `corpus:` in the config"),
+    };
+    let catalog = build_catalog(&cfg, &corpus)?;
+    let baseline = pick_engine(&cfg, args.baseline.as_ref(), cfg.file.baseline.as_ref(), "baseline")?;
+    let candidate = pick_engine(&cfg, args.candidate.as_ref(), cfg.file.candidate.as_ref(), "candidate")?;
+    if args.resume && args.out.is_none() {
+        anyhow::bail!("--resume needs --out: the run directory to continue");
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("sqlflight-runs").join(format!("{}-{}", corpus.manifest.name, super::stamp())));
+    let pb = cfg.file.playback.clone().unwrap_or_default();
+    let jobs = args.jobs.or(pb.jobs).unwrap_or_else(super::default_jobs).max(1);
+    let timeout = match args.timeout {
+        Some(t) => t,
+        None => cfg.timeout()?.unwrap_or(DEFAULT_TIMEOUT),
+    };
+    let mut config_json = serde_json::to_value(&cfg.file)?;
+    if let Some(obj) = config_json.as_object_mut() {
+        obj.insert("config_file".into(), serde_json::json!(cfg.path.as_ref().map(|p| p.display().to_string())));
+        obj.insert("baseline".into(), serde_json::json!(baseline.0));
+        obj.insert("candidate".into(), serde_json::json!(candidate.0));
+    }
+    Ok(PlaybackJob {
+        corpus,
+        catalog,
+        baseline,
+        candidate,
+        options: PlaybackOptions {
+            out,
+            jobs,
+            partition: args.partition,
+            resume: args.resume,
+            timeout,
+            config: config_json,
+        },
+        config: cfg,
+    })
+}
+
+pub fn run(args: &PlaybackArgs, cli: &Cli) -> anyhow::Result<u8> {
+    let job = resolve(args)?;
+    let (summary, report) = execute(&job, UiMode::detect(cli.quiet, cli.json))?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&summary_json(&summary, &report))?);
+    } else if !cli.quiet {
+        print_summary(&summary, &report);
+    }
+    Ok(exit_code(&summary))
+}
+
+pub fn exit_code(s: &PlaybackSummary) -> u8 {
+    if s.regressions() > 0 { EXIT_REGRESSION } else { EXIT_OK }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// The human summary of one run.
+pub fn print_summary(s: &PlaybackSummary, report: &Path) {
+    let m = &s.manifest;
+    println!(
+        "playback {}: {} queries{}",
+        m.corpus.name,
+        s.outcomes.len(),
+        m.partition.map_or(String::new(), |p| format!(" (partition {p})"))
+    );
+    println!("  baseline:  {}", m.baseline.describe());
+    println!("  candidate: {}", m.candidate.describe());
+    if s.outcomes.is_empty() {
+        println!("  warning: nothing was verified (0 queries selected)");
+    }
+    for (class, n) in markdown::counts(&s.outcomes) {
+        let mark = if class.is_regression() { "  <- regression" } else { "" };
+        println!("  {:<20} {n:>6}{mark}", class.as_str());
+    }
+    let groups = markdown::change_groups(&s.outcomes);
+    if !groups.is_empty() {
+        println!("plan changes by signature:");
+        for g in groups.iter().take(10) {
+            println!("  {:>5}  {}", g.queries.len(), g.signature);
+        }
+        if groups.len() > 10 {
+            println!("  ... {} more groups in the report", groups.len() - 10);
+        }
+    }
+    let regs: Vec<_> = s.outcomes.iter().filter(|o| o.class.is_regression()).collect();
+    if !regs.is_empty() {
+        println!("regressions:");
+        for r in regs.iter().take(20) {
+            let err = match &r.candidate {
+                Some(SideResult::Error { error, .. }) => first_line(error).chars().take(120).collect::<String>(),
+                _ => String::new(),
+            };
+            println!("  {:<18} {}  {err}", r.class.as_str(), r.query_id);
+        }
+        if regs.len() > 20 {
+            println!("  ... {} more in the report", regs.len() - 20);
+        }
+    }
+    println!("run:    {}", s.dir.display());
+    println!("report: {}", report.display());
+}
+
+/// The `--json` summary of one run.
+pub fn summary_json(s: &PlaybackSummary, report: &Path) -> serde_json::Value {
+    let counts: serde_json::Map<String, serde_json::Value> = markdown::counts(&s.outcomes)
+        .into_iter()
+        .map(|(c, n)| (c.as_str().to_string(), n.into()))
+        .collect();
+    let groups: Vec<serde_json::Value> = markdown::change_groups(&s.outcomes)
+        .into_iter()
+        .map(|g| serde_json::json!({"signature": g.signature, "count": g.queries.len(), "queries": g.queries}))
+        .collect();
+    let regressions: Vec<serde_json::Value> = s
+        .outcomes
+        .iter()
+        .filter(|o| o.class.is_regression())
+        .map(|o| {
+            let (class, error) = match &o.candidate {
+                Some(SideResult::Error { error_class, error, .. }) => (Some(*error_class), Some(error.clone())),
+                _ => (None, None),
+            };
+            serde_json::json!({"query_id": o.query_id, "template_id": o.template_id, "class": o.class, "error_class": class, "error": error})
+        })
+        .collect();
+    serde_json::json!({
+        "run": s.dir,
+        "report": report,
+        "corpus": s.manifest.corpus,
+        "baseline": s.manifest.baseline,
+        "candidate": s.manifest.candidate,
+        "partition": s.manifest.partition,
+        "queries": s.outcomes.len(),
+        "counts": counts,
+        "plan_changed": s.outcomes.iter().filter(|o| o.class == PlaybackClass::PlanChanged).count(),
+        "regressions": regressions,
+        "change_groups": groups,
+    })
+}

@@ -1,0 +1,129 @@
+//! The run directory format: `manifest.json` and `outcomes.jsonl`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Format name of run manifests.
+pub const RUN_FORMAT: &str = "sqlflight-run";
+/// Version of the run format this build writes.
+pub const RUN_VERSION: u32 = 1;
+
+/// Who an engine is: kind, the version it reports, and the profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineInfo {
+    /// Engine kind, e.g. `datafusion`.
+    pub engine: String,
+    /// Version the engine reports about itself.
+    pub version: String,
+    /// Profile name from the config (`baseline`, `candidate`, ...).
+    pub profile: String,
+    /// Profile settings.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// Optimizer rules the profile disabled.
+    #[serde(default)]
+    pub disabled_rules: Vec<String>,
+}
+
+impl EngineInfo {
+    /// `datafusion 55.2.0 (candidate: prefer_hash_join=false, -push_down_limit)`.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self
+            .settings
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k)))
+            .collect();
+        parts.extend(self.disabled_rules.iter().map(|r| format!("-{r}")));
+        if parts.is_empty() {
+            format!("{} {} ({})", self.engine, self.version, self.profile)
+        } else {
+            format!("{} {} ({}: {})", self.engine, self.version, self.profile, parts.join(", "))
+        }
+    }
+}
+
+/// The corpus a run replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorpusInfo {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub hash: String,
+    pub queries: u64,
+}
+
+/// `K/N`: this run holds the templates whose hash falls in partition K of N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSpec {
+    pub k: u32,
+    pub n: u32,
+}
+
+impl std::str::FromStr for PartitionSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("partition `{s}` must be K/N with 1 <= K <= N, e.g. 1/4");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let k: u32 = k.trim().parse().map_err(|_| bad())?;
+        let n: u32 = n.trim().parse().map_err(|_| bad())?;
+        if k == 0 || n == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(PartitionSpec { k, n })
+    }
+}
+
+impl std::fmt::Display for PartitionSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.k, self.n)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started and not finished (still running, or interrupted: resume it).
+    Running,
+    Complete,
+}
+
+/// `manifest.json` of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub format: String,
+    pub version: u32,
+    /// `playback` (or `flight`).
+    pub kind: String,
+    pub tool_version: String,
+    pub corpus: CorpusInfo,
+    pub baseline: EngineInfo,
+    pub candidate: EngineInfo,
+    /// The resolved configuration the run was made with.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<PartitionSpec>,
+    /// Queries of the corpus this run covers (after partitioning).
+    pub selected: u64,
+    pub jobs: usize,
+    /// Per-query compile timeout in milliseconds.
+    pub timeout_ms: u64,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    pub status: RunStatus,
+    /// How many times the run was resumed.
+    #[serde(default)]
+    pub resumed: u32,
+    /// Outcome counts per class, written when the run completes.
+    #[serde(default)]
+    pub counts: BTreeMap<String, u64>,
+}
+
+impl RunManifest {
+    /// What must be equal for a run directory to be resumed with these settings.
+    pub fn identity(&self) -> (String, &str, &EngineInfo, &EngineInfo, Option<PartitionSpec>, u64) {
+        (self.kind.clone(), &self.corpus.hash, &self.baseline, &self.candidate, self.partition, self.timeout_ms)
+    }
+}

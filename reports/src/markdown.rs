@@ -1,0 +1,175 @@
+//! The Markdown summary of a playback run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use sqlflight_diffing::{OutcomeRecord, PlaybackClass, SideResult};
+
+use crate::RunView;
+
+/// Plan changes that share a change signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeGroup {
+    pub signature: String,
+    /// Query ids, sorted.
+    pub queries: Vec<String>,
+}
+
+/// Groups plan changes by change signature, largest group first.
+pub fn change_groups(outcomes: &[OutcomeRecord]) -> Vec<ChangeGroup> {
+    let mut m: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for o in outcomes.iter().filter(|o| o.class == PlaybackClass::PlanChanged) {
+        m.entry(o.change_signature.as_deref().unwrap_or("")).or_default().push(o.query_id.clone());
+    }
+    let mut groups: Vec<ChangeGroup> = m
+        .into_iter()
+        .map(|(s, mut q)| {
+            q.sort();
+            ChangeGroup {
+                signature: s.to_string(),
+                queries: q,
+            }
+        })
+        .collect();
+    groups.sort_by(|a, b| b.queries.len().cmp(&a.queries.len()).then(a.signature.cmp(&b.signature)));
+    groups
+}
+
+/// Counts per class, in report order, zero counts left out.
+pub fn counts(outcomes: &[OutcomeRecord]) -> Vec<(PlaybackClass, usize)> {
+    PlaybackClass::ALL
+        .iter()
+        .map(|c| (*c, outcomes.iter().filter(|o| o.class == *c).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// A fenced block that no content can close early.
+fn fenced(out: &mut String, lang: &str, body: &str) {
+    let mut fence = "```".to_string();
+    while body.contains(&fence) {
+        fence.push('`');
+    }
+    let _ = writeln!(out, "{fence}{lang}\n{}\n{fence}", body.trim_end());
+}
+
+fn side(s: &Option<SideResult>) -> String {
+    match s {
+        None => "not run".into(),
+        Some(SideResult::Ok { plan_hash, .. }) => format!("compiled (plan {plan_hash})"),
+        Some(SideResult::Error { error_class, .. }) => format!("{error_class} error"),
+    }
+}
+
+fn error_text(s: &Option<SideResult>) -> Option<&str> {
+    match s {
+        Some(SideResult::Error { error, .. }) => Some(error),
+        _ => None,
+    }
+}
+
+/// Renders the report.
+pub fn playback_markdown(run: &RunView) -> String {
+    let m = &run.manifest;
+    let o = &run.outcomes;
+    let mut out = String::new();
+    let regressions: Vec<&OutcomeRecord> = o.iter().filter(|x| x.class.is_regression()).collect();
+    let _ = writeln!(out, "# sqlflight playback: {}\n", m.corpus.name);
+    if o.is_empty() {
+        let _ = writeln!(out, "**Verdict: nothing was verified** (0 queries in this run).\n");
+    } else if regressions.is_empty() {
+        let _ = writeln!(out, "**Verdict: no regressions** in {} queries.\n", o.len());
+    } else {
+        let _ = writeln!(
+            out,
+            "**Verdict: {} regression{}** in {} queries.\n",
+            regressions.len(),
+            if regressions.len() == 1 { "" } else { "s" },
+            o.len()
+        );
+    }
+    let _ = writeln!(out, "| | |\n|---|---|");
+    let _ = writeln!(
+        out,
+        "| corpus | {} ({} queries, hash `{}`) |",
+        m.corpus.name,
+        m.corpus.queries,
+        &m.corpus.hash[..m.corpus.hash.len().min(16)]
+    );
+    let _ = writeln!(out, "| baseline | {} |", m.baseline.describe());
+    let _ = writeln!(out, "| candidate | {} |", m.candidate.describe());
+    if let Some(p) = m.partition {
+        let _ = writeln!(out, "| partition | {p} ({} queries selected) |", m.selected);
+    }
+    let _ = writeln!(
+        out,
+        "| run | started {}, finished {}{} |",
+        m.started_at,
+        m.finished_at.as_deref().unwrap_or("(not finished)"),
+        if m.resumed > 0 { format!(", resumed {} time(s)", m.resumed) } else { String::new() }
+    );
+    if (o.len() as u64) < m.selected {
+        let _ = writeln!(out, "\n> **Incomplete:** {} of {} selected queries have an outcome.", o.len(), m.selected);
+    }
+
+    let _ = writeln!(out, "\n## Outcomes\n\n| class | queries |\n|---|---:|");
+    for (c, n) in counts(o) {
+        let mark = if c.is_regression() { " ⚠" } else { "" };
+        let _ = writeln!(out, "| `{c}`{mark} | {n} |");
+    }
+
+    if !regressions.is_empty() {
+        let _ = writeln!(out, "\n## Regressions\n");
+        for r in &regressions {
+            let _ = writeln!(out, "### `{}` {} (template `{}`)\n", r.class, r.query_id, r.template_id);
+            let _ = writeln!(out, "- baseline: {}\n- candidate: {}\n", side(&r.baseline), side(&r.candidate));
+            if let Some(e) = error_text(&r.candidate) {
+                fenced(&mut out, "text", e);
+                out.push('\n');
+            }
+        }
+    }
+
+    let groups = change_groups(o);
+    if !groups.is_empty() {
+        let changed: usize = groups.iter().map(|g| g.queries.len()).sum();
+        let _ = writeln!(
+            out,
+            "\n## Plan changes: {changed} queries in {} group{}\n",
+            groups.len(),
+            if groups.len() == 1 { "" } else { "s" }
+        );
+        let _ = writeln!(out, "| change signature | queries |\n|---|---:|");
+        for g in &groups {
+            let _ = writeln!(out, "| `{}` | {} |", g.signature, g.queries.len());
+        }
+        for g in &groups {
+            let _ = writeln!(out, "\n### `{}`\n", g.signature);
+            let _ = writeln!(out, "Queries: {}\n", g.queries.join(", "));
+            if let Some(ex) = o.iter().find(|x| x.query_id == g.queries[0]) {
+                let _ = writeln!(out, "<details><summary>Example diff: {}</summary>\n", ex.query_id);
+                fenced(&mut out, "diff", ex.diff.as_deref().unwrap_or(""));
+                let _ = writeln!(out, "\n</details>");
+            }
+        }
+    }
+
+    let other: Vec<&OutcomeRecord> = o
+        .iter()
+        .filter(|x| matches!(x.class, PlaybackClass::Fixed | PlaybackClass::BothFailChanged | PlaybackClass::BothFailSame))
+        .collect();
+    if !other.is_empty() {
+        let _ = writeln!(out, "\n## Other failures\n\n| query | class | baseline | candidate |\n|---|---|---|---|");
+        for x in other {
+            let _ = writeln!(out, "| {} | `{}` | {} | {} |", x.query_id, x.class, side(&x.baseline), side(&x.candidate));
+        }
+    }
+    let skipped: Vec<&OutcomeRecord> = o.iter().filter(|x| x.class == PlaybackClass::Skipped).collect();
+    if !skipped.is_empty() {
+        let _ = writeln!(out, "\n## Skipped\n");
+        for x in skipped {
+            let _ = writeln!(out, "- {}: {}", x.query_id, x.skip_reason.as_deref().unwrap_or("no reason given"));
+        }
+    }
+    out
+}
