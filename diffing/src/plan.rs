@@ -70,8 +70,8 @@ pub fn normalize_plan(text: &str) -> String {
     out
 }
 
-/// Unified diff of baseline and candidate plans: the physical plan's diff, and the
-/// logical plan's when it changed too. Empty when the plans are equal.
+/// Unified diff of baseline and candidate plans: the physical plan's diff first (it
+/// is what runs), then the logical plan's when it changed too. Empty when the plans are equal.
 pub fn plan_diff(baseline: &NormalizedPlan, candidate: &NormalizedPlan) -> String {
     let mut out = String::new();
     let mut section = |name: &str, a: &str, b: &str| {
@@ -85,13 +85,13 @@ pub fn plan_diff(baseline: &NormalizedPlan, candidate: &NormalizedPlan) -> Strin
             out.push_str(&u);
         }
     };
-    section("logical", &baseline.logical, &candidate.logical);
     match (&baseline.physical, &candidate.physical) {
         (Some(a), Some(b)) => section("physical", a, b),
         (Some(a), None) => section("physical", a, ""),
         (None, Some(b)) => section("physical", "", b),
         (None, None) => {}
     }
+    section("logical", &baseline.logical, &candidate.logical);
     out
 }
 

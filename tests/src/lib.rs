@@ -1,1 +1,98 @@
-//! placeholder
+//! # sqlflight-tests
+//!
+//! Helpers for the end-to-end tests in `tests/e2e.rs`: engine profiles built the
+//! way the CLI builds them, playback runs into temp directories, outcome
+//! comparison without timings, and a test double engine for faults that a real
+//! engine cannot be made to produce on demand (a panic, a hang).
+//!
+//! Nothing here is used outside tests.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlflight_corpora::{Catalog, Corpus};
+use sqlflight_diffing::OutcomeRecord;
+use sqlflight_engines::arrow::record_batch::RecordBatch;
+use sqlflight_engines::{CompiledPlan, Engine, EngineError, EngineInfo, EngineSpec, ExecStats, build_engine};
+use sqlflight_playback::{NoProgress, PlaybackOptions, PlaybackSummary, run_playback};
+
+/// A DataFusion profile from settings and disabled rules.
+pub fn datafusion(settings: &[(&str, &str)], rules: &[&str]) -> EngineSpec {
+    EngineSpec::Datafusion {
+        settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        disable_rules: rules.iter().map(|s| s.to_string()).collect(),
+        setup: Vec::new(),
+    }
+}
+
+/// The demo's baseline and candidate profiles (as `sqlflight demo` uses them).
+pub fn demo_profiles() -> (EngineSpec, EngineSpec) {
+    let cfg = sqlflight::config::Config::parse(Path::new("demo.yaml"), sqlflight::commands::demo::DEMO_ENGINES)
+        .expect("demo profiles parse");
+    (cfg.file.engines["baseline"].clone(), cfg.file.engines["candidate"].clone())
+}
+
+pub fn engine(name: &str, spec: &EngineSpec, catalog: &Catalog) -> Arc<dyn Engine> {
+    build_engine(name, spec, catalog).expect("engine builds")
+}
+
+/// Options for a run into `out`.
+pub fn options(out: &Path, jobs: usize) -> PlaybackOptions {
+    PlaybackOptions {
+        out: out.to_path_buf(),
+        jobs,
+        partition: None,
+        resume: false,
+        timeout: Duration::from_secs(60),
+        config: serde_json::Value::Null,
+    }
+}
+
+pub fn playback(corpus: &Corpus, b: Arc<dyn Engine>, c: Arc<dyn Engine>, opts: &PlaybackOptions) -> PlaybackSummary {
+    run_playback(corpus, b, c, opts, &NoProgress).expect("playback runs")
+}
+
+/// Outcomes keyed by query id, timings removed: what two equivalent runs share.
+pub fn comparable(outcomes: &[OutcomeRecord]) -> BTreeMap<String, OutcomeRecord> {
+    outcomes.iter().map(|o| (o.query_id.clone(), o.without_timings())).collect()
+}
+
+/// A test double around a real engine: compiling a statement that contains
+/// `sqlflight_test_panic` panics, and one containing `sqlflight_test_hang` sleeps
+/// far past any timeout. Everything else goes to the real engine.
+pub struct FaultyEngine {
+    pub inner: Arc<dyn Engine>,
+    pub info: EngineInfo,
+}
+
+impl FaultyEngine {
+    pub fn wrap(inner: Arc<dyn Engine>) -> Arc<dyn Engine> {
+        let mut info = inner.info().clone();
+        info.profile = format!("{}+faults", info.profile);
+        Arc::new(FaultyEngine { inner, info })
+    }
+}
+
+impl Engine for FaultyEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+    fn compile(&self, sql: &str) -> Result<CompiledPlan, EngineError> {
+        if sql.contains("sqlflight_test_panic") {
+            panic!("deliberate test panic");
+        }
+        if sql.contains("sqlflight_test_hang") {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+        self.inner.compile(sql)
+    }
+    fn execute(
+        &self,
+        sql: &str,
+        sink: &mut dyn FnMut(&RecordBatch) -> Result<(), EngineError>,
+    ) -> Result<ExecStats, EngineError> {
+        self.inner.execute(sql, sink)
+    }
+}

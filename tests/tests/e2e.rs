@@ -1,1 +1,340 @@
+//! End-to-end tests: playback through the embedded DataFusion, the run journal,
+//! partitions and resume, the CLI's exit codes and errors. One test binary, so
+//! DataFusion is linked once.
 
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlflight_corpora::bundled::Workload;
+use sqlflight_corpora::tpch::ensure_tpch_data;
+use sqlflight_corpora::{Catalog, Corpus, CorpusManifest, QueryRecord, TableFormat, TableSource};
+use sqlflight_diffing::{ErrorClass, NormalizedPlan, PartitionSpec, PlaybackClass, RunStatus, SideResult};
+use sqlflight_tests::*;
+
+fn ddl_catalog(w: Workload) -> (Corpus, Catalog) {
+    let corpus = w.corpus().unwrap();
+    let catalog = Catalog::from_ddl(format!("<bundled:{}>", w.name()), corpus.schema.clone().unwrap());
+    (corpus, catalog)
+}
+
+fn count(outcomes: &[sqlflight_diffing::OutcomeRecord], class: PlaybackClass) -> usize {
+    outcomes.iter().filter(|o| o.class == class).count()
+}
+
+#[test]
+fn identical_profiles_report_no_changes_and_no_failures() {
+    let (base, _) = demo_profiles();
+    let tmp = tempfile::tempdir().unwrap();
+    for w in Workload::ALL {
+        let (corpus, catalog) = ddl_catalog(w);
+        // Two separate sessions of the same profile: nothing run-specific may leak
+        // into the normalized plans.
+        let s = playback(
+            &corpus,
+            engine("baseline", &base, &catalog),
+            engine("candidate", &base, &catalog),
+            &options(&tmp.path().join(w.name()), 2),
+        );
+        assert_eq!(s.outcomes.len(), corpus.records.len());
+        let odd: Vec<_> = s.outcomes.iter().filter(|o| o.class != PlaybackClass::SamePlan).collect();
+        assert!(odd.is_empty(), "{}: {odd:#?}", w.name());
+    }
+    // With data files in two different temp directories: file paths are normalized.
+    let (corpus, _) = ddl_catalog(Workload::Tpch);
+    let mut cats = Vec::new();
+    for d in ["a", "b"] {
+        let data = ensure_tpch_data(&tmp.path().join(d), 0.001).unwrap();
+        let mut c = Catalog::default();
+        for (t, p) in data.tables {
+            c.tables.insert(t, TableSource { path: p, format: TableFormat::Parquet });
+        }
+        cats.push(c);
+    }
+    let s = playback(
+        &corpus,
+        engine("baseline", &base, &cats[0]),
+        engine("candidate", &base, &cats[1]),
+        &options(&tmp.path().join("tpch-data"), 2),
+    );
+    assert_eq!(count(&s.outcomes, PlaybackClass::SamePlan), 22, "{:#?}", s.outcomes);
+}
+
+#[test]
+fn demo_candidate_changes_plans_with_diffs_and_signatures() {
+    let (base, cand) = demo_profiles();
+    let tmp = tempfile::tempdir().unwrap();
+    for w in Workload::ALL {
+        let (corpus, catalog) = ddl_catalog(w);
+        let s = playback(
+            &corpus,
+            engine("baseline", &base, &catalog),
+            engine("candidate", &cand, &catalog),
+            &options(&tmp.path().join(w.name()), 2),
+        );
+        let changed: Vec<_> = s.outcomes.iter().filter(|o| o.class == PlaybackClass::PlanChanged).collect();
+        assert!(!changed.is_empty(), "{}", w.name());
+        for o in &changed {
+            assert!(o.diff.as_ref().is_some_and(|d| d.contains("\n-") && d.contains("\n+")), "{}", o.query_id);
+            assert!(o.change_signature.as_ref().is_some_and(|s| !s.is_empty()), "{}", o.query_id);
+        }
+        assert_eq!(s.regressions(), 0);
+        // The join strategy change is the dominant root cause.
+        let groups = sqlflight_reports::markdown::change_groups(&s.outcomes);
+        assert_eq!(groups[0].signature, "HashJoinExec -> SortMergeJoinExec");
+        // The report holds the groups and an example diff.
+        let view = sqlflight_reports::RunView::read(&s.dir).unwrap();
+        let md = sqlflight_reports::markdown::playback_markdown(&view);
+        assert!(md.contains("HashJoinExec -> SortMergeJoinExec"));
+        assert!(md.contains("```diff"));
+    }
+}
+
+/// Normalized plans and diffs of a few queries, pinned.
+#[test]
+fn plan_and_diff_snapshots() {
+    let (base, cand) = demo_profiles();
+    for (w, id) in [(Workload::Tpch, "tpch-q03"), (Workload::Tpch, "tpch-q18"), (Workload::Tpcds, "tpcds-q03")] {
+        let (corpus, catalog) = ddl_catalog(w);
+        let sql = &corpus.records.iter().find(|r| r.id == id).unwrap().sql;
+        let b = engine("baseline", &base, &catalog).compile(sql).unwrap();
+        let c = engine("candidate", &cand, &catalog).compile(sql).unwrap();
+        let nb = NormalizedPlan::new(&b.logical, b.physical.as_deref());
+        let nc = NormalizedPlan::new(&c.logical, c.physical.as_deref());
+        insta::assert_snapshot!(format!("{id}-baseline"), format!("{}\n{}", nb.logical, nb.physical.as_deref().unwrap()));
+        insta::assert_snapshot!(format!("{id}-diff"), sqlflight_diffing::plan_diff(&nb, &nc));
+        insta::assert_snapshot!(format!("{id}-signature"), sqlflight_diffing::change_signature(&nb, &nc));
+    }
+}
+
+#[test]
+fn failures_crashes_and_hangs_become_outcomes_and_the_run_completes() {
+    let catalog = Catalog::from_ddl("t.sql", "create table t(a int, b varchar);");
+    let mut base_spec = datafusion(&[], &[]);
+    let mut cand_spec = datafusion(&[], &[]);
+    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut base_spec;
+    setup.push("create view only_in_baseline as select 1 as x".into());
+    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut cand_spec;
+    setup.push("create view only_in_candidate as select 2 as y".into());
+    let records = vec![
+        QueryRecord::new("syntax", "SELEC a FROM t"),
+        QueryRecord::new("missing-table", "select * from no_such_table"),
+        QueryRecord::new("dropped-view", "select x from only_in_baseline"),
+        QueryRecord::new("new-view", "select y from only_in_candidate"),
+        QueryRecord::new("panics", "select a as sqlflight_test_panic from t"),
+        QueryRecord::new("hangs", "select a as sqlflight_test_hang from t"),
+        QueryRecord::new("fine", "select a, count(*) from t group by a"),
+    ];
+    let corpus = Corpus::from_records(CorpusManifest::new("faults"), records, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options(&tmp.path().join("run"), 2);
+    opts.timeout = Duration::from_secs(2);
+    let s = playback(
+        &corpus,
+        engine("baseline", &base_spec, &catalog),
+        FaultyEngine::wrap(engine("candidate", &cand_spec, &catalog)),
+        &opts,
+    );
+    let by: BTreeMap<&str, &sqlflight_diffing::OutcomeRecord> =
+        s.outcomes.iter().map(|o| (o.query_id.as_str(), o)).collect();
+    let class = |id: &str| by[id].class;
+    let cand_err = |id: &str| match &by[id].candidate {
+        Some(SideResult::Error { error_class, error, .. }) => (*error_class, error.clone()),
+        other => panic!("{id}: expected a candidate error, got {other:?}"),
+    };
+    assert_eq!(class("syntax"), PlaybackClass::BothFailSame);
+    assert_eq!(cand_err("syntax").0, ErrorClass::Parse);
+    assert_eq!(class("missing-table"), PlaybackClass::BothFailSame);
+    assert_eq!(cand_err("missing-table").0, ErrorClass::Plan);
+    assert_eq!(class("dropped-view"), PlaybackClass::NewFailure);
+    assert_eq!(cand_err("dropped-view").0, ErrorClass::Plan);
+    assert_eq!(class("new-view"), PlaybackClass::Fixed);
+    assert_eq!(class("panics"), PlaybackClass::Crash);
+    assert!(cand_err("panics").1.contains("deliberate test panic"));
+    assert_eq!(class("hangs"), PlaybackClass::Timeout);
+    assert_eq!(cand_err("hangs").0, ErrorClass::Timeout);
+    assert_eq!(class("fine"), PlaybackClass::SamePlan);
+    assert_eq!(s.regressions(), 3);
+    assert_eq!(s.manifest.status, RunStatus::Complete);
+    assert_eq!(s.manifest.counts.values().sum::<u64>(), 7);
+    let md = std::fs::read_to_string(sqlflight_reports::write_markdown(&s.dir, &sqlflight_reports::RunView::read(&s.dir).unwrap()).unwrap()).unwrap();
+    assert!(md.contains("**Verdict: 3 regressions**"), "{md}");
+    assert!(md.contains("deliberate test panic"), "{md}");
+}
+
+#[test]
+fn partitions_together_equal_the_whole_run() {
+    let (base, cand) = demo_profiles();
+    let (corpus, catalog) = ddl_catalog(Workload::Tpcds);
+    let b = engine("baseline", &base, &catalog);
+    let c = engine("candidate", &cand, &catalog);
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = playback(&corpus, b.clone(), c.clone(), &options(&tmp.path().join("whole"), 2));
+    let mut merged = BTreeMap::new();
+    let mut sizes = Vec::new();
+    for k in 1..=2 {
+        let mut o = options(&tmp.path().join(format!("p{k}")), 2);
+        o.partition = Some(PartitionSpec { k, n: 2 });
+        let part = playback(&corpus, b.clone(), c.clone(), &o);
+        assert_eq!(part.manifest.selected as usize, part.outcomes.len());
+        sizes.push(part.outcomes.len());
+        for (id, o) in comparable(&part.outcomes) {
+            assert!(merged.insert(id, o).is_none(), "partitions overlap");
+        }
+    }
+    assert!(sizes.iter().all(|&n| n > 0), "{sizes:?}");
+    assert_eq!(merged, comparable(&whole.outcomes));
+}
+
+/// Runs the CLI in a child process: this test binary, running only the
+/// `child_process_entry` test below, which executes the arguments it is given.
+fn cli_child(args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_process_entry", "--nocapture", "--test-threads", "1"])
+        .env("SQLFLIGHT_E2E_ARGS", serde_json::to_string(args).unwrap())
+        .env("CI", "true");
+    cmd
+}
+
+/// Entry point of [`cli_child`]; without its environment variable it does nothing
+/// (it is not a test of its own).
+#[test]
+fn child_process_entry() {
+    let Ok(args) = std::env::var("SQLFLIGHT_E2E_ARGS") else { return };
+    let mut argv = vec!["sqlflight".to_string()];
+    argv.extend(serde_json::from_str::<Vec<String>>(&args).unwrap());
+    sqlflight::install_panic_hook();
+    let code = sqlflight::run_cli(argv);
+    let _ = std::io::stdout().flush();
+    std::process::exit(i32::from(code));
+}
+
+fn write_config(dir: &Path, corpus: &str) -> std::path::PathBuf {
+    let p = dir.join("sqlflight.yaml");
+    std::fs::write(&p, format!("corpus: {corpus}\n{}", sqlflight::commands::demo::DEMO_ENGINES)).unwrap();
+    p
+}
+
+#[test]
+fn killed_run_resumes_to_exactly_the_uninterrupted_outcomes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "bundled:tpcds");
+    let cfg = cfg.to_str().unwrap();
+    let run = tmp.path().join("killed");
+    let run_s = run.to_str().unwrap();
+    let mut child = cli_child(&["playback", "-c", cfg, "--jobs", "1", "--out", run_s])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let outcomes = run.join("outcomes.jsonl");
+    let start = Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&outcomes).map(|s| s.lines().count()).unwrap_or(0);
+        if lines >= 5 || start.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = std::fs::read_to_string(&outcomes).unwrap().lines().count();
+    assert!(before < 99, "the run finished before it could be killed ({before} outcomes)");
+    // A kill can also tear the line being written.
+    std::fs::OpenOptions::new().append(true).open(&outcomes).unwrap().write_all(b"{\"query_id\":\"tpcds-q9").unwrap();
+    let code = sqlflight::run_cli(["sqlflight", "playback", "-c", cfg, "--jobs", "2", "--out", run_s, "--resume", "--quiet"]);
+    assert_eq!(code, 0);
+    let (manifest, resumed) = sqlflight_runs::read_run(&run).unwrap();
+    assert_eq!(manifest.resumed, 1);
+    assert_eq!(manifest.status, RunStatus::Complete);
+    let text = std::fs::read_to_string(&outcomes).unwrap();
+    assert_eq!(text.lines().count(), 99, "no duplicated or lost lines");
+
+    let whole = tmp.path().join("whole");
+    let code = sqlflight::run_cli(["sqlflight", "playback", "-c", cfg, "--out", whole.to_str().unwrap(), "--quiet"]);
+    assert_eq!(code, 0);
+    let (_, uninterrupted) = sqlflight_runs::read_run(&whole).unwrap();
+    assert_eq!(comparable(&resumed), comparable(&uninterrupted));
+
+    // Resuming with a different candidate is refused.
+    let other = tmp.path().join("other.yaml");
+    std::fs::write(&other, std::fs::read_to_string(cfg).unwrap().replace("\"false\"", "\"true\"")).unwrap();
+    let code = sqlflight::run_cli(["sqlflight", "playback", "-c", other.to_str().unwrap(), "--out", run_s, "--resume", "--quiet"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn cli_ingest_then_playback_with_exit_codes_and_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inp = tmp.path().join("in");
+    std::fs::create_dir(&inp).unwrap();
+    std::fs::write(
+        inp.join("app.sql"),
+        "-- report queries\nselect a, ';' as semi from t where b = 'x;y';\n\
+         select $$ not; a; split $$ as body, a from t; /* c; */ select count(*) from t",
+    )
+    .unwrap();
+    std::fs::write(inp.join("more.jsonl"), "{\"sql\": \"select b from t where a > 1\", \"user\": \"ann\"}\n{broken\n").unwrap();
+    let ddl = tmp.path().join("schema.sql");
+    std::fs::write(&ddl, "create table t(a int, b varchar);").unwrap();
+    let corpus = tmp.path().join("corpus");
+    let code = sqlflight::run_cli([
+        "sqlflight", "corpus", "ingest", inp.to_str().unwrap(), "--out", corpus.to_str().unwrap(),
+        "--schema", ddl.to_str().unwrap(), "--quiet",
+    ]);
+    assert_eq!(code, 0);
+    let c = Corpus::open(&corpus).unwrap();
+    assert_eq!(c.records.len(), 4);
+    assert!(c.records[1].sql.contains("$$ not; a; split $$"));
+    assert_eq!(c.records[3].user.as_deref(), Some("ann"));
+
+    // Identical profiles: exit 0. Candidate without a setup view: regression, exit 1.
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "corpus: corpus\nengines:\n  baseline: { kind: datafusion }\n  candidate: { kind: datafusion, settings: { datafusion.optimizer.prefer_hash_join: \"false\" } }\n",
+    )
+    .unwrap();
+    let out = cli_child(&["playback", "-c", cfg.to_str().unwrap(), "--out", tmp.path().join("r1").to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json_start = stdout.find("{\n").expect("json summary");
+    let v: serde_json::Value = serde_json::Deserializer::from_str(&stdout[json_start..]).into_iter().next().unwrap().unwrap();
+    assert_eq!(v["queries"], 4);
+    assert!(tmp.path().join("r1/report.md").is_file());
+
+    std::fs::write(inp.join("extra.sql"), "select * from missing_in_candidate").unwrap();
+    let cfg2 = tmp.path().join("c2.yaml");
+    std::fs::write(
+        &cfg2,
+        "corpus: corpus2\nengines:\n  baseline: { kind: datafusion, setup: [\"create view missing_in_candidate as select 1\"] }\n  candidate: { kind: datafusion }\n",
+    )
+    .unwrap();
+    let corpus2 = tmp.path().join("corpus2");
+    assert_eq!(
+        sqlflight::run_cli(["sqlflight", "corpus", "ingest", inp.to_str().unwrap(), "--out", corpus2.to_str().unwrap(), "--schema", ddl.to_str().unwrap(), "-q"]),
+        0
+    );
+    let code = sqlflight::run_cli(["sqlflight", "playback", "-c", cfg2.to_str().unwrap(), "--out", tmp.path().join("r2").to_str().unwrap(), "-q"]);
+    assert_eq!(code, 1);
+
+    // A broken config: exit 2, with file, line and column.
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, "corpus: corpus\nengines:\n  baseline: { kind: datafusion\n").unwrap();
+    let out = cli_child(&["playback", "-c", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:4:", bad.display())) || err.contains(&format!("{}:3:", bad.display())), "{err}");
+    // An unknown rule is located in the file too.
+    std::fs::write(&bad, "corpus: corpus\nengines:\n  baseline: { kind: datafusion }\n  candidate: { kind: datafusion, disable_rules: [no_such_rule] }\n").unwrap();
+    let out = cli_child(&["playback", "-c", bad.to_str().unwrap(), "--out", tmp.path().join("r3").to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:4:", bad.display())) && err.contains("no_such_rule"), "{err}");
+    // Usage errors are 2 as well.
+    assert_eq!(sqlflight::run_cli(["sqlflight", "playback", "--partition", "3/2"]), 2);
+}
