@@ -126,7 +126,12 @@ impl Config {
     }
 
     /// An error pointing at the first occurrence of `needle` in the file.
-    pub fn error_at(&self, needle: &str, message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+    pub fn error_at(
+        &self,
+        needle: &str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ConfigError {
         let (line, column) = self
             .text
             .lines()
@@ -134,7 +139,10 @@ impl Config {
             .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + 1)))
             .unwrap_or((0, 0));
         ConfigError {
-            file: self.path.as_ref().map_or("<command line>".into(), |p| p.display().to_string()),
+            file: self
+                .path
+                .as_ref()
+                .map_or("<command line>".into(), |p| p.display().to_string()),
             line,
             column,
             message: message.into(),
@@ -152,10 +160,19 @@ impl Config {
     }
 
     pub fn timeout(&self) -> Result<Option<Duration>, ConfigError> {
-        match self.file.playback.as_ref().and_then(|p| p.timeout.as_deref()) {
+        match self
+            .file
+            .playback
+            .as_ref()
+            .and_then(|p| p.timeout.as_deref())
+        {
             None => Ok(None),
             Some(t) => humantime::parse_duration(t).map(Some).map_err(|e| {
-                self.error_at("timeout", format!("timeout `{t}`: {e}"), "write a duration such as 30s, 2m or 500ms")
+                self.error_at(
+                    "timeout",
+                    format!("timeout `{t}`: {e}"),
+                    "write a duration such as 30s, 2m or 500ms",
+                )
             }),
         }
     }
@@ -177,8 +194,9 @@ fn fix_for(msg: &str) -> String {
 /// Loads a corpus named as in the config or on the command line.
 pub fn load_corpus(spec: &str, base: &Config) -> anyhow::Result<Corpus> {
     if let Some(name) = spec.strip_prefix("bundled:") {
-        let w = Workload::from_name(name)
-            .ok_or_else(|| anyhow::anyhow!("unknown bundled corpus `{name}`; bundled corpora are tpch and tpcds"))?;
+        let w = Workload::from_name(name).ok_or_else(|| {
+            anyhow::anyhow!("unknown bundled corpus `{name}`; bundled corpora are tpch and tpcds")
+        })?;
         return Ok(w.corpus()?);
     }
     let dir = base.resolve(spec);
@@ -197,21 +215,27 @@ pub fn build_catalog(cfg: &Config, corpus: &Corpus) -> anyhow::Result<Catalog> {
         Some(OneOrMany::Many(v)) => v.clone(),
         None => Vec::new(),
     };
-    if ddl_files.is_empty() {
-        if let Some(schema) = &corpus.schema {
-            let origin = corpus
-                .schema_path()
-                .map_or(format!("<bundled:{}>/schema.sql", corpus.manifest.name), |p| p.display().to_string());
-            catalog.ddl.push(DdlSource {
-                origin,
-                text: schema.clone(),
-            });
-        }
+    if ddl_files.is_empty()
+        && let Some(schema) = &corpus.schema
+    {
+        let origin = corpus.schema_path().map_or(
+            format!("<bundled:{}>/schema.sql", corpus.manifest.name),
+            |p| p.display().to_string(),
+        );
+        catalog.ddl.push(DdlSource {
+            origin,
+            text: schema.clone(),
+        });
     }
     for f in ddl_files {
         let p = cfg.resolve(&f);
-        let text = sqlflight_corpora::ingest::read_utf8(&p)
-            .map_err(|e| cfg.error_at(&f, format!("catalog DDL: {e}"), "point catalog.ddl at a readable .sql file"))?;
+        let text = sqlflight_corpora::ingest::read_utf8(&p).map_err(|e| {
+            cfg.error_at(
+                &f,
+                format!("catalog DDL: {e}"),
+                "point catalog.ddl at a readable .sql file",
+            )
+        })?;
         catalog.ddl.push(DdlSource {
             origin: p.display().to_string(),
             text,
@@ -223,13 +247,15 @@ pub fn build_catalog(cfg: &Config, corpus: &Corpus) -> anyhow::Result<Catalog> {
             TableSpec::Full { path, format } => (path.clone(), *format),
         };
         let resolved = cfg.resolve(&path);
-        let format = format.or_else(|| TableFormat::from_path(&resolved)).ok_or_else(|| {
-            cfg.error_at(
-                &path,
-                format!("table `{name}`: cannot tell the format of `{path}`"),
-                "write `{ path: ..., format: parquet }` or `format: csv`",
-            )
-        })?;
+        let format = format
+            .or_else(|| TableFormat::from_path(&resolved))
+            .ok_or_else(|| {
+                cfg.error_at(
+                    &path,
+                    format!("table `{name}`: cannot tell the format of `{path}`"),
+                    "write `{ path: ..., format: parquet }` or `format: csv`",
+                )
+            })?;
         catalog.tables.insert(
             name.clone(),
             TableSource {
@@ -239,56 +265,4 @@ pub fn build_catalog(cfg: &Config, corpus: &Corpus) -> anyhow::Result<Catalog> {
         );
     }
     Ok(catalog)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn malformed_yaml_names_line_and_column() {
-        let text = "corpus: corpora/tpch\nengines:\n  baseline: { kind: datafusion }\n  candidate: { kind: datafusion, settings: [1, }\n";
-        let e = Config::parse(Path::new("bad.yaml"), text).unwrap_err();
-        assert_eq!(e.file, "bad.yaml");
-        assert_eq!(e.line, 4, "{e}");
-        assert!(e.column > 0);
-        let shown = e.to_string();
-        assert!(shown.starts_with("bad.yaml:4:"), "{shown}");
-        assert!(shown.contains("fix:"), "{shown}");
-    }
-
-    #[test]
-    fn unknown_keys_and_kinds_are_errors() {
-        let e = Config::parse(Path::new("c.yaml"), "corpus: x\nengnes: {}\n").unwrap_err();
-        assert_eq!((e.line, e.column), (2, 1), "{e}");
-        assert!(e.message.contains("unknown field `engnes`"), "{e}");
-        let e = Config::parse(Path::new("c.yaml"), "engines:\n  b:\n    kind: oracle\n").unwrap_err();
-        assert!(e.message.contains("unknown variant `oracle`"), "{e}");
-        assert_eq!(e.line, 3, "{e}");
-    }
-
-    #[test]
-    fn design_shaped_config_parses() {
-        let text = r#"
-corpus: corpora/tpch
-catalog:
-  ddl: corpora/tpch/schema.sql
-  setup: [ "SET datafusion.execution.time_zone = 'UTC'" ]
-  tables:
-    lineitem: data/tpch/lineitem.parquet
-    orders: { path: data/tpch/orders.csv, format: csv }
-engines:
-  baseline:  { kind: datafusion }
-  candidate: { kind: datafusion,
-               settings: { datafusion.optimizer.prefer_hash_join: "false" },
-               disable_rules: [ push_down_limit ] }
-baseline: baseline
-candidate: candidate
-playback: { jobs: 2, timeout: 30s }
-"#;
-        let c = Config::parse(Path::new("/etc/sf/sqlflight.yaml"), text).unwrap();
-        assert_eq!(c.file.engines.len(), 2);
-        assert_eq!(c.resolve("data/x.parquet"), PathBuf::from("/etc/sf/data/x.parquet"));
-        assert_eq!(c.timeout().unwrap(), Some(Duration::from_secs(30)));
-    }
 }

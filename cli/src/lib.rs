@@ -28,7 +28,11 @@ pub const EXIT_REGRESSION: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "sqlflight", version, about = "Release safety for SQL engines: replay captured queries through the old and the new engine and report what changed.")]
+#[command(
+    name = "sqlflight",
+    version,
+    about = "Release safety for SQL engines: replay captured queries through the old and the new engine and report what changed."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -70,7 +74,9 @@ where
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => EXIT_OK,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    EXIT_OK
+                }
                 _ => EXIT_ERROR,
             };
         }

@@ -2,8 +2,8 @@
 //! (CI logs), nothing with `--quiet`.
 
 use std::io::IsTerminal;
-use std::sync::{Mutex, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -72,7 +72,9 @@ impl Progress for RunProgress {
         self.done.store(done, Ordering::Relaxed);
         match self.mode {
             UiMode::Bar => {
-                let bar = ProgressBar::new(total).with_position(done).with_prefix(self.label.clone());
+                let bar = ProgressBar::new(total)
+                    .with_position(done)
+                    .with_prefix(self.label.clone());
                 if let Ok(style) = ProgressStyle::with_template(
                     "{prefix:>12} [{bar:30}] {pos}/{len} {per_sec:>10} eta {eta} {msg}",
                 ) {
@@ -82,7 +84,11 @@ impl Progress for RunProgress {
                 let _ = self.bar.set(bar);
             }
             UiMode::Lines => {
-                let resumed = if done > 0 { format!(" ({done} already done, resuming)") } else { String::new() };
+                let resumed = if done > 0 {
+                    format!(" ({done} already done, resuming)")
+                } else {
+                    String::new()
+                };
                 eprintln!("{}: {total} queries to compile{resumed}", self.label);
             }
             UiMode::Quiet => {}

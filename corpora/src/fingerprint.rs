@@ -142,7 +142,8 @@ fn tokenize(sql: &str) -> Vec<Tok> {
                 out.push(Tok::Punct("$".into()));
                 i += 1;
             }
-        } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+        } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit))
+        {
             let mut j = i + 1;
             if c == b'0' && matches!(b.get(j), Some(b'x' | b'X')) {
                 j += 1;
@@ -170,11 +171,16 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             i = j;
         } else if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
             let mut j = i + 1;
-            while j < n && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'$' || b[j] >= 0x80) {
+            while j < n
+                && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'$' || b[j] >= 0x80)
+            {
                 j += 1;
             }
             // x'..' / b'..' / E'..' / N'..' string prefixes are part of the literal.
-            if j == i + 1 && b.get(j) == Some(&b'\'') && matches!(c, b'x' | b'X' | b'b' | b'B' | b'e' | b'E' | b'n' | b'N') {
+            if j == i + 1
+                && b.get(j) == Some(&b'\'')
+                && matches!(c, b'x' | b'X' | b'b' | b'B' | b'e' | b'E' | b'n' | b'N')
+            {
                 let esc = matches!(c, b'e' | b'E');
                 i = skip(b, j + 1, b'\'', esc);
                 out.push(Tok::Lit);
@@ -189,7 +195,10 @@ fn tokenize(sql: &str) -> Vec<Tok> {
         } else if c == b'?' {
             out.push(Tok::Lit);
             i += 1;
-        } else if c == b':' && b.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic()) && out.last() != Some(&Tok::Punct(":".into())) {
+        } else if c == b':'
+            && b.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic())
+            && out.last() != Some(&Tok::Punct(":".into()))
+        {
             let mut j = i + 1;
             while j < n && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
                 j += 1;
@@ -200,7 +209,10 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             const OPS: [&str; 10] = ["<=", ">=", "<>", "!=", "||", "::", "->>", "->", "=>", "**"];
             let rest = &sql[i..];
             let op = OPS.iter().find(|o| rest.starts_with(*o));
-            let len = op.map_or_else(|| rest.chars().next().map_or(1, char::len_utf8), |o| o.len());
+            let len = op.map_or_else(
+                || rest.chars().next().map_or(1, char::len_utf8),
+                |o| o.len(),
+            );
             out.push(Tok::Punct(rest[..len].to_string()));
             i += len;
         }
@@ -253,7 +265,11 @@ pub fn normalize(sql: &str) -> String {
             let mut all_lits = true;
             let mut count = 0;
             while j < toks.len() && !is_punct(&toks[j], ")") {
-                let ok = if count % 2 == 0 { toks[j] == Tok::Lit } else { is_punct(&toks[j], ",") };
+                let ok = if count % 2 == 0 {
+                    toks[j] == Tok::Lit
+                } else {
+                    is_punct(&toks[j], ",")
+                };
                 all_lits &= ok;
                 count += 1;
                 j += 1;
@@ -267,7 +283,11 @@ pub fn normalize(sql: &str) -> String {
         // LIMIT ?, ? and LIMIT ? OFFSET ? -> limit ?
         if is_word(t, "limit") && toks.get(i + 1) == Some(&Tok::Lit) {
             let mut j = i + 2;
-            if toks.get(j).is_some_and(|t| is_punct(t, ",") || is_word(t, "offset")) && toks.get(j + 1) == Some(&Tok::Lit) {
+            if toks
+                .get(j)
+                .is_some_and(|t| is_punct(t, ",") || is_word(t, "offset"))
+                && toks.get(j + 1) == Some(&Tok::Lit)
+            {
                 j += 2;
             }
             out.push("limit ?".into());
@@ -282,7 +302,10 @@ pub fn normalize(sql: &str) -> String {
                 out.push(render(t));
             }
             let mut j = end;
-            while j < toks.len() && is_punct(&toks[j], ",") && toks.get(j + 1).is_some_and(|t| is_punct(t, "(")) {
+            while j < toks.len()
+                && is_punct(&toks[j], ",")
+                && toks.get(j + 1).is_some_and(|t| is_punct(t, "("))
+            {
                 j = matching_paren(&toks, j + 1);
             }
             i = j;
@@ -301,8 +324,8 @@ pub fn normalize(sql: &str) -> String {
 /// Whether a `-` after `prev` is a sign rather than a subtraction.
 fn unary_position(prev: Option<&Tok>) -> bool {
     const KW: [&str; 18] = [
-        "select", "where", "and", "or", "when", "then", "else", "values", "by", "in", "not", "between", "limit",
-        "offset", "like", "is", "return", "set",
+        "select", "where", "and", "or", "when", "then", "else", "values", "by", "in", "not",
+        "between", "limit", "offset", "like", "is", "return", "set",
     ];
     match prev {
         None => true,
@@ -344,22 +367,55 @@ mod tests {
 
     #[test]
     fn pt_query_digest_rules() {
-        assert_eq!(normalize("SELECT * FROM t WHERE a=1"), "select * from t where a = ?");
-        assert_eq!(fingerprint("select * from t where a = 1").id, fingerprint("SELECT *\n FROM t WHERE A=2 -- c").id);
-        assert_eq!(normalize("select 'x''y', 1.5e3, 0xFF, true, NULL, $1, ?"), "select ? , ? , ? , ? , ? , ? , ?");
-        assert_eq!(normalize("select a from t where b in (1, 2, 3)"), "select a from t where b in (?+)");
-        assert_eq!(normalize("insert into t values (1,'a'),(2,'b'),(3,'c')"), "insert into t values ( ? , ? )");
-        assert_eq!(normalize("select a from t limit 10, 20"), "select a from t limit ?");
-        assert_eq!(normalize("select a from t limit 10 offset 5"), "select a from t limit ?");
-        assert_eq!(normalize("select \"MixedCase\" from t1 /* hi */"), "select \"MixedCase\" from t1");
+        assert_eq!(
+            normalize("SELECT * FROM t WHERE a=1"),
+            "select * from t where a = ?"
+        );
+        assert_eq!(
+            fingerprint("select * from t where a = 1").id,
+            fingerprint("SELECT *\n FROM t WHERE A=2 -- c").id
+        );
+        assert_eq!(
+            normalize("select 'x''y', 1.5e3, 0xFF, true, NULL, $1, ?"),
+            "select ? , ? , ? , ? , ? , ? , ?"
+        );
+        assert_eq!(
+            normalize("select a from t where b in (1, 2, 3)"),
+            "select a from t where b in (?+)"
+        );
+        assert_eq!(
+            normalize("insert into t values (1,'a'),(2,'b'),(3,'c')"),
+            "insert into t values ( ? , ? )"
+        );
+        assert_eq!(
+            normalize("select a from t limit 10, 20"),
+            "select a from t limit ?"
+        );
+        assert_eq!(
+            normalize("select a from t limit 10 offset 5"),
+            "select a from t limit ?"
+        );
+        assert_eq!(
+            normalize("select \"MixedCase\" from t1 /* hi */"),
+            "select \"MixedCase\" from t1"
+        );
         assert_eq!(normalize("select $body$ a;b $body$"), "select ?");
-        assert_eq!(normalize("select a::int from t where x = :name"), "select a :: int from t where x = ?");
-        assert_eq!(normalize("select a - 1 from t where b = -2 and c in (-1, 2)"), "select a - ? from t where b = ? and c in (?+)");
+        assert_eq!(
+            normalize("select a::int from t where x = :name"),
+            "select a :: int from t where x = ?"
+        );
+        assert_eq!(
+            normalize("select a - 1 from t where b = -2 and c in (-1, 2)"),
+            "select a - ? from t where b = ? and c in (?+)"
+        );
     }
 
     #[test]
     fn subquery_in_list_is_kept() {
-        assert_eq!(normalize("select 1 from t where a in (select b from u)"), "select ? from t where a in ( select b from u )");
+        assert_eq!(
+            normalize("select 1 from t where a in (select b from u)"),
+            "select ? from t where a in ( select b from u )"
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ impl std::str::FromStr for IngestFormat {
             "auto" => Ok(IngestFormat::Auto),
             "sql" => Ok(IngestFormat::Sql),
             "jsonl" => Ok(IngestFormat::Jsonl),
-            other => Err(format!("unknown input format `{other}`; expected one of: auto, sql, jsonl")),
+            other => Err(format!(
+                "unknown input format `{other}`; expected one of: auto, sql, jsonl"
+            )),
         }
     }
 }
@@ -86,7 +88,10 @@ impl IngestReport {
 
 /// Lists the files under the inputs (directories recursively, sorted), keeping
 /// those whose format can be chosen.
-fn expand_inputs(inputs: &[PathBuf], format: IngestFormat) -> Result<Vec<(PathBuf, IngestFormat)>, CorpusError> {
+fn expand_inputs(
+    inputs: &[PathBuf],
+    format: IngestFormat,
+) -> Result<Vec<(PathBuf, IngestFormat)>, CorpusError> {
     let mut out = Vec::new();
     for input in inputs {
         let meta = fs::metadata(input).map_err(|e| CorpusError::io(input, e))?;
@@ -147,14 +152,20 @@ impl IdAssigner {
 }
 
 /// Ingests `inputs` into `writer`.
-pub fn ingest(inputs: &[PathBuf], opts: &IngestOptions, writer: &mut CorpusWriter) -> Result<IngestReport, CorpusError> {
+pub fn ingest(
+    inputs: &[PathBuf],
+    opts: &IngestOptions,
+    writer: &mut CorpusWriter,
+) -> Result<IngestReport, CorpusError> {
     let files = expand_inputs(inputs, opts.format)?;
     let mut report = IngestReport::default();
     let mut ids = IdAssigner::default();
     for (path, format) in files {
         report.files += 1;
         match format {
-            IngestFormat::Sql | IngestFormat::Auto => ingest_sql(&path, opts, &mut ids, writer, &mut report)?,
+            IngestFormat::Sql | IngestFormat::Auto => {
+                ingest_sql(&path, opts, &mut ids, writer, &mut report)?
+            }
             IngestFormat::Jsonl => ingest_jsonl(&path, opts, &mut ids, writer, &mut report)?,
         }
     }
@@ -166,7 +177,11 @@ pub fn read_utf8(path: &Path) -> Result<String, CorpusError> {
     let bytes = fs::read(path).map_err(|e| CorpusError::io(path, e))?;
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = e.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
         CorpusError::NotUtf8 {
             path: path.to_path_buf(),
             offset,
@@ -234,7 +249,9 @@ fn ingest_jsonl(
     let mut lineno = 0u64;
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| CorpusError::io(path, e))?;
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| CorpusError::io(path, e))?;
         if n == 0 {
             break;
         }
@@ -250,7 +267,10 @@ fn ingest_jsonl(
             Ok(s) => s.trim(),
             Err(e) => {
                 report.records_read += 1;
-                skip(report, format!("not UTF-8: invalid byte at column {}", e.valid_up_to() + 1));
+                skip(
+                    report,
+                    format!("not UTF-8: invalid byte at column {}", e.valid_up_to() + 1),
+                );
                 continue;
             }
         };
@@ -265,8 +285,15 @@ fn ingest_jsonl(
                 continue;
             }
         };
-        let Some(sql) = loose.sql.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) else {
-            skip(report, "no SQL: expected a non-empty `sql` (or `query`, `statement`) field".into());
+        let Some(sql) = loose
+            .sql
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+        else {
+            skip(
+                report,
+                "no SQL: expected a non-empty `sql` (or `query`, `statement`) field".into(),
+            );
             continue;
         };
         let id = match loose.id {
@@ -303,7 +330,8 @@ mod tests {
         for (name, body) in files {
             fs::write(inp.join(name), body).unwrap();
         }
-        let mut w = CorpusWriter::create(&dir.path().join("out"), CorpusManifest::new("t")).unwrap();
+        let mut w =
+            CorpusWriter::create(&dir.path().join("out"), CorpusManifest::new("t")).unwrap();
         let r = ingest(&[inp], &IngestOptions::default(), &mut w);
         if r.is_ok() {
             w.finish().unwrap();

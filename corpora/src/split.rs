@@ -124,7 +124,10 @@ pub fn split_statements(input: &str, opts: SplitOptions) -> Vec<SplitStatement> 
     let mut line = 1u64;
     let mut pos = 0usize;
     for st in &mut out {
-        line += bytes[pos..st.offset].iter().filter(|&&c| c == b'\n').count() as u64;
+        line += bytes[pos..st.offset]
+            .iter()
+            .filter(|&&c| c == b'\n')
+            .count() as u64;
         pos = st.offset;
         st.line = line;
     }
@@ -219,14 +222,25 @@ mod tests {
 
     #[test]
     fn doubled_quotes_and_escapes() {
-        assert_eq!(texts("select 'it''s;'; select 2"), vec!["select 'it''s;'", "select 2"]);
+        assert_eq!(
+            texts("select 'it''s;'; select 2"),
+            vec!["select 'it''s;'", "select 2"]
+        );
         // A backslash is not an escape in a standard string...
-        assert_eq!(texts(r"select 'C:\'; select 2"), vec![r"select 'C:\'", "select 2"]);
+        assert_eq!(
+            texts(r"select 'C:\'; select 2"),
+            vec![r"select 'C:\'", "select 2"]
+        );
         // ...but is in an E'' string.
-        assert_eq!(texts(r"select E'a\';b'; select 2"), vec![r"select E'a\';b'", "select 2"]);
+        assert_eq!(
+            texts(r"select E'a\';b'; select 2"),
+            vec![r"select E'a\';b'", "select 2"]
+        );
         let mysql = split_statements(
             r"select 'a\';b'; select 2",
-            SplitOptions { backslash_escapes: true },
+            SplitOptions {
+                backslash_escapes: true,
+            },
         );
         assert_eq!(mysql.len(), 2);
     }
@@ -245,7 +259,10 @@ mod tests {
 
     #[test]
     fn unterminated_quote_runs_to_end() {
-        assert_eq!(texts("select 'abc; select 2"), vec!["select 'abc; select 2"]);
+        assert_eq!(
+            texts("select 'abc; select 2"),
+            vec!["select 'abc; select 2"]
+        );
     }
 
     #[test]

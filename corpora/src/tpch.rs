@@ -10,12 +10,12 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use tpchgen::generators::{
-    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator, PartSuppGenerator,
-    RegionGenerator, SupplierGenerator,
+    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
+    PartSuppGenerator, RegionGenerator, SupplierGenerator,
 };
 use tpchgen_arrow::{
-    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow, RecordBatchIterator, RegionArrow,
-    SupplierArrow,
+    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow,
+    RecordBatchIterator, RegionArrow, SupplierArrow,
 };
 
 use crate::corpus::CorpusError;
@@ -34,7 +34,9 @@ pub struct TpchData {
     pub generated: bool,
 }
 
-pub const TABLES: [&str; 8] = ["nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem"];
+pub const TABLES: [&str; 8] = [
+    "nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem",
+];
 
 /// Returns TPC-H data at `scale_factor` under `cache_root`, generating it once.
 /// A directory is used only when its completion marker exists, so an interrupted
@@ -46,12 +48,21 @@ pub fn ensure_tpch_data(cache_root: &Path, scale_factor: f64) -> Result<TpchData
             message: format!("scale factor {scale_factor} is out of range (0, 1000]"),
         });
     }
-    let dir = cache_root.join("tpch").join(format!("sf{scale_factor}-{LAYOUT}"));
+    let dir = cache_root
+        .join("tpch")
+        .join(format!("sf{scale_factor}-{LAYOUT}"));
     let marker = dir.join("_COMPLETE");
-    let tables: Vec<(String, PathBuf)> =
-        TABLES.iter().map(|t| (t.to_string(), dir.join(format!("{t}.parquet")))).collect();
+    let tables: Vec<(String, PathBuf)> = TABLES
+        .iter()
+        .map(|t| (t.to_string(), dir.join(format!("{t}.parquet"))))
+        .collect();
     if marker.is_file() && tables.iter().all(|(_, p)| p.is_file()) {
-        return Ok(TpchData { dir, scale_factor, tables, generated: false });
+        return Ok(TpchData {
+            dir,
+            scale_factor,
+            tables,
+            generated: false,
+        });
     }
     fs::create_dir_all(&dir).map_err(|e| CorpusError::io(&dir, e))?;
     let sf = scale_factor;
@@ -70,17 +81,28 @@ pub fn ensure_tpch_data(cache_root: &Path, scale_factor: f64) -> Result<TpchData
         write_parquet(path, schema, iter)?;
     }
     File::create(&marker).map_err(|e| CorpusError::io(&marker, e))?;
-    Ok(TpchData { dir, scale_factor, tables, generated: true })
+    Ok(TpchData {
+        dir,
+        scale_factor,
+        tables,
+        generated: true,
+    })
 }
 
-fn write_parquet(path: &Path, schema: SchemaRef, batches: impl Iterator<Item = RecordBatch>) -> Result<(), CorpusError> {
+fn write_parquet(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl Iterator<Item = RecordBatch>,
+) -> Result<(), CorpusError> {
     let tmp = path.with_extension("parquet.tmp");
     let gen_err = |e: parquet::errors::ParquetError| CorpusError::Generate {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
     let file = File::create(&tmp).map_err(|e| CorpusError::io(&tmp, e))?;
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
     let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(gen_err)?;
     for b in batches {
         w.write(&b).map_err(gen_err)?;

@@ -16,6 +16,8 @@ pub mod outcome;
 pub mod plan;
 pub mod run;
 
-pub use outcome::{ErrorClass, OutcomeRecord, PlaybackClass, SideResult, classify_playback, playback_outcome};
-pub use run::{CorpusInfo, EngineInfo, PartitionSpec, RunManifest, RunStatus};
+pub use outcome::{
+    ErrorClass, OutcomeRecord, PlaybackClass, SideResult, classify_playback, playback_outcome,
+};
 pub use plan::{NormalizedPlan, change_signature, normalize_plan, plan_diff};
+pub use run::{CorpusInfo, EngineInfo, PartitionSpec, RunManifest, RunStatus};

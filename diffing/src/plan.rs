@@ -20,7 +20,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use similar::TextDiff;
 
-static HEX_ADDR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"0x[0-9a-fA-F]{6,}").expect("static regex"));
+static HEX_ADDR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"0x[0-9a-fA-F]{6,}").expect("static regex"));
 static PATH: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:[A-Za-z]:)?/?(?:[\w.~+-]+/){2,}([\w.+-]+\.[A-Za-z0-9]+)").expect("static regex")
 });
@@ -100,7 +101,9 @@ pub fn plan_diff(baseline: &NormalizedPlan, candidate: &NormalizedPlan) -> Strin
 /// `HashJoinExec`; `Inner Join: a = b` → `Inner Join`.
 pub fn operator_kind(line: &str) -> &str {
     let t = line.trim_start();
-    let end = t.find(':').unwrap_or_else(|| t.find(' ').unwrap_or(t.len()));
+    let end = t
+        .find(':')
+        .unwrap_or_else(|| t.find(' ').unwrap_or(t.len()));
     t[..end].trim_end()
 }
 
@@ -125,7 +128,10 @@ pub fn change_signature(baseline: &NormalizedPlan, candidate: &NormalizedPlan) -
         return signature_of(a, b);
     }
     if baseline.logical != candidate.logical {
-        return format!("logical: {}", signature_of(&baseline.logical, &candidate.logical));
+        return format!(
+            "logical: {}",
+            signature_of(&baseline.logical, &candidate.logical)
+        );
     }
     if baseline.physical != candidate.physical {
         return "physical plan presence changed".into();
@@ -161,19 +167,31 @@ fn signature_of(a: &str, b: &str) -> String {
     let kinds: std::collections::BTreeSet<&str> = ca.keys().chain(cb.keys()).copied().collect();
     let delta = |k: &str| cb.get(k).copied().unwrap_or(0) - ca.get(k).copied().unwrap_or(0);
     let changed: Vec<&str> = kinds.into_iter().filter(|k| delta(k) != 0).collect();
-    let primary: Vec<&str> = changed.iter().copied().filter(|k| !SECONDARY_KINDS.contains(k)).collect();
+    let primary: Vec<&str> = changed
+        .iter()
+        .copied()
+        .filter(|k| !SECONDARY_KINDS.contains(k))
+        .collect();
     let pick = if primary.is_empty() { changed } else { primary };
     if pick.is_empty() {
         // Same operators: name the kinds whose lines changed.
         let la: std::collections::BTreeSet<&str> = a.lines().collect();
         let lb: std::collections::BTreeSet<&str> = b.lines().collect();
-        let changed: std::collections::BTreeSet<&str> =
-            la.symmetric_difference(&lb).map(|l| operator_kind(l)).collect();
+        let changed: std::collections::BTreeSet<&str> = la
+            .symmetric_difference(&lb)
+            .map(|l| operator_kind(l))
+            .collect();
         return format!("~ {}", changed.into_iter().collect::<Vec<_>>().join(", "));
     }
     let removed: Vec<&str> = pick.iter().copied().filter(|k| delta(k) < 0).collect();
     let added: Vec<&str> = pick.iter().copied().filter(|k| delta(k) > 0).collect();
-    let side = |v: Vec<&str>| if v.is_empty() { "(none)".to_string() } else { v.join(", ") };
+    let side = |v: Vec<&str>| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
     format!("{} -> {}", side(removed), side(added))
 }
 
@@ -199,23 +217,43 @@ mod tests {
 
     #[test]
     fn signatures() {
-        let a = NormalizedPlan::new("Projection: a", Some("ProjectionExec: x\n  HashJoinExec: on=a\n    A\n    B"));
+        let a = NormalizedPlan::new(
+            "Projection: a",
+            Some("ProjectionExec: x\n  HashJoinExec: on=a\n    A\n    B"),
+        );
         let b = NormalizedPlan::new(
             "Projection: a",
-            Some("ProjectionExec: x\n  SortMergeJoinExec: on=a\n    SortExec: a\n      A\n    SortExec: b\n      B"),
+            Some(
+                "ProjectionExec: x\n  SortMergeJoinExec: on=a\n    SortExec: a\n      A\n    SortExec: b\n      B",
+            ),
         );
         // Enforcers that came with the join change do not split the group.
-        assert_eq!(change_signature(&a, &b), "HashJoinExec -> SortMergeJoinExec");
-        let only_sort = NormalizedPlan::new("Projection: a", Some("ProjectionExec: x\n  SortExec: a\n    HashJoinExec: on=a\n      A\n      B"));
+        assert_eq!(
+            change_signature(&a, &b),
+            "HashJoinExec -> SortMergeJoinExec"
+        );
+        let only_sort = NormalizedPlan::new(
+            "Projection: a",
+            Some("ProjectionExec: x\n  SortExec: a\n    HashJoinExec: on=a\n      A\n      B"),
+        );
         assert_eq!(change_signature(&a, &only_sort), "(none) -> SortExec");
-        let c = NormalizedPlan::new("Projection: a", Some("ProjectionExec: y\n  HashJoinExec: on=a\n    A\n    B"));
+        let c = NormalizedPlan::new(
+            "Projection: a",
+            Some("ProjectionExec: y\n  HashJoinExec: on=a\n    A\n    B"),
+        );
         assert_eq!(change_signature(&a, &c), "~ ProjectionExec");
-        let d = NormalizedPlan::new("Projection: b", Some("ProjectionExec: x\n  HashJoinExec: on=a\n    A\n    B"));
+        let d = NormalizedPlan::new(
+            "Projection: b",
+            Some("ProjectionExec: x\n  HashJoinExec: on=a\n    A\n    B"),
+        );
         assert_eq!(change_signature(&a, &d), "logical: ~ Projection");
         assert_eq!(change_signature(&a, &a), "");
         assert!(plan_diff(&a, &a).is_empty());
         let diff = plan_diff(&a, &b);
-        assert!(diff.starts_with("--- baseline/physical\n+++ candidate/physical\n"), "{diff}");
+        assert!(
+            diff.starts_with("--- baseline/physical\n+++ candidate/physical\n"),
+            "{diff}"
+        );
         assert!(diff.contains("\n-  HashJoinExec: on=a\n"), "{diff}");
         assert!(diff.contains("\n+  SortMergeJoinExec: on=a\n"), "{diff}");
     }

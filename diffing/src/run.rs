@@ -38,7 +38,13 @@ impl EngineInfo {
         if parts.is_empty() {
             format!("{} {} ({})", self.engine, self.version, self.profile)
         } else {
-            format!("{} {} ({}: {})", self.engine, self.version, self.profile, parts.join(", "))
+            format!(
+                "{} {} ({}: {})",
+                self.engine,
+                self.version,
+                self.profile,
+                parts.join(", ")
+            )
         }
     }
 }
@@ -123,7 +129,23 @@ pub struct RunManifest {
 
 impl RunManifest {
     /// What must be equal for a run directory to be resumed with these settings.
-    pub fn identity(&self) -> (String, &str, &EngineInfo, &EngineInfo, Option<PartitionSpec>, u64) {
-        (self.kind.clone(), &self.corpus.hash, &self.baseline, &self.candidate, self.partition, self.timeout_ms)
+    pub fn identity(
+        &self,
+    ) -> (
+        String,
+        &str,
+        &EngineInfo,
+        &EngineInfo,
+        Option<PartitionSpec>,
+        u64,
+    ) {
+        (
+            self.kind.clone(),
+            &self.corpus.hash,
+            &self.baseline,
+            &self.candidate,
+            self.partition,
+            self.timeout_ms,
+        )
     }
 }

@@ -35,7 +35,12 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, EngineError> {
             .map_err(|e| e.to_string())
     })
     .as_ref()
-    .map_err(|e| EngineError::new(ErrorClass::Internal, format!("cannot start the tokio runtime: {e}")))
+    .map_err(|e| {
+        EngineError::new(
+            ErrorClass::Internal,
+            format!("cannot start the tokio runtime: {e}"),
+        )
+    })
 }
 
 /// Classifies a DataFusion error.
@@ -43,9 +48,11 @@ pub fn classify(e: &DataFusionError) -> ErrorClass {
     use DataFusionError as D;
     match e {
         D::SQL(..) => ErrorClass::Parse,
-        D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_) | D::Configuration(_) | D::Substrait(_) => {
-            ErrorClass::Plan
-        }
+        D::Plan(_)
+        | D::SchemaError(..)
+        | D::NotImplemented(_)
+        | D::Configuration(_)
+        | D::Substrait(_) => ErrorClass::Plan,
         D::ResourcesExhausted(_) => ErrorClass::Resource,
         D::Internal(_) => ErrorClass::Internal,
         D::ExecutionJoin(j) if j.is_panic() => ErrorClass::Crash,
@@ -66,7 +73,12 @@ fn rule_names(state: &datafusion::execution::SessionState) -> BTreeSet<String> {
     let mut s = BTreeSet::new();
     s.extend(state.analyzer().rules.iter().map(|r| r.name().to_string()));
     s.extend(state.optimizers().iter().map(|r| r.name().to_string()));
-    s.extend(state.physical_optimizers().iter().map(|r| r.name().to_string()));
+    s.extend(
+        state
+            .physical_optimizers()
+            .iter()
+            .map(|r| r.name().to_string()),
+    );
     s
 }
 
@@ -87,13 +99,19 @@ impl DataFusionEngine {
     ) -> Result<Self, BuildError> {
         let mut config = SessionConfig::new().with_information_schema(true);
         for (k, v) in settings {
-            config.options_mut().set(k, v).map_err(|e| BuildError::Setting {
-                profile: profile.into(),
-                key: k.clone(),
-                message: e.strip_backtrace(),
-            })?;
+            config
+                .options_mut()
+                .set(k, v)
+                .map_err(|e| BuildError::Setting {
+                    profile: profile.into(),
+                    key: k.clone(),
+                    message: e.strip_backtrace(),
+                })?;
         }
-        let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
         let known = rule_names(&state);
         for r in disable_rules {
             if !known.contains(r) {
@@ -105,9 +123,25 @@ impl DataFusionEngine {
             }
         }
         let off = |name: &str| disable_rules.iter().any(|r| r == name);
-        let analyzer = state.analyzer().rules.iter().filter(|r| !off(r.name())).cloned().collect();
-        let optimizer = state.optimizers().iter().filter(|r| !off(r.name())).cloned().collect();
-        let physical = state.physical_optimizers().iter().filter(|r| !off(r.name())).cloned().collect();
+        let analyzer = state
+            .analyzer()
+            .rules
+            .iter()
+            .filter(|r| !off(r.name()))
+            .cloned()
+            .collect();
+        let optimizer = state
+            .optimizers()
+            .iter()
+            .filter(|r| !off(r.name()))
+            .cloned()
+            .collect();
+        let physical = state
+            .physical_optimizers()
+            .iter()
+            .filter(|r| !off(r.name()))
+            .cloned()
+            .collect();
         let state = SessionStateBuilder::new_from_existing(state)
             .with_analyzer_rules(analyzer)
             .with_optimizer_rules(optimizer)
@@ -136,8 +170,16 @@ impl DataFusionEngine {
             for (name, t) in &catalog.tables {
                 let path = t.path.to_string_lossy();
                 let res = match t.format {
-                    TableFormat::Parquet => self.ctx.register_parquet(name, path.as_ref(), ParquetReadOptions::default()).await,
-                    TableFormat::Csv => self.ctx.register_csv(name, path.as_ref(), CsvReadOptions::new()).await,
+                    TableFormat::Parquet => {
+                        self.ctx
+                            .register_parquet(name, path.as_ref(), ParquetReadOptions::default())
+                            .await
+                    }
+                    TableFormat::Csv => {
+                        self.ctx
+                            .register_csv(name, path.as_ref(), CsvReadOptions::new())
+                            .await
+                    }
                 };
                 res.map_err(|e| BuildError::Catalog {
                     profile: profile.clone(),
@@ -152,13 +194,24 @@ impl DataFusionEngine {
                         origin: format!("{}:{}", ddl.origin, st.line),
                         message: e.strip_backtrace(),
                     };
-                    let plan = self.ctx.state().create_logical_plan(&st.text).await.map_err(err)?;
+                    let plan = self
+                        .ctx
+                        .state()
+                        .create_logical_plan(&st.text)
+                        .await
+                        .map_err(err)?;
                     if let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(c)) = &plan
                         && catalog.tables.contains_key(c.name.table())
                     {
                         continue; // the data file defines this table
                     }
-                    self.ctx.execute_logical_plan(plan).await.map_err(err)?.collect().await.map_err(err)?;
+                    self.ctx
+                        .execute_logical_plan(plan)
+                        .await
+                        .map_err(err)?
+                        .collect()
+                        .await
+                        .map_err(err)?;
                 }
             }
             for s in catalog.setup.iter().chain(setup) {
@@ -167,7 +220,13 @@ impl DataFusionEngine {
                     statement: s.clone(),
                     message: e.strip_backtrace(),
                 };
-                self.ctx.sql(s).await.map_err(err)?.collect().await.map_err(err)?;
+                self.ctx
+                    .sql(s)
+                    .await
+                    .map_err(err)?
+                    .collect()
+                    .await
+                    .map_err(err)?;
             }
             Ok(())
         })
@@ -249,14 +308,20 @@ mod tests {
     use super::*;
 
     fn engine(settings: &[(&str, &str)], rules: &[&str]) -> Result<DataFusionEngine, BuildError> {
-        let settings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let settings = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let rules: Vec<String> = rules.iter().map(|s| s.to_string()).collect();
         DataFusionEngine::new(
             "p",
             &settings,
             &rules,
             &[],
-            &Catalog::from_ddl("test.sql", "create table t(a int, b varchar); create table u(a int);"),
+            &Catalog::from_ddl(
+                "test.sql",
+                "create table t(a int, b varchar); create table u(a int);",
+            ),
         )
     }
 
@@ -269,31 +334,66 @@ mod tests {
         assert!(p.logical.contains("Filter"), "{}", p.logical);
         assert!(p.physical.unwrap().contains("FilterExec"));
         assert_eq!(e.compile("selec 1").unwrap_err().class, ErrorClass::Parse);
-        assert_eq!(e.compile("select * from missing").unwrap_err().class, ErrorClass::Plan);
-        assert_eq!(e.compile("select nope from t").unwrap_err().class, ErrorClass::Plan);
+        assert_eq!(
+            e.compile("select * from missing").unwrap_err().class,
+            ErrorClass::Plan
+        );
+        assert_eq!(
+            e.compile("select nope from t").unwrap_err().class,
+            ErrorClass::Plan
+        );
         // DDL compiles to a logical plan only, and does not create the table.
-        assert!(e.compile("create table v(x int)").unwrap().physical.is_none());
-        assert_eq!(e.compile("select * from v").unwrap_err().class, ErrorClass::Plan);
+        assert!(
+            e.compile("create table v(x int)")
+                .unwrap()
+                .physical
+                .is_none()
+        );
+        assert_eq!(
+            e.compile("select * from v").unwrap_err().class,
+            ErrorClass::Plan
+        );
     }
 
     #[test]
     fn profile_settings_and_rules() {
         let hash = engine(&[("datafusion.execution.target_partitions", "2")], &[]).unwrap();
         let smj = engine(
-            &[("datafusion.execution.target_partitions", "2"), ("datafusion.optimizer.prefer_hash_join", "false")],
+            &[
+                ("datafusion.execution.target_partitions", "2"),
+                ("datafusion.optimizer.prefer_hash_join", "false"),
+            ],
             &[],
         )
         .unwrap();
         let q = "select * from t join u on t.a = u.a";
-        assert!(hash.compile(q).unwrap().physical.unwrap().contains("HashJoinExec"));
-        assert!(smj.compile(q).unwrap().physical.unwrap().contains("SortMergeJoinExec"));
+        assert!(
+            hash.compile(q)
+                .unwrap()
+                .physical
+                .unwrap()
+                .contains("HashJoinExec")
+        );
+        assert!(
+            smj.compile(q)
+                .unwrap()
+                .physical
+                .unwrap()
+                .contains("SortMergeJoinExec")
+        );
         let no_filter_push = engine(&[], &["push_down_filter"]).unwrap();
-        assert_eq!(no_filter_push.info().disabled_rules, vec!["push_down_filter"]);
+        assert_eq!(
+            no_filter_push.info().disabled_rules,
+            vec!["push_down_filter"]
+        );
         let Err(BuildError::UnknownRule { known, .. }) = engine(&[], &["no_such_rule"]) else {
             panic!("expected an unknown-rule error")
         };
         assert!(known.contains("push_down_filter"));
-        assert!(matches!(engine(&[("datafusion.nope", "1")], &[]), Err(BuildError::Setting { .. })));
+        assert!(matches!(
+            engine(&[("datafusion.nope", "1")], &[]),
+            Err(BuildError::Setting { .. })
+        ));
     }
 
     #[test]

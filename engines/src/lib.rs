@@ -23,8 +23,8 @@ pub use datafusion::arrow;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-pub use sqlflight_diffing::{EngineInfo, ErrorClass};
 use sqlflight_corpora::Catalog;
+pub use sqlflight_diffing::{EngineInfo, ErrorClass};
 
 /// Plan texts of one compiled statement, as the engine displays them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,19 +98,39 @@ pub enum EngineSpec {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BuildError {
     #[error("engine `{profile}`: setting `{key}`: {message}")]
-    Setting { profile: String, key: String, message: String },
+    Setting {
+        profile: String,
+        key: String,
+        message: String,
+    },
     #[error("engine `{profile}`: unknown optimizer rule `{rule}`; known rules: {known}")]
-    UnknownRule { profile: String, rule: String, known: String },
+    UnknownRule {
+        profile: String,
+        rule: String,
+        known: String,
+    },
     #[error("engine `{profile}`: catalog {origin}: {message}")]
-    Catalog { profile: String, origin: String, message: String },
+    Catalog {
+        profile: String,
+        origin: String,
+        message: String,
+    },
     #[error("engine `{profile}`: setup statement `{statement}`: {message}")]
-    Setup { profile: String, statement: String, message: String },
+    Setup {
+        profile: String,
+        statement: String,
+        message: String,
+    },
     #[error("engine `{profile}`: {message}")]
     Other { profile: String, message: String },
 }
 
 /// Builds the engine a profile describes, with the catalog loaded.
-pub fn build_engine(profile: &str, spec: &EngineSpec, catalog: &Catalog) -> Result<Arc<dyn Engine>, BuildError> {
+pub fn build_engine(
+    profile: &str,
+    spec: &EngineSpec,
+    catalog: &Catalog,
+) -> Result<Arc<dyn Engine>, BuildError> {
     match spec {
         EngineSpec::Datafusion {
             settings,

@@ -25,8 +25,8 @@ use rayon::prelude::*;
 use sqlflight_corpora::{Corpus, QueryRecord};
 use sqlflight_diffing::outcome::playback_outcome;
 use sqlflight_diffing::{
-    CorpusInfo, ErrorClass, NormalizedPlan, OutcomeRecord, PartitionSpec, PlaybackClass, RunManifest, RunStatus,
-    SideResult,
+    CorpusInfo, ErrorClass, NormalizedPlan, OutcomeRecord, PartitionSpec, PlaybackClass,
+    RunManifest, RunStatus, SideResult,
 };
 use sqlflight_engines::{Engine, EngineError};
 
@@ -86,12 +86,15 @@ pub struct PlaybackSummary {
 
 impl PlaybackSummary {
     pub fn regressions(&self) -> usize {
-        self.outcomes.iter().filter(|o| o.class.is_regression()).count()
+        self.outcomes
+            .iter()
+            .filter(|o| o.class.is_regression())
+            .count()
     }
 }
 
 /// The queries of `corpus` that partition `p` selects.
-pub fn select<'a>(corpus: &'a Corpus, p: Option<PartitionSpec>) -> Vec<&'a QueryRecord> {
+pub fn select(corpus: &Corpus, p: Option<PartitionSpec>) -> Vec<&QueryRecord> {
     corpus
         .records
         .iter()
@@ -133,7 +136,10 @@ pub fn run_playback(
         counts: Default::default(),
     };
     let journal = Journal::open(&opts.out, manifest, opts.resume)?;
-    let todo: Vec<&QueryRecord> = selected.into_iter().filter(|r| !journal.is_done(&r.id)).collect();
+    let todo: Vec<&QueryRecord> = selected
+        .into_iter()
+        .filter(|r| !journal.is_done(&r.id))
+        .collect();
     progress.start(journal.manifest().selected, journal.done_count() as u64);
 
     let pool = rayon::ThreadPoolBuilder::new()
@@ -178,7 +184,12 @@ fn now() -> String {
 }
 
 /// Compiles one query on both sides and classifies it.
-pub fn play_one(rec: &QueryRecord, baseline: &Arc<dyn Engine>, candidate: &Arc<dyn Engine>, timeout: Duration) -> OutcomeRecord {
+pub fn play_one(
+    rec: &QueryRecord,
+    baseline: &Arc<dyn Engine>,
+    candidate: &Arc<dyn Engine>,
+    timeout: Duration,
+) -> OutcomeRecord {
     let template = rec.template().to_string();
     if rec.sql.trim().is_empty() {
         return OutcomeRecord::skipped(rec.id.clone(), template, "empty statement");
@@ -205,20 +216,31 @@ pub fn compile_guarded(engine: &Arc<dyn Engine>, sql: &str, timeout: Duration) -
             let _ = tx.send(r); // the receiver is gone only after a timeout
         });
     let result = match spawned {
-        Err(e) => Err(EngineError::new(ErrorClass::Internal, format!("cannot start a compile thread: {e}"))),
+        Err(e) => Err(EngineError::new(
+            ErrorClass::Internal,
+            format!("cannot start a compile thread: {e}"),
+        )),
         Ok(_) => match rx.recv_timeout(timeout) {
             Ok(Ok(r)) => r,
-            Ok(Err(payload)) => Err(EngineError::new(ErrorClass::Crash, panic_message(payload.as_ref()))),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                Err(EngineError::new(ErrorClass::Timeout, format!("did not compile within {timeout:?}")))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                Err(EngineError::new(ErrorClass::Crash, "the compile thread ended without a result"))
-            }
+            Ok(Err(payload)) => Err(EngineError::new(
+                ErrorClass::Crash,
+                panic_message(payload.as_ref()),
+            )),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(EngineError::new(
+                ErrorClass::Timeout,
+                format!("did not compile within {timeout:?}"),
+            )),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(EngineError::new(
+                ErrorClass::Crash,
+                "the compile thread ended without a result",
+            )),
         },
     };
     match result {
-        Ok(plan) => SideResult::ok(NormalizedPlan::new(&plan.logical, plan.physical.as_deref()), elapsed(start)),
+        Ok(plan) => SideResult::ok(
+            NormalizedPlan::new(&plan.logical, plan.physical.as_deref()),
+            elapsed(start),
+        ),
         Err(e) => SideResult::Error {
             error_class: e.class,
             error: e.message,

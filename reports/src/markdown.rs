@@ -18,8 +18,13 @@ pub struct ChangeGroup {
 /// Groups plan changes by change signature, largest group first.
 pub fn change_groups(outcomes: &[OutcomeRecord]) -> Vec<ChangeGroup> {
     let mut m: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for o in outcomes.iter().filter(|o| o.class == PlaybackClass::PlanChanged) {
-        m.entry(o.change_signature.as_deref().unwrap_or("")).or_default().push(o.query_id.clone());
+    for o in outcomes
+        .iter()
+        .filter(|o| o.class == PlaybackClass::PlanChanged)
+    {
+        m.entry(o.change_signature.as_deref().unwrap_or(""))
+            .or_default()
+            .push(o.query_id.clone());
     }
     let mut groups: Vec<ChangeGroup> = m
         .into_iter()
@@ -31,7 +36,12 @@ pub fn change_groups(outcomes: &[OutcomeRecord]) -> Vec<ChangeGroup> {
             }
         })
         .collect();
-    groups.sort_by(|a, b| b.queries.len().cmp(&a.queries.len()).then(a.signature.cmp(&b.signature)));
+    groups.sort_by(|a, b| {
+        b.queries
+            .len()
+            .cmp(&a.queries.len())
+            .then(a.signature.cmp(&b.signature))
+    });
     groups
 }
 
@@ -76,7 +86,10 @@ pub fn playback_markdown(run: &RunView) -> String {
     let regressions: Vec<&OutcomeRecord> = o.iter().filter(|x| x.class.is_regression()).collect();
     let _ = writeln!(out, "# sqlflight playback: {}\n", m.corpus.name);
     if o.is_empty() {
-        let _ = writeln!(out, "**Verdict: nothing was verified** (0 queries in this run).\n");
+        let _ = writeln!(
+            out,
+            "**Verdict: nothing was verified** (0 queries in this run).\n"
+        );
     } else if regressions.is_empty() {
         let _ = writeln!(out, "**Verdict: no regressions** in {} queries.\n", o.len());
     } else {
@@ -106,10 +119,19 @@ pub fn playback_markdown(run: &RunView) -> String {
         "| run | started {}, finished {}{} |",
         m.started_at,
         m.finished_at.as_deref().unwrap_or("(not finished)"),
-        if m.resumed > 0 { format!(", resumed {} time(s)", m.resumed) } else { String::new() }
+        if m.resumed > 0 {
+            format!(", resumed {} time(s)", m.resumed)
+        } else {
+            String::new()
+        }
     );
     if (o.len() as u64) < m.selected {
-        let _ = writeln!(out, "\n> **Incomplete:** {} of {} selected queries have an outcome.", o.len(), m.selected);
+        let _ = writeln!(
+            out,
+            "\n> **Incomplete:** {} of {} selected queries have an outcome.",
+            o.len(),
+            m.selected
+        );
     }
 
     let _ = writeln!(out, "\n## Outcomes\n\n| class | queries |\n|---|---:|");
@@ -121,8 +143,17 @@ pub fn playback_markdown(run: &RunView) -> String {
     if !regressions.is_empty() {
         let _ = writeln!(out, "\n## Regressions\n");
         for r in &regressions {
-            let _ = writeln!(out, "### `{}` {} (template `{}`)\n", r.class, r.query_id, r.template_id);
-            let _ = writeln!(out, "- baseline: {}\n- candidate: {}\n", side(&r.baseline), side(&r.candidate));
+            let _ = writeln!(
+                out,
+                "### `{}` {} (template `{}`)\n",
+                r.class, r.query_id, r.template_id
+            );
+            let _ = writeln!(
+                out,
+                "- baseline: {}\n- candidate: {}\n",
+                side(&r.baseline),
+                side(&r.candidate)
+            );
             if let Some(e) = error_text(&r.candidate) {
                 fenced(&mut out, "text", e);
                 out.push('\n');
@@ -147,7 +178,11 @@ pub fn playback_markdown(run: &RunView) -> String {
             let _ = writeln!(out, "\n### `{}`\n", g.signature);
             let _ = writeln!(out, "Queries: {}\n", g.queries.join(", "));
             if let Some(ex) = o.iter().find(|x| x.query_id == g.queries[0]) {
-                let _ = writeln!(out, "<details><summary>Example diff: {}</summary>\n", ex.query_id);
+                let _ = writeln!(
+                    out,
+                    "<details><summary>Example diff: {}</summary>\n",
+                    ex.query_id
+                );
                 fenced(&mut out, "diff", ex.diff.as_deref().unwrap_or(""));
                 let _ = writeln!(out, "\n</details>");
             }
@@ -156,19 +191,42 @@ pub fn playback_markdown(run: &RunView) -> String {
 
     let other: Vec<&OutcomeRecord> = o
         .iter()
-        .filter(|x| matches!(x.class, PlaybackClass::Fixed | PlaybackClass::BothFailChanged | PlaybackClass::BothFailSame))
+        .filter(|x| {
+            matches!(
+                x.class,
+                PlaybackClass::Fixed | PlaybackClass::BothFailChanged | PlaybackClass::BothFailSame
+            )
+        })
         .collect();
     if !other.is_empty() {
-        let _ = writeln!(out, "\n## Other failures\n\n| query | class | baseline | candidate |\n|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "\n## Other failures\n\n| query | class | baseline | candidate |\n|---|---|---|---|"
+        );
         for x in other {
-            let _ = writeln!(out, "| {} | `{}` | {} | {} |", x.query_id, x.class, side(&x.baseline), side(&x.candidate));
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {} | {} |",
+                x.query_id,
+                x.class,
+                side(&x.baseline),
+                side(&x.candidate)
+            );
         }
     }
-    let skipped: Vec<&OutcomeRecord> = o.iter().filter(|x| x.class == PlaybackClass::Skipped).collect();
+    let skipped: Vec<&OutcomeRecord> = o
+        .iter()
+        .filter(|x| x.class == PlaybackClass::Skipped)
+        .collect();
     if !skipped.is_empty() {
         let _ = writeln!(out, "\n## Skipped\n");
         for x in skipped {
-            let _ = writeln!(out, "- {}: {}", x.query_id, x.skip_reason.as_deref().unwrap_or("no reason given"));
+            let _ = writeln!(
+                out,
+                "- {}: {}",
+                x.query_id,
+                x.skip_reason.as_deref().unwrap_or("no reason given")
+            );
         }
     }
     out

@@ -25,12 +25,22 @@ pub enum JournalError {
         #[source]
         source: std::io::Error,
     },
-    #[error("run directory {0} already holds a run; pass --resume to continue it, or choose another --out")]
+    #[error(
+        "run directory {0} already holds a run; pass --resume to continue it, or choose another --out"
+    )]
     AlreadyExists(PathBuf),
-    #[error("cannot resume {dir}: it was made with a different {what}; start a new run with another --out")]
+    #[error(
+        "cannot resume {dir}: it was made with a different {what}; start a new run with another --out"
+    )]
     Mismatch { dir: PathBuf, what: String },
-    #[error("{path}:{line}: damaged outcome line ({message}); the run directory was changed by hand")]
-    Corrupt { path: PathBuf, line: usize, message: String },
+    #[error(
+        "{path}:{line}: damaged outcome line ({message}); the run directory was changed by hand"
+    )]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{0}: not a run directory (no manifest.json)")]
     NotARun(PathBuf),
 }
@@ -53,7 +63,11 @@ pub struct Journal {
 impl Journal {
     /// Starts a run in `dir`, or continues the one there when `resume` is set
     /// (a `resume` of a directory without a run starts a new one).
-    pub fn open(dir: &Path, mut manifest: RunManifest, resume: bool) -> Result<Journal, JournalError> {
+    pub fn open(
+        dir: &Path,
+        mut manifest: RunManifest,
+        resume: bool,
+    ) -> Result<Journal, JournalError> {
         let mpath = dir.join(MANIFEST);
         let opath = dir.join(OUTCOMES);
         let mut done = HashSet::new();
@@ -77,7 +91,11 @@ impl Journal {
             fs::create_dir_all(dir).map_err(io(dir))?;
         }
         write_manifest(dir, &manifest)?;
-        let file = OpenOptions::new().create(true).append(true).open(&opath).map_err(io(&opath))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&opath)
+            .map_err(io(&opath))?;
         Ok(Journal {
             dir: dir.to_path_buf(),
             manifest,
@@ -109,7 +127,10 @@ impl Journal {
 
     /// Marks the run complete: counts per class, finish time. Returns the final
     /// manifest and all outcomes sorted by query id.
-    pub fn complete(self, finished_at: String) -> Result<(RunManifest, Vec<OutcomeRecord>), JournalError> {
+    pub fn complete(
+        self,
+        finished_at: String,
+    ) -> Result<(RunManifest, Vec<OutcomeRecord>), JournalError> {
         let opath = self.dir.join(OUTCOMES);
         {
             let f = self.file.lock().unwrap_or_else(|p| p.into_inner());
@@ -138,10 +159,18 @@ fn mismatch(old: &RunManifest, new: &RunManifest) -> Option<String> {
         return Some("corpus (its content hash differs)".into());
     }
     if old.baseline != new.baseline {
-        return Some(format!("baseline engine ({} vs {})", old.baseline.describe(), new.baseline.describe()));
+        return Some(format!(
+            "baseline engine ({} vs {})",
+            old.baseline.describe(),
+            new.baseline.describe()
+        ));
     }
     if old.candidate != new.candidate {
-        return Some(format!("candidate engine ({} vs {})", old.candidate.describe(), new.candidate.describe()));
+        return Some(format!(
+            "candidate engine ({} vs {})",
+            old.candidate.describe(),
+            new.candidate.describe()
+        ));
     }
     if old.partition != new.partition {
         return Some("--partition".into());
@@ -184,7 +213,10 @@ fn read_outcomes(path: &Path, repair: bool) -> Result<Vec<OutcomeRecord>, Journa
     };
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
     if complete < bytes.len() && repair {
-        let f = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io(path))?;
         f.set_len(complete as u64).map_err(io(path))?;
     }
     let mut seen = HashSet::new();

@@ -15,13 +15,18 @@ use std::time::Duration;
 use sqlflight_corpora::{Catalog, Corpus};
 use sqlflight_diffing::OutcomeRecord;
 use sqlflight_engines::arrow::record_batch::RecordBatch;
-use sqlflight_engines::{CompiledPlan, Engine, EngineError, EngineInfo, EngineSpec, ExecStats, build_engine};
+use sqlflight_engines::{
+    CompiledPlan, Engine, EngineError, EngineInfo, EngineSpec, ExecStats, build_engine,
+};
 use sqlflight_playback::{NoProgress, PlaybackOptions, PlaybackSummary, run_playback};
 
 /// A DataFusion profile from settings and disabled rules.
 pub fn datafusion(settings: &[(&str, &str)], rules: &[&str]) -> EngineSpec {
     EngineSpec::Datafusion {
-        settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
         disable_rules: rules.iter().map(|s| s.to_string()).collect(),
         setup: Vec::new(),
     }
@@ -29,9 +34,15 @@ pub fn datafusion(settings: &[(&str, &str)], rules: &[&str]) -> EngineSpec {
 
 /// The demo's baseline and candidate profiles (as `sqlflight demo` uses them).
 pub fn demo_profiles() -> (EngineSpec, EngineSpec) {
-    let cfg = sqlflight::config::Config::parse(Path::new("demo.yaml"), sqlflight::commands::demo::DEMO_ENGINES)
-        .expect("demo profiles parse");
-    (cfg.file.engines["baseline"].clone(), cfg.file.engines["candidate"].clone())
+    let cfg = sqlflight::config::Config::parse(
+        Path::new("demo.yaml"),
+        sqlflight::commands::demo::DEMO_ENGINES,
+    )
+    .expect("demo profiles parse");
+    (
+        cfg.file.engines["baseline"].clone(),
+        cfg.file.engines["candidate"].clone(),
+    )
 }
 
 pub fn engine(name: &str, spec: &EngineSpec, catalog: &Catalog) -> Arc<dyn Engine> {
@@ -50,13 +61,21 @@ pub fn options(out: &Path, jobs: usize) -> PlaybackOptions {
     }
 }
 
-pub fn playback(corpus: &Corpus, b: Arc<dyn Engine>, c: Arc<dyn Engine>, opts: &PlaybackOptions) -> PlaybackSummary {
+pub fn playback(
+    corpus: &Corpus,
+    b: Arc<dyn Engine>,
+    c: Arc<dyn Engine>,
+    opts: &PlaybackOptions,
+) -> PlaybackSummary {
     run_playback(corpus, b, c, opts, &NoProgress).expect("playback runs")
 }
 
 /// Outcomes keyed by query id, timings removed: what two equivalent runs share.
 pub fn comparable(outcomes: &[OutcomeRecord]) -> BTreeMap<String, OutcomeRecord> {
-    outcomes.iter().map(|o| (o.query_id.clone(), o.without_timings())).collect()
+    outcomes
+        .iter()
+        .map(|o| (o.query_id.clone(), o.without_timings()))
+        .collect()
 }
 
 /// A test double around a real engine: compiling a statement that contains

@@ -11,12 +11,17 @@ use std::time::{Duration, Instant};
 use sqlflight_corpora::bundled::Workload;
 use sqlflight_corpora::tpch::ensure_tpch_data;
 use sqlflight_corpora::{Catalog, Corpus, CorpusManifest, QueryRecord, TableFormat, TableSource};
-use sqlflight_diffing::{ErrorClass, NormalizedPlan, PartitionSpec, PlaybackClass, RunStatus, SideResult};
+use sqlflight_diffing::{
+    ErrorClass, NormalizedPlan, PartitionSpec, PlaybackClass, RunStatus, SideResult,
+};
 use sqlflight_tests::*;
 
 fn ddl_catalog(w: Workload) -> (Corpus, Catalog) {
     let corpus = w.corpus().unwrap();
-    let catalog = Catalog::from_ddl(format!("<bundled:{}>", w.name()), corpus.schema.clone().unwrap());
+    let catalog = Catalog::from_ddl(
+        format!("<bundled:{}>", w.name()),
+        corpus.schema.clone().unwrap(),
+    );
     (corpus, catalog)
 }
 
@@ -39,7 +44,11 @@ fn identical_profiles_report_no_changes_and_no_failures() {
             &options(&tmp.path().join(w.name()), 2),
         );
         assert_eq!(s.outcomes.len(), corpus.records.len());
-        let odd: Vec<_> = s.outcomes.iter().filter(|o| o.class != PlaybackClass::SamePlan).collect();
+        let odd: Vec<_> = s
+            .outcomes
+            .iter()
+            .filter(|o| o.class != PlaybackClass::SamePlan)
+            .collect();
         assert!(odd.is_empty(), "{}: {odd:#?}", w.name());
     }
     // With data files in two different temp directories: file paths are normalized.
@@ -49,7 +58,13 @@ fn identical_profiles_report_no_changes_and_no_failures() {
         let data = ensure_tpch_data(&tmp.path().join(d), 0.001).unwrap();
         let mut c = Catalog::default();
         for (t, p) in data.tables {
-            c.tables.insert(t, TableSource { path: p, format: TableFormat::Parquet });
+            c.tables.insert(
+                t,
+                TableSource {
+                    path: p,
+                    format: TableFormat::Parquet,
+                },
+            );
         }
         cats.push(c);
     }
@@ -59,7 +74,12 @@ fn identical_profiles_report_no_changes_and_no_failures() {
         engine("candidate", &base, &cats[1]),
         &options(&tmp.path().join("tpch-data"), 2),
     );
-    assert_eq!(count(&s.outcomes, PlaybackClass::SamePlan), 22, "{:#?}", s.outcomes);
+    assert_eq!(
+        count(&s.outcomes, PlaybackClass::SamePlan),
+        22,
+        "{:#?}",
+        s.outcomes
+    );
 }
 
 #[test]
@@ -74,11 +94,25 @@ fn demo_candidate_changes_plans_with_diffs_and_signatures() {
             engine("candidate", &cand, &catalog),
             &options(&tmp.path().join(w.name()), 2),
         );
-        let changed: Vec<_> = s.outcomes.iter().filter(|o| o.class == PlaybackClass::PlanChanged).collect();
+        let changed: Vec<_> = s
+            .outcomes
+            .iter()
+            .filter(|o| o.class == PlaybackClass::PlanChanged)
+            .collect();
         assert!(!changed.is_empty(), "{}", w.name());
         for o in &changed {
-            assert!(o.diff.as_ref().is_some_and(|d| d.contains("\n-") && d.contains("\n+")), "{}", o.query_id);
-            assert!(o.change_signature.as_ref().is_some_and(|s| !s.is_empty()), "{}", o.query_id);
+            assert!(
+                o.diff
+                    .as_ref()
+                    .is_some_and(|d| d.contains("\n-") && d.contains("\n+")),
+                "{}",
+                o.query_id
+            );
+            assert!(
+                o.change_signature.as_ref().is_some_and(|s| !s.is_empty()),
+                "{}",
+                o.query_id
+            );
         }
         assert_eq!(s.regressions(), 0);
         // The join strategy change is the dominant root cause.
@@ -96,16 +130,26 @@ fn demo_candidate_changes_plans_with_diffs_and_signatures() {
 #[test]
 fn plan_and_diff_snapshots() {
     let (base, cand) = demo_profiles();
-    for (w, id) in [(Workload::Tpch, "tpch-q03"), (Workload::Tpch, "tpch-q18"), (Workload::Tpcds, "tpcds-q03")] {
+    for (w, id) in [
+        (Workload::Tpch, "tpch-q03"),
+        (Workload::Tpch, "tpch-q18"),
+        (Workload::Tpcds, "tpcds-q03"),
+    ] {
         let (corpus, catalog) = ddl_catalog(w);
         let sql = &corpus.records.iter().find(|r| r.id == id).unwrap().sql;
         let b = engine("baseline", &base, &catalog).compile(sql).unwrap();
         let c = engine("candidate", &cand, &catalog).compile(sql).unwrap();
         let nb = NormalizedPlan::new(&b.logical, b.physical.as_deref());
         let nc = NormalizedPlan::new(&c.logical, c.physical.as_deref());
-        insta::assert_snapshot!(format!("{id}-baseline"), format!("{}\n{}", nb.logical, nb.physical.as_deref().unwrap()));
+        insta::assert_snapshot!(
+            format!("{id}-baseline"),
+            format!("{}\n{}", nb.logical, nb.physical.as_deref().unwrap())
+        );
         insta::assert_snapshot!(format!("{id}-diff"), sqlflight_diffing::plan_diff(&nb, &nc));
-        insta::assert_snapshot!(format!("{id}-signature"), sqlflight_diffing::change_signature(&nb, &nc));
+        insta::assert_snapshot!(
+            format!("{id}-signature"),
+            sqlflight_diffing::change_signature(&nb, &nc)
+        );
     }
 }
 
@@ -137,11 +181,16 @@ fn failures_crashes_and_hangs_become_outcomes_and_the_run_completes() {
         FaultyEngine::wrap(engine("candidate", &cand_spec, &catalog)),
         &opts,
     );
-    let by: BTreeMap<&str, &sqlflight_diffing::OutcomeRecord> =
-        s.outcomes.iter().map(|o| (o.query_id.as_str(), o)).collect();
+    let by: BTreeMap<&str, &sqlflight_diffing::OutcomeRecord> = s
+        .outcomes
+        .iter()
+        .map(|o| (o.query_id.as_str(), o))
+        .collect();
     let class = |id: &str| by[id].class;
     let cand_err = |id: &str| match &by[id].candidate {
-        Some(SideResult::Error { error_class, error, .. }) => (*error_class, error.clone()),
+        Some(SideResult::Error {
+            error_class, error, ..
+        }) => (*error_class, error.clone()),
         other => panic!("{id}: expected a candidate error, got {other:?}"),
     };
     assert_eq!(class("syntax"), PlaybackClass::BothFailSame);
@@ -159,7 +208,14 @@ fn failures_crashes_and_hangs_become_outcomes_and_the_run_completes() {
     assert_eq!(s.regressions(), 3);
     assert_eq!(s.manifest.status, RunStatus::Complete);
     assert_eq!(s.manifest.counts.values().sum::<u64>(), 7);
-    let md = std::fs::read_to_string(sqlflight_reports::write_markdown(&s.dir, &sqlflight_reports::RunView::read(&s.dir).unwrap()).unwrap()).unwrap();
+    let md = std::fs::read_to_string(
+        sqlflight_reports::write_markdown(
+            &s.dir,
+            &sqlflight_reports::RunView::read(&s.dir).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     assert!(md.contains("**Verdict: 3 regressions**"), "{md}");
     assert!(md.contains("deliberate test panic"), "{md}");
 }
@@ -171,7 +227,12 @@ fn partitions_together_equal_the_whole_run() {
     let b = engine("baseline", &base, &catalog);
     let c = engine("candidate", &cand, &catalog);
     let tmp = tempfile::tempdir().unwrap();
-    let whole = playback(&corpus, b.clone(), c.clone(), &options(&tmp.path().join("whole"), 2));
+    let whole = playback(
+        &corpus,
+        b.clone(),
+        c.clone(),
+        &options(&tmp.path().join("whole"), 2),
+    );
     let mut merged = BTreeMap::new();
     let mut sizes = Vec::new();
     for k in 1..=2 {
@@ -192,9 +253,15 @@ fn partitions_together_equal_the_whole_run() {
 /// `child_process_entry` test below, which executes the arguments it is given.
 fn cli_child(args: &[&str]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_process_entry", "--nocapture", "--test-threads", "1"])
-        .env("SQLFLIGHT_E2E_ARGS", serde_json::to_string(args).unwrap())
-        .env("CI", "true");
+    cmd.args([
+        "--exact",
+        "child_process_entry",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env("SQLFLIGHT_E2E_ARGS", serde_json::to_string(args).unwrap())
+    .env("CI", "true");
     cmd
 }
 
@@ -202,7 +269,9 @@ fn cli_child(args: &[&str]) -> Command {
 /// (it is not a test of its own).
 #[test]
 fn child_process_entry() {
-    let Ok(args) = std::env::var("SQLFLIGHT_E2E_ARGS") else { return };
+    let Ok(args) = std::env::var("SQLFLIGHT_E2E_ARGS") else {
+        return;
+    };
     let mut argv = vec!["sqlflight".to_string()];
     argv.extend(serde_json::from_str::<Vec<String>>(&args).unwrap());
     sqlflight::install_panic_hook();
@@ -213,7 +282,14 @@ fn child_process_entry() {
 
 fn write_config(dir: &Path, corpus: &str) -> std::path::PathBuf {
     let p = dir.join("sqlflight.yaml");
-    std::fs::write(&p, format!("corpus: {corpus}\n{}", sqlflight::commands::demo::DEMO_ENGINES)).unwrap();
+    std::fs::write(
+        &p,
+        format!(
+            "corpus: {corpus}\n{}",
+            sqlflight::commands::demo::DEMO_ENGINES
+        ),
+    )
+    .unwrap();
     p
 }
 
@@ -232,7 +308,9 @@ fn killed_run_resumes_to_exactly_the_uninterrupted_outcomes() {
     let outcomes = run.join("outcomes.jsonl");
     let start = Instant::now();
     loop {
-        let lines = std::fs::read_to_string(&outcomes).map(|s| s.lines().count()).unwrap_or(0);
+        let lines = std::fs::read_to_string(&outcomes)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
         if lines >= 5 || start.elapsed() > Duration::from_secs(300) {
             break;
         }
@@ -241,10 +319,29 @@ fn killed_run_resumes_to_exactly_the_uninterrupted_outcomes() {
     child.kill().unwrap();
     child.wait().unwrap();
     let before = std::fs::read_to_string(&outcomes).unwrap().lines().count();
-    assert!(before < 99, "the run finished before it could be killed ({before} outcomes)");
+    assert!(
+        before < 99,
+        "the run finished before it could be killed ({before} outcomes)"
+    );
     // A kill can also tear the line being written.
-    std::fs::OpenOptions::new().append(true).open(&outcomes).unwrap().write_all(b"{\"query_id\":\"tpcds-q9").unwrap();
-    let code = sqlflight::run_cli(["sqlflight", "playback", "-c", cfg, "--jobs", "2", "--out", run_s, "--resume", "--quiet"]);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&outcomes)
+        .unwrap()
+        .write_all(b"{\"query_id\":\"tpcds-q9")
+        .unwrap();
+    let code = sqlflight::run_cli([
+        "sqlflight",
+        "playback",
+        "-c",
+        cfg,
+        "--jobs",
+        "2",
+        "--out",
+        run_s,
+        "--resume",
+        "--quiet",
+    ]);
     assert_eq!(code, 0);
     let (manifest, resumed) = sqlflight_runs::read_run(&run).unwrap();
     assert_eq!(manifest.resumed, 1);
@@ -253,15 +350,38 @@ fn killed_run_resumes_to_exactly_the_uninterrupted_outcomes() {
     assert_eq!(text.lines().count(), 99, "no duplicated or lost lines");
 
     let whole = tmp.path().join("whole");
-    let code = sqlflight::run_cli(["sqlflight", "playback", "-c", cfg, "--out", whole.to_str().unwrap(), "--quiet"]);
+    let code = sqlflight::run_cli([
+        "sqlflight",
+        "playback",
+        "-c",
+        cfg,
+        "--out",
+        whole.to_str().unwrap(),
+        "--quiet",
+    ]);
     assert_eq!(code, 0);
     let (_, uninterrupted) = sqlflight_runs::read_run(&whole).unwrap();
     assert_eq!(comparable(&resumed), comparable(&uninterrupted));
 
     // Resuming with a different candidate is refused.
     let other = tmp.path().join("other.yaml");
-    std::fs::write(&other, std::fs::read_to_string(cfg).unwrap().replace("\"false\"", "\"true\"")).unwrap();
-    let code = sqlflight::run_cli(["sqlflight", "playback", "-c", other.to_str().unwrap(), "--out", run_s, "--resume", "--quiet"]);
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(cfg)
+            .unwrap()
+            .replace("\"false\"", "\"true\""),
+    )
+    .unwrap();
+    let code = sqlflight::run_cli([
+        "sqlflight",
+        "playback",
+        "-c",
+        other.to_str().unwrap(),
+        "--out",
+        run_s,
+        "--resume",
+        "--quiet",
+    ]);
     assert_eq!(code, 2);
 }
 
@@ -276,13 +396,24 @@ fn cli_ingest_then_playback_with_exit_codes_and_json() {
          select $$ not; a; split $$ as body, a from t; /* c; */ select count(*) from t",
     )
     .unwrap();
-    std::fs::write(inp.join("more.jsonl"), "{\"sql\": \"select b from t where a > 1\", \"user\": \"ann\"}\n{broken\n").unwrap();
+    std::fs::write(
+        inp.join("more.jsonl"),
+        "{\"sql\": \"select b from t where a > 1\", \"user\": \"ann\"}\n{broken\n",
+    )
+    .unwrap();
     let ddl = tmp.path().join("schema.sql");
     std::fs::write(&ddl, "create table t(a int, b varchar);").unwrap();
     let corpus = tmp.path().join("corpus");
     let code = sqlflight::run_cli([
-        "sqlflight", "corpus", "ingest", inp.to_str().unwrap(), "--out", corpus.to_str().unwrap(),
-        "--schema", ddl.to_str().unwrap(), "--quiet",
+        "sqlflight",
+        "corpus",
+        "ingest",
+        inp.to_str().unwrap(),
+        "--out",
+        corpus.to_str().unwrap(),
+        "--schema",
+        ddl.to_str().unwrap(),
+        "--quiet",
     ]);
     assert_eq!(code, 0);
     let c = Corpus::open(&corpus).unwrap();
@@ -297,13 +428,29 @@ fn cli_ingest_then_playback_with_exit_codes_and_json() {
         "corpus: corpus\nengines:\n  baseline: { kind: datafusion }\n  candidate: { kind: datafusion, settings: { datafusion.optimizer.prefer_hash_join: \"false\" } }\n",
     )
     .unwrap();
-    let out = cli_child(&["playback", "-c", cfg.to_str().unwrap(), "--out", tmp.path().join("r1").to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli_child(&[
+        "playback",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        tmp.path().join("r1").to_str().unwrap(),
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let json_start = stdout.find("{\n").expect("json summary");
-    let v: serde_json::Value = serde_json::Deserializer::from_str(&stdout[json_start..]).into_iter().next().unwrap().unwrap();
+    let v: serde_json::Value = serde_json::Deserializer::from_str(&stdout[json_start..])
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
     assert_eq!(v["queries"], 4);
     assert!(tmp.path().join("r1/report.md").is_file());
 
@@ -316,25 +463,125 @@ fn cli_ingest_then_playback_with_exit_codes_and_json() {
     .unwrap();
     let corpus2 = tmp.path().join("corpus2");
     assert_eq!(
-        sqlflight::run_cli(["sqlflight", "corpus", "ingest", inp.to_str().unwrap(), "--out", corpus2.to_str().unwrap(), "--schema", ddl.to_str().unwrap(), "-q"]),
+        sqlflight::run_cli([
+            "sqlflight",
+            "corpus",
+            "ingest",
+            inp.to_str().unwrap(),
+            "--out",
+            corpus2.to_str().unwrap(),
+            "--schema",
+            ddl.to_str().unwrap(),
+            "-q"
+        ]),
         0
     );
-    let code = sqlflight::run_cli(["sqlflight", "playback", "-c", cfg2.to_str().unwrap(), "--out", tmp.path().join("r2").to_str().unwrap(), "-q"]);
+    let code = sqlflight::run_cli([
+        "sqlflight",
+        "playback",
+        "-c",
+        cfg2.to_str().unwrap(),
+        "--out",
+        tmp.path().join("r2").to_str().unwrap(),
+        "-q",
+    ]);
     assert_eq!(code, 1);
 
     // A broken config: exit 2, with file, line and column.
     let bad = tmp.path().join("bad.yaml");
-    std::fs::write(&bad, "corpus: corpus\nengines:\n  baseline: { kind: datafusion\n").unwrap();
-    let out = cli_child(&["playback", "-c", bad.to_str().unwrap()]).output().unwrap();
+    std::fs::write(
+        &bad,
+        "corpus: corpus\nengines:\n  baseline: { kind: datafusion\n",
+    )
+    .unwrap();
+    let out = cli_child(&["playback", "-c", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("{}:4:", bad.display())) || err.contains(&format!("{}:3:", bad.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}:4:", bad.display()))
+            || err.contains(&format!("{}:3:", bad.display())),
+        "{err}"
+    );
     // An unknown rule is located in the file too.
     std::fs::write(&bad, "corpus: corpus\nengines:\n  baseline: { kind: datafusion }\n  candidate: { kind: datafusion, disable_rules: [no_such_rule] }\n").unwrap();
-    let out = cli_child(&["playback", "-c", bad.to_str().unwrap(), "--out", tmp.path().join("r3").to_str().unwrap()]).output().unwrap();
+    let out = cli_child(&[
+        "playback",
+        "-c",
+        bad.to_str().unwrap(),
+        "--out",
+        tmp.path().join("r3").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("{}:4:", bad.display())) && err.contains("no_such_rule"), "{err}");
+    assert!(
+        err.contains(&format!("{}:4:", bad.display())) && err.contains("no_such_rule"),
+        "{err}"
+    );
     // Usage errors are 2 as well.
-    assert_eq!(sqlflight::run_cli(["sqlflight", "playback", "--partition", "3/2"]), 2);
+    assert_eq!(
+        sqlflight::run_cli(["sqlflight", "playback", "--partition", "3/2"]),
+        2
+    );
+}
+
+/// The config loader (cli/src/config.rs): located errors and the documented shape.
+mod config {
+    use sqlflight::config::*;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    #[test]
+    fn malformed_yaml_names_line_and_column() {
+        let text = "corpus: corpora/tpch\nengines:\n  baseline: { kind: datafusion }\n  candidate: { kind: datafusion, settings: [1, }\n";
+        let e = Config::parse(Path::new("bad.yaml"), text).unwrap_err();
+        assert_eq!(e.file, "bad.yaml");
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.column > 0);
+        let shown = e.to_string();
+        assert!(shown.starts_with("bad.yaml:4:"), "{shown}");
+        assert!(shown.contains("fix:"), "{shown}");
+    }
+
+    #[test]
+    fn unknown_keys_and_kinds_are_errors() {
+        let e = Config::parse(Path::new("c.yaml"), "corpus: x\nengnes: {}\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 1), "{e}");
+        assert!(e.message.contains("unknown field `engnes`"), "{e}");
+        let e =
+            Config::parse(Path::new("c.yaml"), "engines:\n  b:\n    kind: oracle\n").unwrap_err();
+        assert!(e.message.contains("unknown variant `oracle`"), "{e}");
+        assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn design_shaped_config_parses() {
+        let text = r#"
+corpus: corpora/tpch
+catalog:
+  ddl: corpora/tpch/schema.sql
+  setup: [ "SET datafusion.execution.time_zone = 'UTC'" ]
+  tables:
+    lineitem: data/tpch/lineitem.parquet
+    orders: { path: data/tpch/orders.csv, format: csv }
+engines:
+  baseline:  { kind: datafusion }
+  candidate: { kind: datafusion,
+               settings: { datafusion.optimizer.prefer_hash_join: "false" },
+               disable_rules: [ push_down_limit ] }
+baseline: baseline
+candidate: candidate
+playback: { jobs: 2, timeout: 30s }
+"#;
+        let c = Config::parse(Path::new("/etc/sf/sqlflight.yaml"), text).unwrap();
+        assert_eq!(c.file.engines.len(), 2);
+        assert_eq!(
+            c.resolve("data/x.parquet"),
+            PathBuf::from("/etc/sf/data/x.parquet")
+        );
+        assert_eq!(c.timeout().unwrap(), Some(Duration::from_secs(30)));
+    }
 }

@@ -38,7 +38,13 @@ fn engine(name: &str, spec: &EngineSpec, catalog: &Catalog) -> anyhow::Result<Da
         disable_rules,
         setup,
     } = spec;
-    Ok(DataFusionEngine::new(name, settings, disable_rules, setup, catalog)?)
+    Ok(DataFusionEngine::new(
+        name,
+        settings,
+        disable_rules,
+        setup,
+        catalog,
+    )?)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -54,8 +60,13 @@ struct Load {
 }
 
 fn bare(loads: &[Load], threads: usize) -> anyhow::Result<Duration> {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-    let work: Vec<(&Load, &QueryRecord)> = loads.iter().flat_map(|l| l.corpus.records.iter().map(move |r| (l, r))).collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let work: Vec<(&Load, &QueryRecord)> = loads
+        .iter()
+        .flat_map(|l| l.corpus.records.iter().map(move |r| (l, r)))
+        .collect();
     let t = Instant::now();
     pool.install(|| {
         work.par_iter().with_max_len(1).for_each(|(l, r)| {
@@ -89,13 +100,19 @@ fn sqlflight(loads: &[Load], jobs: usize) -> anyhow::Result<Duration> {
 pub fn run(cmd: &BenchCmd, cli: &Cli) -> anyhow::Result<u8> {
     let BenchCmd::Playback(args) = cmd;
     let cfg = Config::parse(std::path::Path::new("<demo profiles>"), DEMO_ENGINES)?;
-    let (Some(bspec), Some(cspec)) = (cfg.file.engines.get("baseline"), cfg.file.engines.get("candidate")) else {
+    let (Some(bspec), Some(cspec)) = (
+        cfg.file.engines.get("baseline"),
+        cfg.file.engines.get("candidate"),
+    ) else {
         anyhow::bail!("demo profiles are missing baseline/candidate");
     };
     let mut loads = Vec::new();
     for w in Workload::ALL {
         let corpus = w.corpus()?;
-        let catalog = Catalog::from_ddl(format!("<bundled:{}>", w.name()), corpus.schema.clone().unwrap_or_default());
+        let catalog = Catalog::from_ddl(
+            format!("<bundled:{}>", w.name()),
+            corpus.schema.clone().unwrap_or_default(),
+        );
         loads.push(Load {
             base: Arc::new(engine("baseline", bspec, &catalog)?),
             cand: Arc::new(engine("candidate", cspec, &catalog)?),
@@ -140,8 +157,13 @@ pub fn run(cmd: &BenchCmd, cli: &Cli) -> anyhow::Result<u8> {
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("playback of {queries} queries (TPC-H + TPC-DS), baseline + candidate profiles, median of {repeat}:");
-        println!("{:>5} {:>14} {:>14} {:>10} {:>16} {:>12}", "jobs", "bare planner", "sqlflight", "queries/s", "ratio to bare", "speed-up");
+        println!(
+            "playback of {queries} queries (TPC-H + TPC-DS), baseline + candidate profiles, median of {repeat}:"
+        );
+        println!(
+            "{:>5} {:>14} {:>14} {:>10} {:>16} {:>12}",
+            "jobs", "bare planner", "sqlflight", "queries/s", "ratio to bare", "speed-up"
+        );
         for v in &out {
             println!(
                 "{:>5} {:>13.3}s {:>13.3}s {:>10.1} {:>16.3} {:>12}",
@@ -150,7 +172,9 @@ pub fn run(cmd: &BenchCmd, cli: &Cli) -> anyhow::Result<u8> {
                 v["sqlflight_s"].as_f64().unwrap_or(0.0),
                 v["sqlflight_queries_per_s"].as_f64().unwrap_or(0.0),
                 v["ratio_to_bare"].as_f64().unwrap_or(0.0),
-                v["speedup_vs_1_job"].as_f64().map_or("-".into(), |x| format!("{x:.2}x")),
+                v["speedup_vs_1_job"]
+                    .as_f64()
+                    .map_or("-".into(), |x| format!("{x:.2}x")),
             );
         }
     }

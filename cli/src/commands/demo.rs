@@ -53,11 +53,17 @@ pub struct DemoArgs {
 /// The demo config for one workload, as YAML a user can rerun with
 /// `sqlflight playback -c`.
 fn workload_config(w: Workload, tables: &[(String, PathBuf)]) -> String {
-    let mut y = format!("# Written by `sqlflight demo`; rerun with: sqlflight playback -c <this file>\ncorpus: bundled:{}\n", w.name());
+    let mut y = format!(
+        "# Written by `sqlflight demo`; rerun with: sqlflight playback -c <this file>\ncorpus: bundled:{}\n",
+        w.name()
+    );
     if !tables.is_empty() {
         y.push_str("catalog:\n  tables:\n");
         for (t, p) in tables {
-            y.push_str(&format!("    {t}: {}\n", serde_json::to_string(&p.display().to_string()).unwrap_or_default()));
+            y.push_str(&format!(
+                "    {t}: {}\n",
+                serde_json::to_string(&p.display().to_string()).unwrap_or_default()
+            ));
         }
     }
     y.push_str(DEMO_ENGINES);
@@ -77,27 +83,46 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
         .clone()
         .unwrap_or_else(|| Path::new("sqlflight-runs").join(format!("demo-{}", super::stamp())));
     let cache = args.cache_dir.clone().unwrap_or_else(super::cache_dir);
-    say(format!("TPC-H data at scale factor {} (cache: {})", args.scale, cache.display()));
-    let data = ensure_tpch_data(&cache.join("data"), args.scale).context("generating TPC-H data")?;
+    say(format!(
+        "TPC-H data at scale factor {} (cache: {})",
+        args.scale,
+        cache.display()
+    ));
+    let data =
+        ensure_tpch_data(&cache.join("data"), args.scale).context("generating TPC-H data")?;
     say(format!(
         "  {} {}",
-        if data.generated { "generated" } else { "reused" },
+        if data.generated {
+            "generated"
+        } else {
+            "reused"
+        },
         data.dir.display()
     ));
     let jobs = args.jobs.unwrap_or_else(super::default_jobs).max(1);
     let mut summaries: Vec<(PlaybackSummary, PathBuf)> = Vec::new();
     for w in Workload::ALL {
         let corpus = w.corpus()?;
-        let tables = if w == Workload::Tpch { data.tables.clone() } else { Vec::new() };
+        let tables = if w == Workload::Tpch {
+            data.tables.clone()
+        } else {
+            Vec::new()
+        };
         let dir = out.join(w.name());
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let cfg_path = out.join(format!("{}.yaml", w.name()));
         let yaml = workload_config(w, &tables);
-        std::fs::write(&cfg_path, &yaml).with_context(|| format!("writing {}", cfg_path.display()))?;
+        std::fs::write(&cfg_path, &yaml)
+            .with_context(|| format!("writing {}", cfg_path.display()))?;
         let cfg = Config::parse(&cfg_path, &yaml)?;
         let catalog = build_catalog(&cfg, &corpus)?;
         let pick = |n: &str| -> anyhow::Result<(String, sqlflight_engines::EngineSpec)> {
-            let spec = cfg.file.engines.get(n).cloned().context("demo profile missing")?;
+            let spec = cfg
+                .file
+                .engines
+                .get(n)
+                .cloned()
+                .context("demo profile missing")?;
             Ok((n.to_string(), spec))
         };
         let job = PlaybackJob {
@@ -110,7 +135,10 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
                 jobs,
                 partition: None,
                 resume: false,
-                timeout: cfg.timeout()?.unwrap_or(DEFAULT_TIMEOUT).max(Duration::from_secs(1)),
+                timeout: cfg
+                    .timeout()?
+                    .unwrap_or(DEFAULT_TIMEOUT)
+                    .max(Duration::from_secs(1)),
                 config: serde_json::to_value(&cfg.file)?,
             },
             config: cfg,
@@ -118,9 +146,16 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
         summaries.push(execute(&job, ui)?);
     }
     let report = out.join("report.md");
-    let mut md = String::from("# sqlflight demo\n\nTwo profiles of the embedded DataFusion: the candidate prefers sort-merge joins (`prefer_hash_join=false`) and drops the `push_down_limit` optimizer rule. Rerun one workload with `sqlflight playback -c <out>/tpch.yaml --out <dir>`.\n\n");
+    let mut md = String::from(
+        "# sqlflight demo\n\nTwo profiles of the embedded DataFusion: the candidate prefers sort-merge joins (`prefer_hash_join=false`) and drops the `push_down_limit` optimizer rule. Rerun one workload with `sqlflight playback -c <out>/tpch.yaml --out <dir>`.\n\n",
+    );
     for (s, r) in &summaries {
-        md.push_str(&format!("- {}: [{}]({})\n", s.manifest.corpus.name, r.display(), r.strip_prefix(&out).unwrap_or(r).display()));
+        md.push_str(&format!(
+            "- {}: [{}]({})\n",
+            s.manifest.corpus.name,
+            r.display(),
+            r.strip_prefix(&out).unwrap_or(r).display()
+        ));
     }
     for (s, _) in &summaries {
         let view = sqlflight_reports::RunView {
@@ -128,25 +163,40 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
             outcomes: s.outcomes.clone(),
         };
         md.push_str("\n---\n\n");
-        md.push_str(&markdown::playback_markdown(&view).replacen("# ", "## ", 1).replace("\n## ", "\n### "));
+        md.push_str(
+            &markdown::playback_markdown(&view)
+                .replacen("# ", "## ", 1)
+                .replace("\n## ", "\n### "),
+        );
     }
     std::fs::write(&report, md).with_context(|| format!("writing {}", report.display()))?;
 
     if cli.json {
-        let runs: Vec<serde_json::Value> = summaries.iter().map(|(s, r)| summary_json(s, r)).collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"report": report, "runs": runs}))?);
+        let runs: Vec<serde_json::Value> =
+            summaries.iter().map(|(s, r)| summary_json(s, r)).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"report": report, "runs": runs}))?
+        );
     } else if !cli.quiet {
         print_table(&summaries);
         println!("report: {}", report.display());
     }
     let regressions: usize = summaries.iter().map(|(s, _)| s.regressions()).sum();
-    Ok(if regressions > 0 { EXIT_REGRESSION } else { EXIT_OK })
+    Ok(if regressions > 0 {
+        EXIT_REGRESSION
+    } else {
+        EXIT_OK
+    })
 }
 
 fn print_table(summaries: &[(PlaybackSummary, PathBuf)]) {
     println!();
     println!("baseline:  {}", summaries[0].0.manifest.baseline.describe());
-    println!("candidate: {}", summaries[0].0.manifest.candidate.describe());
+    println!(
+        "candidate: {}",
+        summaries[0].0.manifest.candidate.describe()
+    );
     println!();
     print!("{:<20}", "outcome");
     for (s, _) in summaries {
@@ -154,7 +204,10 @@ fn print_table(summaries: &[(PlaybackSummary, PathBuf)]) {
     }
     println!();
     for class in PlaybackClass::ALL {
-        let counts: Vec<usize> = summaries.iter().map(|(s, _)| s.outcomes.iter().filter(|o| o.class == class).count()).collect();
+        let counts: Vec<usize> = summaries
+            .iter()
+            .map(|(s, _)| s.outcomes.iter().filter(|o| o.class == class).count())
+            .collect();
         if counts.iter().all(|&n| n == 0) {
             continue;
         }
@@ -162,18 +215,34 @@ fn print_table(summaries: &[(PlaybackSummary, PathBuf)]) {
         for n in counts {
             print!(" {n:>8}");
         }
-        println!("{}", if class.is_regression() { "  <- regression" } else { "" });
+        println!(
+            "{}",
+            if class.is_regression() {
+                "  <- regression"
+            } else {
+                ""
+            }
+        );
     }
     for (s, r) in summaries {
         let groups = markdown::change_groups(&s.outcomes);
-        println!("\n{}: plan changes by signature ({} groups)", s.manifest.corpus.name, groups.len());
+        println!(
+            "\n{}: plan changes by signature ({} groups)",
+            s.manifest.corpus.name,
+            groups.len()
+        );
         for g in groups.iter().take(6) {
             println!("  {:>4}  {}", g.queries.len(), g.signature);
         }
         if groups.len() > 6 {
             println!("  ... {} more groups", groups.len() - 6);
         }
-        for o in s.outcomes.iter().filter(|o| o.class.is_regression()).take(10) {
+        for o in s
+            .outcomes
+            .iter()
+            .filter(|o| o.class.is_regression())
+            .take(10)
+        {
             println!("  regression: {} {}", o.class, o.query_id);
         }
         println!("  run report: {}", r.display());

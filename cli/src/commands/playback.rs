@@ -75,7 +75,11 @@ pub fn execute(job: &PlaybackJob, ui: UiMode) -> anyhow::Result<(PlaybackSummary
     Ok((summary, report))
 }
 
-fn make_engine(cfg: &Config, (name, spec): &(String, EngineSpec), catalog: &Catalog) -> anyhow::Result<Arc<dyn Engine>> {
+fn make_engine(
+    cfg: &Config,
+    (name, spec): &(String, EngineSpec),
+    catalog: &Catalog,
+) -> anyhow::Result<Arc<dyn Engine>> {
     build_engine(name, spec, catalog).map_err(|e| {
         let (needle, fix) = match &e {
             BuildError::Setting { key, .. } => (key.clone(), "use a DataFusion config key and a value of its type (see DataFusion's configuration docs)"),
@@ -92,7 +96,12 @@ fn make_engine(cfg: &Config, (name, spec): &(String, EngineSpec), catalog: &Cata
     })
 }
 
-fn pick_engine(cfg: &Config, flag: Option<&String>, key: Option<&String>, default: &str) -> anyhow::Result<(String, EngineSpec)> {
+fn pick_engine(
+    cfg: &Config,
+    flag: Option<&String>,
+    key: Option<&String>,
+    default: &str,
+) -> anyhow::Result<(String, EngineSpec)> {
     let name = flag.or(key).cloned().unwrap_or_else(|| default.to_string());
     match cfg.file.engines.get(&name) {
         Some(spec) => Ok((name, spec.clone())),
@@ -101,9 +110,18 @@ fn pick_engine(cfg: &Config, flag: Option<&String>, key: Option<&String>, defaul
             let fix = if known.is_empty() {
                 "define engine profiles under `engines:` in a config passed with -c (see the README)".to_string()
             } else {
-                format!("define it under `engines:`, or pick one of: {}", known.join(", "))
+                format!(
+                    "define it under `engines:`, or pick one of: {}",
+                    known.join(", ")
+                )
             };
-            Err(cfg.error_at(&name, format!("engine profile `{name}` ({default}) is not defined"), fix).into())
+            Err(cfg
+                .error_at(
+                    &name,
+                    format!("engine profile `{name}` ({default}) is not defined"),
+                    fix,
+                )
+                .into())
         }
     }
 }
@@ -116,28 +134,52 @@ pub fn resolve(args: &PlaybackArgs) -> anyhow::Result<PlaybackJob> {
     };
     let corpus = match (&args.corpus, &cfg.file.corpus) {
         (Some(c), _) => load_corpus(c, &Config::default())?,
-        (None, Some(c)) => load_corpus(c, &cfg).map_err(|e| anyhow::Error::new(cfg.error_at(c, format!("{e:#}"), "point `corpus:` at a corpus directory or bundled:tpch / bundled:tpcds")))?,
-        (None, None) => anyhow::bail!("no corpus: pass --corpus DIR (or bundled:tpch) or set `corpus:` in the config"),
+        (None, Some(c)) => load_corpus(c, &cfg).map_err(|e| {
+            anyhow::Error::new(cfg.error_at(
+                c,
+                format!("{e:#}"),
+                "point `corpus:` at a corpus directory or bundled:tpch / bundled:tpcds",
+            ))
+        })?,
+        (None, None) => anyhow::bail!(
+            "no corpus: pass --corpus DIR (or bundled:tpch) or set `corpus:` in the config"
+        ),
     };
     let catalog = build_catalog(&cfg, &corpus)?;
-    let baseline = pick_engine(&cfg, args.baseline.as_ref(), cfg.file.baseline.as_ref(), "baseline")?;
-    let candidate = pick_engine(&cfg, args.candidate.as_ref(), cfg.file.candidate.as_ref(), "candidate")?;
+    let baseline = pick_engine(
+        &cfg,
+        args.baseline.as_ref(),
+        cfg.file.baseline.as_ref(),
+        "baseline",
+    )?;
+    let candidate = pick_engine(
+        &cfg,
+        args.candidate.as_ref(),
+        cfg.file.candidate.as_ref(),
+        "candidate",
+    )?;
     if args.resume && args.out.is_none() {
         anyhow::bail!("--resume needs --out: the run directory to continue");
     }
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new("sqlflight-runs").join(format!("{}-{}", corpus.manifest.name, super::stamp())));
+    let out = args.out.clone().unwrap_or_else(|| {
+        Path::new("sqlflight-runs").join(format!("{}-{}", corpus.manifest.name, super::stamp()))
+    });
     let pb = cfg.file.playback.clone().unwrap_or_default();
-    let jobs = args.jobs.or(pb.jobs).unwrap_or_else(super::default_jobs).max(1);
+    let jobs = args
+        .jobs
+        .or(pb.jobs)
+        .unwrap_or_else(super::default_jobs)
+        .max(1);
     let timeout = match args.timeout {
         Some(t) => t,
         None => cfg.timeout()?.unwrap_or(DEFAULT_TIMEOUT),
     };
     let mut config_json = serde_json::to_value(&cfg.file)?;
     if let Some(obj) = config_json.as_object_mut() {
-        obj.insert("config_file".into(), serde_json::json!(cfg.path.as_ref().map(|p| p.display().to_string())));
+        obj.insert(
+            "config_file".into(),
+            serde_json::json!(cfg.path.as_ref().map(|p| p.display().to_string())),
+        );
         obj.insert("baseline".into(), serde_json::json!(baseline.0));
         obj.insert("candidate".into(), serde_json::json!(candidate.0));
     }
@@ -162,7 +204,10 @@ pub fn run(args: &PlaybackArgs, cli: &Cli) -> anyhow::Result<u8> {
     let job = resolve(args)?;
     let (summary, report) = execute(&job, UiMode::detect(cli.quiet, cli.json))?;
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&summary_json(&summary, &report))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary_json(&summary, &report))?
+        );
     } else if !cli.quiet {
         print_summary(&summary, &report);
     }
@@ -170,7 +215,11 @@ pub fn run(args: &PlaybackArgs, cli: &Cli) -> anyhow::Result<u8> {
 }
 
 pub fn exit_code(s: &PlaybackSummary) -> u8 {
-    if s.regressions() > 0 { EXIT_REGRESSION } else { EXIT_OK }
+    if s.regressions() > 0 {
+        EXIT_REGRESSION
+    } else {
+        EXIT_OK
+    }
 }
 
 fn first_line(s: &str) -> &str {
@@ -184,7 +233,8 @@ pub fn print_summary(s: &PlaybackSummary, report: &Path) {
         "playback {}: {} queries{}",
         m.corpus.name,
         s.outcomes.len(),
-        m.partition.map_or(String::new(), |p| format!(" (partition {p})"))
+        m.partition
+            .map_or(String::new(), |p| format!(" (partition {p})"))
     );
     println!("  baseline:  {}", m.baseline.describe());
     println!("  candidate: {}", m.candidate.describe());
@@ -192,7 +242,11 @@ pub fn print_summary(s: &PlaybackSummary, report: &Path) {
         println!("  warning: nothing was verified (0 queries selected)");
     }
     for (class, n) in markdown::counts(&s.outcomes) {
-        let mark = if class.is_regression() { "  <- regression" } else { "" };
+        let mark = if class.is_regression() {
+            "  <- regression"
+        } else {
+            ""
+        };
         println!("  {:<20} {n:>6}{mark}", class.as_str());
     }
     let groups = markdown::change_groups(&s.outcomes);
@@ -205,12 +259,18 @@ pub fn print_summary(s: &PlaybackSummary, report: &Path) {
             println!("  ... {} more groups in the report", groups.len() - 10);
         }
     }
-    let regs: Vec<_> = s.outcomes.iter().filter(|o| o.class.is_regression()).collect();
+    let regs: Vec<_> = s
+        .outcomes
+        .iter()
+        .filter(|o| o.class.is_regression())
+        .collect();
     if !regs.is_empty() {
         println!("regressions:");
         for r in regs.iter().take(20) {
             let err = match &r.candidate {
-                Some(SideResult::Error { error, .. }) => first_line(error).chars().take(120).collect::<String>(),
+                Some(SideResult::Error { error, .. }) => {
+                    first_line(error).chars().take(120).collect::<String>()
+                }
                 _ => String::new(),
             };
             println!("  {:<18} {}  {err}", r.class.as_str(), r.query_id);
