@@ -397,6 +397,35 @@ mod tests {
     }
 
     #[test]
+    fn csv_tables_replace_ddl_tables_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("t.csv");
+        std::fs::write(&csv, "a,b\n1,x\n2,y\n").unwrap();
+        let mut catalog = Catalog::from_ddl("t.sql", "create table t(a int, b varchar);");
+        catalog.tables.insert(
+            "t".into(),
+            sqlflight_corpora::TableSource {
+                path: csv,
+                format: TableFormat::Csv,
+            },
+        );
+        let e = DataFusionEngine::new("p", &BTreeMap::new(), &[], &[], &catalog).unwrap();
+        let stats = e
+            .execute("select * from t where a > 1", &mut |_| Ok(()))
+            .unwrap();
+        assert_eq!(stats.rows, 1);
+        let missing = sqlflight_corpora::TableSource {
+            path: dir.path().join("nope.parquet"),
+            format: TableFormat::Parquet,
+        };
+        catalog.tables.insert("u".into(), missing);
+        assert!(matches!(
+            DataFusionEngine::new("p", &BTreeMap::new(), &[], &[], &catalog),
+            Err(BuildError::Catalog { .. })
+        ));
+    }
+
+    #[test]
     fn executes_streaming_batches() {
         let e = engine(&[], &[]).unwrap();
         let mut rows = 0;
