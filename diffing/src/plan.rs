@@ -63,8 +63,9 @@ pub fn normalize_plan(text: &str) -> String {
         if line.trim().is_empty() {
             continue;
         }
-        let line = HEX_ADDR.replace_all(line, "0x?");
-        let line = PATH.replace_all(&line, "…/$1");
+        // The regexes run only on lines that can match (most plan lines cannot).
+        let line = if line.contains("0x") { HEX_ADDR.replace_all(line, "0x?") } else { line.into() };
+        let line = if line.contains('/') { PATH.replace_all(&line, "…/$1") } else { line.as_ref().into() };
         out.push_str(&line);
         out.push('\n');
     }
