@@ -12,6 +12,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::lex::{line_end, skip_block_comment, skip_quoted};
+
 /// Stable template id: the first 64 bits of the BLAKE3 hash of the normalized text.
 /// Shown and stored as 16 lowercase hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,28 +97,14 @@ fn tokenize(sql: &str) -> Vec<Tok> {
         if c.is_ascii_whitespace() {
             i += 1;
         } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            while i < n && b[i] != b'\n' {
-                i += 1;
-            }
+            i = line_end(b, i);
         } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            let mut depth = 1;
-            i += 2;
-            while i < n && depth > 0 {
-                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                    depth += 1;
-                    i += 2;
-                } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                    depth -= 1;
-                    i += 2;
-                } else {
-                    i += 1;
-                }
-            }
+            i = skip_block_comment(b, i);
         } else if c == b'\'' {
-            i = skip(b, i + 1, b'\'', true);
+            i = skip_quoted(b, i + 1, b'\'', true);
             out.push(Tok::Lit);
         } else if c == b'"' || c == b'`' {
-            let end = skip(b, i + 1, c, false);
+            let end = skip_quoted(b, i + 1, c, false);
             out.push(Tok::Quoted(sql[i..end].to_string()));
             i = end;
         } else if c == b'$' {
@@ -182,7 +170,7 @@ fn tokenize(sql: &str) -> Vec<Tok> {
                 && matches!(c, b'x' | b'X' | b'b' | b'B' | b'e' | b'E' | b'n' | b'N')
             {
                 let esc = matches!(c, b'e' | b'E');
-                i = skip(b, j + 1, b'\'', esc);
+                i = skip_quoted(b, j + 1, b'\'', esc);
                 out.push(Tok::Lit);
                 continue;
             }
@@ -218,23 +206,6 @@ fn tokenize(sql: &str) -> Vec<Tok> {
         }
     }
     out
-}
-
-fn skip(b: &[u8], mut i: usize, q: u8, backslash: bool) -> usize {
-    while i < b.len() {
-        if backslash && b[i] == b'\\' {
-            i += 2;
-        } else if b[i] == q {
-            if b.get(i + 1) == Some(&q) {
-                i += 2;
-            } else {
-                return i + 1;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    b.len()
 }
 
 fn is_word(t: &Tok, w: &str) -> bool {

@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod corpus;
 pub mod fingerprint;
 pub mod ingest;
+mod lex;
 pub mod record;
 pub mod split;
 pub mod tpch;

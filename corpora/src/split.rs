@@ -8,6 +8,8 @@
 //! `"quoted identifiers"`, `` `backticks` ``, `-- line comments`, `/* nested block
 //! comments */` and PostgreSQL `$tag$ dollar-quoted bodies $tag$`.
 
+use crate::lex::{line_end, skip_block_comment, skip_quoted};
+
 /// One statement found in a text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SplitStatement {
@@ -64,26 +66,14 @@ pub fn split_statements(input: &str, opts: SplitOptions) -> Vec<SplitStatement> 
                 i += 1;
             }
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = memchr_or_end(bytes, i + 2, b'\n');
+                i = line_end(bytes, i + 2);
             }
             b'#' if opts.backslash_escapes => {
                 // MySQL line comment.
-                i = memchr_or_end(bytes, i + 1, b'\n');
+                i = line_end(bytes, i + 1);
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let mut depth = 1usize;
-                i += 2;
-                while i < n && depth > 0 {
-                    if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
-                        depth += 1;
-                        i += 2;
-                    } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
-                        depth -= 1;
-                        i += 2;
-                    } else {
-                        i += 1;
-                    }
-                }
+                i = skip_block_comment(bytes, i);
             }
             b'\'' => {
                 has_code = true;
@@ -136,34 +126,6 @@ pub fn split_statements(input: &str, opts: SplitOptions) -> Vec<SplitStatement> 
 
 fn is_ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
-}
-
-fn memchr_or_end(bytes: &[u8], from: usize, needle: u8) -> usize {
-    bytes[from.min(bytes.len())..]
-        .iter()
-        .position(|&c| c == needle)
-        .map_or(bytes.len(), |p| from + p)
-}
-
-/// Skips a quoted run starting after the opening quote; returns the index after the
-/// closing quote (or the end of input for an unterminated quote).
-fn skip_quoted(bytes: &[u8], mut i: usize, quote: u8, backslash: bool) -> usize {
-    let n = bytes.len();
-    while i < n {
-        let c = bytes[i];
-        if backslash && c == b'\\' {
-            i += 2;
-        } else if c == quote {
-            if bytes.get(i + 1) == Some(&quote) {
-                i += 2; // doubled quote
-            } else {
-                return i + 1;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    n
 }
 
 /// If a dollar-quote opening tag (`$$` or `$tag$`) starts at `i`, returns the index

@@ -64,8 +64,16 @@ pub fn normalize_plan(text: &str) -> String {
             continue;
         }
         // The regexes run only on lines that can match (most plan lines cannot).
-        let line = if line.contains("0x") { HEX_ADDR.replace_all(line, "0x?") } else { line.into() };
-        let line = if line.contains('/') { PATH.replace_all(&line, "…/$1") } else { line.as_ref().into() };
+        let line = if line.contains("0x") {
+            HEX_ADDR.replace_all(line, "0x?")
+        } else {
+            line.into()
+        };
+        let line = if line.contains('/') {
+            PATH.replace_all(&line, "…/$1")
+        } else {
+            line.as_ref().into()
+        };
         out.push_str(&line);
         out.push('\n');
     }
