@@ -585,3 +585,36 @@ playback: { jobs: 2, timeout: 30s }
         assert_eq!(c.timeout().unwrap(), Some(Duration::from_secs(30)));
     }
 }
+
+#[test]
+fn repository_example_config_and_corpus_dirs_work() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for w in Workload::ALL {
+        let on_disk = Corpus::open(&root.join("corpora").join(w.name())).unwrap();
+        let bundled = w.corpus().unwrap();
+        assert_eq!(on_disk.records.len(), bundled.records.len());
+        assert_eq!(on_disk.schema, bundled.schema);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = root.join("examples/playback.yaml");
+    let code = sqlflight::run_cli([
+        "sqlflight",
+        "playback",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, 0);
+    let (m, o) = sqlflight_runs::read_run(&out).unwrap();
+    assert_eq!(o.len(), 22);
+    assert!(m.counts.get("plan_changed").is_some_and(|&n| n > 0));
+    assert!(
+        m.corpus
+            .path
+            .as_deref()
+            .is_some_and(|p| p.ends_with("tpch"))
+    );
+}
