@@ -7,7 +7,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use sqlflight_diffing::{OutcomeRecord, PlaybackClass};
+use sqlflight_diffing::{OutcomeClass, OutcomeRecord};
 use sqlflight_playback::Progress;
 
 /// How the user wants to be told about progress.
@@ -97,7 +97,7 @@ impl Progress for RunProgress {
 
     fn completed(&self, o: &OutcomeRecord) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        if o.class == PlaybackClass::PlanChanged {
+        if o.class == OutcomeClass::PlanChanged {
             self.changed.fetch_add(1, Ordering::Relaxed);
         }
         if o.class.is_regression() {

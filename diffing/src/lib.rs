@@ -1,23 +1,26 @@
 //! # sqlflight-diffing
 //!
 //! Pure comparison logic, shared by every driver: the [`ErrorClass`] vocabulary,
+//! result digests computed from streaming Arrow batches ([`digest`]),
 //! plan normalization and unified plan diffs ([`plan`]), change signatures that
 //! group plan changes by root cause, and the playback outcome classes and the
 //! outcome record written to `outcomes.jsonl` ([`outcome`]), and the run
 //! directory's manifest ([`run`]).
 //!
-//! Main types: [`ErrorClass`], [`PlaybackClass`], [`SideResult`], [`OutcomeRecord`],
+//! Main types: [`ErrorClass`], [`OutcomeClass`], [`SideResult`], [`OutcomeRecord`],
 //! [`plan::NormalizedPlan`].
 //!
 //! This crate must never do I/O and never know an engine: everything it compares
 //! arrives as data, so its verdicts do not depend on the engine being judged.
 
+pub mod digest;
 pub mod outcome;
 pub mod plan;
 pub mod run;
 
+pub use digest::{DigestBuilder, DigestComparison, FloatTolerance, ResultDigest, compare_digests};
 pub use outcome::{
-    ErrorClass, OutcomeRecord, PlaybackClass, SideResult, classify_playback, playback_outcome,
+    ErrorClass, OutcomeClass, OutcomeRecord, SideResult, classify_playback, playback_outcome,
 };
 pub use plan::{NormalizedPlan, change_signature, normalize_plan, plan_diff};
 pub use run::{CorpusInfo, EngineInfo, PartitionSpec, RunManifest, RunStatus};

@@ -46,10 +46,12 @@ impl std::fmt::Display for ErrorClass {
     }
 }
 
-/// Playback outcome classes (DESIGN.md section 6), written as snake_case.
+/// Outcome classes of playback and flight (DESIGN.md section 6), written as
+/// snake_case. Playback produces the first ten; flight produces the shared failure
+/// classes and the result classes from `Match` on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PlaybackClass {
+pub enum OutcomeClass {
     SamePlan,
     PlanChanged,
     NewFailure,
@@ -60,34 +62,58 @@ pub enum PlaybackClass {
     Crash,
     Timeout,
     Skipped,
+    /// Flight: results equal.
+    Match,
+    /// Flight: results equal within the float tolerance.
+    MatchWithinTolerance,
+    /// Flight: results differ; `detail` says which part (schema, row_count, columns, order).
+    WrongResult,
+    /// Flight: the candidate hit the memory limit where the baseline did not.
+    ResourceLimit,
+    /// Flight: the query's results are not determined (`detail` says why).
+    Nondeterministic,
+    /// A difference listed in the known-differences file.
+    Accepted,
 }
 
-impl PlaybackClass {
-    pub const ALL: [PlaybackClass; 10] = [
-        PlaybackClass::NewFailure,
-        PlaybackClass::NewInternalError,
-        PlaybackClass::Crash,
-        PlaybackClass::Timeout,
-        PlaybackClass::PlanChanged,
-        PlaybackClass::BothFailChanged,
-        PlaybackClass::Fixed,
-        PlaybackClass::BothFailSame,
-        PlaybackClass::SamePlan,
-        PlaybackClass::Skipped,
+impl OutcomeClass {
+    pub const ALL: [OutcomeClass; 16] = [
+        OutcomeClass::WrongResult,
+        OutcomeClass::NewFailure,
+        OutcomeClass::NewInternalError,
+        OutcomeClass::Crash,
+        OutcomeClass::Timeout,
+        OutcomeClass::ResourceLimit,
+        OutcomeClass::PlanChanged,
+        OutcomeClass::Nondeterministic,
+        OutcomeClass::Accepted,
+        OutcomeClass::MatchWithinTolerance,
+        OutcomeClass::Match,
+        OutcomeClass::BothFailChanged,
+        OutcomeClass::Fixed,
+        OutcomeClass::BothFailSame,
+        OutcomeClass::SamePlan,
+        OutcomeClass::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            PlaybackClass::SamePlan => "same_plan",
-            PlaybackClass::PlanChanged => "plan_changed",
-            PlaybackClass::NewFailure => "new_failure",
-            PlaybackClass::Fixed => "fixed",
-            PlaybackClass::BothFailSame => "both_fail_same",
-            PlaybackClass::BothFailChanged => "both_fail_changed",
-            PlaybackClass::NewInternalError => "new_internal_error",
-            PlaybackClass::Crash => "crash",
-            PlaybackClass::Timeout => "timeout",
-            PlaybackClass::Skipped => "skipped",
+            OutcomeClass::SamePlan => "same_plan",
+            OutcomeClass::PlanChanged => "plan_changed",
+            OutcomeClass::NewFailure => "new_failure",
+            OutcomeClass::Fixed => "fixed",
+            OutcomeClass::BothFailSame => "both_fail_same",
+            OutcomeClass::BothFailChanged => "both_fail_changed",
+            OutcomeClass::NewInternalError => "new_internal_error",
+            OutcomeClass::Crash => "crash",
+            OutcomeClass::Timeout => "timeout",
+            OutcomeClass::Skipped => "skipped",
+            OutcomeClass::Match => "match",
+            OutcomeClass::MatchWithinTolerance => "match_within_tolerance",
+            OutcomeClass::WrongResult => "wrong_result",
+            OutcomeClass::ResourceLimit => "resource_limit",
+            OutcomeClass::Nondeterministic => "nondeterministic",
+            OutcomeClass::Accepted => "accepted",
         }
     }
 
@@ -95,15 +121,15 @@ impl PlaybackClass {
     pub fn is_regression(self) -> bool {
         matches!(
             self,
-            PlaybackClass::NewFailure
-                | PlaybackClass::NewInternalError
-                | PlaybackClass::Crash
-                | PlaybackClass::Timeout
+            OutcomeClass::NewFailure
+                | OutcomeClass::NewInternalError
+                | OutcomeClass::Crash
+                | OutcomeClass::Timeout
         )
     }
 }
 
-impl std::fmt::Display for PlaybackClass {
+impl std::fmt::Display for OutcomeClass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -149,7 +175,7 @@ impl SideResult {
 pub struct OutcomeRecord {
     pub query_id: String,
     pub template_id: String,
-    pub class: PlaybackClass,
+    pub class: OutcomeClass,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,7 +196,7 @@ impl OutcomeRecord {
         OutcomeRecord {
             query_id,
             template_id,
-            class: PlaybackClass::Skipped,
+            class: OutcomeClass::Skipped,
             skip_reason: Some(reason.into()),
             baseline: None,
             candidate: None,
@@ -209,7 +235,7 @@ impl OutcomeRecord {
 }
 
 /// Classifies one query from both sides' results (DESIGN.md section 6).
-pub fn classify_playback(baseline: &SideResult, candidate: &SideResult) -> PlaybackClass {
+pub fn classify_playback(baseline: &SideResult, candidate: &SideResult) -> OutcomeClass {
     use ErrorClass as E;
     match (baseline.error_class(), candidate.error_class()) {
         (None, None) => {
@@ -220,22 +246,22 @@ pub fn classify_playback(baseline: &SideResult, candidate: &SideResult) -> Playb
                 _ => unreachable!("both sides are Ok"),
             };
             if same {
-                PlaybackClass::SamePlan
+                OutcomeClass::SamePlan
             } else {
-                PlaybackClass::PlanChanged
+                OutcomeClass::PlanChanged
             }
         }
-        (None, Some(E::Crash)) => PlaybackClass::Crash,
-        (None, Some(E::Timeout)) => PlaybackClass::Timeout,
-        (None, Some(_)) => PlaybackClass::NewFailure,
-        (Some(_), None) => PlaybackClass::Fixed,
-        (Some(b), Some(c)) if b == c => PlaybackClass::BothFailSame,
-        (Some(_), Some(E::Crash)) => PlaybackClass::Crash,
-        (Some(_), Some(E::Timeout)) => PlaybackClass::Timeout,
+        (None, Some(E::Crash)) => OutcomeClass::Crash,
+        (None, Some(E::Timeout)) => OutcomeClass::Timeout,
+        (None, Some(_)) => OutcomeClass::NewFailure,
+        (Some(_), None) => OutcomeClass::Fixed,
+        (Some(b), Some(c)) if b == c => OutcomeClass::BothFailSame,
+        (Some(_), Some(E::Crash)) => OutcomeClass::Crash,
+        (Some(_), Some(E::Timeout)) => OutcomeClass::Timeout,
         (Some(b), Some(E::Internal)) if b != E::Crash && b != E::Timeout => {
-            PlaybackClass::NewInternalError
+            OutcomeClass::NewInternalError
         }
-        (Some(_), Some(_)) => PlaybackClass::BothFailChanged,
+        (Some(_), Some(_)) => OutcomeClass::BothFailChanged,
     }
 }
 
@@ -248,7 +274,7 @@ pub fn playback_outcome(
 ) -> OutcomeRecord {
     let class = classify_playback(&baseline, &candidate);
     let (mut change_signature_, mut diff) = (None, None);
-    if class == PlaybackClass::PlanChanged
+    if class == OutcomeClass::PlanChanged
         && let (SideResult::Ok { plan: Some(a), .. }, SideResult::Ok { plan: Some(b), .. }) =
             (&baseline, &candidate)
     {
@@ -285,7 +311,7 @@ mod tests {
     #[test]
     fn classification_table() {
         use ErrorClass::*;
-        use PlaybackClass as P;
+        use OutcomeClass as P;
         assert_eq!(classify_playback(&ok("a"), &ok("a")), P::SamePlan);
         assert_eq!(classify_playback(&ok("a"), &ok("b")), P::PlanChanged);
         assert_eq!(classify_playback(&ok("a"), &err(Plan)), P::NewFailure);
@@ -328,6 +354,6 @@ mod tests {
         assert_eq!(v["baseline"]["status"], "ok");
         assert_eq!(v["change_signature"], "A -> B");
         let back: OutcomeRecord = serde_json::from_value(v).unwrap();
-        assert_eq!(back.class, PlaybackClass::PlanChanged);
+        assert_eq!(back.class, OutcomeClass::PlanChanged);
     }
 }

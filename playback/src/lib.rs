@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use sqlflight_corpora::{Corpus, QueryRecord};
 use sqlflight_diffing::outcome::playback_outcome;
 use sqlflight_diffing::{
-    CorpusInfo, ErrorClass, NormalizedPlan, OutcomeRecord, PartitionSpec, PlaybackClass,
+    CorpusInfo, ErrorClass, NormalizedPlan, OutcomeClass, OutcomeRecord, PartitionSpec,
     RunManifest, RunStatus, SideResult,
 };
 use sqlflight_engines::{Engine, EngineError};
@@ -260,8 +260,8 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Classes in report order with their counts (zero counts included).
-pub fn class_counts(outcomes: &[OutcomeRecord]) -> Vec<(PlaybackClass, u64)> {
-    PlaybackClass::ALL
+pub fn class_counts(outcomes: &[OutcomeRecord]) -> Vec<(OutcomeClass, u64)> {
+    OutcomeClass::ALL
         .iter()
         .map(|c| (*c, outcomes.iter().filter(|o| o.class == *c).count() as u64))
         .collect()

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use sqlflight_diffing::{OutcomeRecord, PlaybackClass, SideResult};
+use sqlflight_diffing::{OutcomeClass, OutcomeRecord, SideResult};
 
 use crate::RunView;
 
@@ -20,7 +20,7 @@ pub fn change_groups(outcomes: &[OutcomeRecord]) -> Vec<ChangeGroup> {
     let mut m: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for o in outcomes
         .iter()
-        .filter(|o| o.class == PlaybackClass::PlanChanged)
+        .filter(|o| o.class == OutcomeClass::PlanChanged)
     {
         m.entry(o.change_signature.as_deref().unwrap_or(""))
             .or_default()
@@ -46,8 +46,8 @@ pub fn change_groups(outcomes: &[OutcomeRecord]) -> Vec<ChangeGroup> {
 }
 
 /// Counts per class, in report order, zero counts left out.
-pub fn counts(outcomes: &[OutcomeRecord]) -> Vec<(PlaybackClass, usize)> {
-    PlaybackClass::ALL
+pub fn counts(outcomes: &[OutcomeRecord]) -> Vec<(OutcomeClass, usize)> {
+    OutcomeClass::ALL
         .iter()
         .map(|c| (*c, outcomes.iter().filter(|o| o.class == *c).count()))
         .filter(|(_, n)| *n > 0)
@@ -194,7 +194,7 @@ pub fn playback_markdown(run: &RunView) -> String {
         .filter(|x| {
             matches!(
                 x.class,
-                PlaybackClass::Fixed | PlaybackClass::BothFailChanged | PlaybackClass::BothFailSame
+                OutcomeClass::Fixed | OutcomeClass::BothFailChanged | OutcomeClass::BothFailSame
             )
         })
         .collect();
@@ -216,7 +216,7 @@ pub fn playback_markdown(run: &RunView) -> String {
     }
     let skipped: Vec<&OutcomeRecord> = o
         .iter()
-        .filter(|x| x.class == PlaybackClass::Skipped)
+        .filter(|x| x.class == OutcomeClass::Skipped)
         .collect();
     if !skipped.is_empty() {
         let _ = writeln!(out, "\n## Skipped\n");

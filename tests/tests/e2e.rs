@@ -12,7 +12,7 @@ use sqlflight_corpora::bundled::Workload;
 use sqlflight_corpora::tpch::ensure_tpch_data;
 use sqlflight_corpora::{Catalog, Corpus, CorpusManifest, QueryRecord, TableFormat, TableSource};
 use sqlflight_diffing::{
-    ErrorClass, NormalizedPlan, PartitionSpec, PlaybackClass, RunStatus, SideResult,
+    ErrorClass, NormalizedPlan, OutcomeClass, PartitionSpec, RunStatus, SideResult,
 };
 use sqlflight_tests::*;
 
@@ -25,7 +25,7 @@ fn ddl_catalog(w: Workload) -> (Corpus, Catalog) {
     (corpus, catalog)
 }
 
-fn count(outcomes: &[sqlflight_diffing::OutcomeRecord], class: PlaybackClass) -> usize {
+fn count(outcomes: &[sqlflight_diffing::OutcomeRecord], class: OutcomeClass) -> usize {
     outcomes.iter().filter(|o| o.class == class).count()
 }
 
@@ -47,7 +47,7 @@ fn identical_profiles_report_no_changes_and_no_failures() {
         let odd: Vec<_> = s
             .outcomes
             .iter()
-            .filter(|o| o.class != PlaybackClass::SamePlan)
+            .filter(|o| o.class != OutcomeClass::SamePlan)
             .collect();
         assert!(odd.is_empty(), "{}: {odd:#?}", w.name());
     }
@@ -75,7 +75,7 @@ fn identical_profiles_report_no_changes_and_no_failures() {
         &options(&tmp.path().join("tpch-data"), 2),
     );
     assert_eq!(
-        count(&s.outcomes, PlaybackClass::SamePlan),
+        count(&s.outcomes, OutcomeClass::SamePlan),
         22,
         "{:#?}",
         s.outcomes
@@ -97,7 +97,7 @@ fn demo_candidate_changes_plans_with_diffs_and_signatures() {
         let changed: Vec<_> = s
             .outcomes
             .iter()
-            .filter(|o| o.class == PlaybackClass::PlanChanged)
+            .filter(|o| o.class == OutcomeClass::PlanChanged)
             .collect();
         assert!(!changed.is_empty(), "{}", w.name());
         for o in &changed {
@@ -193,18 +193,18 @@ fn failures_crashes_and_hangs_become_outcomes_and_the_run_completes() {
         }) => (*error_class, error.clone()),
         other => panic!("{id}: expected a candidate error, got {other:?}"),
     };
-    assert_eq!(class("syntax"), PlaybackClass::BothFailSame);
+    assert_eq!(class("syntax"), OutcomeClass::BothFailSame);
     assert_eq!(cand_err("syntax").0, ErrorClass::Parse);
-    assert_eq!(class("missing-table"), PlaybackClass::BothFailSame);
+    assert_eq!(class("missing-table"), OutcomeClass::BothFailSame);
     assert_eq!(cand_err("missing-table").0, ErrorClass::Plan);
-    assert_eq!(class("dropped-view"), PlaybackClass::NewFailure);
+    assert_eq!(class("dropped-view"), OutcomeClass::NewFailure);
     assert_eq!(cand_err("dropped-view").0, ErrorClass::Plan);
-    assert_eq!(class("new-view"), PlaybackClass::Fixed);
-    assert_eq!(class("panics"), PlaybackClass::Crash);
+    assert_eq!(class("new-view"), OutcomeClass::Fixed);
+    assert_eq!(class("panics"), OutcomeClass::Crash);
     assert!(cand_err("panics").1.contains("deliberate test panic"));
-    assert_eq!(class("hangs"), PlaybackClass::Timeout);
+    assert_eq!(class("hangs"), OutcomeClass::Timeout);
     assert_eq!(cand_err("hangs").0, ErrorClass::Timeout);
-    assert_eq!(class("fine"), PlaybackClass::SamePlan);
+    assert_eq!(class("fine"), OutcomeClass::SamePlan);
     assert_eq!(s.regressions(), 3);
     assert_eq!(s.manifest.status, RunStatus::Complete);
     assert_eq!(s.manifest.counts.values().sum::<u64>(), 7);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlflight_corpora::bundled::Workload;
 use sqlflight_corpora::tpch::ensure_tpch_data;
-use sqlflight_diffing::PlaybackClass;
+use sqlflight_diffing::OutcomeClass;
 use sqlflight_playback::{PlaybackOptions, PlaybackSummary};
 use sqlflight_reports::markdown;
 
@@ -203,7 +203,7 @@ fn print_table(summaries: &[(PlaybackSummary, PathBuf)]) {
         print!(" {:>8}", s.manifest.corpus.name);
     }
     println!();
-    for class in PlaybackClass::ALL {
+    for class in OutcomeClass::ALL {
         let counts: Vec<usize> = summaries
             .iter()
             .map(|(s, _)| s.outcomes.iter().filter(|o| o.class == class).count())

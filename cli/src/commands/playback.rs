@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlflight_corpora::{Catalog, Corpus};
-use sqlflight_diffing::{PartitionSpec, PlaybackClass, SideResult};
+use sqlflight_diffing::{OutcomeClass, PartitionSpec, SideResult};
 use sqlflight_engines::{BuildError, Engine, EngineSpec, build_engine};
 use sqlflight_playback::{PlaybackOptions, PlaybackSummary, run_playback};
 use sqlflight_reports::{RunView, markdown, write_markdown};
@@ -314,7 +314,7 @@ pub fn summary_json(s: &PlaybackSummary, report: &Path) -> serde_json::Value {
         "partition": s.manifest.partition,
         "queries": s.outcomes.len(),
         "counts": counts,
-        "plan_changed": s.outcomes.iter().filter(|o| o.class == PlaybackClass::PlanChanged).count(),
+        "plan_changed": s.outcomes.iter().filter(|o| o.class == OutcomeClass::PlanChanged).count(),
         "regressions": regressions,
         "change_groups": groups,
     })
