@@ -480,7 +480,7 @@ impl DigestBuilder {
         let n = batch.num_rows();
         self.rows += n as u64;
         self.row.clear();
-        self.row.resize(n, 0x5eed_0f_f11e);
+        self.row.resize(n, 0x005e_ed0f_f11e);
         let keyed = self.order_keys.is_some();
         if keyed {
             self.key.clear();
