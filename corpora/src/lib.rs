@@ -15,6 +15,7 @@
 //! silently: input it cannot use is counted and reported with file and line (or byte
 //! offset), then skipped.
 
+pub mod analysis;
 pub mod bundled;
 pub mod catalog;
 pub mod corpus;
