@@ -7,7 +7,8 @@
 //! the place of a DDL table of the same name.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
@@ -20,7 +21,12 @@ use futures::StreamExt;
 use sqlflight_corpora::split::{SplitOptions, split_statements};
 use sqlflight_corpora::{Catalog, TableFormat};
 
-use crate::{BuildError, CompiledPlan, Engine, EngineError, EngineInfo, ErrorClass, ExecStats};
+use datafusion::execution::memory_pool::{
+    GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, UnboundedMemoryPool,
+};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+
+use crate::{BuildError, CompiledPlan, Engine, EngineError, EngineInfo, ErrorClass, ExecLimits, ExecStats};
 
 /// The tokio runtime all embedded engines share. `Runtime::block_on` may be called
 /// from many threads at once (rayon workers); the future runs on the caller.
@@ -286,10 +292,20 @@ impl Engine for DataFusionEngine {
     fn execute(
         &self,
         sql: &str,
+        limits: &ExecLimits,
         sink: &mut dyn FnMut(&RecordBatch) -> Result<(), EngineError>,
     ) -> Result<ExecStats, EngineError> {
-        runtime()?.block_on(async {
-            let df = self.ctx.sql(sql).await.map_err(engine_error)?;
+        // A session of its own per query: its own memory pool (the limit is per
+        // query, and the peak is this query's), sharing the catalog.
+        let pool = Arc::new(PeakPool::new(limits.memory_limit));
+        let env = RuntimeEnvBuilder::new()
+            .with_memory_pool(pool.clone())
+            .build_arc()
+            .map_err(engine_error)?;
+        let state = SessionStateBuilder::new_from_existing(self.ctx.state()).with_runtime_env(env).build();
+        let ctx = SessionContext::new_with_state(state);
+        let work = async {
+            let df = ctx.sql(sql).await.map_err(engine_error)?;
             let mut stream = df.execute_stream().await.map_err(engine_error)?;
             let mut stats = ExecStats::default();
             while let Some(batch) = stream.next().await {
@@ -299,7 +315,80 @@ impl Engine for DataFusionEngine {
                 sink(&batch)?;
             }
             Ok(stats)
-        })
+        };
+        let timeout = limits.timeout;
+        let mut stats = runtime()?.block_on(async move {
+            // Dropping the stream on timeout cancels the query's tasks.
+            match tokio::time::timeout(timeout, work).await {
+                Ok(r) => r,
+                Err(_) => Err(EngineError::new(ErrorClass::Timeout, format!("did not finish within {timeout:?}"))),
+            }
+        })?;
+        stats.peak_memory = Some(pool.peak() as u64);
+        Ok(stats)
+    }
+}
+
+/// A memory pool that remembers its peak reservation: greedy with a limit, or
+/// unbounded.
+#[derive(Debug)]
+struct PeakPool {
+    inner: Box<dyn MemoryPool>,
+    peak: AtomicUsize,
+}
+
+impl PeakPool {
+    fn new(limit: Option<usize>) -> Self {
+        let inner: Box<dyn MemoryPool> = match limit {
+            Some(l) => Box::new(GreedyMemoryPool::new(l)),
+            None => Box::new(UnboundedMemoryPool::default()),
+        };
+        PeakPool {
+            inner,
+            peak: AtomicUsize::new(0),
+        }
+    }
+    fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+    fn note(&self) {
+        self.peak.fetch_max(self.inner.reserved(), Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Display for PeakPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sqlflight-peak({})", self.inner)
+    }
+}
+
+impl MemoryPool for PeakPool {
+    fn name(&self) -> &str {
+        "sqlflight-peak"
+    }
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.inner.register(consumer)
+    }
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.inner.unregister(consumer)
+    }
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.inner.grow(reservation, additional);
+        self.note();
+    }
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        self.inner.shrink(reservation, shrink)
+    }
+    fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
+        self.inner.try_grow(reservation, additional)?;
+        self.note();
+        Ok(())
+    }
+    fn reserved(&self) -> usize {
+        self.inner.reserved()
+    }
+    fn memory_limit(&self) -> MemoryLimit {
+        self.inner.memory_limit()
     }
 }
 
@@ -411,7 +500,7 @@ mod tests {
         );
         let e = DataFusionEngine::new("p", &BTreeMap::new(), &[], &[], &catalog).unwrap();
         let stats = e
-            .execute("select * from t where a > 1", &mut |_| Ok(()))
+            .execute("select * from t where a > 1", &ExecLimits::default(), &mut |_| Ok(()))
             .unwrap();
         assert_eq!(stats.rows, 1);
         let missing = sqlflight_corpora::TableSource {
@@ -430,12 +519,29 @@ mod tests {
         let e = engine(&[], &[]).unwrap();
         let mut rows = 0;
         let stats = e
-            .execute("select * from (values (1), (2), (3)) as v(x)", &mut |b| {
+            .execute("select * from (values (1), (2), (3)) as v(x)", &ExecLimits::default(), &mut |b| {
                 rows += b.num_rows();
                 Ok(())
             })
             .unwrap();
         assert_eq!(stats.rows, 3);
         assert_eq!(rows, 3);
+    }
+
+    #[test]
+    fn timeouts_cancel_and_memory_limits_fail_as_resource() {
+        let e = engine(&[("datafusion.execution.target_partitions", "2")], &[]).unwrap();
+        let slow = "select count(*) from generate_series(1, 2000000000) a";
+        let limits = ExecLimits { timeout: std::time::Duration::from_millis(300), memory_limit: None };
+        let start = std::time::Instant::now();
+        let err = e.execute(slow, &limits, &mut |_| Ok(())).unwrap_err();
+        assert_eq!(err.class, ErrorClass::Timeout);
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+        let big_sort = "select v from generate_series(1, 3000000) t(v) order by v desc";
+        let tight = ExecLimits { timeout: std::time::Duration::from_secs(120), memory_limit: Some(64 * 1024) };
+        let err = e.execute(big_sort, &tight, &mut |_| Ok(())).unwrap_err();
+        assert_eq!(err.class, ErrorClass::Resource, "{err}");
+        let ok = e.execute("select v from generate_series(1, 100000) t(v) order by v desc", &ExecLimits::default(), &mut |_| Ok(())).unwrap();
+        assert!(ok.peak_memory.unwrap() > 0);
     }
 }

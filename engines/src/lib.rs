@@ -8,7 +8,7 @@
 //! profiles set config keys and disable optimizer rules by name.
 //!
 //! Main types: [`Engine`], [`EngineInfo`], [`CompiledPlan`], [`EngineError`],
-//! [`EngineSpec`], [`BuildError`].
+//! [`EngineSpec`], [`BuildError`], [`ExecLimits`], [`ExecStats`].
 //!
 //! It must never compare or judge results (that is `diffing`), and must never let an
 //! engine's failure escape as anything but a classified [`EngineError`]: callers
@@ -56,6 +56,26 @@ impl EngineError {
 pub struct ExecStats {
     pub rows: u64,
     pub batches: u64,
+    /// Peak memory the engine accounted for this query, when it tracks memory.
+    pub peak_memory: Option<u64>,
+}
+
+/// Limits of one execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecLimits {
+    /// Cancel the query after this long (the engine stops working on it).
+    pub timeout: std::time::Duration,
+    /// Fail the query with a `resource` error past this many bytes.
+    pub memory_limit: Option<usize>,
+}
+
+impl Default for ExecLimits {
+    fn default() -> Self {
+        ExecLimits {
+            timeout: std::time::Duration::from_secs(300),
+            memory_limit: None,
+        }
+    }
 }
 
 /// Something that can compile and execute SQL.
@@ -67,11 +87,12 @@ pub trait Engine: Send + Sync {
     /// Parses, plans and optimizes `sql` without running it.
     fn compile(&self, sql: &str) -> Result<CompiledPlan, EngineError>;
 
-    /// Runs `sql`, handing each result batch to `sink` as it streams. The batches
-    /// are not kept.
+    /// Runs `sql` within `limits`, handing each result batch to `sink` as it
+    /// streams. The batches are not kept.
     fn execute(
         &self,
         sql: &str,
+        limits: &ExecLimits,
         sink: &mut dyn FnMut(&RecordBatch) -> Result<(), EngineError>,
     ) -> Result<ExecStats, EngineError>;
 }

@@ -110,8 +110,12 @@ impl Engine for FaultyEngine {
     fn execute(
         &self,
         sql: &str,
+        limits: &ExecLimits,
         sink: &mut dyn FnMut(&RecordBatch) -> Result<(), EngineError>,
     ) -> Result<ExecStats, EngineError> {
-        self.inner.execute(sql, sink)
+        if sql.contains("sqlflight_test_panic") {
+            panic!("deliberate test panic");
+        }
+        self.inner.execute(sql, limits, sink)
     }
 }
