@@ -22,11 +22,14 @@ use sqlflight_corpora::split::{SplitOptions, split_statements};
 use sqlflight_corpora::{Catalog, TableFormat};
 
 use datafusion::execution::memory_pool::{
-    GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, UnboundedMemoryPool,
+    GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+    UnboundedMemoryPool,
 };
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 
-use crate::{BuildError, CompiledPlan, Engine, EngineError, EngineInfo, ErrorClass, ExecLimits, ExecStats};
+use crate::{
+    BuildError, CompiledPlan, Engine, EngineError, EngineInfo, ErrorClass, ExecLimits, ExecStats,
+};
 
 /// The tokio runtime all embedded engines share. `Runtime::block_on` may be called
 /// from many threads at once (rayon workers); the future runs on the caller.
@@ -302,7 +305,9 @@ impl Engine for DataFusionEngine {
             .with_memory_pool(pool.clone())
             .build_arc()
             .map_err(engine_error)?;
-        let state = SessionStateBuilder::new_from_existing(self.ctx.state()).with_runtime_env(env).build();
+        let state = SessionStateBuilder::new_from_existing(self.ctx.state())
+            .with_runtime_env(env)
+            .build();
         let ctx = SessionContext::new_with_state(state);
         let work = async {
             let df = ctx.sql(sql).await.map_err(engine_error)?;
@@ -321,7 +326,10 @@ impl Engine for DataFusionEngine {
             // Dropping the stream on timeout cancels the query's tasks.
             match tokio::time::timeout(timeout, work).await {
                 Ok(r) => r,
-                Err(_) => Err(EngineError::new(ErrorClass::Timeout, format!("did not finish within {timeout:?}"))),
+                Err(_) => Err(EngineError::new(
+                    ErrorClass::Timeout,
+                    format!("did not finish within {timeout:?}"),
+                )),
             }
         })?;
         stats.peak_memory = Some(pool.peak() as u64);
@@ -352,7 +360,8 @@ impl PeakPool {
         self.peak.load(Ordering::Relaxed)
     }
     fn note(&self) {
-        self.peak.fetch_max(self.inner.reserved(), Ordering::Relaxed);
+        self.peak
+            .fetch_max(self.inner.reserved(), Ordering::Relaxed);
     }
 }
 
@@ -379,7 +388,11 @@ impl MemoryPool for PeakPool {
     fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
         self.inner.shrink(reservation, shrink)
     }
-    fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
+    fn try_grow(
+        &self,
+        reservation: &MemoryReservation,
+        additional: usize,
+    ) -> datafusion::error::Result<()> {
         self.inner.try_grow(reservation, additional)?;
         self.note();
         Ok(())
@@ -500,7 +513,11 @@ mod tests {
         );
         let e = DataFusionEngine::new("p", &BTreeMap::new(), &[], &[], &catalog).unwrap();
         let stats = e
-            .execute("select * from t where a > 1", &ExecLimits::default(), &mut |_| Ok(()))
+            .execute(
+                "select * from t where a > 1",
+                &ExecLimits::default(),
+                &mut |_| Ok(()),
+            )
             .unwrap();
         assert_eq!(stats.rows, 1);
         let missing = sqlflight_corpora::TableSource {
@@ -519,10 +536,14 @@ mod tests {
         let e = engine(&[], &[]).unwrap();
         let mut rows = 0;
         let stats = e
-            .execute("select * from (values (1), (2), (3)) as v(x)", &ExecLimits::default(), &mut |b| {
-                rows += b.num_rows();
-                Ok(())
-            })
+            .execute(
+                "select * from (values (1), (2), (3)) as v(x)",
+                &ExecLimits::default(),
+                &mut |b| {
+                    rows += b.num_rows();
+                    Ok(())
+                },
+            )
             .unwrap();
         assert_eq!(stats.rows, 3);
         assert_eq!(rows, 3);
@@ -532,16 +553,28 @@ mod tests {
     fn timeouts_cancel_and_memory_limits_fail_as_resource() {
         let e = engine(&[("datafusion.execution.target_partitions", "2")], &[]).unwrap();
         let slow = "select count(*) from generate_series(1, 2000000000) a";
-        let limits = ExecLimits { timeout: std::time::Duration::from_millis(300), memory_limit: None };
+        let limits = ExecLimits {
+            timeout: std::time::Duration::from_millis(300),
+            memory_limit: None,
+        };
         let start = std::time::Instant::now();
         let err = e.execute(slow, &limits, &mut |_| Ok(())).unwrap_err();
         assert_eq!(err.class, ErrorClass::Timeout);
         assert!(start.elapsed() < std::time::Duration::from_secs(60));
         let big_sort = "select v from generate_series(1, 3000000) t(v) order by v desc";
-        let tight = ExecLimits { timeout: std::time::Duration::from_secs(120), memory_limit: Some(64 * 1024) };
+        let tight = ExecLimits {
+            timeout: std::time::Duration::from_secs(120),
+            memory_limit: Some(64 * 1024),
+        };
         let err = e.execute(big_sort, &tight, &mut |_| Ok(())).unwrap_err();
         assert_eq!(err.class, ErrorClass::Resource, "{err}");
-        let ok = e.execute("select v from generate_series(1, 100000) t(v) order by v desc", &ExecLimits::default(), &mut |_| Ok(())).unwrap();
+        let ok = e
+            .execute(
+                "select v from generate_series(1, 100000) t(v) order by v desc",
+                &ExecLimits::default(),
+                &mut |_| Ok(()),
+            )
+            .unwrap();
         assert!(ok.peak_memory.unwrap() > 0);
     }
 }

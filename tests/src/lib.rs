@@ -16,7 +16,7 @@ use sqlflight_corpora::{Catalog, Corpus};
 use sqlflight_diffing::OutcomeRecord;
 use sqlflight_engines::arrow::record_batch::RecordBatch;
 use sqlflight_engines::{
-    CompiledPlan, Engine, EngineError, EngineInfo, EngineSpec, ExecStats, build_engine,
+    CompiledPlan, Engine, EngineError, EngineInfo, EngineSpec, ExecLimits, ExecStats, build_engine,
 };
 use sqlflight_playback::{NoProgress, PlaybackOptions, PlaybackSummary, run_playback};
 
