@@ -100,7 +100,7 @@ impl Progress for RunProgress {
         if o.class == OutcomeClass::PlanChanged {
             self.changed.fetch_add(1, Ordering::Relaxed);
         }
-        if o.class.is_regression() {
+        if o.is_regression() {
             self.regressions.fetch_add(1, Ordering::Relaxed);
         }
         match self.mode {

@@ -79,7 +79,9 @@ pub struct ColumnSchema {
 /// Float statistics of one column.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct FloatStats {
-    /// Sum of the finite values.
+    /// Sum of the finite values. Kept in memory for the comparison and never
+    /// written: for a one-row result it would be the value itself.
+    #[serde(skip)]
     pub sum: f64,
     pub finite: u64,
     pub nan: u64,

@@ -140,6 +140,7 @@ impl std::fmt::Display for OutcomeClass {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SideResult {
     Ok {
+        /// Plan hash (playback) or result digest hash (flight).
         plan_hash: String,
         #[serde(skip)]
         plan: Option<NormalizedPlan>,
@@ -171,7 +172,7 @@ impl SideResult {
 
 /// One line of `outcomes.jsonl`. `query_id`, `template_id` and `class` are the
 /// stable keys scripts rely on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutcomeRecord {
     pub query_id: String,
     pub template_id: String,
@@ -188,6 +189,67 @@ pub struct OutcomeRecord {
     /// Unified diff of the normalized plans, for plan changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// Which part of a result differs (`wrong_result`), why a result is not
+    /// determined (`nondeterministic`), what was accepted (`accepted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Flight figures: digests, timings, memory, performance verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flight: Option<FlightDetail>,
+}
+
+/// One side of a flight.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FlightSide {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<crate::digest::ResultDigest>,
+    /// Wall time of each timed run, milliseconds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub times_ms: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_ms: Option<f64>,
+    /// Peak memory the engine accounted for, bytes (max over runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory: Option<u64>,
+}
+
+/// Performance verdict of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PerfVerdict {
+    Faster,
+    Slower,
+    Same,
+    Inconclusive,
+}
+
+/// Candidate against baseline timings of one query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerfComparison {
+    /// Candidate median / baseline median.
+    pub ratio: f64,
+    /// Two-sided Mann-Whitney U p-value (None: too few runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    pub verdict: PerfVerdict,
+    /// A significant slowdown beyond the policy's factor: counts as a regression.
+    #[serde(default)]
+    pub regression: bool,
+}
+
+/// Flight figures of one query.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FlightDetail {
+    pub baseline: FlightSide,
+    pub candidate: FlightSide,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perf: Option<PerfComparison>,
+    /// Extra baseline runs made to check a mismatch for nondeterminism.
+    #[serde(default)]
+    pub reruns: u32,
+    /// Static reasons the result may not be determined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nondeterminism: Vec<String>,
 }
 
 impl OutcomeRecord {
@@ -202,7 +264,20 @@ impl OutcomeRecord {
             candidate: None,
             change_signature: None,
             diff: None,
+            detail: None,
+            flight: None,
         }
+    }
+
+    /// Whether this outcome is a regression: its class is one, or the flight found
+    /// a significant slowdown beyond the policy.
+    pub fn is_regression(&self) -> bool {
+        self.class.is_regression()
+            || self
+                .flight
+                .as_ref()
+                .and_then(|f| f.perf.as_ref())
+                .is_some_and(|p| p.regression)
     }
 
     /// The record without timings: what must be identical between two runs of the
@@ -226,9 +301,22 @@ impl OutcomeRecord {
                 },
             })
         };
+        let flight = self.flight.as_ref().map(|f| {
+            let side = |s: &FlightSide| FlightSide {
+                digest: s.digest.clone(),
+                ..Default::default()
+            };
+            FlightDetail {
+                baseline: side(&f.baseline),
+                candidate: side(&f.candidate),
+                perf: None,
+                ..f.clone()
+            }
+        });
         OutcomeRecord {
             baseline: strip(&self.baseline),
             candidate: strip(&self.candidate),
+            flight,
             ..self.clone()
         }
     }
@@ -290,6 +378,8 @@ pub fn playback_outcome(
         candidate: Some(candidate),
         change_signature: change_signature_,
         diff,
+        detail: None,
+        flight: None,
     }
 }
 

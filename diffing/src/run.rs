@@ -89,8 +89,10 @@ impl std::fmt::Display for PartitionSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
-    /// Started and not finished (still running, or interrupted: resume it).
+    /// Started and not finished (still running, or killed: resume it).
     Running,
+    /// Stopped before the end on purpose (time budget, Ctrl-C): resume it.
+    Stopped,
     Complete,
 }
 
@@ -122,6 +124,9 @@ pub struct RunManifest {
     /// How many times the run was resumed.
     #[serde(default)]
     pub resumed: u32,
+    /// Why the run stopped early (status `stopped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
     /// Outcome counts per class, written when the run completes.
     #[serde(default)]
     pub counts: BTreeMap<String, u64>,

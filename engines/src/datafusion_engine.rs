@@ -312,7 +312,10 @@ impl Engine for DataFusionEngine {
         let work = async {
             let df = ctx.sql(sql).await.map_err(engine_error)?;
             let mut stream = df.execute_stream().await.map_err(engine_error)?;
-            let mut stats = ExecStats::default();
+            let mut stats = ExecStats {
+                schema: Some(stream.schema()),
+                ..Default::default()
+            };
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(engine_error)?;
                 stats.rows += batch.num_rows() as u64;

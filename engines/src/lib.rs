@@ -52,8 +52,10 @@ impl EngineError {
 }
 
 /// Figures of one execution.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecStats {
+    /// The result's schema (also when it has no rows).
+    pub schema: Option<datafusion::arrow::datatypes::SchemaRef>,
     pub rows: u64,
     pub batches: u64,
     /// Peak memory the engine accounted for this query, when it tracks memory.

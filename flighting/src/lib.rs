@@ -1,13 +1,594 @@
 //! # sqlflight-flighting
 //!
-//! The shadow-execution driver: runs each read query of a corpus on live data with
-//! the baseline and the candidate, digests the result batches as they stream
-//! (never keeping a row), repeats for timing statistics, re-runs the baseline on a
-//! mismatch to detect nondeterminism, and journals one outcome per query.
+//! The shadow-execution driver. [`run_flight`] executes every read query of a
+//! corpus on live data with the baseline and the candidate engine, digests the
+//! result batches as they stream (no row is kept), repeats each query to compare
+//! timings (warm-up, then baseline and candidate interleaved), re-runs the baseline
+//! when results differ to tell nondeterminism from regressions, and journals one
+//! outcome per query (`match`, `match_within_tolerance`, `wrong_result(...)`,
+//! `new_failure`, `resource_limit`, `nondeterministic(...)`, `skipped(...)`, ...)
+//! with per-side median time, peak memory and a performance verdict.
 //!
-//! Status: not implemented yet; it is built by the Flighting issue on top of
-//! `sqlflight_engines::Engine::execute` (already streaming batches to a sink) and
-//! the `sqlflight-runs` journal. This crate holds no code until then, so nothing
-//! can mistake it for a working feature, and the CLI has no `flight` command.
+//! Main types: [`FlightOptions`], [`PerfPolicy`], [`AcceptedDifference`],
+//! [`FlightSummary`].
 //!
-//! It must never write a raw result value to any file, log or report.
+//! It must never write a raw result value to any file, log or report: results
+//! become [`sqlflight_diffing::ResultDigest`]s inside the sink and are dropped;
+//! float sums (which for one row would be the value) stay in memory; error
+//! messages are scrubbed of quoted text before they are journaled. It must never
+//! run a statement it cannot prove is a read (writes, DDL, SET, transactions are
+//! `skipped(write_statement)`, unparseable text is `skipped(unsupported)`).
+
+pub mod stats;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use sqlflight_corpora::analysis::{OrderKey, StatementKind, analyze, dialect};
+use sqlflight_corpora::{Corpus, QueryRecord};
+use sqlflight_diffing::digest::{
+    DigestBuilder, DigestComparison, FloatTolerance, ResultDigest, compare_digests,
+};
+use sqlflight_diffing::{
+    CorpusInfo, ErrorClass, FlightDetail, FlightSide, OutcomeClass, OutcomeRecord, PartitionSpec,
+    PerfComparison, PerfVerdict, RunManifest, RunStatus, SideResult,
+};
+use sqlflight_engines::arrow::datatypes::SchemaRef;
+use sqlflight_engines::{Engine, EngineError, ExecLimits};
+use sqlflight_runs::{Journal, JournalError};
+
+/// When a timing difference is a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PerfPolicy {
+    /// Differences of medians below this many milliseconds are `same`.
+    pub floor_ms: f64,
+    /// Relative change below this (0.1 = 10%) is `same`.
+    pub min_effect: f64,
+    /// Significance level of the Mann-Whitney U test.
+    pub alpha: f64,
+    /// A significant slowdown at or beyond this ratio is a regression.
+    pub regression_ratio: f64,
+}
+
+impl Default for PerfPolicy {
+    fn default() -> Self {
+        PerfPolicy {
+            floor_ms: 5.0,
+            min_effect: 0.1,
+            alpha: 0.05,
+            regression_ratio: 1.5,
+        }
+    }
+}
+
+/// A known, intended difference: turns a matching outcome into `accepted`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptedDifference {
+    #[serde(default)]
+    pub query_id: Option<String>,
+    #[serde(default)]
+    pub template_id: Option<String>,
+    /// The outcome class being accepted (e.g. `wrong_result`).
+    pub class: OutcomeClass,
+    /// Why it is accepted (shown in reports).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Options of one flight.
+#[derive(Debug, Clone)]
+pub struct FlightOptions {
+    pub out: PathBuf,
+    /// Queries in flight at once (default 1: timings are cleanest alone).
+    pub jobs: usize,
+    pub partition: Option<PartitionSpec>,
+    pub resume: bool,
+    /// Timed runs per side after the warm-up.
+    pub repeat: usize,
+    pub limits: ExecLimits,
+    /// Stop taking new queries after this long; the run can be resumed.
+    pub budget: Option<Duration>,
+    /// Extra baseline runs when results differ.
+    pub reruns: usize,
+    pub tolerance: FloatTolerance,
+    pub perf: PerfPolicy,
+    pub accepted: Vec<AcceptedDifference>,
+    /// sqlparser dialect name for the read-only check.
+    pub dialect: String,
+    pub config: serde_json::Value,
+    /// Set to stop cleanly (Ctrl-C): in-flight queries finish, no new ones start.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Default for FlightOptions {
+    fn default() -> Self {
+        FlightOptions {
+            out: PathBuf::from("flight"),
+            jobs: 1,
+            partition: None,
+            resume: false,
+            repeat: 3,
+            limits: ExecLimits::default(),
+            budget: None,
+            reruns: 2,
+            tolerance: FloatTolerance::default(),
+            perf: PerfPolicy::default(),
+            accepted: Vec::new(),
+            dialect: "generic".into(),
+            config: serde_json::Value::Null,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlightError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot start {jobs} worker threads: {message}")]
+    Pool { jobs: usize, message: String },
+}
+
+/// What a flight holds at its end.
+#[derive(Debug, Clone)]
+pub struct FlightSummary {
+    pub dir: PathBuf,
+    pub manifest: RunManifest,
+    pub outcomes: Vec<OutcomeRecord>,
+}
+
+impl FlightSummary {
+    pub fn regressions(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.is_regression()).count()
+    }
+}
+
+/// Receives progress (same contract as playback's).
+pub use sqlflight_playback::Progress;
+
+/// Runs the flight of `corpus` into `opts.out`.
+pub fn run_flight(
+    corpus: &Corpus,
+    baseline: Arc<dyn Engine>,
+    candidate: Arc<dyn Engine>,
+    opts: &FlightOptions,
+    progress: &dyn Progress,
+) -> Result<FlightSummary, FlightError> {
+    let selected = sqlflight_playback::select(corpus, opts.partition);
+    let manifest = RunManifest {
+        format: sqlflight_diffing::run::RUN_FORMAT.into(),
+        version: sqlflight_diffing::run::RUN_VERSION,
+        kind: "flight".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        corpus: CorpusInfo {
+            name: corpus.manifest.name.clone(),
+            path: corpus.dir.as_ref().map(|d| d.display().to_string()),
+            hash: corpus.hash.clone(),
+            queries: corpus.records.len() as u64,
+        },
+        baseline: baseline.info().clone(),
+        candidate: candidate.info().clone(),
+        config: opts.config.clone(),
+        partition: opts.partition,
+        selected: selected.len() as u64,
+        jobs: opts.jobs.max(1),
+        timeout_ms: opts.limits.timeout.as_millis() as u64,
+        started_at: now(),
+        finished_at: None,
+        status: RunStatus::Running,
+        resumed: 0,
+        stopped_reason: None,
+        counts: Default::default(),
+    };
+    let journal = Journal::open(&opts.out, manifest, opts.resume)?;
+    let todo: Vec<&QueryRecord> = selected
+        .into_iter()
+        .filter(|r| !journal.is_done(&r.id))
+        .collect();
+    progress.start(journal.manifest().selected, journal.done_count() as u64);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1))
+        .thread_name(|i| format!("sqlflight-flight-{i}"))
+        .build()
+        .map_err(|e| FlightError::Pool {
+            jobs: opts.jobs,
+            message: e.to_string(),
+        })?;
+    let started = Instant::now();
+    let stopped: Mutex<Option<String>> = Mutex::new(None);
+    let write_err = Mutex::new(None::<JournalError>);
+    pool.install(|| {
+        todo.par_iter().with_max_len(1).for_each(|rec| {
+            let reason = if opts.stop.load(Ordering::Relaxed) {
+                Some("interrupted".to_string())
+            } else if opts.budget.is_some_and(|b| started.elapsed() >= b) {
+                Some(format!(
+                    "time budget of {:?} used up",
+                    opts.budget.unwrap_or_default()
+                ))
+            } else if write_err.lock().is_ok_and(|e| e.is_some()) {
+                Some("journal write failed".into())
+            } else {
+                None
+            };
+            if let Some(r) = reason {
+                if let Ok(mut s) = stopped.lock() {
+                    s.get_or_insert(r);
+                }
+                return;
+            }
+            let outcome = fly_one(rec, &baseline, &candidate, opts);
+            match journal.append(&outcome) {
+                Ok(()) => progress.completed(&outcome),
+                Err(e) => {
+                    if let Ok(mut slot) = write_err.lock() {
+                        slot.get_or_insert(e);
+                    }
+                }
+            }
+        })
+    });
+    progress.finish();
+    if let Some(e) = write_err.into_inner().ok().flatten() {
+        return Err(e.into());
+    }
+    let (manifest, outcomes) = match stopped.into_inner().ok().flatten() {
+        Some(reason) => journal.stop(now(), reason)?,
+        None => journal.complete(now())?,
+    };
+    Ok(FlightSummary {
+        dir: opts.out.clone(),
+        manifest,
+        outcomes,
+    })
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+static QUOTED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"'(?:[^']|'')*'").expect("static regex"));
+
+/// Removes quoted text from an error message: engines quote the values they
+/// could not handle (`Cannot cast string 'alice@example.com'`), and raw values
+/// must not reach the journal.
+pub fn scrub(message: &str) -> String {
+    QUOTED.replace_all(message, "'…'").into_owned()
+}
+
+/// One execution of one side: its digest, time and memory, or its error.
+struct Exec {
+    result: Result<ResultDigest, EngineError>,
+    ms: f64,
+    peak: Option<u64>,
+}
+
+/// Output column indices of the ORDER BY keys, when every key is an output column.
+fn order_columns(keys: &[OrderKey], schema: &SchemaRef) -> Option<Vec<usize>> {
+    keys.iter()
+        .map(|k| match k {
+            OrderKey::Ordinal(n) if *n >= 1 && *n <= schema.fields().len() => Some(n - 1),
+            OrderKey::Name(name) => schema
+                .fields()
+                .iter()
+                .position(|f| f.name() == name)
+                .or_else(|| {
+                    schema
+                        .fields()
+                        .iter()
+                        .position(|f| f.name().eq_ignore_ascii_case(name))
+                }),
+            _ => None,
+        })
+        .collect()
+}
+
+fn run_side(
+    engine: &Arc<dyn Engine>,
+    sql: &str,
+    order: Option<&[OrderKey]>,
+    limits: &ExecLimits,
+) -> Exec {
+    let start = Instant::now();
+    let mut builder: Option<DigestBuilder> = None;
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        engine.execute(sql, limits, &mut |batch| {
+            let b = builder.get_or_insert_with(|| {
+                let schema = batch.schema();
+                DigestBuilder::new(&schema, order.and_then(|k| order_columns(k, &schema)))
+            });
+            b.update(batch);
+            Ok(())
+        })
+    }));
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let result = match caught {
+        Ok(Ok(stats)) => {
+            let b = match builder {
+                Some(b) => b,
+                None => match &stats.schema {
+                    Some(s) => DigestBuilder::new(s, order.and_then(|k| order_columns(k, s))),
+                    None => DigestBuilder::new(
+                        &sqlflight_engines::arrow::datatypes::Schema::empty(),
+                        None,
+                    ),
+                },
+            };
+            return Exec {
+                result: Ok(b.finish()),
+                ms,
+                peak: stats.peak_memory,
+            };
+        }
+        Ok(Err(e)) => Err(e),
+        Err(payload) => Err(EngineError::new(
+            ErrorClass::Crash,
+            sqlflight_playback::panic_message(payload.as_ref()),
+        )),
+    };
+    Exec {
+        result,
+        ms,
+        peak: None,
+    }
+}
+
+fn side_result(e: &Result<ResultDigest, EngineError>, ms: f64) -> SideResult {
+    match e {
+        Ok(d) => SideResult::Ok {
+            plan_hash: d.short(),
+            plan: None,
+            elapsed_us: (ms * 1000.0) as u64,
+        },
+        Err(err) => SideResult::Error {
+            error_class: err.class,
+            error: scrub(&err.message),
+            elapsed_us: (ms * 1000.0) as u64,
+        },
+    }
+}
+
+fn record(rec: &QueryRecord, class: OutcomeClass) -> OutcomeRecord {
+    let mut o = OutcomeRecord::skipped(rec.id.clone(), rec.template().to_string(), "");
+    o.class = class;
+    o.skip_reason = None;
+    o
+}
+
+/// Flies one query: analysis, warm-up, timed runs, comparison, re-runs.
+pub fn fly_one(
+    rec: &QueryRecord,
+    b: &Arc<dyn Engine>,
+    c: &Arc<dyn Engine>,
+    opts: &FlightOptions,
+) -> OutcomeRecord {
+    let template = rec.template().to_string();
+    let analysis = match analyze(&rec.sql, dialect(&opts.dialect).as_ref()) {
+        Ok(a) => a,
+        Err(e) => {
+            return OutcomeRecord::skipped(
+                rec.id.clone(),
+                template,
+                format!(
+                    "unsupported: cannot prove the statement is read-only ({})",
+                    scrub(&e)
+                ),
+            );
+        }
+    };
+    match analysis.kind {
+        StatementKind::Read => {}
+        StatementKind::Write | StatementKind::Ddl => {
+            let what = analysis.kind_detail.unwrap_or_default();
+            return OutcomeRecord::skipped(
+                rec.id.clone(),
+                template,
+                format!("write_statement: {what}"),
+            );
+        }
+        StatementKind::Other => {
+            let what = analysis.kind_detail.unwrap_or_default();
+            return OutcomeRecord::skipped(
+                rec.id.clone(),
+                template,
+                format!("unsupported: {what}"),
+            );
+        }
+    }
+    let order = analysis.order_by.as_deref();
+    let limits = &opts.limits;
+    // Warm-up: the first run of each side; its digest is the one compared.
+    let wb = run_side(b, &rec.sql, order, limits);
+    let wc = run_side(c, &rec.sql, order, limits);
+    let mut detail = FlightDetail {
+        nondeterminism: analysis.nondeterminism.clone(),
+        ..Default::default()
+    };
+    let mut peak_b = wb.peak;
+    let mut peak_c = wc.peak;
+    let mut times_b = Vec::new();
+    let mut times_c = Vec::new();
+    let mut b_unstable = false;
+    let mut c_unstable = false;
+    if wb.result.is_ok() && wc.result.is_ok() {
+        // Timed runs, interleaved so drift in machine load hits both sides alike.
+        for _ in 0..opts.repeat.max(1) {
+            for (side, eng) in [(0, b), (1, c)] {
+                let x = run_side(eng, &rec.sql, order, limits);
+                let (first, times, peak, unstable) = if side == 0 {
+                    (&wb, &mut times_b, &mut peak_b, &mut b_unstable)
+                } else {
+                    (&wc, &mut times_c, &mut peak_c, &mut c_unstable)
+                };
+                times.push(x.ms);
+                *peak = (*peak).max(x.peak);
+                match (&x.result, &first.result) {
+                    (Ok(d), Ok(f)) if !agrees(f, d, opts.tolerance) => *unstable = true,
+                    (Err(_), _) => *unstable = true,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let med_b = stats::median(&times_b);
+    let med_c = stats::median(&times_c);
+    detail.baseline = FlightSide {
+        digest: wb.result.as_ref().ok().cloned(),
+        median_ms: med_b,
+        times_ms: times_b.clone(),
+        peak_memory: peak_b,
+    };
+    detail.candidate = FlightSide {
+        digest: wc.result.as_ref().ok().cloned(),
+        median_ms: med_c,
+        times_ms: times_c.clone(),
+        peak_memory: peak_c,
+    };
+    let mut out = record(rec, OutcomeClass::Match);
+    out.baseline = Some(side_result(&wb.result, med_b.unwrap_or(wb.ms)));
+    out.candidate = Some(side_result(&wc.result, med_c.unwrap_or(wc.ms)));
+    match (&wb.result, &wc.result) {
+        (Ok(db), Ok(dc)) => {
+            match compare_digests(db, dc, opts.tolerance) {
+                DigestComparison::Match => out.class = OutcomeClass::Match,
+                DigestComparison::MatchWithinTolerance(cols) => {
+                    out.class = OutcomeClass::MatchWithinTolerance;
+                    out.detail = Some(format!("columns:[{}]", cols.join(",")));
+                }
+                DigestComparison::Mismatch(part) => {
+                    if !analysis.nondeterminism.is_empty() {
+                        out.class = OutcomeClass::Nondeterministic;
+                        out.detail = Some(analysis.nondeterminism.join("; "));
+                    } else if b_unstable {
+                        out.class = OutcomeClass::Nondeterministic;
+                        out.detail =
+                            Some("the baseline's results differ between its own runs".into());
+                    } else {
+                        // Dynamic check: does the baseline agree with itself?
+                        let mut disagrees = false;
+                        for _ in 0..opts.reruns {
+                            detail.reruns += 1;
+                            let again = run_side(b, &rec.sql, order, limits);
+                            if !again
+                                .result
+                                .as_ref()
+                                .is_ok_and(|d| agrees(db, d, opts.tolerance))
+                            {
+                                disagrees = true;
+                                break;
+                            }
+                        }
+                        if disagrees {
+                            out.class = OutcomeClass::Nondeterministic;
+                            out.detail = Some(format!(
+                                "the baseline's results differ between its own runs (re-run {} time(s))",
+                                detail.reruns
+                            ));
+                        } else {
+                            out.class = OutcomeClass::WrongResult;
+                            out.detail = Some(part);
+                        }
+                    }
+                }
+            }
+            if matches!(
+                out.class,
+                OutcomeClass::Match | OutcomeClass::MatchWithinTolerance
+            ) && c_unstable
+            {
+                out.class = OutcomeClass::WrongResult;
+                out.detail = Some("the candidate's results differ between its own runs".into());
+            }
+            detail.perf = perf_verdict(&times_b, &times_c, &opts.perf);
+        }
+        (Ok(_), Err(e)) => {
+            out.class = match e.class {
+                ErrorClass::Crash => OutcomeClass::Crash,
+                ErrorClass::Timeout => OutcomeClass::Timeout,
+                ErrorClass::Resource => OutcomeClass::ResourceLimit,
+                _ => OutcomeClass::NewFailure,
+            };
+        }
+        (Err(_), Ok(_)) => out.class = OutcomeClass::Fixed,
+        (Err(eb), Err(ec)) => {
+            out.class = if eb.class == ec.class {
+                OutcomeClass::BothFailSame
+            } else {
+                match ec.class {
+                    ErrorClass::Crash => OutcomeClass::Crash,
+                    ErrorClass::Timeout => OutcomeClass::Timeout,
+                    ErrorClass::Internal
+                        if !matches!(eb.class, ErrorClass::Crash | ErrorClass::Timeout) =>
+                    {
+                        OutcomeClass::NewInternalError
+                    }
+                    _ => OutcomeClass::BothFailChanged,
+                }
+            };
+        }
+    }
+    out.flight = Some(detail);
+    apply_accepted(&mut out, &opts.accepted);
+    out
+}
+
+/// Whether two runs' results are the same result (within the float tolerance).
+fn agrees(a: &ResultDigest, b: &ResultDigest, tol: FloatTolerance) -> bool {
+    matches!(
+        compare_digests(a, b, tol),
+        DigestComparison::Match | DigestComparison::MatchWithinTolerance(_)
+    )
+}
+
+/// The performance verdict of candidate timings `c` against baseline timings `b`.
+pub fn perf_verdict(b: &[f64], c: &[f64], policy: &PerfPolicy) -> Option<PerfComparison> {
+    let (mb, mc) = (stats::median(b)?, stats::median(c)?);
+    let ratio = if mb > 0.0 { mc / mb } else { 1.0 };
+    let p = stats::mann_whitney_p(b, c);
+    let big = (mc - mb).abs() >= policy.floor_ms && (ratio - 1.0).abs() >= policy.min_effect;
+    let verdict = if !big {
+        PerfVerdict::Same
+    } else if p.is_some_and(|p| p < policy.alpha) {
+        if mc > mb {
+            PerfVerdict::Slower
+        } else {
+            PerfVerdict::Faster
+        }
+    } else {
+        PerfVerdict::Inconclusive
+    };
+    Some(PerfComparison {
+        ratio,
+        p_value: p,
+        verdict,
+        regression: verdict == PerfVerdict::Slower && ratio >= policy.regression_ratio,
+    })
+}
+
+/// Turns an outcome listed in the known differences into `accepted`.
+pub fn apply_accepted(out: &mut OutcomeRecord, accepted: &[AcceptedDifference]) {
+    let hit = accepted.iter().find(|a| {
+        a.class == out.class
+            && (a.query_id.as_deref() == Some(out.query_id.as_str())
+                || a.template_id.as_deref() == Some(out.template_id.as_str()))
+    });
+    if let Some(a) = hit {
+        let was = match &out.detail {
+            Some(d) => format!("{}({d})", out.class),
+            None => out.class.to_string(),
+        };
+        out.detail = Some(match &a.reason {
+            Some(r) => format!("{was}: {r}"),
+            None => was,
+        });
+        out.class = OutcomeClass::Accepted;
+    }
+}

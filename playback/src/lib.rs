@@ -86,10 +86,7 @@ pub struct PlaybackSummary {
 
 impl PlaybackSummary {
     pub fn regressions(&self) -> usize {
-        self.outcomes
-            .iter()
-            .filter(|o| o.class.is_regression())
-            .count()
+        self.outcomes.iter().filter(|o| o.is_regression()).count()
     }
 }
 
@@ -133,6 +130,7 @@ pub fn run_playback(
         finished_at: None,
         status: RunStatus::Running,
         resumed: 0,
+        stopped_reason: None,
         counts: Default::default(),
     };
     let journal = Journal::open(&opts.out, manifest, opts.resume)?;

@@ -83,7 +83,7 @@ pub fn playback_markdown(run: &RunView) -> String {
     let m = &run.manifest;
     let o = &run.outcomes;
     let mut out = String::new();
-    let regressions: Vec<&OutcomeRecord> = o.iter().filter(|x| x.class.is_regression()).collect();
+    let regressions: Vec<&OutcomeRecord> = o.iter().filter(|x| x.is_regression()).collect();
     let _ = writeln!(out, "# sqlflight playback: {}\n", m.corpus.name);
     if o.is_empty() {
         let _ = writeln!(

@@ -87,6 +87,7 @@ impl Journal {
             }
             manifest.started_at = old.started_at;
             manifest.resumed = old.resumed + 1;
+            manifest.stopped_reason = None;
         } else {
             fs::create_dir_all(dir).map_err(io(dir))?;
         }
@@ -131,6 +132,24 @@ impl Journal {
         self,
         finished_at: String,
     ) -> Result<(RunManifest, Vec<OutcomeRecord>), JournalError> {
+        self.close(finished_at, None)
+    }
+
+    /// Marks the run stopped early on purpose (`reason`: time budget, Ctrl-C); a
+    /// later `--resume` continues it.
+    pub fn stop(
+        self,
+        finished_at: String,
+        reason: String,
+    ) -> Result<(RunManifest, Vec<OutcomeRecord>), JournalError> {
+        self.close(finished_at, Some(reason))
+    }
+
+    fn close(
+        self,
+        finished_at: String,
+        stopped: Option<String>,
+    ) -> Result<(RunManifest, Vec<OutcomeRecord>), JournalError> {
         let opath = self.dir.join(OUTCOMES);
         {
             let f = self.file.lock().unwrap_or_else(|p| p.into_inner());
@@ -144,7 +163,12 @@ impl Journal {
         }
         manifest.counts = counts;
         manifest.finished_at = Some(finished_at);
-        manifest.status = RunStatus::Complete;
+        manifest.status = if stopped.is_some() {
+            RunStatus::Stopped
+        } else {
+            RunStatus::Complete
+        };
+        manifest.stopped_reason = stopped;
         write_manifest(&self.dir, &manifest)?;
         Ok((manifest, outcomes))
     }

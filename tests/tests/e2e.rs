@@ -618,3 +618,91 @@ fn repository_example_config_and_corpus_dirs_work() {
             .is_some_and(|p| p.ends_with("tpch"))
     );
 }
+
+/// Pure parts of the flight driver: scrubbing, perf verdicts, accepted differences, statistics.
+mod flight_units {
+    use sqlflight_diffing::{OutcomeClass, OutcomeRecord, PerfVerdict};
+    use sqlflight_flighting::stats::*;
+    use sqlflight_flighting::*;
+
+    #[test]
+    fn scrub_removes_quoted_values() {
+        assert_eq!(
+            scrub("Cast error: Cannot cast string 'alice@example.com' to Int64; at 'x''y'"),
+            "Cast error: Cannot cast string '…' to Int64; at '…'"
+        );
+    }
+
+    #[test]
+    fn perf_verdicts() {
+        let p = PerfPolicy::default();
+        let v = |b: &[f64], c: &[f64]| perf_verdict(b, c, &p).unwrap();
+        assert_eq!(
+            v(
+                &[100.0, 101.0, 99.0, 100.5, 100.2],
+                &[200.0, 201.0, 199.0, 200.5, 200.2]
+            )
+            .verdict,
+            PerfVerdict::Slower
+        );
+        assert!(
+            v(
+                &[100.0, 101.0, 99.0, 100.5, 100.2],
+                &[200.0, 201.0, 199.0, 200.5, 200.2]
+            )
+            .regression
+        );
+        assert_eq!(
+            v(
+                &[200.0, 201.0, 199.0, 200.5, 200.2],
+                &[100.0, 101.0, 99.0, 100.5, 100.2]
+            )
+            .verdict,
+            PerfVerdict::Faster
+        );
+        assert_eq!(
+            v(&[1.0, 1.1, 0.9], &[2.0, 2.1, 1.9]).verdict,
+            PerfVerdict::Same,
+            "under the 5 ms floor"
+        );
+        assert_eq!(
+            v(&[100.0, 300.0, 100.0], &[300.0, 100.0, 300.0]).verdict,
+            PerfVerdict::Inconclusive
+        );
+    }
+
+    #[test]
+    fn accepted_differences_apply_by_query_or_template() {
+        let mut o = OutcomeRecord::skipped("q1".into(), "00000000000000aa".into(), "");
+        o.class = OutcomeClass::WrongResult;
+        o.skip_reason = None;
+        o.detail = Some("columns:[x]".into());
+        let acc = vec![AcceptedDifference {
+            query_id: None,
+            template_id: Some("00000000000000aa".into()),
+            class: OutcomeClass::WrongResult,
+            reason: Some("rounding changed in 56".into()),
+        }];
+        apply_accepted(&mut o, &acc);
+        assert_eq!(o.class, OutcomeClass::Accepted);
+        assert_eq!(
+            o.detail.as_deref(),
+            Some("wrong_result(columns:[x]): rounding changed in 56")
+        );
+    }
+
+    #[test]
+    fn median_and_mwu() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        let fast = [10.0, 11.0, 10.5, 10.2, 10.8];
+        let slow = [20.0, 21.0, 20.5, 19.8, 20.9];
+        let p = mann_whitney_p(&fast, &slow).unwrap();
+        assert!(p < 0.05, "{p}");
+        let same = [10.1, 10.9, 10.4, 10.3, 10.7];
+        assert!(mann_whitney_p(&fast, &same).unwrap() > 0.2);
+        assert_eq!(mann_whitney_p(&[1.0], &[2.0]), None);
+        assert_eq!(mann_whitney_p(&[1.0, 1.0], &[1.0, 1.0]), None);
+    }
+}

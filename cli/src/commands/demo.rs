@@ -237,12 +237,7 @@ fn print_table(summaries: &[(PlaybackSummary, PathBuf)]) {
         if groups.len() > 6 {
             println!("  ... {} more groups", groups.len() - 6);
         }
-        for o in s
-            .outcomes
-            .iter()
-            .filter(|o| o.class.is_regression())
-            .take(10)
-        {
+        for o in s.outcomes.iter().filter(|o| o.is_regression()).take(10) {
             println!("  regression: {} {}", o.class, o.query_id);
         }
         println!("  run report: {}", r.display());

@@ -259,11 +259,7 @@ pub fn print_summary(s: &PlaybackSummary, report: &Path) {
             println!("  ... {} more groups in the report", groups.len() - 10);
         }
     }
-    let regs: Vec<_> = s
-        .outcomes
-        .iter()
-        .filter(|o| o.class.is_regression())
-        .collect();
+    let regs: Vec<_> = s.outcomes.iter().filter(|o| o.is_regression()).collect();
     if !regs.is_empty() {
         println!("regressions:");
         for r in regs.iter().take(20) {
@@ -296,7 +292,7 @@ pub fn summary_json(s: &PlaybackSummary, report: &Path) -> serde_json::Value {
     let regressions: Vec<serde_json::Value> = s
         .outcomes
         .iter()
-        .filter(|o| o.class.is_regression())
+        .filter(|o| o.is_regression())
         .map(|o| {
             let (class, error) = match &o.candidate {
                 Some(SideResult::Error { error_class, error, .. }) => (Some(*error_class), Some(error.clone())),
