@@ -27,9 +27,39 @@ pub struct ConfigFile {
     pub candidate: Option<String>,
     #[serde(default)]
     pub playback: Option<PlaybackSpec>,
-    /// Settings of `sqlflight flight` (shadow execution); read by that command.
     #[serde(default)]
-    pub flight: Option<serde_yaml::Value>,
+    pub flight: Option<FlightSpec>,
+}
+
+/// The `flight:` section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlightSpec {
+    /// Timed runs per side after the warm-up.
+    #[serde(default)]
+    pub repeat: Option<usize>,
+    /// Per-query time limit, e.g. `30s`.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Per-query memory limit, e.g. `2GiB`.
+    #[serde(default)]
+    pub memory_limit: Option<String>,
+    /// Queries in flight at once.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// Total time budget, e.g. `10m`.
+    #[serde(default)]
+    pub budget: Option<String>,
+    /// Extra baseline runs when results differ.
+    #[serde(default)]
+    pub reruns: Option<usize>,
+    #[serde(default)]
+    pub tolerance: Option<sqlflight_diffing::FloatTolerance>,
+    #[serde(default)]
+    pub perf: Option<sqlflight_flighting::PerfPolicy>,
+    /// Known differences file (YAML list of {query_id|template_id, class, reason}).
+    #[serde(default)]
+    pub accepted: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -176,6 +206,90 @@ impl Config {
             }),
         }
     }
+}
+
+/// Parses a byte size: `2GiB`, `512MiB`, `64KiB`, `1GB`, `1000000`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("size `{s}`: expected a number with an optional unit, e.g. 2GiB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0f64.powi(4),
+        other => {
+            return Err(format!(
+                "size `{s}`: unknown unit `{other}` (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    Ok((n * mult) as usize)
+}
+
+impl Config {
+    /// A duration from the config, located on error.
+    pub fn duration(
+        &self,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Option<Duration>, ConfigError> {
+        match value {
+            None => Ok(None),
+            Some(t) => humantime::parse_duration(t).map(Some).map_err(|e| {
+                self.error_at(
+                    key,
+                    format!("{key} `{t}`: {e}"),
+                    "write a duration such as 30s, 2m or 500ms",
+                )
+            }),
+        }
+    }
+
+    /// A byte size from the config, located on error.
+    pub fn size(&self, key: &str, value: Option<&str>) -> Result<Option<usize>, ConfigError> {
+        match value {
+            None => Ok(None),
+            Some(t) => parse_size(t)
+                .map(Some)
+                .map_err(|e| self.error_at(key, e, "write a size such as 512MiB or 2GiB")),
+        }
+    }
+}
+
+/// Reads a known-differences file, with located errors.
+pub fn load_accepted(
+    path: &Path,
+) -> Result<Vec<sqlflight_flighting::AcceptedDifference>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read the known-differences file: {e}"),
+        fix: "check the path of `flight.accepted` / --accepted".into(),
+    })?;
+    serde_yaml::from_str(&text).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        ConfigError {
+            file: path.display().to_string(),
+            line,
+            column,
+            fix: "each entry needs `class` and `query_id` or `template_id` (optional `reason`)"
+                .into(),
+            message: msg,
+        }
+    })
 }
 
 fn fix_for(msg: &str) -> String {

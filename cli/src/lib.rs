@@ -52,6 +52,9 @@ pub enum Cmd {
     /// Compile every query of a corpus with baseline and candidate and classify the
     /// differences (no data needed).
     Playback(commands::playback::PlaybackArgs),
+    /// Execute every read query on live data with baseline and candidate; compare
+    /// result digests (never rows), timings and memory.
+    Flight(commands::flight::FlightArgs),
     /// Build and inspect corpora.
     #[command(subcommand)]
     Corpus(commands::corpus::CorpusCmd),

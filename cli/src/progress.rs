@@ -58,11 +58,13 @@ impl RunProgress {
     }
 
     fn status(&self) -> String {
-        format!(
-            "{} plan changes, {} regressions",
-            self.changed.load(Ordering::Relaxed),
-            self.regressions.load(Ordering::Relaxed)
-        )
+        let changed = self.changed.load(Ordering::Relaxed);
+        let regressions = self.regressions.load(Ordering::Relaxed);
+        if changed > 0 {
+            format!("{changed} plan changes, {regressions} regressions")
+        } else {
+            format!("{regressions} regressions")
+        }
     }
 }
 
@@ -89,7 +91,7 @@ impl Progress for RunProgress {
                 } else {
                     String::new()
                 };
-                eprintln!("{}: {total} queries to compile{resumed}", self.label);
+                eprintln!("{}: {total} queries{resumed}", self.label);
             }
             UiMode::Quiet => {}
         }

@@ -604,6 +604,7 @@ fn float_stats(col: &ArrayRef, acc: &mut ColAcc) {
 
 /// Tolerances for float columns (defaults as Presto Verifier).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct FloatTolerance {
     pub relative: f64,
     pub absolute: f64,

@@ -114,7 +114,7 @@ impl Default for FlightOptions {
             jobs: 1,
             partition: None,
             resume: false,
-            repeat: 3,
+            repeat: 5,
             limits: ExecLimits::default(),
             budget: None,
             reruns: 2,

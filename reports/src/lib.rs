@@ -1,9 +1,10 @@
 //! # sqlflight-reports
 //!
 //! Turns runs into something a person reads. Today: the Markdown summary of a
-//! playback run ([`markdown::playback_markdown`]): verdict, counts per outcome class,
-//! every regression with its error, and the plan-change groups by change signature
-//! with one example diff each. Later issues add HTML, JSON, JUnit, gate policies,
+//! playback or flight run ([`markdown::run_markdown`]): verdict, counts per outcome
+//! class, every regression with its error or mismatch, the plan-change groups by
+//! change signature with one example diff each, and a flight's performance
+//! figures ([`perf`]). Later issues add HTML, JSON, JUnit, gate policies,
 //! run comparison and merge.
 //!
 //! Main types: [`markdown::ChangeGroup`], [`RunView`].
@@ -12,6 +13,7 @@
 //! the run directory (a report adds no data, so it cannot leak any).
 
 pub mod markdown;
+pub mod perf;
 
 use std::path::Path;
 
@@ -47,7 +49,7 @@ impl RunView {
 /// Writes `report.md` into the run directory and returns its path.
 pub fn write_markdown(dir: &Path, run: &RunView) -> Result<std::path::PathBuf, ReportError> {
     let path = dir.join("report.md");
-    std::fs::write(&path, markdown::playback_markdown(run)).map_err(|source| ReportError::Io {
+    std::fs::write(&path, markdown::run_markdown(run)).map_err(|source| ReportError::Io {
         path: path.clone(),
         source,
     })?;

@@ -79,12 +79,12 @@ fn error_text(s: &Option<SideResult>) -> Option<&str> {
 }
 
 /// Renders the report.
-pub fn playback_markdown(run: &RunView) -> String {
+pub fn run_markdown(run: &RunView) -> String {
     let m = &run.manifest;
     let o = &run.outcomes;
     let mut out = String::new();
     let regressions: Vec<&OutcomeRecord> = o.iter().filter(|x| x.is_regression()).collect();
-    let _ = writeln!(out, "# sqlflight playback: {}\n", m.corpus.name);
+    let _ = writeln!(out, "# sqlflight {}: {}\n", m.kind, m.corpus.name);
     if o.is_empty() {
         let _ = writeln!(
             out,
@@ -125,6 +125,12 @@ pub fn playback_markdown(run: &RunView) -> String {
             String::new()
         }
     );
+    if let Some(reason) = &m.stopped_reason {
+        let _ = writeln!(
+            out,
+            "\n> **Stopped early:** {reason}. Continue with `--resume --out <this run>`."
+        );
+    }
     if (o.len() as u64) < m.selected {
         let _ = writeln!(
             out,
@@ -186,6 +192,75 @@ pub fn playback_markdown(run: &RunView) -> String {
                 fenced(&mut out, "diff", ex.diff.as_deref().unwrap_or(""));
                 let _ = writeln!(out, "\n</details>");
             }
+        }
+    }
+
+    if let Some(p) = crate::perf::perf_summary(o) {
+        let _ = writeln!(out, "\n## Performance\n");
+        let _ = writeln!(
+            out,
+            "{} queries timed: geometric mean ratio **×{:.3}**, total {:.1} ms → {:.1} ms (×{:.3}); {} faster, {} slower, {} same, {} inconclusive; {} slowdown regression(s).\n",
+            p.queries,
+            p.geomean_ratio,
+            p.total_baseline_ms,
+            p.total_candidate_ms,
+            p.total_ratio(),
+            p.faster,
+            p.slower,
+            p.same,
+            p.inconclusive,
+            p.regressions
+        );
+        let _ = writeln!(
+            out,
+            "| query | baseline ms | candidate ms | ratio | p | verdict | peak memory (B/C) |\n|---|---:|---:|---:|---:|---|---|"
+        );
+        for (q, ratio) in crate::perf::by_ratio(o).into_iter().take(10) {
+            let f = q.flight.as_ref();
+            let med = |s: Option<f64>| s.map_or("-".into(), |x| format!("{x:.1}"));
+            let mem = |s: Option<u64>| {
+                s.map_or("-".into(), |x| format!("{:.1} MiB", x as f64 / 1048576.0))
+            };
+            let perf = f.and_then(|f| f.perf.as_ref());
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | ×{ratio:.2} | {} | {} | {} / {} |",
+                q.query_id,
+                med(f.and_then(|f| f.baseline.median_ms)),
+                med(f.and_then(|f| f.candidate.median_ms)),
+                perf.and_then(|p| p.p_value)
+                    .map_or("-".into(), |p| format!("{p:.3}")),
+                perf.map_or("-".into(), |p| format!("{:?}", p.verdict).to_lowercase()),
+                mem(f.and_then(|f| f.baseline.peak_memory)),
+                mem(f.and_then(|f| f.candidate.peak_memory)),
+            );
+        }
+    }
+
+    let listed: Vec<&OutcomeRecord> = o
+        .iter()
+        .filter(|x| {
+            matches!(
+                x.class,
+                OutcomeClass::Nondeterministic
+                    | OutcomeClass::Accepted
+                    | OutcomeClass::MatchWithinTolerance
+            )
+        })
+        .collect();
+    if !listed.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Nondeterministic, accepted and tolerated\n\n| query | class | why |\n|---|---|---|"
+        );
+        for x in listed {
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {} |",
+                x.query_id,
+                x.class,
+                x.detail.as_deref().unwrap_or("")
+            );
         }
     }
 

@@ -120,7 +120,7 @@ fn demo_candidate_changes_plans_with_diffs_and_signatures() {
         assert_eq!(groups[0].signature, "HashJoinExec -> SortMergeJoinExec");
         // The report holds the groups and an example diff.
         let view = sqlflight_reports::RunView::read(&s.dir).unwrap();
-        let md = sqlflight_reports::markdown::playback_markdown(&view);
+        let md = sqlflight_reports::markdown::run_markdown(&view);
         assert!(md.contains("HashJoinExec -> SortMergeJoinExec"));
         assert!(md.contains("```diff"));
     }

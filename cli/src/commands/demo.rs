@@ -164,7 +164,7 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
         };
         md.push_str("\n---\n\n");
         md.push_str(
-            &markdown::playback_markdown(&view)
+            &markdown::run_markdown(&view)
                 .replacen("# ", "## ", 1)
                 .replace("\n## ", "\n### "),
         );

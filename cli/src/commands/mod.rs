@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod corpus;
 pub mod demo;
+pub mod flight;
 pub mod playback;
 pub mod report;
 
@@ -13,6 +14,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
     match &cli.cmd {
         Cmd::Demo(a) => demo::run(a, cli),
         Cmd::Playback(a) => playback::run(a, cli),
+        Cmd::Flight(a) => flight::run(a, cli),
         Cmd::Corpus(c) => corpus::run(c, cli),
         Cmd::Report(a) => report::run(a, cli),
         Cmd::Bench(b) => bench::run(b, cli),

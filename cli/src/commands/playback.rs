@@ -18,8 +18,9 @@ use crate::{Cli, EXIT_OK, EXIT_REGRESSION};
 /// Default per-compile time limit.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Debug, clap::Args)]
-pub struct PlaybackArgs {
+/// Flags shared by `playback` and `flight`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
     /// Config file (corpus, catalog, engines).
     #[arg(short = 'c', long = "config")]
     pub config: Option<PathBuf>,
@@ -32,21 +33,101 @@ pub struct PlaybackArgs {
     /// Candidate engine profile name from the config [default: candidate].
     #[arg(long)]
     pub candidate: Option<String>,
-    /// Run directory [default: sqlflight-runs/<corpus>-<time>].
+    /// Run directory [default: sqlflight-runs/<corpus>-<kind>-<time>].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Only the templates in partition K of N (by template hash), e.g. 1/4.
     #[arg(long)]
     pub partition: Option<PartitionSpec>,
-    /// Worker threads [default: all cores].
+    /// Worker threads [playback default: all cores; flight default: 1].
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
     /// Continue an interrupted run in --out.
     #[arg(long)]
     pub resume: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlaybackArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Per-compile time limit, e.g. 30s [default: 60s].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
+}
+
+/// The parts of a run both drivers need, resolved from flags and config.
+pub struct Resolved {
+    pub corpus: Corpus,
+    pub catalog: Catalog,
+    pub baseline: (String, EngineSpec),
+    pub candidate: (String, EngineSpec),
+    pub out: PathBuf,
+    pub config: Config,
+    /// The configuration as stored in the run manifest.
+    pub config_json: serde_json::Value,
+}
+
+/// Resolves the shared flags and the config.
+pub fn resolve_run(args: &RunArgs, kind: &str) -> anyhow::Result<Resolved> {
+    let cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let corpus = match (&args.corpus, &cfg.file.corpus) {
+        (Some(c), _) => load_corpus(c, &Config::default())?,
+        (None, Some(c)) => load_corpus(c, &cfg).map_err(|e| {
+            anyhow::Error::new(cfg.error_at(
+                c,
+                format!("{e:#}"),
+                "point `corpus:` at a corpus directory or bundled:tpch / bundled:tpcds",
+            ))
+        })?,
+        (None, None) => anyhow::bail!(
+            "no corpus: pass --corpus DIR (or bundled:tpch) or set `corpus:` in the config"
+        ),
+    };
+    let catalog = build_catalog(&cfg, &corpus)?;
+    let baseline = pick_engine(
+        &cfg,
+        args.baseline.as_ref(),
+        cfg.file.baseline.as_ref(),
+        "baseline",
+    )?;
+    let candidate = pick_engine(
+        &cfg,
+        args.candidate.as_ref(),
+        cfg.file.candidate.as_ref(),
+        "candidate",
+    )?;
+    if args.resume && args.out.is_none() {
+        anyhow::bail!("--resume needs --out: the run directory to continue");
+    }
+    let out = args.out.clone().unwrap_or_else(|| {
+        Path::new("sqlflight-runs").join(format!(
+            "{}-{kind}-{}",
+            corpus.manifest.name,
+            super::stamp()
+        ))
+    });
+    let mut config_json = serde_json::to_value(&cfg.file)?;
+    if let Some(obj) = config_json.as_object_mut() {
+        obj.insert(
+            "config_file".into(),
+            serde_json::json!(cfg.path.as_ref().map(|p| p.display().to_string())),
+        );
+        obj.insert("baseline".into(), serde_json::json!(baseline.0));
+        obj.insert("candidate".into(), serde_json::json!(candidate.0));
+    }
+    Ok(Resolved {
+        corpus,
+        catalog,
+        baseline,
+        candidate,
+        out,
+        config: cfg,
+        config_json,
+    })
 }
 
 /// Everything a playback needs, resolved.
@@ -75,7 +156,7 @@ pub fn execute(job: &PlaybackJob, ui: UiMode) -> anyhow::Result<(PlaybackSummary
     Ok((summary, report))
 }
 
-fn make_engine(
+pub fn make_engine(
     cfg: &Config,
     (name, spec): &(String, EngineSpec),
     catalog: &Catalog,
@@ -128,75 +209,32 @@ fn pick_engine(
 
 /// Resolves command-line arguments and config into a job.
 pub fn resolve(args: &PlaybackArgs) -> anyhow::Result<PlaybackJob> {
-    let cfg = match &args.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    let corpus = match (&args.corpus, &cfg.file.corpus) {
-        (Some(c), _) => load_corpus(c, &Config::default())?,
-        (None, Some(c)) => load_corpus(c, &cfg).map_err(|e| {
-            anyhow::Error::new(cfg.error_at(
-                c,
-                format!("{e:#}"),
-                "point `corpus:` at a corpus directory or bundled:tpch / bundled:tpcds",
-            ))
-        })?,
-        (None, None) => anyhow::bail!(
-            "no corpus: pass --corpus DIR (or bundled:tpch) or set `corpus:` in the config"
-        ),
-    };
-    let catalog = build_catalog(&cfg, &corpus)?;
-    let baseline = pick_engine(
-        &cfg,
-        args.baseline.as_ref(),
-        cfg.file.baseline.as_ref(),
-        "baseline",
-    )?;
-    let candidate = pick_engine(
-        &cfg,
-        args.candidate.as_ref(),
-        cfg.file.candidate.as_ref(),
-        "candidate",
-    )?;
-    if args.resume && args.out.is_none() {
-        anyhow::bail!("--resume needs --out: the run directory to continue");
-    }
-    let out = args.out.clone().unwrap_or_else(|| {
-        Path::new("sqlflight-runs").join(format!("{}-{}", corpus.manifest.name, super::stamp()))
-    });
-    let pb = cfg.file.playback.clone().unwrap_or_default();
+    let r = resolve_run(&args.run, "playback")?;
+    let pb = r.config.file.playback.clone().unwrap_or_default();
     let jobs = args
+        .run
         .jobs
         .or(pb.jobs)
         .unwrap_or_else(super::default_jobs)
         .max(1);
     let timeout = match args.timeout {
         Some(t) => t,
-        None => cfg.timeout()?.unwrap_or(DEFAULT_TIMEOUT),
+        None => r.config.timeout()?.unwrap_or(DEFAULT_TIMEOUT),
     };
-    let mut config_json = serde_json::to_value(&cfg.file)?;
-    if let Some(obj) = config_json.as_object_mut() {
-        obj.insert(
-            "config_file".into(),
-            serde_json::json!(cfg.path.as_ref().map(|p| p.display().to_string())),
-        );
-        obj.insert("baseline".into(), serde_json::json!(baseline.0));
-        obj.insert("candidate".into(), serde_json::json!(candidate.0));
-    }
     Ok(PlaybackJob {
-        corpus,
-        catalog,
-        baseline,
-        candidate,
+        corpus: r.corpus,
+        catalog: r.catalog,
+        baseline: r.baseline,
+        candidate: r.candidate,
         options: PlaybackOptions {
-            out,
+            out: r.out,
             jobs,
-            partition: args.partition,
-            resume: args.resume,
+            partition: args.run.partition,
+            resume: args.run.resume,
             timeout,
-            config: config_json,
+            config: r.config_json,
         },
-        config: cfg,
+        config: r.config,
     })
 }
 

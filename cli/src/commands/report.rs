@@ -18,7 +18,7 @@ pub struct ReportArgs {
 
 pub fn run(args: &ReportArgs, cli: &Cli) -> anyhow::Result<u8> {
     let view = RunView::read(&args.run)?;
-    let md = markdown::playback_markdown(&view);
+    let md = markdown::run_markdown(&view);
     match &args.out {
         Some(p) => {
             std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;

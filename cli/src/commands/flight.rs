@@ -1,0 +1,265 @@
+//! `sqlflight flight`: shadow execution on live data.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlflight_corpora::{Catalog, Corpus};
+use sqlflight_diffing::{OutcomeClass, SideResult};
+use sqlflight_engines::{EngineSpec, ExecLimits};
+use sqlflight_flighting::{FlightOptions, FlightSummary, run_flight};
+use sqlflight_reports::{RunView, markdown, perf, write_markdown};
+
+use super::playback::{RunArgs, make_engine, resolve_run};
+use crate::config::{Config, load_accepted, parse_size};
+use crate::progress::{RunProgress, UiMode};
+use crate::{Cli, EXIT_ERROR, EXIT_OK, EXIT_REGRESSION};
+
+pub const DEFAULT_REPEAT: usize = 5;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, clap::Args)]
+pub struct FlightArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Timed runs per side after a warm-up [default: 5; 5 is the fewest for which a 5% significance test can say "slower"].
+    #[arg(long)]
+    pub repeat: Option<usize>,
+    /// Per-query time limit; the query is cancelled [default: 30s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Per-query memory limit, e.g. 2GiB [default: none].
+    #[arg(long, value_parser = parse_size)]
+    pub memory_limit: Option<usize>,
+    /// Stop taking new queries after this long, e.g. 10m (resume later).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub budget: Option<Duration>,
+    /// Extra baseline runs when results differ [default: 2].
+    #[arg(long)]
+    pub reruns: Option<usize>,
+    /// Known differences (YAML list of {query_id|template_id, class, reason}).
+    #[arg(long)]
+    pub accepted: Option<PathBuf>,
+}
+
+/// Everything a flight needs, resolved.
+pub struct FlightJob {
+    pub corpus: Corpus,
+    pub catalog: Catalog,
+    pub baseline: (String, EngineSpec),
+    pub candidate: (String, EngineSpec),
+    pub options: FlightOptions,
+    pub config: Config,
+}
+
+/// The process-wide stop flag, raised by Ctrl-C.
+fn stop_flag() -> Arc<AtomicBool> {
+    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    STOP.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        // Without a handler (another one is installed) Ctrl-C simply ends the
+        // process; the journal is intact either way.
+        let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+        flag
+    })
+    .clone()
+}
+
+pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
+    let r = resolve_run(&args.run, "flight")?;
+    let spec = r.config.file.flight.clone().unwrap_or_default();
+    let cfg = &r.config;
+    let timeout = match args.timeout {
+        Some(t) => t,
+        None => cfg
+            .duration("timeout", spec.timeout.as_deref())?
+            .unwrap_or(DEFAULT_TIMEOUT),
+    };
+    let memory_limit = match args.memory_limit {
+        Some(m) => Some(m),
+        None => cfg.size("memory_limit", spec.memory_limit.as_deref())?,
+    };
+    let budget = match args.budget {
+        Some(b) => Some(b),
+        None => cfg.duration("budget", spec.budget.as_deref())?,
+    };
+    let accepted = match (&args.accepted, &spec.accepted) {
+        (Some(p), _) => load_accepted(p)?,
+        (None, Some(p)) => load_accepted(&cfg.resolve(p))?,
+        (None, None) => Vec::new(),
+    };
+    let stop = stop_flag();
+    stop.store(false, Ordering::SeqCst);
+    let options = FlightOptions {
+        out: r.out,
+        jobs: args.run.jobs.or(spec.max_concurrency).unwrap_or(1).max(1),
+        partition: args.run.partition,
+        resume: args.run.resume,
+        repeat: args.repeat.or(spec.repeat).unwrap_or(DEFAULT_REPEAT).max(1),
+        limits: ExecLimits {
+            timeout,
+            memory_limit,
+        },
+        budget,
+        reruns: args.reruns.or(spec.reruns).unwrap_or(2),
+        tolerance: spec.tolerance.unwrap_or_default(),
+        perf: spec.perf.unwrap_or_default(),
+        accepted,
+        dialect: r.corpus.manifest.dialect.clone(),
+        config: r.config_json,
+        stop,
+    };
+    Ok(FlightJob {
+        corpus: r.corpus,
+        catalog: r.catalog,
+        baseline: r.baseline,
+        candidate: r.candidate,
+        options,
+        config: r.config,
+    })
+}
+
+/// Builds both engines, runs the flight with progress, writes `report.md`.
+pub fn execute(job: &FlightJob, ui: UiMode) -> anyhow::Result<(FlightSummary, PathBuf)> {
+    let baseline = make_engine(&job.config, &job.baseline, &job.catalog)?;
+    let candidate = make_engine(&job.config, &job.candidate, &job.catalog)?;
+    let progress = RunProgress::new(ui, format!("{} flight", job.corpus.manifest.name));
+    let summary = run_flight(&job.corpus, baseline, candidate, &job.options, &progress)
+        .with_context(|| format!("flight into {}", job.options.out.display()))?;
+    let view = RunView {
+        manifest: summary.manifest.clone(),
+        outcomes: summary.outcomes.clone(),
+    };
+    let report = write_markdown(&summary.dir, &view)?;
+    Ok((summary, report))
+}
+
+pub fn run(args: &FlightArgs, cli: &Cli) -> anyhow::Result<u8> {
+    let job = resolve(args)?;
+    let (summary, report) = execute(&job, UiMode::detect(cli.quiet, cli.json))?;
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary_json(&summary, &report))?
+        );
+    } else if !cli.quiet {
+        print_summary(&summary, &report);
+    }
+    Ok(exit_code(&summary))
+}
+
+pub fn exit_code(s: &FlightSummary) -> u8 {
+    if s.manifest.stopped_reason.as_deref() == Some("interrupted") {
+        EXIT_ERROR
+    } else if s.regressions() > 0 {
+        EXIT_REGRESSION
+    } else {
+        EXIT_OK
+    }
+}
+
+pub fn print_summary(s: &FlightSummary, report: &Path) {
+    let m = &s.manifest;
+    println!("flight {}: {} queries", m.corpus.name, s.outcomes.len());
+    println!("  baseline:  {}", m.baseline.describe());
+    println!("  candidate: {}", m.candidate.describe());
+    if let Some(r) = &m.stopped_reason {
+        println!(
+            "  stopped early: {r} ({} of {} queries done; --resume continues)",
+            s.outcomes.len(),
+            m.selected
+        );
+    }
+    for (class, n) in markdown::counts(&s.outcomes) {
+        let mark = if class.is_regression() {
+            "  <- regression"
+        } else {
+            ""
+        };
+        println!("  {:<24} {n:>6}{mark}", class.as_str());
+    }
+    if let Some(p) = perf::perf_summary(&s.outcomes) {
+        println!(
+            "performance: geomean ×{:.3}, total ×{:.3} ({} faster, {} slower, {} same, {} inconclusive)",
+            p.geomean_ratio,
+            p.total_ratio(),
+            p.faster,
+            p.slower,
+            p.same,
+            p.inconclusive
+        );
+    }
+    let regs: Vec<_> = s.outcomes.iter().filter(|o| o.is_regression()).collect();
+    if !regs.is_empty() {
+        println!("regressions:");
+        for r in regs.iter().take(20) {
+            let what = match (&r.detail, &r.candidate) {
+                (Some(d), _) => d.clone(),
+                (None, Some(SideResult::Error { error, .. })) => error
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(120)
+                    .collect(),
+                _ => r
+                    .flight
+                    .as_ref()
+                    .and_then(|f| f.perf.as_ref())
+                    .map_or(String::new(), |p| format!("×{:.2} slower", p.ratio)),
+            };
+            println!("  {:<18} {}  {what}", r.class.as_str(), r.query_id);
+        }
+    }
+    for o in s
+        .outcomes
+        .iter()
+        .filter(|o| o.class == OutcomeClass::Nondeterministic)
+        .take(5)
+    {
+        println!(
+            "  nondeterministic {}: {}",
+            o.query_id,
+            o.detail.as_deref().unwrap_or("")
+        );
+    }
+    println!("run:    {}", s.dir.display());
+    println!("report: {}", report.display());
+}
+
+pub fn summary_json(s: &FlightSummary, report: &Path) -> serde_json::Value {
+    let counts: serde_json::Map<String, serde_json::Value> = markdown::counts(&s.outcomes)
+        .into_iter()
+        .map(|(c, n)| (c.as_str().to_string(), n.into()))
+        .collect();
+    let perf = perf::perf_summary(&s.outcomes).map(|p| {
+        serde_json::json!({
+            "queries": p.queries, "geomean_ratio": p.geomean_ratio, "total_ratio": p.total_ratio(),
+            "faster": p.faster, "slower": p.slower, "same": p.same, "inconclusive": p.inconclusive,
+            "regressions": p.regressions,
+        })
+    });
+    let regressions: Vec<serde_json::Value> = s
+        .outcomes
+        .iter()
+        .filter(|o| o.is_regression())
+        .map(|o| serde_json::json!({"query_id": o.query_id, "template_id": o.template_id, "class": o.class, "detail": o.detail}))
+        .collect();
+    serde_json::json!({
+        "run": s.dir,
+        "report": report,
+        "kind": "flight",
+        "corpus": s.manifest.corpus,
+        "baseline": s.manifest.baseline,
+        "candidate": s.manifest.candidate,
+        "status": s.manifest.status,
+        "stopped_reason": s.manifest.stopped_reason,
+        "queries": s.outcomes.len(),
+        "counts": counts,
+        "performance": perf,
+        "regressions": regressions,
+    })
+}
