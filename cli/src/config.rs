@@ -156,12 +156,7 @@ impl Config {
     }
 
     /// An error pointing at the first occurrence of `needle` in the file.
-    pub fn error_at(
-        &self,
-        needle: &str,
-        message: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> ConfigError {
+    pub fn error_at(&self, needle: &str, message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
         let (line, column) = self
             .text
             .lines()
@@ -190,12 +185,7 @@ impl Config {
     }
 
     pub fn timeout(&self) -> Result<Option<Duration>, ConfigError> {
-        match self
-            .file
-            .playback
-            .as_ref()
-            .and_then(|p| p.timeout.as_deref())
-        {
+        match self.file.playback.as_ref().and_then(|p| p.timeout.as_deref()) {
             None => Ok(None),
             Some(t) => humantime::parse_duration(t).map(Some).map_err(|e| {
                 self.error_at(
@@ -211,9 +201,7 @@ impl Config {
 /// Parses a byte size: `2GiB`, `512MiB`, `64KiB`, `1GB`, `1000000`.
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num
         .parse()
@@ -238,11 +226,7 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 
 impl Config {
     /// A duration from the config, located on error.
-    pub fn duration(
-        &self,
-        key: &str,
-        value: Option<&str>,
-    ) -> Result<Option<Duration>, ConfigError> {
+    pub fn duration(&self, key: &str, value: Option<&str>) -> Result<Option<Duration>, ConfigError> {
         match value {
             None => Ok(None),
             Some(t) => humantime::parse_duration(t).map(Some).map_err(|e| {
@@ -267,9 +251,7 @@ impl Config {
 }
 
 /// Reads a known-differences file, with located errors.
-pub fn load_accepted(
-    path: &Path,
-) -> Result<Vec<sqlflight_flighting::AcceptedDifference>, ConfigError> {
+pub fn load_accepted(path: &Path) -> Result<Vec<sqlflight_flighting::AcceptedDifference>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.display().to_string(),
         line: 0,
@@ -285,8 +267,7 @@ pub fn load_accepted(
             file: path.display().to_string(),
             line,
             column,
-            fix: "each entry needs `class` and `query_id` or `template_id` (optional `reason`)"
-                .into(),
+            fix: "each entry needs `class` and `query_id` or `template_id` (optional `reason`)".into(),
             message: msg,
         }
     })
@@ -308,9 +289,8 @@ fn fix_for(msg: &str) -> String {
 /// Loads a corpus named as in the config or on the command line.
 pub fn load_corpus(spec: &str, base: &Config) -> anyhow::Result<Corpus> {
     if let Some(name) = spec.strip_prefix("bundled:") {
-        let w = Workload::from_name(name).ok_or_else(|| {
-            anyhow::anyhow!("unknown bundled corpus `{name}`; bundled corpora are tpch and tpcds")
-        })?;
+        let w = Workload::from_name(name)
+            .ok_or_else(|| anyhow::anyhow!("unknown bundled corpus `{name}`; bundled corpora are tpch and tpcds"))?;
         return Ok(w.corpus()?);
     }
     let dir = base.resolve(spec);
@@ -332,10 +312,11 @@ pub fn build_catalog(cfg: &Config, corpus: &Corpus) -> anyhow::Result<Catalog> {
     if ddl_files.is_empty()
         && let Some(schema) = &corpus.schema
     {
-        let origin = corpus.schema_path().map_or(
-            format!("<bundled:{}>/schema.sql", corpus.manifest.name),
-            |p| p.display().to_string(),
-        );
+        let origin = corpus
+            .schema_path()
+            .map_or(format!("<bundled:{}>/schema.sql", corpus.manifest.name), |p| {
+                p.display().to_string()
+            });
         catalog.ddl.push(DdlSource {
             origin,
             text: schema.clone(),
@@ -361,22 +342,16 @@ pub fn build_catalog(cfg: &Config, corpus: &Corpus) -> anyhow::Result<Catalog> {
             TableSpec::Full { path, format } => (path.clone(), *format),
         };
         let resolved = cfg.resolve(&path);
-        let format = format
-            .or_else(|| TableFormat::from_path(&resolved))
-            .ok_or_else(|| {
-                cfg.error_at(
-                    &path,
-                    format!("table `{name}`: cannot tell the format of `{path}`"),
-                    "write `{ path: ..., format: parquet }` or `format: csv`",
-                )
-            })?;
-        catalog.tables.insert(
-            name.clone(),
-            TableSource {
-                path: resolved,
-                format,
-            },
-        );
+        let format = format.or_else(|| TableFormat::from_path(&resolved)).ok_or_else(|| {
+            cfg.error_at(
+                &path,
+                format!("table `{name}`: cannot tell the format of `{path}`"),
+                "write `{ path: ..., format: parquet }` or `format: csv`",
+            )
+        })?;
+        catalog
+            .tables
+            .insert(name.clone(), TableSource { path: resolved, format });
     }
     Ok(catalog)
 }

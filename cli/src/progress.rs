@@ -77,9 +77,9 @@ impl Progress for RunProgress {
                 let bar = ProgressBar::new(total)
                     .with_position(done)
                     .with_prefix(self.label.clone());
-                if let Ok(style) = ProgressStyle::with_template(
-                    "{prefix:>12} [{bar:30}] {pos}/{len} {per_sec:>10} eta {eta} {msg}",
-                ) {
+                if let Ok(style) =
+                    ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {per_sec:>10} eta {eta} {msg}")
+                {
                     bar.set_style(style.progress_chars("=> "));
                 }
                 bar.enable_steady_tick(Duration::from_millis(200));

@@ -6,9 +6,7 @@
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{
-    Expr, LimitClause, OrderByKind, Query, Statement, TableFactor, Value, Visit, Visitor,
-};
+use sqlparser::ast::{Expr, LimitClause, OrderByKind, Query, Statement, TableFactor, Value, Visit, Visitor};
 use sqlparser::dialect::{Dialect, GenericDialect, dialect_from_str};
 use sqlparser::parser::Parser;
 
@@ -123,34 +121,31 @@ fn top_kind(s: &Statement) -> (StatementKind, Option<String>) {
         return (StatementKind::Read, None);
     }
     let name = variant_name(s);
-    let kind = if name.starts_with("Create")
-        || name.starts_with("Drop")
-        || name.starts_with("Alter")
-        || name == "Comment"
-    {
-        StatementKind::Ddl
-    } else if matches!(
-        name.as_str(),
-        "Insert"
-            | "Update"
-            | "Delete"
-            | "Merge"
-            | "Copy"
-            | "CopyIntoSnowflake"
-            | "Truncate"
-            | "LoadData"
-            | "Unload"
-            | "Call"
-            | "Execute"
-            | "Grant"
-            | "Revoke"
-            | "Vacuum"
-            | "Analyze"
-    ) {
-        StatementKind::Write
-    } else {
-        StatementKind::Other
-    };
+    let kind =
+        if name.starts_with("Create") || name.starts_with("Drop") || name.starts_with("Alter") || name == "Comment" {
+            StatementKind::Ddl
+        } else if matches!(
+            name.as_str(),
+            "Insert"
+                | "Update"
+                | "Delete"
+                | "Merge"
+                | "Copy"
+                | "CopyIntoSnowflake"
+                | "Truncate"
+                | "LoadData"
+                | "Unload"
+                | "Call"
+                | "Execute"
+                | "Grant"
+                | "Revoke"
+                | "Vacuum"
+                | "Analyze"
+        ) {
+            StatementKind::Write
+        } else {
+            StatementKind::Other
+        };
     (kind, Some(name.to_uppercase()))
 }
 
@@ -223,10 +218,7 @@ impl Visitor for Walk {
     }
 
     fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
-        if let TableFactor::Table {
-            sample: Some(_), ..
-        } = t
-        {
+        if let TableFactor::Table { sample: Some(_), .. } = t {
             self.reasons.insert("TABLESAMPLE".into());
         }
         ControlFlow::Continue(())
@@ -244,8 +236,7 @@ impl Visitor for Walk {
             if VOLATILE.contains(&name) {
                 self.reasons.insert(format!("volatile function {name}()"));
             } else if name.starts_with("approx_") || name == "approx_count_distinct" {
-                self.reasons
-                    .insert(format!("approximate aggregate {name}()"));
+                self.reasons.insert(format!("approximate aggregate {name}()"));
             }
         }
         ControlFlow::Continue(())
@@ -263,10 +254,7 @@ mod tests {
     #[test]
     fn kinds_from_the_ast() {
         assert_eq!(a("select 1").kind, StatementKind::Read);
-        assert_eq!(
-            a("with x as (select 1) select * from x").kind,
-            StatementKind::Read
-        );
+        assert_eq!(a("with x as (select 1) select * from x").kind, StatementKind::Read);
         assert_eq!(a("insert into t values (1)").kind, StatementKind::Write);
         assert_eq!(a("update t set a = 1").kind, StatementKind::Write);
         assert_eq!(a("delete from t").kind, StatementKind::Write);
@@ -276,10 +264,7 @@ mod tests {
         assert_eq!(a("begin").kind, StatementKind::Other);
         assert_eq!(a("select * from t for update").kind, StatementKind::Write);
         let pg = dialect("postgres");
-        let cte = analyze(
-            "with d as (delete from t returning *) select * from d",
-            pg.as_ref(),
-        );
+        let cte = analyze("with d as (delete from t returning *) select * from d", pg.as_ref());
         if let Ok(x) = cte {
             assert_eq!(x.kind, StatementKind::Write, "{x:?}");
         }
@@ -290,9 +275,7 @@ mod tests {
 
     #[test]
     fn order_keys_and_nondeterminism() {
-        let x = a(
-            "select a, b as bee, count(*) from t group by a, b order by bee desc, 1, T.\"Mixed\", a + 1",
-        );
+        let x = a("select a, b as bee, count(*) from t group by a, b order by bee desc, 1, T.\"Mixed\", a + 1");
         assert_eq!(
             x.order_by,
             Some(vec![
@@ -302,11 +285,7 @@ mod tests {
                 OrderKey::Expr
             ])
         );
-        assert!(
-            a("select a from t order by a limit 5")
-                .nondeterminism
-                .is_empty()
-        );
+        assert!(a("select a from t order by a limit 5").nondeterminism.is_empty());
         assert_eq!(
             a("select a from t limit 5").nondeterminism,
             vec!["LIMIT without ORDER BY"]
@@ -315,10 +294,7 @@ mod tests {
             a("select random() from t").nondeterminism,
             vec!["volatile function random()"]
         );
-        assert_eq!(
-            a("select now(), 1").nondeterminism,
-            vec!["volatile function now()"]
-        );
+        assert_eq!(a("select now(), 1").nondeterminism, vec!["volatile function now()"]);
         assert_eq!(
             a("select approx_distinct(a) from t").nondeterminism,
             vec!["approximate aggregate approx_distinct()"]

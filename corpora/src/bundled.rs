@@ -59,11 +59,7 @@ impl Workload {
             r.template_id = Some(r.template());
             records.push(r);
         }
-        Ok(Corpus::from_records(
-            manifest,
-            records,
-            Some(schema.to_string()),
-        ))
+        Ok(Corpus::from_records(manifest, records, Some(schema.to_string())))
     }
 }
 
@@ -75,16 +71,10 @@ mod tests {
     fn bundled_workloads_are_complete() {
         let h = Workload::Tpch.corpus().unwrap();
         assert_eq!(h.records.len(), 22);
-        assert_eq!(
-            h.schema.as_ref().unwrap().matches("CREATE TABLE").count(),
-            8
-        );
+        assert_eq!(h.schema.as_ref().unwrap().matches("CREATE TABLE").count(), 8);
         let ds = Workload::Tpcds.corpus().unwrap();
         assert_eq!(ds.records.len(), 99);
-        assert_eq!(
-            ds.schema.as_ref().unwrap().matches("CREATE TABLE").count(),
-            24
-        );
+        assert_eq!(ds.schema.as_ref().unwrap().matches("CREATE TABLE").count(), 24);
         // Every query a distinct template.
         let mut t: Vec<_> = ds.records.iter().map(|r| r.template()).collect();
         t.sort();

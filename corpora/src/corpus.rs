@@ -23,9 +23,7 @@ pub enum CorpusError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "{path}: not a corpus directory (no manifest.json); build one with `sqlflight corpus ingest`"
-    )]
+    #[error("{path}: not a corpus directory (no manifest.json); build one with `sqlflight corpus ingest`")]
     NotACorpus { path: PathBuf },
     #[error("{path}:{line}:{column}: {message}")]
     Json {
@@ -39,11 +37,7 @@ pub enum CorpusError {
     #[error(
         "{path}: not valid UTF-8 at byte offset {offset} (line {line}); re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
     )]
-    NotUtf8 {
-        path: PathBuf,
-        offset: usize,
-        line: usize,
-    },
+    NotUtf8 { path: PathBuf, offset: usize, line: usize },
     #[error("{path}: {message}")]
     Generate { path: PathBuf, message: String },
 }
@@ -118,11 +112,7 @@ pub struct Corpus {
 
 impl Corpus {
     /// Builds a corpus from records in memory.
-    pub fn from_records(
-        manifest: CorpusManifest,
-        records: Vec<QueryRecord>,
-        schema: Option<String>,
-    ) -> Self {
+    pub fn from_records(manifest: CorpusManifest, records: Vec<QueryRecord>, schema: Option<String>) -> Self {
         let mut hasher = blake3::Hasher::new();
         for r in &records {
             // serde_json of a record cannot fail: only strings, numbers and vectors.
@@ -155,13 +145,12 @@ impl Corpus {
             });
         }
         let text = fs::read_to_string(&mpath).map_err(|e| CorpusError::io(&mpath, e))?;
-        let manifest: CorpusManifest =
-            serde_json::from_str(&text).map_err(|e| CorpusError::Json {
-                path: mpath.clone(),
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            })?;
+        let manifest: CorpusManifest = serde_json::from_str(&text).map_err(|e| CorpusError::Json {
+            path: mpath.clone(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
         if manifest.format != FORMAT || manifest.version > VERSION {
             return Err(CorpusError::Invalid {
                 path: mpath,
@@ -180,13 +169,12 @@ impl Corpus {
             if line.trim().is_empty() {
                 continue;
             }
-            let mut rec: QueryRecord =
-                serde_json::from_str(&line).map_err(|e| CorpusError::Json {
-                    path: qpath.clone(),
-                    line: i + 1,
-                    column: e.column(),
-                    message: e.to_string(),
-                })?;
+            let mut rec: QueryRecord = serde_json::from_str(&line).map_err(|e| CorpusError::Json {
+                path: qpath.clone(),
+                line: i + 1,
+                column: e.column(),
+                message: e.to_string(),
+            })?;
             if !seen.insert(rec.id.clone()) {
                 return Err(CorpusError::Invalid {
                     path: qpath,
@@ -268,9 +256,7 @@ impl CorpusWriter {
     pub fn write(&mut self, rec: &QueryRecord) -> Result<(), CorpusError> {
         let qpath = self.dir.join(&self.manifest.queries);
         serde_json::to_writer(&mut self.out, rec).map_err(|e| CorpusError::io(&qpath, e.into()))?;
-        self.out
-            .write_all(b"\n")
-            .map_err(|e| CorpusError::io(&qpath, e))?;
+        self.out.write_all(b"\n").map_err(|e| CorpusError::io(&qpath, e))?;
         self.count += 1;
         Ok(())
     }
@@ -284,8 +270,7 @@ impl CorpusWriter {
         self.out.flush().map_err(|e| CorpusError::io(&qpath, e))?;
         self.manifest.count = Some(self.count);
         let mpath = self.dir.join("manifest.json");
-        let text = serde_json::to_string_pretty(&self.manifest)
-            .map_err(|e| CorpusError::io(&mpath, e.into()))?;
+        let text = serde_json::to_string_pretty(&self.manifest).map_err(|e| CorpusError::io(&mpath, e.into()))?;
         fs::write(&mpath, text + "\n").map_err(|e| CorpusError::io(&mpath, e))?;
         Ok(self.dir)
     }
@@ -298,10 +283,7 @@ mod tests {
     #[test]
     fn write_then_open_roundtrips() {
         let dir = tempfile::tempdir().unwrap();
-        let recs = vec![
-            QueryRecord::new("a", "select 1"),
-            QueryRecord::new("b", "select 2"),
-        ];
+        let recs = vec![QueryRecord::new("a", "select 1"), QueryRecord::new("b", "select 2")];
         let c = Corpus::from_records(
             CorpusManifest::new("t"),
             recs.clone(),
@@ -320,11 +302,7 @@ mod tests {
     #[test]
     fn damaged_line_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Corpus::from_records(
-            CorpusManifest::new("t"),
-            vec![QueryRecord::new("a", "select 1")],
-            None,
-        );
+        let c = Corpus::from_records(CorpusManifest::new("t"), vec![QueryRecord::new("a", "select 1")], None);
         c.write_to(dir.path()).unwrap();
         let q = dir.path().join("queries.jsonl");
         let mut text = fs::read_to_string(&q).unwrap();

@@ -130,8 +130,7 @@ fn tokenize(sql: &str) -> Vec<Tok> {
                 out.push(Tok::Punct("$".into()));
                 i += 1;
             }
-        } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit))
-        {
+        } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
             let mut j = i + 1;
             if c == b'0' && matches!(b.get(j), Some(b'x' | b'X')) {
                 j += 1;
@@ -159,9 +158,7 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             i = j;
         } else if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
             let mut j = i + 1;
-            while j < n
-                && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'$' || b[j] >= 0x80)
-            {
+            while j < n && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'$' || b[j] >= 0x80) {
                 j += 1;
             }
             // x'..' / b'..' / E'..' / N'..' string prefixes are part of the literal.
@@ -197,10 +194,7 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             const OPS: [&str; 10] = ["<=", ">=", "<>", "!=", "||", "::", "->>", "->", "=>", "**"];
             let rest = &sql[i..];
             let op = OPS.iter().find(|o| rest.starts_with(*o));
-            let len = op.map_or_else(
-                || rest.chars().next().map_or(1, char::len_utf8),
-                |o| o.len(),
-            );
+            let len = op.map_or_else(|| rest.chars().next().map_or(1, char::len_utf8), |o| o.len());
             out.push(Tok::Punct(rest[..len].to_string()));
             i += len;
         }
@@ -254,9 +248,7 @@ pub fn normalize(sql: &str) -> String {
         // LIMIT ?, ? and LIMIT ? OFFSET ? -> limit ?
         if is_word(t, "limit") && toks.get(i + 1) == Some(&Tok::Lit) {
             let mut j = i + 2;
-            if toks
-                .get(j)
-                .is_some_and(|t| is_punct(t, ",") || is_word(t, "offset"))
+            if toks.get(j).is_some_and(|t| is_punct(t, ",") || is_word(t, "offset"))
                 && toks.get(j + 1) == Some(&Tok::Lit)
             {
                 j += 2;
@@ -273,10 +265,7 @@ pub fn normalize(sql: &str) -> String {
                 out.push(render(t));
             }
             let mut j = end;
-            while j < toks.len()
-                && is_punct(&toks[j], ",")
-                && toks.get(j + 1).is_some_and(|t| is_punct(t, "("))
-            {
+            while j < toks.len() && is_punct(&toks[j], ",") && toks.get(j + 1).is_some_and(|t| is_punct(t, "(")) {
                 j = matching_paren(&toks, j + 1);
             }
             i = j;
@@ -295,8 +284,8 @@ pub fn normalize(sql: &str) -> String {
 /// Whether a `-` after `prev` is a sign rather than a subtraction.
 fn unary_position(prev: Option<&Tok>) -> bool {
     const KW: [&str; 18] = [
-        "select", "where", "and", "or", "when", "then", "else", "values", "by", "in", "not",
-        "between", "limit", "offset", "like", "is", "return", "set",
+        "select", "where", "and", "or", "when", "then", "else", "values", "by", "in", "not", "between", "limit",
+        "offset", "like", "is", "return", "set",
     ];
     match prev {
         None => true,
@@ -338,10 +327,7 @@ mod tests {
 
     #[test]
     fn pt_query_digest_rules() {
-        assert_eq!(
-            normalize("SELECT * FROM t WHERE a=1"),
-            "select * from t where a = ?"
-        );
+        assert_eq!(normalize("SELECT * FROM t WHERE a=1"), "select * from t where a = ?");
         assert_eq!(
             fingerprint("select * from t where a = 1").id,
             fingerprint("SELECT *\n FROM t WHERE A=2 -- c").id
@@ -358,10 +344,7 @@ mod tests {
             normalize("insert into t values (1,'a'),(2,'b'),(3,'c')"),
             "insert into t values ( ? , ? )"
         );
-        assert_eq!(
-            normalize("select a from t limit 10, 20"),
-            "select a from t limit ?"
-        );
+        assert_eq!(normalize("select a from t limit 10, 20"), "select a from t limit ?");
         assert_eq!(
             normalize("select a from t limit 10 offset 5"),
             "select a from t limit ?"

@@ -88,10 +88,7 @@ impl IngestReport {
 
 /// Lists the files under the inputs (directories recursively, sorted), keeping
 /// those whose format can be chosen.
-fn expand_inputs(
-    inputs: &[PathBuf],
-    format: IngestFormat,
-) -> Result<Vec<(PathBuf, IngestFormat)>, CorpusError> {
+fn expand_inputs(inputs: &[PathBuf], format: IngestFormat) -> Result<Vec<(PathBuf, IngestFormat)>, CorpusError> {
     let mut out = Vec::new();
     for input in inputs {
         let meta = fs::metadata(input).map_err(|e| CorpusError::io(input, e))?;
@@ -113,7 +110,8 @@ fn expand_inputs(
         } else {
             let f = detect(input, format).ok_or_else(|| CorpusError::Invalid {
                 path: input.clone(),
-                message: "cannot tell the input format from the file extension; pass --format sql or --format jsonl".into(),
+                message: "cannot tell the input format from the file extension; pass --format sql or --format jsonl"
+                    .into(),
             })?;
             out.push((input.clone(), f));
         }
@@ -163,9 +161,7 @@ pub fn ingest(
     for (path, format) in files {
         report.files += 1;
         match format {
-            IngestFormat::Sql | IngestFormat::Auto => {
-                ingest_sql(&path, opts, &mut ids, writer, &mut report)?
-            }
+            IngestFormat::Sql | IngestFormat::Auto => ingest_sql(&path, opts, &mut ids, writer, &mut report)?,
             IngestFormat::Jsonl => ingest_jsonl(&path, opts, &mut ids, writer, &mut report)?,
         }
     }
@@ -177,11 +173,7 @@ pub fn read_utf8(path: &Path) -> Result<String, CorpusError> {
     let bytes = fs::read(path).map_err(|e| CorpusError::io(path, e))?;
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..offset]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
+        let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
         CorpusError::NotUtf8 {
             path: path.to_path_buf(),
             offset,
@@ -285,11 +277,7 @@ fn ingest_jsonl(
                 continue;
             }
         };
-        let Some(sql) = loose
-            .sql
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-        else {
+        let Some(sql) = loose.sql.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) else {
             skip(
                 report,
                 "no SQL: expected a non-empty `sql` (or `query`, `statement`) field".into(),
@@ -330,8 +318,7 @@ mod tests {
         for (name, body) in files {
             fs::write(inp.join(name), body).unwrap();
         }
-        let mut w =
-            CorpusWriter::create(&dir.path().join("out"), CorpusManifest::new("t")).unwrap();
+        let mut w = CorpusWriter::create(&dir.path().join("out"), CorpusManifest::new("t")).unwrap();
         let r = ingest(&[inp], &IngestOptions::default(), &mut w);
         if r.is_ok() {
             w.finish().unwrap();

@@ -63,7 +63,6 @@ impl QueryRecord {
 
     /// The template id, computing it if the record did not carry one.
     pub fn template(&self) -> TemplateId {
-        self.template_id
-            .unwrap_or_else(|| fingerprint(&self.sql).id)
+        self.template_id.unwrap_or_else(|| fingerprint(&self.sql).id)
     }
 }

@@ -78,9 +78,7 @@ pub fn split_statements(input: &str, opts: SplitOptions) -> Vec<SplitStatement> 
             b'\'' => {
                 has_code = true;
                 let escapes = opts.backslash_escapes
-                    || (i > 0
-                        && matches!(bytes[i - 1], b'E' | b'e')
-                        && (i < 2 || !is_ident_byte(bytes[i - 2])));
+                    || (i > 0 && matches!(bytes[i - 1], b'E' | b'e') && (i < 2 || !is_ident_byte(bytes[i - 2])));
                 i = skip_quoted(bytes, i + 1, b'\'', escapes);
             }
             b'"' => {
@@ -114,10 +112,7 @@ pub fn split_statements(input: &str, opts: SplitOptions) -> Vec<SplitStatement> 
     let mut line = 1u64;
     let mut pos = 0usize;
     for st in &mut out {
-        line += bytes[pos..st.offset]
-            .iter()
-            .filter(|&&c| c == b'\n')
-            .count() as u64;
+        line += bytes[pos..st.offset].iter().filter(|&&c| c == b'\n').count() as u64;
         pos = st.offset;
         st.line = line;
     }
@@ -184,15 +179,9 @@ mod tests {
 
     #[test]
     fn doubled_quotes_and_escapes() {
-        assert_eq!(
-            texts("select 'it''s;'; select 2"),
-            vec!["select 'it''s;'", "select 2"]
-        );
+        assert_eq!(texts("select 'it''s;'; select 2"), vec!["select 'it''s;'", "select 2"]);
         // A backslash is not an escape in a standard string...
-        assert_eq!(
-            texts(r"select 'C:\'; select 2"),
-            vec![r"select 'C:\'", "select 2"]
-        );
+        assert_eq!(texts(r"select 'C:\'; select 2"), vec![r"select 'C:\'", "select 2"]);
         // ...but is in an E'' string.
         assert_eq!(
             texts(r"select E'a\';b'; select 2"),
@@ -221,10 +210,7 @@ mod tests {
 
     #[test]
     fn unterminated_quote_runs_to_end() {
-        assert_eq!(
-            texts("select 'abc; select 2"),
-            vec!["select 'abc; select 2"]
-        );
+        assert_eq!(texts("select 'abc; select 2"), vec!["select 'abc; select 2"]);
     }
 
     #[test]

@@ -10,12 +10,12 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use tpchgen::generators::{
-    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
-    PartSuppGenerator, RegionGenerator, SupplierGenerator,
+    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator, PartSuppGenerator,
+    RegionGenerator, SupplierGenerator,
 };
 use tpchgen_arrow::{
-    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow,
-    RecordBatchIterator, RegionArrow, SupplierArrow,
+    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow, RecordBatchIterator, RegionArrow,
+    SupplierArrow,
 };
 
 use crate::corpus::CorpusError;
@@ -48,9 +48,7 @@ pub fn ensure_tpch_data(cache_root: &Path, scale_factor: f64) -> Result<TpchData
             message: format!("scale factor {scale_factor} is out of range (0, 1000]"),
         });
     }
-    let dir = cache_root
-        .join("tpch")
-        .join(format!("sf{scale_factor}-{LAYOUT}"));
+    let dir = cache_root.join("tpch").join(format!("sf{scale_factor}-{LAYOUT}"));
     let marker = dir.join("_COMPLETE");
     let tables: Vec<(String, PathBuf)> = TABLES
         .iter()
@@ -100,9 +98,7 @@ fn write_parquet(
         message: e.to_string(),
     };
     let file = File::create(&tmp).map_err(|e| CorpusError::io(&tmp, e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
     let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(gen_err)?;
     for b in batches {
         w.write(&b).map_err(gen_err)?;

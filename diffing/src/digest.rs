@@ -138,10 +138,7 @@ pub fn logical_type(dt: &DataType) -> String {
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "binary".into(),
         DataType::Dictionary(_, v) => logical_type(v),
         DataType::RunEndEncoded(_, v) => logical_type(v.data_type()),
-        DataType::List(f)
-        | DataType::LargeList(f)
-        | DataType::ListView(f)
-        | DataType::LargeListView(f) => {
+        DataType::List(f) | DataType::LargeList(f) | DataType::ListView(f) | DataType::LargeListView(f) => {
             format!("list<{}>", logical_type(f.data_type()))
         }
         DataType::FixedSizeList(f, n) => format!("list<{}>[{n}]", logical_type(f.data_type())),
@@ -167,10 +164,8 @@ pub fn logical_type(dt: &DataType) -> String {
 }
 
 fn is_float(dt: &DataType) -> bool {
-    matches!(
-        dt,
-        DataType::Float16 | DataType::Float32 | DataType::Float64
-    ) || matches!(dt, DataType::Dictionary(_, v) if is_float(v))
+    matches!(dt, DataType::Float16 | DataType::Float32 | DataType::Float64)
+        || matches!(dt, DataType::Dictionary(_, v) if is_float(v))
 }
 
 /// Value hashes of an array, one per row (nulls hash to a fixed value).
@@ -201,10 +196,9 @@ pub fn value_hashes(array: &dyn Array, out: &mut Vec<u64>) {
         DataType::UInt16 => prim!(UInt16Type, |v: u16| h64(u64::from(v))),
         DataType::UInt32 => prim!(UInt32Type, |v: u32| h64(u64::from(v))),
         DataType::UInt64 => prim!(UInt64Type, h64),
-        DataType::Float16 => prim!(
-            Float16Type,
-            |v: <Float16Type as ArrowPrimitiveType>::Native| hf64(v.to_f64())
-        ),
+        DataType::Float16 => prim!(Float16Type, |v: <Float16Type as ArrowPrimitiveType>::Native| hf64(
+            v.to_f64()
+        )),
         DataType::Float32 => prim!(Float32Type, |v: f32| hf64(f64::from(v))),
         DataType::Float64 => prim!(Float64Type, hf64),
         DataType::Decimal32(..) => prim!(Decimal32Type, |v: i32| h128(i128::from(v))),
@@ -247,37 +241,18 @@ pub fn value_hashes(array: &dyn Array, out: &mut Vec<u64>) {
             prim!(IntervalYearMonthType, |v: i32| h64(v as i64 as u64))
         }
         DataType::Interval(IntervalUnit::DayTime) => {
-            prim!(IntervalDayTimeType, |v: IntervalDayTime| h64(((v.days
-                as u64)
-                << 32)
-                ^ (v.milliseconds as u32 as u64)))
+            prim!(IntervalDayTimeType, |v: IntervalDayTime| h64(
+                ((v.days as u64) << 32) ^ (v.milliseconds as u32 as u64)
+            ))
         }
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             prim!(IntervalMonthDayNanoType, |v: IntervalMonthDayNano| {
-                fmix64(
-                    h64(((v.months as u64) << 32) ^ (v.days as u32 as u64))
-                        ^ h64(v.nanoseconds as u64),
-                )
+                fmix64(h64(((v.months as u64) << 32) ^ (v.days as u32 as u64)) ^ h64(v.nanoseconds as u64))
             })
         }
-        DataType::Utf8 => bytes_like(
-            out,
-            array
-                .as_string::<i32>()
-                .iter()
-                .map(|s| s.map(str::as_bytes)),
-        ),
-        DataType::LargeUtf8 => bytes_like(
-            out,
-            array
-                .as_string::<i64>()
-                .iter()
-                .map(|s| s.map(str::as_bytes)),
-        ),
-        DataType::Utf8View => bytes_like(
-            out,
-            array.as_string_view().iter().map(|s| s.map(str::as_bytes)),
-        ),
+        DataType::Utf8 => bytes_like(out, array.as_string::<i32>().iter().map(|s| s.map(str::as_bytes))),
+        DataType::LargeUtf8 => bytes_like(out, array.as_string::<i64>().iter().map(|s| s.map(str::as_bytes))),
+        DataType::Utf8View => bytes_like(out, array.as_string_view().iter().map(|s| s.map(str::as_bytes))),
         DataType::Binary => bytes_like(out, array.as_binary::<i32>().iter()),
         DataType::LargeBinary => bytes_like(out, array.as_binary::<i64>().iter()),
         DataType::BinaryView => bytes_like(out, array.as_binary_view().iter()),
@@ -295,9 +270,7 @@ pub fn value_hashes(array: &dyn Array, out: &mut Vec<u64>) {
             nested_seq(
                 out,
                 a.values().as_ref(),
-                a.value_offsets()
-                    .windows(2)
-                    .map(|w| (w[0] as usize, w[1] as usize)),
+                a.value_offsets().windows(2).map(|w| (w[0] as usize, w[1] as usize)),
             );
         }
         DataType::LargeList(_) => {
@@ -305,9 +278,7 @@ pub fn value_hashes(array: &dyn Array, out: &mut Vec<u64>) {
             nested_seq(
                 out,
                 a.values().as_ref(),
-                a.value_offsets()
-                    .windows(2)
-                    .map(|w| (w[0] as usize, w[1] as usize)),
+                a.value_offsets().windows(2).map(|w| (w[0] as usize, w[1] as usize)),
             );
         }
         DataType::FixedSizeList(_, n) => {
@@ -338,10 +309,7 @@ pub fn value_hashes(array: &dyn Array, out: &mut Vec<u64>) {
             value_hashes(a.keys().as_ref(), &mut k);
             value_hashes(a.values().as_ref(), &mut v);
             for (i, o) in out.iter_mut().enumerate() {
-                let (s, e) = (
-                    a.value_offsets()[i] as usize,
-                    a.value_offsets()[i + 1] as usize,
-                );
+                let (s, e) = (a.value_offsets()[i] as usize, a.value_offsets()[i + 1] as usize);
                 // Entries order-insensitively: a sum of entry hashes.
                 let mut acc = 0x3a9_u64;
                 for j in s..e {
@@ -454,8 +422,7 @@ impl DigestBuilder {
                 ..Default::default()
             })
             .collect();
-        let order_keys =
-            order_keys.filter(|k| !k.is_empty() && k.iter().all(|&i| i < schema.fields().len()));
+        let order_keys = order_keys.filter(|k| !k.is_empty() && k.iter().all(|&i| i < schema.fields().len()));
         DigestBuilder {
             schema: schema
                 .fields()
@@ -504,11 +471,7 @@ impl DigestBuilder {
                 }
                 acc.values = acc.values.wrapping_add(s);
             }
-            if self
-                .order_keys
-                .as_ref()
-                .is_some_and(|keys| keys.contains(&ci))
-            {
+            if self.order_keys.as_ref().is_some_and(|keys| keys.contains(&ci)) {
                 for (k, v) in self.key.iter_mut().zip(&self.vals) {
                     *k = combine(*k, *v);
                 }
@@ -517,9 +480,7 @@ impl DigestBuilder {
         for r in &self.row {
             let lo = fmix64(*r);
             let hi = fmix64(r ^ 0xa076_1d64_78bd_642f);
-            self.multiset = self
-                .multiset
-                .wrapping_add((u128::from(hi) << 64) | u128::from(lo));
+            self.multiset = self.multiset.wrapping_add((u128::from(hi) << 64) | u128::from(lo));
         }
         if keyed {
             for k in &self.key {
@@ -529,10 +490,7 @@ impl DigestBuilder {
     }
 
     pub fn finish(self) -> ResultDigest {
-        let ordered = self
-            .order_keys
-            .as_ref()
-            .map(|_| format!("{:016x}", self.ordered));
+        let ordered = self.order_keys.as_ref().map(|_| format!("{:016x}", self.ordered));
         ResultDigest {
             schema: self.schema,
             rows: self.rows,
@@ -583,11 +541,7 @@ fn float_stats(col: &ArrayRef, acc: &mut ColAcc) {
         _ => col.clone(),
     };
     match values.data_type() {
-        DataType::Float64 => values
-            .as_primitive::<Float64Type>()
-            .iter()
-            .flatten()
-            .for_each(&mut add),
+        DataType::Float64 => values.as_primitive::<Float64Type>().iter().flatten().for_each(&mut add),
         DataType::Float32 => values
             .as_primitive::<Float32Type>()
             .iter()
@@ -631,11 +585,7 @@ pub enum DigestComparison {
 }
 
 /// Compares two digests (baseline, candidate).
-pub fn compare_digests(
-    b: &ResultDigest,
-    c: &ResultDigest,
-    tol: FloatTolerance,
-) -> DigestComparison {
+pub fn compare_digests(b: &ResultDigest, c: &ResultDigest, tol: FloatTolerance) -> DigestComparison {
     if b.schema.len() != c.schema.len()
         || b.schema
             .iter()
@@ -713,10 +663,7 @@ mod tests {
     fn batch(ids: &[i64], names: &[Option<&str>], xs: &[f64]) -> RecordBatch {
         RecordBatch::try_from_iter(vec![
             ("id", Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef),
-            (
-                "name",
-                Arc::new(StringArray::from(names.to_vec())) as ArrayRef,
-            ),
+            ("name", Arc::new(StringArray::from(names.to_vec())) as ArrayRef),
             ("x", Arc::new(Float64Array::from(xs.to_vec())) as ArrayRef),
         ])
         .unwrap()
@@ -733,11 +680,7 @@ mod tests {
     #[test]
     fn names_the_differing_column_and_tolerates_float_noise() {
         let a = digest(
-            &[batch(
-                &[1, 2, 3],
-                &[Some("a"), None, Some("c")],
-                &[1.0, 2.0, 3.0],
-            )],
+            &[batch(&[1, 2, 3], &[Some("a"), None, Some("c")], &[1.0, 2.0, 3.0])],
             None,
         );
         let same_other_order = digest(
@@ -752,11 +695,7 @@ mod tests {
             DigestComparison::Match
         );
         let changed = digest(
-            &[batch(
-                &[1, 2, 3],
-                &[Some("a"), None, Some("X")],
-                &[1.0, 2.0, 3.0],
-            )],
+            &[batch(&[1, 2, 3], &[Some("a"), None, Some("X")], &[1.0, 2.0, 3.0])],
             None,
         );
         assert_eq!(
@@ -776,11 +715,7 @@ mod tests {
             DigestComparison::MatchWithinTolerance(vec!["x".into()])
         );
         let off = digest(
-            &[batch(
-                &[1, 2, 3],
-                &[Some("a"), None, Some("c")],
-                &[1.0, 2.5, 3.0],
-            )],
+            &[batch(&[1, 2, 3], &[Some("a"), None, Some("c")], &[1.0, 2.5, 3.0])],
             None,
         );
         assert_eq!(
@@ -794,11 +729,7 @@ mod tests {
         );
         // Values swapped between rows: every column sum is the same, the rows are not.
         let swapped = digest(
-            &[batch(
-                &[1, 2, 3],
-                &[Some("c"), None, Some("a")],
-                &[1.0, 2.0, 3.0],
-            )],
+            &[batch(&[1, 2, 3], &[Some("c"), None, Some("a")], &[1.0, 2.0, 3.0])],
             None,
         );
         assert_eq!(
@@ -811,33 +742,18 @@ mod tests {
     fn order_is_checked_on_the_keys_only() {
         let k = Some(vec![0]);
         let a = digest(
-            &[batch(
-                &[1, 2, 2],
-                &[Some("a"), Some("b"), Some("c")],
-                &[0.0; 3],
-            )],
+            &[batch(&[1, 2, 2], &[Some("a"), Some("b"), Some("c")], &[0.0; 3])],
             k.clone(),
         );
         let ties_swapped = digest(
-            &[batch(
-                &[1, 2, 2],
-                &[Some("a"), Some("c"), Some("b")],
-                &[0.0; 3],
-            )],
+            &[batch(&[1, 2, 2], &[Some("a"), Some("c"), Some("b")], &[0.0; 3])],
             k.clone(),
         );
         assert_eq!(
             compare_digests(&a, &ties_swapped, FloatTolerance::default()),
             DigestComparison::Match
         );
-        let reordered = digest(
-            &[batch(
-                &[2, 1, 2],
-                &[Some("b"), Some("a"), Some("c")],
-                &[0.0; 3],
-            )],
-            k,
-        );
+        let reordered = digest(&[batch(&[2, 1, 2], &[Some("b"), Some("a"), Some("c")], &[0.0; 3])], k);
         assert_eq!(
             compare_digests(&a, &reordered, FloatTolerance::default()),
             DigestComparison::Mismatch("order".into())
@@ -867,11 +783,8 @@ mod tests {
             compare_digests(&d(&plain), &d(&dict), FloatTolerance::default()),
             DigestComparison::Match
         );
-        let ints = RecordBatch::try_from_iter(vec![(
-            "s",
-            Arc::new(Int32Array::from(vec![1, 2, 1])) as ArrayRef,
-        )])
-        .unwrap();
+        let ints =
+            RecordBatch::try_from_iter(vec![("s", Arc::new(Int32Array::from(vec![1, 2, 1])) as ArrayRef)]).unwrap();
         assert_eq!(
             compare_digests(&d(&plain), &d(&ints), FloatTolerance::default()),
             DigestComparison::Mismatch("schema".into())
@@ -880,21 +793,15 @@ mod tests {
 
     #[test]
     fn nested_types_hash_by_value() {
-        let l1 = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
-            Some(vec![Some(1), Some(2)]),
-            None,
-            Some(vec![]),
-        ]);
+        let l1 =
+            ListArray::from_iter_primitive::<Int32Type, _, _>(vec![Some(vec![Some(1), Some(2)]), None, Some(vec![])]);
         let l2 = LargeListArray::from_iter_primitive::<Int32Type, _, _>(vec![
             Some(vec![Some(1), Some(2)]),
             None,
             Some(vec![]),
         ]);
-        let l3 = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
-            Some(vec![Some(2), Some(1)]),
-            None,
-            Some(vec![]),
-        ]);
+        let l3 =
+            ListArray::from_iter_primitive::<Int32Type, _, _>(vec![Some(vec![Some(2), Some(1)]), None, Some(vec![])]);
         let mut a = Vec::new();
         let mut b = Vec::new();
         let mut c = Vec::new();

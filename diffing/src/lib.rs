@@ -20,8 +20,8 @@ pub mod run;
 
 pub use digest::{DigestBuilder, DigestComparison, FloatTolerance, ResultDigest, compare_digests};
 pub use outcome::{
-    ErrorClass, FlightDetail, FlightSide, OutcomeClass, OutcomeRecord, PerfComparison, PerfVerdict,
-    SideResult, classify_playback, playback_outcome,
+    ErrorClass, FlightDetail, FlightSide, OutcomeClass, OutcomeRecord, PerfComparison, PerfVerdict, SideResult,
+    classify_playback, playback_outcome,
 };
 pub use plan::{NormalizedPlan, change_signature, normalize_plan, plan_diff};
 pub use run::{CorpusInfo, EngineInfo, PartitionSpec, RunManifest, RunStatus};

@@ -121,10 +121,7 @@ impl OutcomeClass {
     pub fn is_regression(self) -> bool {
         matches!(
             self,
-            OutcomeClass::NewFailure
-                | OutcomeClass::NewInternalError
-                | OutcomeClass::Crash
-                | OutcomeClass::Timeout
+            OutcomeClass::NewFailure | OutcomeClass::NewInternalError | OutcomeClass::Crash | OutcomeClass::Timeout
         )
     }
 }
@@ -285,16 +282,12 @@ impl OutcomeRecord {
     pub fn without_timings(&self) -> OutcomeRecord {
         let strip = |s: &Option<SideResult>| {
             s.as_ref().map(|s| match s {
-                SideResult::Ok {
-                    plan_hash, plan, ..
-                } => SideResult::Ok {
+                SideResult::Ok { plan_hash, plan, .. } => SideResult::Ok {
                     plan_hash: plan_hash.clone(),
                     plan: plan.clone(),
                     elapsed_us: 0,
                 },
-                SideResult::Error {
-                    error_class, error, ..
-                } => SideResult::Error {
+                SideResult::Error { error_class, error, .. } => SideResult::Error {
                     error_class: *error_class,
                     error: error.clone(),
                     elapsed_us: 0,
@@ -328,9 +321,7 @@ pub fn classify_playback(baseline: &SideResult, candidate: &SideResult) -> Outco
     match (baseline.error_class(), candidate.error_class()) {
         (None, None) => {
             let same = match (baseline, candidate) {
-                (SideResult::Ok { plan_hash: a, .. }, SideResult::Ok { plan_hash: b, .. }) => {
-                    a == b
-                }
+                (SideResult::Ok { plan_hash: a, .. }, SideResult::Ok { plan_hash: b, .. }) => a == b,
                 _ => unreachable!("both sides are Ok"),
             };
             if same {
@@ -346,9 +337,7 @@ pub fn classify_playback(baseline: &SideResult, candidate: &SideResult) -> Outco
         (Some(b), Some(c)) if b == c => OutcomeClass::BothFailSame,
         (Some(_), Some(E::Crash)) => OutcomeClass::Crash,
         (Some(_), Some(E::Timeout)) => OutcomeClass::Timeout,
-        (Some(b), Some(E::Internal)) if b != E::Crash && b != E::Timeout => {
-            OutcomeClass::NewInternalError
-        }
+        (Some(b), Some(E::Internal)) if b != E::Crash && b != E::Timeout => OutcomeClass::NewInternalError,
         (Some(_), Some(_)) => OutcomeClass::BothFailChanged,
     }
 }
@@ -363,8 +352,7 @@ pub fn playback_outcome(
     let class = classify_playback(&baseline, &candidate);
     let (mut change_signature_, mut diff) = (None, None);
     if class == OutcomeClass::PlanChanged
-        && let (SideResult::Ok { plan: Some(a), .. }, SideResult::Ok { plan: Some(b), .. }) =
-            (&baseline, &candidate)
+        && let (SideResult::Ok { plan: Some(a), .. }, SideResult::Ok { plan: Some(b), .. }) = (&baseline, &candidate)
     {
         change_signature_ = Some(change_signature(a, b));
         diff = Some(plan_diff(a, b));
@@ -410,33 +398,16 @@ mod tests {
         assert_eq!(classify_playback(&err(Plan), &ok("a")), P::Fixed);
         assert_eq!(classify_playback(&err(Parse), &err(Parse)), P::BothFailSame);
         assert_eq!(classify_playback(&err(Crash), &err(Crash)), P::BothFailSame);
-        assert_eq!(
-            classify_playback(&err(Plan), &err(Internal)),
-            P::NewInternalError
-        );
-        assert_eq!(
-            classify_playback(&err(Plan), &err(Execution)),
-            P::BothFailChanged
-        );
-        assert_eq!(
-            classify_playback(&err(Internal), &err(Plan)),
-            P::BothFailChanged
-        );
+        assert_eq!(classify_playback(&err(Plan), &err(Internal)), P::NewInternalError);
+        assert_eq!(classify_playback(&err(Plan), &err(Execution)), P::BothFailChanged);
+        assert_eq!(classify_playback(&err(Internal), &err(Plan)), P::BothFailChanged);
         assert_eq!(classify_playback(&err(Plan), &err(Crash)), P::Crash);
-        assert_eq!(
-            classify_playback(&err(Timeout), &err(Internal)),
-            P::BothFailChanged
-        );
+        assert_eq!(classify_playback(&err(Timeout), &err(Internal)), P::BothFailChanged);
     }
 
     #[test]
     fn record_json_has_stable_keys() {
-        let r = playback_outcome(
-            "q1".into(),
-            "00000000000000ff".into(),
-            ok("A: x"),
-            ok("B: y"),
-        );
+        let r = playback_outcome("q1".into(), "00000000000000ff".into(), ok("A: x"), ok("B: y"));
         let v: serde_json::Value = serde_json::to_value(&r).unwrap();
         assert_eq!(v["query_id"], "q1");
         assert_eq!(v["template_id"], "00000000000000ff");

@@ -20,11 +20,9 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use similar::TextDiff;
 
-static HEX_ADDR: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"0x[0-9a-fA-F]{6,}").expect("static regex"));
-static PATH: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:[A-Za-z]:)?/?(?:[\w.~+-]+/){2,}([\w.+-]+\.[A-Za-z0-9]+)").expect("static regex")
-});
+static HEX_ADDR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"0x[0-9a-fA-F]{6,}").expect("static regex"));
+static PATH: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:[A-Za-z]:)?/?(?:[\w.~+-]+/){2,}([\w.+-]+\.[A-Za-z0-9]+)").expect("static regex"));
 
 /// A plan's text after normalization, logical and (when the engine produced one)
 /// physical.
@@ -110,9 +108,7 @@ pub fn plan_diff(baseline: &NormalizedPlan, candidate: &NormalizedPlan) -> Strin
 /// `HashJoinExec`; `Inner Join: a = b` → `Inner Join`.
 pub fn operator_kind(line: &str) -> &str {
     let t = line.trim_start();
-    let end = t
-        .find(':')
-        .unwrap_or_else(|| t.find(' ').unwrap_or(t.len()));
+    let end = t.find(':').unwrap_or_else(|| t.find(' ').unwrap_or(t.len()));
     t[..end].trim_end()
 }
 
@@ -137,10 +133,7 @@ pub fn change_signature(baseline: &NormalizedPlan, candidate: &NormalizedPlan) -
         return signature_of(a, b);
     }
     if baseline.logical != candidate.logical {
-        return format!(
-            "logical: {}",
-            signature_of(&baseline.logical, &candidate.logical)
-        );
+        return format!("logical: {}", signature_of(&baseline.logical, &candidate.logical));
     }
     if baseline.physical != candidate.physical {
         return "physical plan presence changed".into();
@@ -186,10 +179,8 @@ fn signature_of(a: &str, b: &str) -> String {
         // Same operators: name the kinds whose lines changed.
         let la: std::collections::BTreeSet<&str> = a.lines().collect();
         let lb: std::collections::BTreeSet<&str> = b.lines().collect();
-        let changed: std::collections::BTreeSet<&str> = la
-            .symmetric_difference(&lb)
-            .map(|l| operator_kind(l))
-            .collect();
+        let changed: std::collections::BTreeSet<&str> =
+            la.symmetric_difference(&lb).map(|l| operator_kind(l)).collect();
         return format!("~ {}", changed.into_iter().collect::<Vec<_>>().join(", "));
     }
     let removed: Vec<&str> = pick.iter().copied().filter(|k| delta(k) < 0).collect();
@@ -232,15 +223,10 @@ mod tests {
         );
         let b = NormalizedPlan::new(
             "Projection: a",
-            Some(
-                "ProjectionExec: x\n  SortMergeJoinExec: on=a\n    SortExec: a\n      A\n    SortExec: b\n      B",
-            ),
+            Some("ProjectionExec: x\n  SortMergeJoinExec: on=a\n    SortExec: a\n      A\n    SortExec: b\n      B"),
         );
         // Enforcers that came with the join change do not split the group.
-        assert_eq!(
-            change_signature(&a, &b),
-            "HashJoinExec -> SortMergeJoinExec"
-        );
+        assert_eq!(change_signature(&a, &b), "HashJoinExec -> SortMergeJoinExec");
         let only_sort = NormalizedPlan::new(
             "Projection: a",
             Some("ProjectionExec: x\n  SortExec: a\n    HashJoinExec: on=a\n      A\n      B"),

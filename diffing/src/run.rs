@@ -134,16 +134,7 @@ pub struct RunManifest {
 
 impl RunManifest {
     /// What must be equal for a run directory to be resumed with these settings.
-    pub fn identity(
-        &self,
-    ) -> (
-        String,
-        &str,
-        &EngineInfo,
-        &EngineInfo,
-        Option<PartitionSpec>,
-        u64,
-    ) {
+    pub fn identity(&self) -> (String, &str, &EngineInfo, &EngineInfo, Option<PartitionSpec>, u64) {
         (
             self.kind.clone(),
             &self.corpus.hash,

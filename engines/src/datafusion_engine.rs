@@ -22,14 +22,11 @@ use sqlflight_corpora::split::{SplitOptions, split_statements};
 use sqlflight_corpora::{Catalog, TableFormat};
 
 use datafusion::execution::memory_pool::{
-    GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
-    UnboundedMemoryPool,
+    GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, UnboundedMemoryPool,
 };
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 
-use crate::{
-    BuildError, CompiledPlan, Engine, EngineError, EngineInfo, ErrorClass, ExecLimits, ExecStats,
-};
+use crate::{BuildError, CompiledPlan, Engine, EngineError, EngineInfo, ErrorClass, ExecLimits, ExecStats};
 
 /// The tokio runtime all embedded engines share. `Runtime::block_on` may be called
 /// from many threads at once (rayon workers); the future runs on the caller.
@@ -44,12 +41,7 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, EngineError> {
             .map_err(|e| e.to_string())
     })
     .as_ref()
-    .map_err(|e| {
-        EngineError::new(
-            ErrorClass::Internal,
-            format!("cannot start the tokio runtime: {e}"),
-        )
-    })
+    .map_err(|e| EngineError::new(ErrorClass::Internal, format!("cannot start the tokio runtime: {e}")))
 }
 
 /// Classifies a DataFusion error.
@@ -57,11 +49,9 @@ pub fn classify(e: &DataFusionError) -> ErrorClass {
     use DataFusionError as D;
     match e {
         D::SQL(..) => ErrorClass::Parse,
-        D::Plan(_)
-        | D::SchemaError(..)
-        | D::NotImplemented(_)
-        | D::Configuration(_)
-        | D::Substrait(_) => ErrorClass::Plan,
+        D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_) | D::Configuration(_) | D::Substrait(_) => {
+            ErrorClass::Plan
+        }
         D::ResourcesExhausted(_) => ErrorClass::Resource,
         D::Internal(_) => ErrorClass::Internal,
         D::ExecutionJoin(j) if j.is_panic() => ErrorClass::Crash,
@@ -82,12 +72,7 @@ fn rule_names(state: &datafusion::execution::SessionState) -> BTreeSet<String> {
     let mut s = BTreeSet::new();
     s.extend(state.analyzer().rules.iter().map(|r| r.name().to_string()));
     s.extend(state.optimizers().iter().map(|r| r.name().to_string()));
-    s.extend(
-        state
-            .physical_optimizers()
-            .iter()
-            .map(|r| r.name().to_string()),
-    );
+    s.extend(state.physical_optimizers().iter().map(|r| r.name().to_string()));
     s
 }
 
@@ -108,14 +93,11 @@ impl DataFusionEngine {
     ) -> Result<Self, BuildError> {
         let mut config = SessionConfig::new().with_information_schema(true);
         for (k, v) in settings {
-            config
-                .options_mut()
-                .set(k, v)
-                .map_err(|e| BuildError::Setting {
-                    profile: profile.into(),
-                    key: k.clone(),
-                    message: e.strip_backtrace(),
-                })?;
+            config.options_mut().set(k, v).map_err(|e| BuildError::Setting {
+                profile: profile.into(),
+                key: k.clone(),
+                message: e.strip_backtrace(),
+            })?;
         }
         let state = SessionStateBuilder::new()
             .with_config(config)
@@ -139,12 +121,7 @@ impl DataFusionEngine {
             .filter(|r| !off(r.name()))
             .cloned()
             .collect();
-        let optimizer = state
-            .optimizers()
-            .iter()
-            .filter(|r| !off(r.name()))
-            .cloned()
-            .collect();
+        let optimizer = state.optimizers().iter().filter(|r| !off(r.name())).cloned().collect();
         let physical = state
             .physical_optimizers()
             .iter()
@@ -184,11 +161,7 @@ impl DataFusionEngine {
                             .register_parquet(name, path.as_ref(), ParquetReadOptions::default())
                             .await
                     }
-                    TableFormat::Csv => {
-                        self.ctx
-                            .register_csv(name, path.as_ref(), CsvReadOptions::new())
-                            .await
-                    }
+                    TableFormat::Csv => self.ctx.register_csv(name, path.as_ref(), CsvReadOptions::new()).await,
                 };
                 res.map_err(|e| BuildError::Catalog {
                     profile: profile.clone(),
@@ -203,12 +176,7 @@ impl DataFusionEngine {
                         origin: format!("{}:{}", ddl.origin, st.line),
                         message: e.strip_backtrace(),
                     };
-                    let plan = self
-                        .ctx
-                        .state()
-                        .create_logical_plan(&st.text)
-                        .await
-                        .map_err(err)?;
+                    let plan = self.ctx.state().create_logical_plan(&st.text).await.map_err(err)?;
                     if let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(c)) = &plan
                         && catalog.tables.contains_key(c.name.table())
                     {
@@ -229,13 +197,7 @@ impl DataFusionEngine {
                     statement: s.clone(),
                     message: e.strip_backtrace(),
                 };
-                self.ctx
-                    .sql(s)
-                    .await
-                    .map_err(err)?
-                    .collect()
-                    .await
-                    .map_err(err)?;
+                self.ctx.sql(s).await.map_err(err)?.collect().await.map_err(err)?;
             }
             Ok(())
         })
@@ -363,8 +325,7 @@ impl PeakPool {
         self.peak.load(Ordering::Relaxed)
     }
     fn note(&self) {
-        self.peak
-            .fetch_max(self.inner.reserved(), Ordering::Relaxed);
+        self.peak.fetch_max(self.inner.reserved(), Ordering::Relaxed);
     }
 }
 
@@ -391,11 +352,7 @@ impl MemoryPool for PeakPool {
     fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
         self.inner.shrink(reservation, shrink)
     }
-    fn try_grow(
-        &self,
-        reservation: &MemoryReservation,
-        additional: usize,
-    ) -> datafusion::error::Result<()> {
+    fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
         self.inner.try_grow(reservation, additional)?;
         self.note();
         Ok(())
@@ -413,20 +370,14 @@ mod tests {
     use super::*;
 
     fn engine(settings: &[(&str, &str)], rules: &[&str]) -> Result<DataFusionEngine, BuildError> {
-        let settings = settings
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let settings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let rules: Vec<String> = rules.iter().map(|s| s.to_string()).collect();
         DataFusionEngine::new(
             "p",
             &settings,
             &rules,
             &[],
-            &Catalog::from_ddl(
-                "test.sql",
-                "create table t(a int, b varchar); create table u(a int);",
-            ),
+            &Catalog::from_ddl("test.sql", "create table t(a int, b varchar); create table u(a int);"),
         )
     }
 
@@ -439,25 +390,11 @@ mod tests {
         assert!(p.logical.contains("Filter"), "{}", p.logical);
         assert!(p.physical.unwrap().contains("FilterExec"));
         assert_eq!(e.compile("selec 1").unwrap_err().class, ErrorClass::Parse);
-        assert_eq!(
-            e.compile("select * from missing").unwrap_err().class,
-            ErrorClass::Plan
-        );
-        assert_eq!(
-            e.compile("select nope from t").unwrap_err().class,
-            ErrorClass::Plan
-        );
+        assert_eq!(e.compile("select * from missing").unwrap_err().class, ErrorClass::Plan);
+        assert_eq!(e.compile("select nope from t").unwrap_err().class, ErrorClass::Plan);
         // DDL compiles to a logical plan only, and does not create the table.
-        assert!(
-            e.compile("create table v(x int)")
-                .unwrap()
-                .physical
-                .is_none()
-        );
-        assert_eq!(
-            e.compile("select * from v").unwrap_err().class,
-            ErrorClass::Plan
-        );
+        assert!(e.compile("create table v(x int)").unwrap().physical.is_none());
+        assert_eq!(e.compile("select * from v").unwrap_err().class, ErrorClass::Plan);
     }
 
     #[test]
@@ -472,25 +409,10 @@ mod tests {
         )
         .unwrap();
         let q = "select * from t join u on t.a = u.a";
-        assert!(
-            hash.compile(q)
-                .unwrap()
-                .physical
-                .unwrap()
-                .contains("HashJoinExec")
-        );
-        assert!(
-            smj.compile(q)
-                .unwrap()
-                .physical
-                .unwrap()
-                .contains("SortMergeJoinExec")
-        );
+        assert!(hash.compile(q).unwrap().physical.unwrap().contains("HashJoinExec"));
+        assert!(smj.compile(q).unwrap().physical.unwrap().contains("SortMergeJoinExec"));
         let no_filter_push = engine(&[], &["push_down_filter"]).unwrap();
-        assert_eq!(
-            no_filter_push.info().disabled_rules,
-            vec!["push_down_filter"]
-        );
+        assert_eq!(no_filter_push.info().disabled_rules, vec!["push_down_filter"]);
         let Err(BuildError::UnknownRule { known, .. }) = engine(&[], &["no_such_rule"]) else {
             panic!("expected an unknown-rule error")
         };
@@ -516,11 +438,7 @@ mod tests {
         );
         let e = DataFusionEngine::new("p", &BTreeMap::new(), &[], &[], &catalog).unwrap();
         let stats = e
-            .execute(
-                "select * from t where a > 1",
-                &ExecLimits::default(),
-                &mut |_| Ok(()),
-            )
+            .execute("select * from t where a > 1", &ExecLimits::default(), &mut |_| Ok(()))
             .unwrap();
         assert_eq!(stats.rows, 1);
         let missing = sqlflight_corpora::TableSource {

@@ -149,11 +149,7 @@ pub enum BuildError {
 }
 
 /// Builds the engine a profile describes, with the catalog loaded.
-pub fn build_engine(
-    profile: &str,
-    spec: &EngineSpec,
-    catalog: &Catalog,
-) -> Result<Arc<dyn Engine>, BuildError> {
+pub fn build_engine(profile: &str, spec: &EngineSpec, catalog: &Catalog) -> Result<Arc<dyn Engine>, BuildError> {
     match spec {
         EngineSpec::Datafusion {
             settings,

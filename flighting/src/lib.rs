@@ -31,12 +31,10 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sqlflight_corpora::analysis::{OrderKey, StatementKind, analyze, dialect};
 use sqlflight_corpora::{Corpus, QueryRecord};
-use sqlflight_diffing::digest::{
-    DigestBuilder, DigestComparison, FloatTolerance, ResultDigest, compare_digests,
-};
+use sqlflight_diffing::digest::{DigestBuilder, DigestComparison, FloatTolerance, ResultDigest, compare_digests};
 use sqlflight_diffing::{
-    CorpusInfo, ErrorClass, FlightDetail, FlightSide, OutcomeClass, OutcomeRecord, PartitionSpec,
-    PerfComparison, PerfVerdict, RunManifest, RunStatus, SideResult,
+    CorpusInfo, ErrorClass, FlightDetail, FlightSide, OutcomeClass, OutcomeRecord, PartitionSpec, PerfComparison,
+    PerfVerdict, RunManifest, RunStatus, SideResult,
 };
 use sqlflight_engines::arrow::datatypes::SchemaRef;
 use sqlflight_engines::{Engine, EngineError, ExecLimits};
@@ -188,10 +186,7 @@ pub fn run_flight(
         counts: Default::default(),
     };
     let journal = Journal::open(&opts.out, manifest, opts.resume)?;
-    let todo: Vec<&QueryRecord> = selected
-        .into_iter()
-        .filter(|r| !journal.is_done(&r.id))
-        .collect();
+    let todo: Vec<&QueryRecord> = selected.into_iter().filter(|r| !journal.is_done(&r.id)).collect();
     progress.start(journal.manifest().selected, journal.done_count() as u64);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
@@ -209,10 +204,7 @@ pub fn run_flight(
             let reason = if opts.stop.load(Ordering::Relaxed) {
                 Some("interrupted".to_string())
             } else if opts.budget.is_some_and(|b| started.elapsed() >= b) {
-                Some(format!(
-                    "time budget of {:?} used up",
-                    opts.budget.unwrap_or_default()
-                ))
+                Some(format!("time budget of {:?} used up", opts.budget.unwrap_or_default()))
             } else if write_err.lock().is_ok_and(|e| e.is_some()) {
                 Some("journal write failed".into())
             } else {
@@ -254,8 +246,7 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-static QUOTED: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"'(?:[^']|'')*'").expect("static regex"));
+static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"'(?:[^']|'')*'").expect("static regex"));
 
 /// Removes quoted text from an error message: engines quote the values they
 /// could not handle (`Cannot cast string 'alice@example.com'`), and raw values
@@ -280,23 +271,13 @@ fn order_columns(keys: &[OrderKey], schema: &SchemaRef) -> Option<Vec<usize>> {
                 .fields()
                 .iter()
                 .position(|f| f.name() == name)
-                .or_else(|| {
-                    schema
-                        .fields()
-                        .iter()
-                        .position(|f| f.name().eq_ignore_ascii_case(name))
-                }),
+                .or_else(|| schema.fields().iter().position(|f| f.name().eq_ignore_ascii_case(name))),
             _ => None,
         })
         .collect()
 }
 
-fn run_side(
-    engine: &Arc<dyn Engine>,
-    sql: &str,
-    order: Option<&[OrderKey]>,
-    limits: &ExecLimits,
-) -> Exec {
+fn run_side(engine: &Arc<dyn Engine>, sql: &str, order: Option<&[OrderKey]>, limits: &ExecLimits) -> Exec {
     let start = Instant::now();
     let mut builder: Option<DigestBuilder> = None;
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -316,10 +297,7 @@ fn run_side(
                 Some(b) => b,
                 None => match &stats.schema {
                     Some(s) => DigestBuilder::new(s, order.and_then(|k| order_columns(k, s))),
-                    None => DigestBuilder::new(
-                        &sqlflight_engines::arrow::datatypes::Schema::empty(),
-                        None,
-                    ),
+                    None => DigestBuilder::new(&sqlflight_engines::arrow::datatypes::Schema::empty(), None),
                 },
             };
             return Exec {
@@ -334,11 +312,7 @@ fn run_side(
             sqlflight_playback::panic_message(payload.as_ref()),
         )),
     };
-    Exec {
-        result,
-        ms,
-        peak: None,
-    }
+    Exec { result, ms, peak: None }
 }
 
 fn side_result(e: &Result<ResultDigest, EngineError>, ms: f64) -> SideResult {
@@ -364,12 +338,7 @@ fn record(rec: &QueryRecord, class: OutcomeClass) -> OutcomeRecord {
 }
 
 /// Flies one query: analysis, warm-up, timed runs, comparison, re-runs.
-pub fn fly_one(
-    rec: &QueryRecord,
-    b: &Arc<dyn Engine>,
-    c: &Arc<dyn Engine>,
-    opts: &FlightOptions,
-) -> OutcomeRecord {
+pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts: &FlightOptions) -> OutcomeRecord {
     let template = rec.template().to_string();
     let analysis = match analyze(&rec.sql, dialect(&opts.dialect).as_ref()) {
         Ok(a) => a,
@@ -377,10 +346,7 @@ pub fn fly_one(
             return OutcomeRecord::skipped(
                 rec.id.clone(),
                 template,
-                format!(
-                    "unsupported: cannot prove the statement is read-only ({})",
-                    scrub(&e)
-                ),
+                format!("unsupported: cannot prove the statement is read-only ({})", scrub(&e)),
             );
         }
     };
@@ -388,19 +354,11 @@ pub fn fly_one(
         StatementKind::Read => {}
         StatementKind::Write | StatementKind::Ddl => {
             let what = analysis.kind_detail.unwrap_or_default();
-            return OutcomeRecord::skipped(
-                rec.id.clone(),
-                template,
-                format!("write_statement: {what}"),
-            );
+            return OutcomeRecord::skipped(rec.id.clone(), template, format!("write_statement: {what}"));
         }
         StatementKind::Other => {
             let what = analysis.kind_detail.unwrap_or_default();
-            return OutcomeRecord::skipped(
-                rec.id.clone(),
-                template,
-                format!("unsupported: {what}"),
-            );
+            return OutcomeRecord::skipped(rec.id.clone(), template, format!("unsupported: {what}"));
         }
     }
     let order = analysis.order_by.as_deref();
@@ -469,19 +427,14 @@ pub fn fly_one(
                         out.detail = Some(analysis.nondeterminism.join("; "));
                     } else if b_unstable {
                         out.class = OutcomeClass::Nondeterministic;
-                        out.detail =
-                            Some("the baseline's results differ between its own runs".into());
+                        out.detail = Some("the baseline's results differ between its own runs".into());
                     } else {
                         // Dynamic check: does the baseline agree with itself?
                         let mut disagrees = false;
                         for _ in 0..opts.reruns {
                             detail.reruns += 1;
                             let again = run_side(b, &rec.sql, order, limits);
-                            if !again
-                                .result
-                                .as_ref()
-                                .is_ok_and(|d| agrees(db, d, opts.tolerance))
-                            {
+                            if !again.result.as_ref().is_ok_and(|d| agrees(db, d, opts.tolerance)) {
                                 disagrees = true;
                                 break;
                             }
@@ -499,11 +452,7 @@ pub fn fly_one(
                     }
                 }
             }
-            if matches!(
-                out.class,
-                OutcomeClass::Match | OutcomeClass::MatchWithinTolerance
-            ) && c_unstable
-            {
+            if matches!(out.class, OutcomeClass::Match | OutcomeClass::MatchWithinTolerance) && c_unstable {
                 out.class = OutcomeClass::WrongResult;
                 out.detail = Some("the candidate's results differ between its own runs".into());
             }
@@ -525,9 +474,7 @@ pub fn fly_one(
                 match ec.class {
                     ErrorClass::Crash => OutcomeClass::Crash,
                     ErrorClass::Timeout => OutcomeClass::Timeout,
-                    ErrorClass::Internal
-                        if !matches!(eb.class, ErrorClass::Crash | ErrorClass::Timeout) =>
-                    {
+                    ErrorClass::Internal if !matches!(eb.class, ErrorClass::Crash | ErrorClass::Timeout) => {
                         OutcomeClass::NewInternalError
                     }
                     _ => OutcomeClass::BothFailChanged,

@@ -25,11 +25,7 @@ pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> Option<f64> {
     if n1 < 2 || n2 < 2 {
         return None;
     }
-    let mut all: Vec<(f64, usize)> = a
-        .iter()
-        .map(|&x| (x, 0))
-        .chain(b.iter().map(|&x| (x, 1)))
-        .collect();
+    let mut all: Vec<(f64, usize)> = a.iter().map(|&x| (x, 0)).chain(b.iter().map(|&x| (x, 1))).collect();
     all.sort_by(|x, y| x.0.total_cmp(&y.0));
     let n = all.len();
     let mut ranks = vec![0.0; n];
@@ -48,12 +44,7 @@ pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> Option<f64> {
         tie_term += t * t * t - t;
         i = j + 1;
     }
-    let r1: f64 = all
-        .iter()
-        .zip(&ranks)
-        .filter(|(x, _)| x.1 == 0)
-        .map(|(_, r)| r)
-        .sum();
+    let r1: f64 = all.iter().zip(&ranks).filter(|(x, _)| x.1 == 0).map(|(_, r)| r).sum();
     let (n1f, n2f, nf) = (n1 as f64, n2 as f64, n as f64);
     let u1 = r1 - n1f * (n1f + 1.0) / 2.0;
     let mu = n1f * n2f / 2.0;

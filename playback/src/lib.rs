@@ -25,8 +25,8 @@ use rayon::prelude::*;
 use sqlflight_corpora::{Corpus, QueryRecord};
 use sqlflight_diffing::outcome::playback_outcome;
 use sqlflight_diffing::{
-    CorpusInfo, ErrorClass, NormalizedPlan, OutcomeClass, OutcomeRecord, PartitionSpec,
-    RunManifest, RunStatus, SideResult,
+    CorpusInfo, ErrorClass, NormalizedPlan, OutcomeClass, OutcomeRecord, PartitionSpec, RunManifest, RunStatus,
+    SideResult,
 };
 use sqlflight_engines::{Engine, EngineError};
 
@@ -134,10 +134,7 @@ pub fn run_playback(
         counts: Default::default(),
     };
     let journal = Journal::open(&opts.out, manifest, opts.resume)?;
-    let todo: Vec<&QueryRecord> = selected
-        .into_iter()
-        .filter(|r| !journal.is_done(&r.id))
-        .collect();
+    let todo: Vec<&QueryRecord> = selected.into_iter().filter(|r| !journal.is_done(&r.id)).collect();
     progress.start(journal.manifest().selected, journal.done_count() as u64);
 
     let pool = rayon::ThreadPoolBuilder::new()
@@ -220,10 +217,7 @@ pub fn compile_guarded(engine: &Arc<dyn Engine>, sql: &str, timeout: Duration) -
         )),
         Ok(_) => match rx.recv_timeout(timeout) {
             Ok(Ok(r)) => r,
-            Ok(Err(payload)) => Err(EngineError::new(
-                ErrorClass::Crash,
-                panic_message(payload.as_ref()),
-            )),
+            Ok(Err(payload)) => Err(EngineError::new(ErrorClass::Crash, panic_message(payload.as_ref()))),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(EngineError::new(
                 ErrorClass::Timeout,
                 format!("did not compile within {timeout:?}"),

@@ -18,10 +18,7 @@ pub struct ChangeGroup {
 /// Groups plan changes by change signature, largest group first.
 pub fn change_groups(outcomes: &[OutcomeRecord]) -> Vec<ChangeGroup> {
     let mut m: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for o in outcomes
-        .iter()
-        .filter(|o| o.class == OutcomeClass::PlanChanged)
-    {
+    for o in outcomes.iter().filter(|o| o.class == OutcomeClass::PlanChanged) {
         m.entry(o.change_signature.as_deref().unwrap_or(""))
             .or_default()
             .push(o.query_id.clone());
@@ -86,10 +83,7 @@ pub fn run_markdown(run: &RunView) -> String {
     let regressions: Vec<&OutcomeRecord> = o.iter().filter(|x| x.is_regression()).collect();
     let _ = writeln!(out, "# sqlflight {}: {}\n", m.kind, m.corpus.name);
     if o.is_empty() {
-        let _ = writeln!(
-            out,
-            "**Verdict: nothing was verified** (0 queries in this run).\n"
-        );
+        let _ = writeln!(out, "**Verdict: nothing was verified** (0 queries in this run).\n");
     } else if regressions.is_empty() {
         let _ = writeln!(out, "**Verdict: no regressions** in {} queries.\n", o.len());
     } else {
@@ -149,11 +143,7 @@ pub fn run_markdown(run: &RunView) -> String {
     if !regressions.is_empty() {
         let _ = writeln!(out, "\n## Regressions\n");
         for r in &regressions {
-            let _ = writeln!(
-                out,
-                "### `{}` {} (template `{}`)\n",
-                r.class, r.query_id, r.template_id
-            );
+            let _ = writeln!(out, "### `{}` {} (template `{}`)\n", r.class, r.query_id, r.template_id);
             let _ = writeln!(
                 out,
                 "- baseline: {}\n- candidate: {}\n",
@@ -184,11 +174,7 @@ pub fn run_markdown(run: &RunView) -> String {
             let _ = writeln!(out, "\n### `{}`\n", g.signature);
             let _ = writeln!(out, "Queries: {}\n", g.queries.join(", "));
             if let Some(ex) = o.iter().find(|x| x.query_id == g.queries[0]) {
-                let _ = writeln!(
-                    out,
-                    "<details><summary>Example diff: {}</summary>\n",
-                    ex.query_id
-                );
+                let _ = writeln!(out, "<details><summary>Example diff: {}</summary>\n", ex.query_id);
                 fenced(&mut out, "diff", ex.diff.as_deref().unwrap_or(""));
                 let _ = writeln!(out, "\n</details>");
             }
@@ -218,9 +204,7 @@ pub fn run_markdown(run: &RunView) -> String {
         for (q, ratio) in crate::perf::by_ratio(o).into_iter().take(10) {
             let f = q.flight.as_ref();
             let med = |s: Option<f64>| s.map_or("-".into(), |x| format!("{x:.1}"));
-            let mem = |s: Option<u64>| {
-                s.map_or("-".into(), |x| format!("{:.1} MiB", x as f64 / 1048576.0))
-            };
+            let mem = |s: Option<u64>| s.map_or("-".into(), |x| format!("{:.1} MiB", x as f64 / 1048576.0));
             let perf = f.and_then(|f| f.perf.as_ref());
             let _ = writeln!(
                 out,
@@ -228,8 +212,7 @@ pub fn run_markdown(run: &RunView) -> String {
                 q.query_id,
                 med(f.and_then(|f| f.baseline.median_ms)),
                 med(f.and_then(|f| f.candidate.median_ms)),
-                perf.and_then(|p| p.p_value)
-                    .map_or("-".into(), |p| format!("{p:.3}")),
+                perf.and_then(|p| p.p_value).map_or("-".into(), |p| format!("{p:.3}")),
                 perf.map_or("-".into(), |p| format!("{:?}", p.verdict).to_lowercase()),
                 mem(f.and_then(|f| f.baseline.peak_memory)),
                 mem(f.and_then(|f| f.candidate.peak_memory)),
@@ -242,9 +225,7 @@ pub fn run_markdown(run: &RunView) -> String {
         .filter(|x| {
             matches!(
                 x.class,
-                OutcomeClass::Nondeterministic
-                    | OutcomeClass::Accepted
-                    | OutcomeClass::MatchWithinTolerance
+                OutcomeClass::Nondeterministic | OutcomeClass::Accepted | OutcomeClass::MatchWithinTolerance
             )
         })
         .collect();
@@ -289,10 +270,7 @@ pub fn run_markdown(run: &RunView) -> String {
             );
         }
     }
-    let skipped: Vec<&OutcomeRecord> = o
-        .iter()
-        .filter(|x| x.class == OutcomeClass::Skipped)
-        .collect();
+    let skipped: Vec<&OutcomeRecord> = o.iter().filter(|x| x.class == OutcomeClass::Skipped).collect();
     if !skipped.is_empty() {
         let _ = writeln!(out, "\n## Skipped\n");
         for x in skipped {

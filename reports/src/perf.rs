@@ -44,8 +44,7 @@ pub fn perf_summary(outcomes: &[OutcomeRecord]) -> Option<PerfSummary> {
     let mut log_sum = 0.0;
     for o in outcomes {
         let Some(f) = &o.flight else { continue };
-        let (Some(b), Some(c), Some(p)) = (f.baseline.median_ms, f.candidate.median_ms, &f.perf)
-        else {
+        let (Some(b), Some(c), Some(p)) = (f.baseline.median_ms, f.candidate.median_ms, &f.perf) else {
             continue;
         };
         if b <= 0.0 || c <= 0.0 {

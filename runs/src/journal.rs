@@ -25,17 +25,11 @@ pub enum JournalError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "run directory {0} already holds a run; pass --resume to continue it, or choose another --out"
-    )]
+    #[error("run directory {0} already holds a run; pass --resume to continue it, or choose another --out")]
     AlreadyExists(PathBuf),
-    #[error(
-        "cannot resume {dir}: it was made with a different {what}; start a new run with another --out"
-    )]
+    #[error("cannot resume {dir}: it was made with a different {what}; start a new run with another --out")]
     Mismatch { dir: PathBuf, what: String },
-    #[error(
-        "{path}:{line}: damaged outcome line ({message}); the run directory was changed by hand"
-    )]
+    #[error("{path}:{line}: damaged outcome line ({message}); the run directory was changed by hand")]
     Corrupt {
         path: PathBuf,
         line: usize,
@@ -63,11 +57,7 @@ pub struct Journal {
 impl Journal {
     /// Starts a run in `dir`, or continues the one there when `resume` is set
     /// (a `resume` of a directory without a run starts a new one).
-    pub fn open(
-        dir: &Path,
-        mut manifest: RunManifest,
-        resume: bool,
-    ) -> Result<Journal, JournalError> {
+    pub fn open(dir: &Path, mut manifest: RunManifest, resume: bool) -> Result<Journal, JournalError> {
         let mpath = dir.join(MANIFEST);
         let opath = dir.join(OUTCOMES);
         let mut done = HashSet::new();
@@ -128,20 +118,13 @@ impl Journal {
 
     /// Marks the run complete: counts per class, finish time. Returns the final
     /// manifest and all outcomes sorted by query id.
-    pub fn complete(
-        self,
-        finished_at: String,
-    ) -> Result<(RunManifest, Vec<OutcomeRecord>), JournalError> {
+    pub fn complete(self, finished_at: String) -> Result<(RunManifest, Vec<OutcomeRecord>), JournalError> {
         self.close(finished_at, None)
     }
 
     /// Marks the run stopped early on purpose (`reason`: time budget, Ctrl-C); a
     /// later `--resume` continues it.
-    pub fn stop(
-        self,
-        finished_at: String,
-        reason: String,
-    ) -> Result<(RunManifest, Vec<OutcomeRecord>), JournalError> {
+    pub fn stop(self, finished_at: String, reason: String) -> Result<(RunManifest, Vec<OutcomeRecord>), JournalError> {
         self.close(finished_at, Some(reason))
     }
 
@@ -237,10 +220,7 @@ fn read_outcomes(path: &Path, repair: bool) -> Result<Vec<OutcomeRecord>, Journa
     };
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
     if complete < bytes.len() && repair {
-        let f = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io(path))?;
+        let f = OpenOptions::new().write(true).open(path).map_err(io(path))?;
         f.set_len(complete as u64).map_err(io(path))?;
     }
     let mut seen = HashSet::new();

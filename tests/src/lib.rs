@@ -34,11 +34,8 @@ pub fn datafusion(settings: &[(&str, &str)], rules: &[&str]) -> EngineSpec {
 
 /// The demo's baseline and candidate profiles (as `sqlflight demo` uses them).
 pub fn demo_profiles() -> (EngineSpec, EngineSpec) {
-    let cfg = sqlflight::config::Config::parse(
-        Path::new("demo.yaml"),
-        sqlflight::commands::demo::DEMO_ENGINES,
-    )
-    .expect("demo profiles parse");
+    let cfg = sqlflight::config::Config::parse(Path::new("demo.yaml"), sqlflight::commands::demo::DEMO_ENGINES)
+        .expect("demo profiles parse");
     (
         cfg.file.engines["baseline"].clone(),
         cfg.file.engines["candidate"].clone(),
@@ -61,12 +58,7 @@ pub fn options(out: &Path, jobs: usize) -> PlaybackOptions {
     }
 }
 
-pub fn playback(
-    corpus: &Corpus,
-    b: Arc<dyn Engine>,
-    c: Arc<dyn Engine>,
-    opts: &PlaybackOptions,
-) -> PlaybackSummary {
+pub fn playback(corpus: &Corpus, b: Arc<dyn Engine>, c: Arc<dyn Engine>, opts: &PlaybackOptions) -> PlaybackSummary {
     run_playback(corpus, b, c, opts, &NoProgress).expect("playback runs")
 }
 

@@ -11,17 +11,12 @@ use std::time::{Duration, Instant};
 use sqlflight_corpora::bundled::Workload;
 use sqlflight_corpora::tpch::ensure_tpch_data;
 use sqlflight_corpora::{Catalog, Corpus, CorpusManifest, QueryRecord, TableFormat, TableSource};
-use sqlflight_diffing::{
-    ErrorClass, NormalizedPlan, OutcomeClass, PartitionSpec, RunStatus, SideResult,
-};
+use sqlflight_diffing::{ErrorClass, NormalizedPlan, OutcomeClass, PartitionSpec, RunStatus, SideResult};
 use sqlflight_tests::*;
 
 fn ddl_catalog(w: Workload) -> (Corpus, Catalog) {
     let corpus = w.corpus().unwrap();
-    let catalog = Catalog::from_ddl(
-        format!("<bundled:{}>", w.name()),
-        corpus.schema.clone().unwrap(),
-    );
+    let catalog = Catalog::from_ddl(format!("<bundled:{}>", w.name()), corpus.schema.clone().unwrap());
     (corpus, catalog)
 }
 
@@ -74,12 +69,7 @@ fn identical_profiles_report_no_changes_and_no_failures() {
         engine("candidate", &base, &cats[1]),
         &options(&tmp.path().join("tpch-data"), 2),
     );
-    assert_eq!(
-        count(&s.outcomes, OutcomeClass::SamePlan),
-        22,
-        "{:#?}",
-        s.outcomes
-    );
+    assert_eq!(count(&s.outcomes, OutcomeClass::SamePlan), 22, "{:#?}", s.outcomes);
 }
 
 #[test]
@@ -102,9 +92,7 @@ fn demo_candidate_changes_plans_with_diffs_and_signatures() {
         assert!(!changed.is_empty(), "{}", w.name());
         for o in &changed {
             assert!(
-                o.diff
-                    .as_ref()
-                    .is_some_and(|d| d.contains("\n-") && d.contains("\n+")),
+                o.diff.as_ref().is_some_and(|d| d.contains("\n-") && d.contains("\n+")),
                 "{}",
                 o.query_id
             );
@@ -146,10 +134,7 @@ fn plan_and_diff_snapshots() {
             format!("{}\n{}", nb.logical, nb.physical.as_deref().unwrap())
         );
         insta::assert_snapshot!(format!("{id}-diff"), sqlflight_diffing::plan_diff(&nb, &nc));
-        insta::assert_snapshot!(
-            format!("{id}-signature"),
-            sqlflight_diffing::change_signature(&nb, &nc)
-        );
+        insta::assert_snapshot!(format!("{id}-signature"), sqlflight_diffing::change_signature(&nb, &nc));
     }
 }
 
@@ -181,16 +166,11 @@ fn failures_crashes_and_hangs_become_outcomes_and_the_run_completes() {
         FaultyEngine::wrap(engine("candidate", &cand_spec, &catalog)),
         &opts,
     );
-    let by: BTreeMap<&str, &sqlflight_diffing::OutcomeRecord> = s
-        .outcomes
-        .iter()
-        .map(|o| (o.query_id.as_str(), o))
-        .collect();
+    let by: BTreeMap<&str, &sqlflight_diffing::OutcomeRecord> =
+        s.outcomes.iter().map(|o| (o.query_id.as_str(), o)).collect();
     let class = |id: &str| by[id].class;
     let cand_err = |id: &str| match &by[id].candidate {
-        Some(SideResult::Error {
-            error_class, error, ..
-        }) => (*error_class, error.clone()),
+        Some(SideResult::Error { error_class, error, .. }) => (*error_class, error.clone()),
         other => panic!("{id}: expected a candidate error, got {other:?}"),
     };
     assert_eq!(class("syntax"), OutcomeClass::BothFailSame);
@@ -209,11 +189,7 @@ fn failures_crashes_and_hangs_become_outcomes_and_the_run_completes() {
     assert_eq!(s.manifest.status, RunStatus::Complete);
     assert_eq!(s.manifest.counts.values().sum::<u64>(), 7);
     let md = std::fs::read_to_string(
-        sqlflight_reports::write_markdown(
-            &s.dir,
-            &sqlflight_reports::RunView::read(&s.dir).unwrap(),
-        )
-        .unwrap(),
+        sqlflight_reports::write_markdown(&s.dir, &sqlflight_reports::RunView::read(&s.dir).unwrap()).unwrap(),
     )
     .unwrap();
     assert!(md.contains("**Verdict: 3 regressions**"), "{md}");
@@ -227,12 +203,7 @@ fn partitions_together_equal_the_whole_run() {
     let b = engine("baseline", &base, &catalog);
     let c = engine("candidate", &cand, &catalog);
     let tmp = tempfile::tempdir().unwrap();
-    let whole = playback(
-        &corpus,
-        b.clone(),
-        c.clone(),
-        &options(&tmp.path().join("whole"), 2),
-    );
+    let whole = playback(&corpus, b.clone(), c.clone(), &options(&tmp.path().join("whole"), 2));
     let mut merged = BTreeMap::new();
     let mut sizes = Vec::new();
     for k in 1..=2 {
@@ -253,15 +224,9 @@ fn partitions_together_equal_the_whole_run() {
 /// `child_process_entry` test below, which executes the arguments it is given.
 fn cli_child(args: &[&str]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "child_process_entry",
-        "--nocapture",
-        "--test-threads",
-        "1",
-    ])
-    .env("SQLFLIGHT_E2E_ARGS", serde_json::to_string(args).unwrap())
-    .env("CI", "true");
+    cmd.args(["--exact", "child_process_entry", "--nocapture", "--test-threads", "1"])
+        .env("SQLFLIGHT_E2E_ARGS", serde_json::to_string(args).unwrap())
+        .env("CI", "true");
     cmd
 }
 
@@ -284,10 +249,7 @@ fn write_config(dir: &Path, corpus: &str) -> std::path::PathBuf {
     let p = dir.join("sqlflight.yaml");
     std::fs::write(
         &p,
-        format!(
-            "corpus: {corpus}\n{}",
-            sqlflight::commands::demo::DEMO_ENGINES
-        ),
+        format!("corpus: {corpus}\n{}", sqlflight::commands::demo::DEMO_ENGINES),
     )
     .unwrap();
     p
@@ -367,9 +329,7 @@ fn killed_run_resumes_to_exactly_the_uninterrupted_outcomes() {
     let other = tmp.path().join("other.yaml");
     std::fs::write(
         &other,
-        std::fs::read_to_string(cfg)
-            .unwrap()
-            .replace("\"false\"", "\"true\""),
+        std::fs::read_to_string(cfg).unwrap().replace("\"false\"", "\"true\""),
     )
     .unwrap();
     let code = sqlflight::run_cli([
@@ -438,12 +398,7 @@ fn cli_ingest_then_playback_with_exit_codes_and_json() {
     ])
     .output()
     .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let json_start = stdout.find("{\n").expect("json summary");
     let v: serde_json::Value = serde_json::Deserializer::from_str(&stdout[json_start..])
@@ -489,19 +444,12 @@ fn cli_ingest_then_playback_with_exit_codes_and_json() {
 
     // A broken config: exit 2, with file, line and column.
     let bad = tmp.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "corpus: corpus\nengines:\n  baseline: { kind: datafusion\n",
-    )
-    .unwrap();
-    let out = cli_child(&["playback", "-c", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
+    std::fs::write(&bad, "corpus: corpus\nengines:\n  baseline: { kind: datafusion\n").unwrap();
+    let out = cli_child(&["playback", "-c", bad.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("{}:4:", bad.display()))
-            || err.contains(&format!("{}:3:", bad.display())),
+        err.contains(&format!("{}:4:", bad.display())) || err.contains(&format!("{}:3:", bad.display())),
         "{err}"
     );
     // An unknown rule is located in the file too.
@@ -522,10 +470,7 @@ fn cli_ingest_then_playback_with_exit_codes_and_json() {
         "{err}"
     );
     // Usage errors are 2 as well.
-    assert_eq!(
-        sqlflight::run_cli(["sqlflight", "playback", "--partition", "3/2"]),
-        2
-    );
+    assert_eq!(sqlflight::run_cli(["sqlflight", "playback", "--partition", "3/2"]), 2);
 }
 
 /// The config loader (cli/src/config.rs): located errors and the documented shape.
@@ -551,8 +496,7 @@ mod config {
         let e = Config::parse(Path::new("c.yaml"), "corpus: x\nengnes: {}\n").unwrap_err();
         assert_eq!((e.line, e.column), (2, 1), "{e}");
         assert!(e.message.contains("unknown field `engnes`"), "{e}");
-        let e =
-            Config::parse(Path::new("c.yaml"), "engines:\n  b:\n    kind: oracle\n").unwrap_err();
+        let e = Config::parse(Path::new("c.yaml"), "engines:\n  b:\n    kind: oracle\n").unwrap_err();
         assert!(e.message.contains("unknown variant `oracle`"), "{e}");
         assert_eq!(e.line, 3, "{e}");
     }
@@ -578,10 +522,7 @@ playback: { jobs: 2, timeout: 30s }
 "#;
         let c = Config::parse(Path::new("/etc/sf/sqlflight.yaml"), text).unwrap();
         assert_eq!(c.file.engines.len(), 2);
-        assert_eq!(
-            c.resolve("data/x.parquet"),
-            PathBuf::from("/etc/sf/data/x.parquet")
-        );
+        assert_eq!(c.resolve("data/x.parquet"), PathBuf::from("/etc/sf/data/x.parquet"));
         assert_eq!(c.timeout().unwrap(), Some(Duration::from_secs(30)));
     }
 }
@@ -611,12 +552,7 @@ fn repository_example_config_and_corpus_dirs_work() {
     let (m, o) = sqlflight_runs::read_run(&out).unwrap();
     assert_eq!(o.len(), 22);
     assert!(m.counts.get("plan_changed").is_some_and(|&n| n > 0));
-    assert!(
-        m.corpus
-            .path
-            .as_deref()
-            .is_some_and(|p| p.ends_with("tpch"))
-    );
+    assert!(m.corpus.path.as_deref().is_some_and(|p| p.ends_with("tpch")));
 }
 
 /// Pure parts of the flight driver: scrubbing, perf verdicts, accepted differences, statistics.

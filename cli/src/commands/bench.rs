@@ -38,13 +38,7 @@ fn engine(name: &str, spec: &EngineSpec, catalog: &Catalog) -> anyhow::Result<Da
         disable_rules,
         setup,
     } = spec;
-    Ok(DataFusionEngine::new(
-        name,
-        settings,
-        disable_rules,
-        setup,
-        catalog,
-    )?)
+    Ok(DataFusionEngine::new(name, settings, disable_rules, setup, catalog)?)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -60,9 +54,7 @@ struct Load {
 }
 
 fn bare(loads: &[Load], threads: usize) -> anyhow::Result<Duration> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let work: Vec<(&Load, &QueryRecord)> = loads
         .iter()
         .flat_map(|l| l.corpus.records.iter().map(move |r| (l, r)))
@@ -100,10 +92,7 @@ fn sqlflight(loads: &[Load], jobs: usize) -> anyhow::Result<Duration> {
 pub fn run(cmd: &BenchCmd, cli: &Cli) -> anyhow::Result<u8> {
     let BenchCmd::Playback(args) = cmd;
     let cfg = Config::parse(std::path::Path::new("<demo profiles>"), DEMO_ENGINES)?;
-    let (Some(bspec), Some(cspec)) = (
-        cfg.file.engines.get("baseline"),
-        cfg.file.engines.get("candidate"),
-    ) else {
+    let (Some(bspec), Some(cspec)) = (cfg.file.engines.get("baseline"), cfg.file.engines.get("candidate")) else {
         anyhow::bail!("demo profiles are missing baseline/candidate");
     };
     let mut loads = Vec::new();
@@ -157,9 +146,7 @@ pub fn run(cmd: &BenchCmd, cli: &Cli) -> anyhow::Result<u8> {
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
-            "playback of {queries} queries (TPC-H + TPC-DS), baseline + candidate profiles, median of {repeat}:"
-        );
+        println!("playback of {queries} queries (TPC-H + TPC-DS), baseline + candidate profiles, median of {repeat}:");
         println!(
             "{:>5} {:>14} {:>14} {:>10} {:>16} {:>12}",
             "jobs", "bare planner", "sqlflight", "queries/s", "ratio to bare", "speed-up"

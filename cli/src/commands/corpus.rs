@@ -96,10 +96,7 @@ fn run_ingest(a: &IngestArgs, cli: &Cli) -> anyhow::Result<u8> {
             eprintln!("skipped {}:{}: {}", s.file, s.line, s.reason);
         }
         if report.skipped.len() > 50 {
-            eprintln!(
-                "... {} more skipped records (see --json)",
-                report.skipped.len() - 50
-            );
+            eprintln!("... {} more skipped records (see --json)", report.skipped.len() - 50);
         }
         println!(
             "corpus {}: {} files, {} records read, {} kept, {} skipped",

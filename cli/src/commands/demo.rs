@@ -48,6 +48,12 @@ pub struct DemoArgs {
     /// Cache for generated data [default: $SQLFLIGHT_CACHE or ~/.cache/sqlflight].
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Timed runs per side in the TPC-H flight.
+    #[arg(long, default_value_t = super::flight::DEFAULT_REPEAT)]
+    pub repeat: usize,
+    /// Playback only: skip the flight.
+    #[arg(long)]
+    pub no_flight: bool,
 }
 
 /// The demo config for one workload, as YAML a user can rerun with
@@ -88,15 +94,10 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
         args.scale,
         cache.display()
     ));
-    let data =
-        ensure_tpch_data(&cache.join("data"), args.scale).context("generating TPC-H data")?;
+    let data = ensure_tpch_data(&cache.join("data"), args.scale).context("generating TPC-H data")?;
     say(format!(
         "  {} {}",
-        if data.generated {
-            "generated"
-        } else {
-            "reused"
-        },
+        if data.generated { "generated" } else { "reused" },
         data.dir.display()
     ));
     let jobs = args.jobs.unwrap_or_else(super::default_jobs).max(1);
@@ -112,17 +113,11 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let cfg_path = out.join(format!("{}.yaml", w.name()));
         let yaml = workload_config(w, &tables);
-        std::fs::write(&cfg_path, &yaml)
-            .with_context(|| format!("writing {}", cfg_path.display()))?;
+        std::fs::write(&cfg_path, &yaml).with_context(|| format!("writing {}", cfg_path.display()))?;
         let cfg = Config::parse(&cfg_path, &yaml)?;
         let catalog = build_catalog(&cfg, &corpus)?;
         let pick = |n: &str| -> anyhow::Result<(String, sqlflight_engines::EngineSpec)> {
-            let spec = cfg
-                .file
-                .engines
-                .get(n)
-                .cloned()
-                .context("demo profile missing")?;
+            let spec = cfg.file.engines.get(n).cloned().context("demo profile missing")?;
             Ok((n.to_string(), spec))
         };
         let job = PlaybackJob {
@@ -135,15 +130,44 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
                 jobs,
                 partition: None,
                 resume: false,
-                timeout: cfg
-                    .timeout()?
-                    .unwrap_or(DEFAULT_TIMEOUT)
-                    .max(Duration::from_secs(1)),
+                timeout: cfg.timeout()?.unwrap_or(DEFAULT_TIMEOUT).max(Duration::from_secs(1)),
                 config: serde_json::to_value(&cfg.file)?,
             },
             config: cfg,
         };
         summaries.push(execute(&job, ui)?);
+    }
+    // Flight: TPC-H on the generated data (TPC-DS has no data generator here).
+    let mut flight = None;
+    if !args.no_flight {
+        let w = Workload::Tpch;
+        let cfg_path = out.join("tpch.yaml");
+        let cfg = Config::load(&cfg_path)?;
+        let corpus = w.corpus()?;
+        let catalog = build_catalog(&cfg, &corpus)?;
+        let pick = |n: &str| -> anyhow::Result<(String, sqlflight_engines::EngineSpec)> {
+            let spec = cfg.file.engines.get(n).cloned().context("demo profile missing")?;
+            Ok((n.to_string(), spec))
+        };
+        let job = super::flight::FlightJob {
+            options: sqlflight_flighting::FlightOptions {
+                out: out.join("tpch-flight"),
+                repeat: args.repeat.max(1),
+                limits: sqlflight_engines::ExecLimits {
+                    timeout: super::flight::DEFAULT_TIMEOUT,
+                    memory_limit: None,
+                },
+                dialect: corpus.manifest.dialect.clone(),
+                config: serde_json::to_value(&cfg.file)?,
+                ..Default::default()
+            },
+            corpus,
+            catalog,
+            baseline: pick("baseline")?,
+            candidate: pick("candidate")?,
+            config: cfg,
+        };
+        flight = Some(super::flight::execute(&job, ui)?);
     }
     let report = out.join("report.md");
     let mut md = String::from(
@@ -157,14 +181,28 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
             r.strip_prefix(&out).unwrap_or(r).display()
         ));
     }
-    for (s, _) in &summaries {
-        let view = sqlflight_reports::RunView {
+    let mut views: Vec<sqlflight_reports::RunView> = summaries
+        .iter()
+        .map(|(s, _)| sqlflight_reports::RunView {
             manifest: s.manifest.clone(),
             outcomes: s.outcomes.clone(),
-        };
+        })
+        .collect();
+    if let Some((f, r)) = &flight {
+        md.push_str(&format!(
+            "- tpch flight: [{}]({})\n",
+            r.display(),
+            r.strip_prefix(&out).unwrap_or(r).display()
+        ));
+        views.push(sqlflight_reports::RunView {
+            manifest: f.manifest.clone(),
+            outcomes: f.outcomes.clone(),
+        });
+    }
+    for view in &views {
         md.push_str("\n---\n\n");
         md.push_str(
-            &markdown::run_markdown(&view)
+            &markdown::run_markdown(view)
                 .replacen("# ", "## ", 1)
                 .replace("\n## ", "\n### "),
         );
@@ -172,57 +210,54 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
     std::fs::write(&report, md).with_context(|| format!("writing {}", report.display()))?;
 
     if cli.json {
-        let runs: Vec<serde_json::Value> =
-            summaries.iter().map(|(s, r)| summary_json(s, r)).collect();
+        let runs: Vec<serde_json::Value> = summaries.iter().map(|(s, r)| summary_json(s, r)).collect();
+        let flight_json = flight.as_ref().map(|(f, r)| super::flight::summary_json(f, r));
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"report": report, "runs": runs}))?
+            serde_json::to_string_pretty(&serde_json::json!({"report": report, "runs": runs, "flight": flight_json}))?
         );
     } else if !cli.quiet {
-        print_table(&summaries);
+        print_table(&summaries, flight.as_ref());
         println!("report: {}", report.display());
     }
-    let regressions: usize = summaries.iter().map(|(s, _)| s.regressions()).sum();
-    Ok(if regressions > 0 {
-        EXIT_REGRESSION
-    } else {
-        EXIT_OK
-    })
+    let regressions: usize = summaries.iter().map(|(s, _)| s.regressions()).sum::<usize>()
+        + flight.as_ref().map_or(0, |(f, _)| f.regressions());
+    Ok(if regressions > 0 { EXIT_REGRESSION } else { EXIT_OK })
 }
 
-fn print_table(summaries: &[(PlaybackSummary, PathBuf)]) {
+fn print_table(
+    summaries: &[(PlaybackSummary, PathBuf)],
+    flight: Option<&(sqlflight_flighting::FlightSummary, PathBuf)>,
+) {
     println!();
     println!("baseline:  {}", summaries[0].0.manifest.baseline.describe());
-    println!(
-        "candidate: {}",
-        summaries[0].0.manifest.candidate.describe()
-    );
+    println!("candidate: {}", summaries[0].0.manifest.candidate.describe());
     println!();
-    print!("{:<20}", "outcome");
-    for (s, _) in summaries {
-        print!(" {:>8}", s.manifest.corpus.name);
+    let mut columns: Vec<(String, &[sqlflight_diffing::OutcomeRecord])> = summaries
+        .iter()
+        .map(|(s, _)| (format!("{} playback", s.manifest.corpus.name), s.outcomes.as_slice()))
+        .collect();
+    if let Some((f, _)) = flight {
+        columns.push((format!("{} flight", f.manifest.corpus.name), f.outcomes.as_slice()));
+    }
+    print!("{:<24}", "outcome");
+    for (name, _) in &columns {
+        print!(" {name:>15}");
     }
     println!();
     for class in OutcomeClass::ALL {
-        let counts: Vec<usize> = summaries
+        let counts: Vec<usize> = columns
             .iter()
-            .map(|(s, _)| s.outcomes.iter().filter(|o| o.class == class).count())
+            .map(|(_, o)| o.iter().filter(|o| o.class == class).count())
             .collect();
         if counts.iter().all(|&n| n == 0) {
             continue;
         }
-        print!("{:<20}", class.as_str());
+        print!("{:<24}", class.as_str());
         for n in counts {
-            print!(" {n:>8}");
+            print!(" {n:>15}");
         }
-        println!(
-            "{}",
-            if class.is_regression() {
-                "  <- regression"
-            } else {
-                ""
-            }
-        );
+        println!("{}", if class.is_regression() { "  <- regression" } else { "" });
     }
     for (s, r) in summaries {
         let groups = markdown::change_groups(&s.outcomes);
@@ -239,6 +274,32 @@ fn print_table(summaries: &[(PlaybackSummary, PathBuf)]) {
         }
         for o in s.outcomes.iter().filter(|o| o.is_regression()).take(10) {
             println!("  regression: {} {}", o.class, o.query_id);
+        }
+        println!("  run report: {}", r.display());
+    }
+    if let Some((f, r)) = flight {
+        println!(
+            "\n{} flight: results compared by digest, timings over repeated runs",
+            f.manifest.corpus.name
+        );
+        if let Some(p) = sqlflight_reports::perf::perf_summary(&f.outcomes) {
+            println!(
+                "  candidate/baseline time: geomean ×{:.3}, total ×{:.3} ({} faster, {} slower, {} same, {} inconclusive)",
+                p.geomean_ratio,
+                p.total_ratio(),
+                p.faster,
+                p.slower,
+                p.same,
+                p.inconclusive
+            );
+        }
+        for o in f.outcomes.iter().filter(|o| o.is_regression()).take(10) {
+            println!(
+                "  regression: {} {} {}",
+                o.class,
+                o.query_id,
+                o.detail.as_deref().unwrap_or("")
+            );
         }
         println!("  run report: {}", r.display());
     }

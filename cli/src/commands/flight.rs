@@ -99,10 +99,7 @@ pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
         partition: args.run.partition,
         resume: args.run.resume,
         repeat: args.repeat.or(spec.repeat).unwrap_or(DEFAULT_REPEAT).max(1),
-        limits: ExecLimits {
-            timeout,
-            memory_limit,
-        },
+        limits: ExecLimits { timeout, memory_limit },
         budget,
         reruns: args.reruns.or(spec.reruns).unwrap_or(2),
         tolerance: spec.tolerance.unwrap_or_default(),
@@ -141,10 +138,7 @@ pub fn run(args: &FlightArgs, cli: &Cli) -> anyhow::Result<u8> {
     let job = resolve(args)?;
     let (summary, report) = execute(&job, UiMode::detect(cli.quiet, cli.json))?;
     if cli.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary_json(&summary, &report))?
-        );
+        println!("{}", serde_json::to_string_pretty(&summary_json(&summary, &report))?);
     } else if !cli.quiet {
         print_summary(&summary, &report);
     }
@@ -174,11 +168,7 @@ pub fn print_summary(s: &FlightSummary, report: &Path) {
         );
     }
     for (class, n) in markdown::counts(&s.outcomes) {
-        let mark = if class.is_regression() {
-            "  <- regression"
-        } else {
-            ""
-        };
+        let mark = if class.is_regression() { "  <- regression" } else { "" };
         println!("  {:<24} {n:>6}{mark}", class.as_str());
     }
     if let Some(p) = perf::perf_summary(&s.outcomes) {
@@ -198,13 +188,9 @@ pub fn print_summary(s: &FlightSummary, report: &Path) {
         for r in regs.iter().take(20) {
             let what = match (&r.detail, &r.candidate) {
                 (Some(d), _) => d.clone(),
-                (None, Some(SideResult::Error { error, .. })) => error
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .chars()
-                    .take(120)
-                    .collect(),
+                (None, Some(SideResult::Error { error, .. })) => {
+                    error.lines().next().unwrap_or("").chars().take(120).collect()
+                }
                 _ => r
                     .flight
                     .as_ref()

@@ -83,32 +83,16 @@ pub fn resolve_run(args: &RunArgs, kind: &str) -> anyhow::Result<Resolved> {
                 "point `corpus:` at a corpus directory or bundled:tpch / bundled:tpcds",
             ))
         })?,
-        (None, None) => anyhow::bail!(
-            "no corpus: pass --corpus DIR (or bundled:tpch) or set `corpus:` in the config"
-        ),
+        (None, None) => anyhow::bail!("no corpus: pass --corpus DIR (or bundled:tpch) or set `corpus:` in the config"),
     };
     let catalog = build_catalog(&cfg, &corpus)?;
-    let baseline = pick_engine(
-        &cfg,
-        args.baseline.as_ref(),
-        cfg.file.baseline.as_ref(),
-        "baseline",
-    )?;
-    let candidate = pick_engine(
-        &cfg,
-        args.candidate.as_ref(),
-        cfg.file.candidate.as_ref(),
-        "candidate",
-    )?;
+    let baseline = pick_engine(&cfg, args.baseline.as_ref(), cfg.file.baseline.as_ref(), "baseline")?;
+    let candidate = pick_engine(&cfg, args.candidate.as_ref(), cfg.file.candidate.as_ref(), "candidate")?;
     if args.resume && args.out.is_none() {
         anyhow::bail!("--resume needs --out: the run directory to continue");
     }
     let out = args.out.clone().unwrap_or_else(|| {
-        Path::new("sqlflight-runs").join(format!(
-            "{}-{kind}-{}",
-            corpus.manifest.name,
-            super::stamp()
-        ))
+        Path::new("sqlflight-runs").join(format!("{}-{kind}-{}", corpus.manifest.name, super::stamp()))
     });
     let mut config_json = serde_json::to_value(&cfg.file)?;
     if let Some(obj) = config_json.as_object_mut() {
@@ -163,7 +147,10 @@ pub fn make_engine(
 ) -> anyhow::Result<Arc<dyn Engine>> {
     build_engine(name, spec, catalog).map_err(|e| {
         let (needle, fix) = match &e {
-            BuildError::Setting { key, .. } => (key.clone(), "use a DataFusion config key and a value of its type (see DataFusion's configuration docs)"),
+            BuildError::Setting { key, .. } => (
+                key.clone(),
+                "use a DataFusion config key and a value of its type (see DataFusion's configuration docs)",
+            ),
             BuildError::UnknownRule { rule, .. } => (rule.clone(), "use one of the rule names the message lists"),
             BuildError::Catalog { .. } => ("catalog".to_string(), "fix the DDL or the table path the message names"),
             BuildError::Setup { statement, .. } => (statement.clone(), "fix or remove the setup statement"),
@@ -191,10 +178,7 @@ fn pick_engine(
             let fix = if known.is_empty() {
                 "define engine profiles under `engines:` in a config passed with -c (see the README)".to_string()
             } else {
-                format!(
-                    "define it under `engines:`, or pick one of: {}",
-                    known.join(", ")
-                )
+                format!("define it under `engines:`, or pick one of: {}", known.join(", "))
             };
             Err(cfg
                 .error_at(
@@ -211,12 +195,7 @@ fn pick_engine(
 pub fn resolve(args: &PlaybackArgs) -> anyhow::Result<PlaybackJob> {
     let r = resolve_run(&args.run, "playback")?;
     let pb = r.config.file.playback.clone().unwrap_or_default();
-    let jobs = args
-        .run
-        .jobs
-        .or(pb.jobs)
-        .unwrap_or_else(super::default_jobs)
-        .max(1);
+    let jobs = args.run.jobs.or(pb.jobs).unwrap_or_else(super::default_jobs).max(1);
     let timeout = match args.timeout {
         Some(t) => t,
         None => r.config.timeout()?.unwrap_or(DEFAULT_TIMEOUT),
@@ -242,10 +221,7 @@ pub fn run(args: &PlaybackArgs, cli: &Cli) -> anyhow::Result<u8> {
     let job = resolve(args)?;
     let (summary, report) = execute(&job, UiMode::detect(cli.quiet, cli.json))?;
     if cli.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary_json(&summary, &report))?
-        );
+        println!("{}", serde_json::to_string_pretty(&summary_json(&summary, &report))?);
     } else if !cli.quiet {
         print_summary(&summary, &report);
     }
@@ -253,11 +229,7 @@ pub fn run(args: &PlaybackArgs, cli: &Cli) -> anyhow::Result<u8> {
 }
 
 pub fn exit_code(s: &PlaybackSummary) -> u8 {
-    if s.regressions() > 0 {
-        EXIT_REGRESSION
-    } else {
-        EXIT_OK
-    }
+    if s.regressions() > 0 { EXIT_REGRESSION } else { EXIT_OK }
 }
 
 fn first_line(s: &str) -> &str {
@@ -271,8 +243,7 @@ pub fn print_summary(s: &PlaybackSummary, report: &Path) {
         "playback {}: {} queries{}",
         m.corpus.name,
         s.outcomes.len(),
-        m.partition
-            .map_or(String::new(), |p| format!(" (partition {p})"))
+        m.partition.map_or(String::new(), |p| format!(" (partition {p})"))
     );
     println!("  baseline:  {}", m.baseline.describe());
     println!("  candidate: {}", m.candidate.describe());
@@ -280,11 +251,7 @@ pub fn print_summary(s: &PlaybackSummary, report: &Path) {
         println!("  warning: nothing was verified (0 queries selected)");
     }
     for (class, n) in markdown::counts(&s.outcomes) {
-        let mark = if class.is_regression() {
-            "  <- regression"
-        } else {
-            ""
-        };
+        let mark = if class.is_regression() { "  <- regression" } else { "" };
         println!("  {:<20} {n:>6}{mark}", class.as_str());
     }
     let groups = markdown::change_groups(&s.outcomes);
@@ -302,9 +269,7 @@ pub fn print_summary(s: &PlaybackSummary, report: &Path) {
         println!("regressions:");
         for r in regs.iter().take(20) {
             let err = match &r.candidate {
-                Some(SideResult::Error { error, .. }) => {
-                    first_line(error).chars().take(120).collect::<String>()
-                }
+                Some(SideResult::Error { error, .. }) => first_line(error).chars().take(120).collect::<String>(),
                 _ => String::new(),
             };
             println!("  {:<18} {}  {err}", r.class.as_str(), r.query_id);

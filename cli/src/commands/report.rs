@@ -29,9 +29,5 @@ pub fn run(args: &ReportArgs, cli: &Cli) -> anyhow::Result<u8> {
         None => print!("{md}"),
     }
     let regressions = view.outcomes.iter().filter(|o| o.is_regression()).count();
-    Ok(if regressions > 0 {
-        EXIT_REGRESSION
-    } else {
-        EXIT_OK
-    })
+    Ok(if regressions > 0 { EXIT_REGRESSION } else { EXIT_OK })
 }
