@@ -121,7 +121,12 @@ impl OutcomeClass {
     pub fn is_regression(self) -> bool {
         matches!(
             self,
-            OutcomeClass::NewFailure | OutcomeClass::NewInternalError | OutcomeClass::Crash | OutcomeClass::Timeout
+            OutcomeClass::NewFailure
+                | OutcomeClass::NewInternalError
+                | OutcomeClass::Crash
+                | OutcomeClass::Timeout
+                | OutcomeClass::WrongResult
+                | OutcomeClass::ResourceLimit
         )
     }
 }

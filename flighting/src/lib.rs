@@ -452,9 +452,15 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
                     }
                 }
             }
-            if matches!(out.class, OutcomeClass::Match | OutcomeClass::MatchWithinTolerance) && c_unstable {
-                out.class = OutcomeClass::WrongResult;
-                out.detail = Some("the candidate's results differ between its own runs".into());
+            if matches!(out.class, OutcomeClass::Match | OutcomeClass::MatchWithinTolerance) {
+                // Equal first results, but a side disagreed with itself later.
+                if b_unstable {
+                    out.class = OutcomeClass::Nondeterministic;
+                    out.detail = Some("the baseline's results differ between its own runs".into());
+                } else if c_unstable {
+                    out.class = OutcomeClass::WrongResult;
+                    out.detail = Some("the candidate's results differ between its own runs".into());
+                }
             }
             detail.perf = perf_verdict(&times_b, &times_c, &opts.perf);
         }

@@ -111,3 +111,78 @@ impl Engine for FaultyEngine {
         self.inner.execute(sql, limits, sink)
     }
 }
+
+/// How [`WrongEngine`] corrupts results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corruption {
+    /// Adds 1 to every value of the named Int64 column.
+    BumpColumn(&'static str),
+    /// Drops the first row of the first batch.
+    DropRow,
+    /// Bumps the named column on every other execution (a flaky engine).
+    Flaky(&'static str),
+}
+
+/// A test double around a real engine that returns wrong results, the fault a
+/// correct engine cannot be made to produce on demand.
+pub struct WrongEngine {
+    pub inner: Arc<dyn Engine>,
+    pub info: EngineInfo,
+    pub corruption: Corruption,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl WrongEngine {
+    pub fn wrap(inner: Arc<dyn Engine>, corruption: Corruption) -> Arc<dyn Engine> {
+        let mut info = inner.info().clone();
+        info.profile = format!("{}+wrong", info.profile);
+        Arc::new(WrongEngine {
+            inner,
+            info,
+            corruption,
+            calls: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+}
+
+fn bump(batch: &RecordBatch, column: &str) -> RecordBatch {
+    use sqlflight_engines::arrow::array::{Array, ArrayRef, Int64Array};
+    let Ok(idx) = batch.schema().index_of(column) else {
+        return batch.clone();
+    };
+    let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+    if let Some(a) = cols[idx].as_any().downcast_ref::<Int64Array>() {
+        let bumped: Int64Array = a.iter().map(|v| v.map(|v| v + 1)).collect();
+        cols[idx] = Arc::new(bumped);
+    }
+    RecordBatch::try_new(batch.schema(), cols).expect("same schema")
+}
+
+impl Engine for WrongEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+    fn compile(&self, sql: &str) -> Result<CompiledPlan, EngineError> {
+        self.inner.compile(sql)
+    }
+    fn execute(
+        &self,
+        sql: &str,
+        limits: &ExecLimits,
+        sink: &mut dyn FnMut(&RecordBatch) -> Result<(), EngineError>,
+    ) -> Result<ExecStats, EngineError> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut first = true;
+        self.inner.execute(sql, limits, &mut |b| {
+            let out = match self.corruption {
+                Corruption::BumpColumn(c) => bump(b, c),
+                Corruption::Flaky(c) if call % 2 == 1 => bump(b, c),
+                Corruption::Flaky(_) => b.clone(),
+                Corruption::DropRow if first && b.num_rows() > 0 => b.slice(1, b.num_rows() - 1),
+                Corruption::DropRow => b.clone(),
+            };
+            first = false;
+            sink(&out)
+        })
+    }
+}

@@ -642,3 +642,342 @@ mod flight_units {
         assert_eq!(mann_whitney_p(&[1.0, 1.0], &[1.0, 1.0]), None);
     }
 }
+
+// ---------------------------------------------------------------- flight
+
+fn tpch_tables(dir: &Path) -> Catalog {
+    let data = ensure_tpch_data(dir, 0.002).unwrap();
+    let mut c = Catalog::default();
+    for (t, p) in data.tables {
+        c.tables.insert(
+            t,
+            TableSource {
+                path: p,
+                format: TableFormat::Parquet,
+            },
+        );
+    }
+    c
+}
+
+fn flight_options(out: &Path) -> sqlflight_flighting::FlightOptions {
+    sqlflight_flighting::FlightOptions {
+        out: out.to_path_buf(),
+        repeat: 2,
+        jobs: 2,
+        ..Default::default()
+    }
+}
+
+fn fly(
+    corpus: &Corpus,
+    b: std::sync::Arc<dyn sqlflight_engines::Engine>,
+    c: std::sync::Arc<dyn sqlflight_engines::Engine>,
+    o: &sqlflight_flighting::FlightOptions,
+) -> sqlflight_flighting::FlightSummary {
+    sqlflight_flighting::run_flight(corpus, b, c, o, &sqlflight_playback::NoProgress).unwrap()
+}
+
+#[test]
+fn flight_tpch_matches_with_identical_and_with_demo_profiles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let catalog = tpch_tables(&tmp.path().join("data"));
+    let corpus = Workload::Tpch.corpus().unwrap();
+    let (base, cand) = demo_profiles();
+    for (name, c) in [("same", &base), ("demo", &cand)] {
+        let s = fly(
+            &corpus,
+            engine("baseline", &base, &catalog),
+            engine("candidate", c, &catalog),
+            &flight_options(&tmp.path().join(name)),
+        );
+        let odd: Vec<_> = s.outcomes.iter().filter(|o| o.class != OutcomeClass::Match).collect();
+        assert!(odd.is_empty(), "{name}: {odd:#?}");
+        for o in &s.outcomes {
+            let f = o.flight.as_ref().unwrap();
+            assert_eq!(f.baseline.times_ms.len(), 2, "{}", o.query_id);
+            assert!(f.candidate.median_ms.is_some());
+            assert!(f.perf.is_some());
+            assert!(f.baseline.digest.is_some() && f.candidate.digest.is_some());
+        }
+        assert_eq!(s.manifest.kind, "flight");
+        let md = std::fs::read_to_string(s.dir.join("outcomes.jsonl")).unwrap();
+        assert!(md.contains("\"class\":\"match\""));
+    }
+}
+
+#[test]
+fn flight_catches_wrong_results_naming_the_column_and_accepts_known_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let catalog = tpch_tables(&tmp.path().join("data"));
+    let all = Workload::Tpch.corpus().unwrap();
+    let pick = |ids: &[&str]| {
+        let recs = all
+            .records
+            .iter()
+            .filter(|r| ids.contains(&r.id.as_str()))
+            .cloned()
+            .collect();
+        Corpus::from_records(CorpusManifest::new("some"), recs, None)
+    };
+    let corpus = pick(&["tpch-q01", "tpch-q06"]);
+    let (base, _) = demo_profiles();
+    let b = engine("baseline", &base, &catalog);
+    let c = engine("candidate", &base, &catalog);
+    let s = fly(
+        &corpus,
+        b.clone(),
+        WrongEngine::wrap(c.clone(), Corruption::BumpColumn("count_order")),
+        &flight_options(&tmp.path().join("bump")),
+    );
+    let q1 = s.outcomes.iter().find(|o| o.query_id == "tpch-q01").unwrap();
+    assert_eq!(q1.class, OutcomeClass::WrongResult);
+    assert_eq!(q1.detail.as_deref(), Some("columns:[count_order]"));
+    assert_eq!(
+        q1.flight.as_ref().unwrap().reruns,
+        2,
+        "the baseline was re-run before blaming the candidate"
+    );
+    let q6 = s.outcomes.iter().find(|o| o.query_id == "tpch-q06").unwrap();
+    assert_eq!(q6.class, OutcomeClass::Match, "no count_order column in q06");
+    assert_eq!(s.regressions(), 1);
+
+    let s = fly(
+        &corpus,
+        b.clone(),
+        WrongEngine::wrap(c.clone(), Corruption::DropRow),
+        &flight_options(&tmp.path().join("drop")),
+    );
+    let q1 = s.outcomes.iter().find(|o| o.query_id == "tpch-q01").unwrap();
+    assert_eq!(
+        (q1.class, q1.detail.as_deref()),
+        (OutcomeClass::WrongResult, Some("row_count"))
+    );
+
+    // A baseline that disagrees with itself is nondeterministic, not a regression.
+    let s = fly(
+        &pick(&["tpch-q01"]),
+        WrongEngine::wrap(b.clone(), Corruption::Flaky("count_order")),
+        c.clone(),
+        &flight_options(&tmp.path().join("flaky")),
+    );
+    assert_eq!(
+        s.outcomes[0].class,
+        OutcomeClass::Nondeterministic,
+        "{:?}",
+        s.outcomes[0]
+    );
+    assert_eq!(s.regressions(), 0);
+
+    // Known differences turn the finding into `accepted`.
+    let mut o = flight_options(&tmp.path().join("accepted"));
+    o.accepted = vec![sqlflight_flighting::AcceptedDifference {
+        query_id: Some("tpch-q01".into()),
+        template_id: None,
+        class: OutcomeClass::WrongResult,
+        reason: Some("intended".into()),
+    }];
+    let s = fly(
+        &corpus,
+        b,
+        WrongEngine::wrap(c, Corruption::BumpColumn("count_order")),
+        &o,
+    );
+    let q1 = s.outcomes.iter().find(|o| o.query_id == "tpch-q01").unwrap();
+    assert_eq!(q1.class, OutcomeClass::Accepted);
+    assert_eq!(s.regressions(), 0);
+}
+
+#[test]
+fn flight_timeouts_memory_limits_crashes_writes_and_volatile_queries_are_outcomes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let catalog = Catalog::from_ddl("t.sql", "create table t(a bigint, b varchar);");
+    let mut base = datafusion(&[("datafusion.execution.target_partitions", "2")], &[]);
+    let mut cand = base.clone();
+    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut base;
+    setup.push("create view work as select v from generate_series(1, 1000) t(v)".into());
+    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut cand;
+    // The candidate's `work` is far bigger: it cannot finish within the limits.
+    setup.push("create view work as select v from generate_series(1, 3000000000) t(v)".into());
+    let records = vec![
+        QueryRecord::new("slow", "select count(*) from work"),
+        QueryRecord::new("memory", "select v from work order by v desc"),
+        QueryRecord::new("panics", "select 1 as sqlflight_test_panic"),
+        QueryRecord::new("insert", "insert into t values (1, 'x')"),
+        QueryRecord::new("ddl", "create table should_not_exist(a int)"),
+        QueryRecord::new("set", "set datafusion.execution.batch_size = 10"),
+        QueryRecord::new("volatile", "select random() as r"),
+        QueryRecord::new("garbage", "selec from where"),
+    ];
+    let corpus = Corpus::from_records(CorpusManifest::new("faults"), records, None);
+    let b = engine("baseline", &base, &catalog);
+    let c = engine("candidate", &cand, &catalog);
+    let mut o = flight_options(&tmp.path().join("run"));
+    o.repeat = 1;
+    o.limits = sqlflight_engines::ExecLimits {
+        timeout: Duration::from_secs(2),
+        memory_limit: Some(64 * 1024 * 1024),
+    };
+    let s = fly(&corpus, b.clone(), FaultyEngine::wrap(c), &o);
+    let by: BTreeMap<&str, &sqlflight_diffing::OutcomeRecord> =
+        s.outcomes.iter().map(|o| (o.query_id.as_str(), o)).collect();
+    assert_eq!(by["slow"].class, OutcomeClass::Timeout, "{:?}", by["slow"]);
+    assert!(
+        matches!(by["memory"].class, OutcomeClass::ResourceLimit | OutcomeClass::Timeout),
+        "{:?}",
+        by["memory"]
+    );
+    assert_eq!(by["panics"].class, OutcomeClass::Crash);
+    assert_eq!(by["insert"].class, OutcomeClass::Skipped);
+    assert!(
+        by["insert"]
+            .skip_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("write_statement")
+    );
+    assert!(by["ddl"].skip_reason.as_deref().unwrap().starts_with("write_statement"));
+    assert!(by["set"].skip_reason.as_deref().unwrap().starts_with("unsupported"));
+    assert!(by["garbage"].skip_reason.as_deref().unwrap().starts_with("unsupported"));
+    assert_eq!(by["volatile"].class, OutcomeClass::Nondeterministic);
+    assert_eq!(by["volatile"].detail.as_deref(), Some("volatile function random()"));
+    // Nothing was written: the skipped DDL never ran.
+    assert!(b.compile("select * from should_not_exist").is_err());
+
+    // The memory limit on its own, for real: the same sort with a tight limit.
+    let mut o = flight_options(&tmp.path().join("mem"));
+    o.repeat = 1;
+    o.limits = sqlflight_engines::ExecLimits {
+        timeout: Duration::from_secs(120),
+        memory_limit: Some(32 * 1024 * 1024),
+    };
+    let big = datafusion(&[("datafusion.execution.target_partitions", "2")], &[]);
+    let mut big_setup = big.clone();
+    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut big_setup;
+    setup.push("create view work as select v from generate_series(1, 5000000) t(v)".into());
+    let mut small_setup = big;
+    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut small_setup;
+    setup.push("create view work as select v from generate_series(1, 100) t(v)".into());
+    let corpus = Corpus::from_records(
+        CorpusManifest::new("mem"),
+        // A hash join's build side cannot spill: past the limit it fails.
+        vec![QueryRecord::new(
+            "join",
+            "select count(*) from work a join work b on a.v = b.v",
+        )],
+        None,
+    );
+    let s = fly(
+        &corpus,
+        engine("baseline", &small_setup, &catalog),
+        engine("candidate", &big_setup, &catalog),
+        &o,
+    );
+    assert_eq!(s.outcomes[0].class, OutcomeClass::ResourceLimit, "{:?}", s.outcomes[0]);
+}
+
+#[test]
+fn flight_never_writes_a_result_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "id,email,salary,score\n1,alice.SECRET7731@example.com,987654321,3.14159265\n2,bob.SECRET8842@example.com,123456789,2.71828182\n",
+    )
+    .unwrap();
+    let mut catalog = Catalog::default();
+    catalog.tables.insert(
+        "people".into(),
+        TableSource {
+            path: csv,
+            format: TableFormat::Csv,
+        },
+    );
+    let records = vec![
+        QueryRecord::new("all", "select * from people order by id"),
+        QueryRecord::new("one", "select email, salary, score from people where id = 1"),
+        QueryRecord::new("sum", "select sum(salary) as s, max(email) as m from people"),
+        QueryRecord::new("cast-error", "select cast(email as int) from people"),
+    ];
+    let corpus = Corpus::from_records(CorpusManifest::new("secrets"), records, None);
+    let (base, cand) = demo_profiles();
+    let run = tmp.path().join("run");
+    let s = fly(
+        &corpus,
+        engine("baseline", &base, &catalog),
+        WrongEngine::wrap(engine("candidate", &cand, &catalog), Corruption::BumpColumn("id")),
+        &flight_options(&run),
+    );
+    assert!(s.outcomes.iter().any(|o| o.class == OutcomeClass::WrongResult));
+    assert!(
+        s.outcomes.iter().any(|o| o.class == OutcomeClass::BothFailSame),
+        "{:#?}",
+        s.outcomes
+    );
+    let report = sqlflight_reports::write_markdown(&run, &sqlflight_reports::RunView::read(&run).unwrap()).unwrap();
+    assert!(report.starts_with(&run));
+    let secrets = [
+        "SECRET7731",
+        "SECRET8842",
+        "987654321",
+        "123456789",
+        "1111111110",
+        "3.14159",
+        "2.71828",
+        "alice",
+        "bob",
+    ];
+    let mut files = 0;
+    for entry in std::fs::read_dir(&run).unwrap() {
+        let p = entry.unwrap().path();
+        let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+        files += 1;
+        for s in secrets {
+            assert!(!text.contains(s), "{} contains the planted value {s}", p.display());
+        }
+    }
+    assert!(files >= 3);
+}
+
+#[test]
+fn killed_flight_resumes_without_loss_or_duplicates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = ensure_tpch_data(&tmp.path().join("data"), 0.002).unwrap();
+    let mut yaml = String::from("corpus: bundled:tpch\ncatalog:\n  tables:\n");
+    for (t, p) in &data.tables {
+        yaml.push_str(&format!("    {t}: {}\n", p.display()));
+    }
+    yaml.push_str(sqlflight::commands::demo::DEMO_ENGINES);
+    yaml.push_str("flight: { repeat: 2, max_concurrency: 1 }\n");
+    let cfg = tmp.path().join("f.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let mut child = cli_child(&["flight", "-c", cfg, "--out", run_s])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let outcomes = run.join("outcomes.jsonl");
+    let start = Instant::now();
+    while std::fs::read_to_string(&outcomes)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 3
+        && start.elapsed() < Duration::from_secs(300)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = std::fs::read_to_string(&outcomes).unwrap().lines().count();
+    assert!(before < 22, "finished before the kill");
+    let code = sqlflight::run_cli(["sqlflight", "flight", "-c", cfg, "--out", run_s, "--resume", "-q"]);
+    assert_eq!(code, 0);
+    let (m, o) = sqlflight_runs::read_run(&run).unwrap();
+    assert_eq!((m.status, m.resumed), (RunStatus::Complete, 1));
+    assert_eq!(o.len(), 22);
+    assert_eq!(std::fs::read_to_string(&outcomes).unwrap().lines().count(), 22);
+    assert!(o.iter().all(|o| o.class == OutcomeClass::Match));
+}
