@@ -20,6 +20,27 @@ use crate::{Cli, EXIT_OK};
 pub enum BenchCmd {
     /// Playback of the bundled TPC-H and TPC-DS corpora vs a bare planner loop.
     Playback(BenchArgs),
+    /// Result digests vs the raw hash over the same buffers vs a sort-based comparison.
+    Digest(DigestBenchArgs),
+    /// A TPC-H flight vs the engine's own execution of the same queries.
+    Flight(FlightBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DigestBenchArgs {
+    /// Rows in the generated result.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub rows: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FlightBenchArgs {
+    /// TPC-H scale factor.
+    #[arg(long, default_value_t = 0.1)]
+    pub scale: f64,
+    /// Timed repetitions of each measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,7 +111,203 @@ fn sqlflight(loads: &[Load], jobs: usize) -> anyhow::Result<Duration> {
 }
 
 pub fn run(cmd: &BenchCmd, cli: &Cli) -> anyhow::Result<u8> {
-    let BenchCmd::Playback(args) = cmd;
+    match cmd {
+        BenchCmd::Playback(a) => bench_playback(a, cli),
+        BenchCmd::Digest(a) => bench_digest(a, cli),
+        BenchCmd::Flight(a) => bench_flight(a, cli),
+    }
+}
+
+fn emit(cli: &Cli, title: &str, v: &serde_json::Value) -> anyhow::Result<()> {
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    } else {
+        println!("{title}");
+        if let Some(obj) = v.as_object() {
+            for (k, x) in obj {
+                println!("  {k:<34} {x}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A generated result: id, a 16-byte string, a float, a decimal, a date.
+fn bench_batches(rows: usize) -> anyhow::Result<Vec<sqlflight_engines::arrow::record_batch::RecordBatch>> {
+    use sqlflight_engines::arrow::array::{
+        ArrayRef, Date32Array, Decimal128Array, Float64Array, Int64Array, StringArray,
+    };
+    use sqlflight_engines::arrow::record_batch::RecordBatch;
+    let mut out = Vec::new();
+    let batch = 8192;
+    let mut start = 0usize;
+    while start < rows {
+        let n = batch.min(rows - start);
+        let ids: Int64Array = (start..start + n)
+            .map(|i| (i as i64).wrapping_mul(2654435761))
+            .collect();
+        let names: StringArray = (start..start + n).map(|i| Some(format!("customer#{i:07}"))).collect();
+        let xs: Float64Array = (start..start + n).map(|i| i as f64 * 0.25).collect();
+        let ds: Decimal128Array = Decimal128Array::from_iter_values((start..start + n).map(|i| i as i128 * 100 + 7))
+            .with_precision_and_scale(15, 2)?;
+        let dates = Date32Array::from_iter_values((start..start + n).map(|i| (i % 3650) as i32));
+        out.push(RecordBatch::try_from_iter(vec![
+            ("id", std::sync::Arc::new(ids) as ArrayRef),
+            ("name", std::sync::Arc::new(names) as ArrayRef),
+            ("x", std::sync::Arc::new(xs) as ArrayRef),
+            ("amount", std::sync::Arc::new(ds) as ArrayRef),
+            ("day", std::sync::Arc::new(dates) as ArrayRef),
+        ])?);
+        start += n;
+    }
+    Ok(out)
+}
+
+fn bench_digest(args: &DigestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
+    use sqlflight_diffing::DigestBuilder;
+    use sqlflight_engines::arrow::array::Array;
+    use sqlflight_engines::arrow::row::{RowConverter, SortField};
+    let batches = bench_batches(args.rows.max(1))?;
+    let bytes: usize = batches
+        .iter()
+        .flat_map(|b| b.columns())
+        .map(|c| c.get_buffer_memory_size())
+        .sum();
+    let schema = batches[0].schema();
+    // 1. The digest, as flight computes it.
+    let t = Instant::now();
+    let mut d = DigestBuilder::new(&schema, None);
+    for b in &batches {
+        d.update(b);
+    }
+    let digest = d.finish();
+    let t_digest = t.elapsed();
+    // 2. The limit: xxh3 over the same buffers (every byte of every column once).
+    let t = Instant::now();
+    let mut acc = 0u64;
+    for b in &batches {
+        for c in b.columns() {
+            for buf in c.to_data().buffers() {
+                acc ^= xxhash_rust::xxh3::xxh3_64(buf.as_slice());
+            }
+        }
+    }
+    let t_raw = t.elapsed();
+    // 3. What row-comparing verifiers do: encode rows, sort both results, compare.
+    let t = Instant::now();
+    let conv = RowConverter::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect(),
+    )?;
+    let mut sides = Vec::new();
+    for _ in 0..2 {
+        let mut rows = conv.empty_rows(args.rows, bytes);
+        for b in &batches {
+            conv.append(&mut rows, b.columns())?;
+        }
+        let mut v: Vec<_> = rows.iter().collect();
+        v.sort_unstable();
+        sides.push(v.iter().map(|r| r.as_ref().len()).sum::<usize>());
+    }
+    let t_sort = t.elapsed();
+    let rate = |d: Duration| args.rows as f64 / d.as_secs_f64();
+    let gbps = |d: Duration| bytes as f64 / d.as_secs_f64() / 1e9;
+    let v = serde_json::json!({
+        "rows": args.rows,
+        "arrow_bytes": bytes,
+        "digest_s": t_digest.as_secs_f64(),
+        "digest_rows_per_s": rate(t_digest),
+        "digest_gb_per_s": gbps(t_digest),
+        "raw_xxh3_s": t_raw.as_secs_f64(),
+        "raw_xxh3_gb_per_s": gbps(t_raw),
+        "digest_share_of_raw_hash_speed": t_raw.as_secs_f64() / t_digest.as_secs_f64(),
+        "sort_based_compare_s": t_sort.as_secs_f64(),
+        "digest_speedup_vs_sort_based": t_sort.as_secs_f64() / (2.0 * t_digest.as_secs_f64()),
+        "checks": format!("{} rows digested, xor {acc:x}, sorted {} + {} bytes", digest.rows, sides[0], sides[1]),
+    });
+    emit(
+        cli,
+        "digest throughput (one result; the sort-based comparison handles both sides, so digests count twice):",
+        &v,
+    )?;
+    Ok(EXIT_OK)
+}
+
+fn bench_flight(args: &FlightBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
+    use sqlflight_engines::ExecLimits;
+    let cfg = Config::parse(std::path::Path::new("<demo profiles>"), DEMO_ENGINES)?;
+    let (Some(bspec), Some(cspec)) = (cfg.file.engines.get("baseline"), cfg.file.engines.get("candidate")) else {
+        anyhow::bail!("demo profiles are missing baseline/candidate");
+    };
+    let data = sqlflight_corpora::tpch::ensure_tpch_data(&super::cache_dir().join("data"), args.scale)?;
+    let mut catalog = Catalog::default();
+    for (t, p) in &data.tables {
+        catalog.tables.insert(
+            t.clone(),
+            sqlflight_corpora::TableSource {
+                path: p.clone(),
+                format: sqlflight_corpora::TableFormat::Parquet,
+            },
+        );
+    }
+    let corpus = Workload::Tpch.corpus()?;
+    let b: Arc<dyn Engine> = Arc::new(engine("baseline", bspec, &catalog)?);
+    let c: Arc<dyn Engine> = Arc::new(engine("candidate", cspec, &catalog)?);
+    let limits = ExecLimits::default();
+    // The engine alone: the same executions flight makes with --repeat 1
+    // (warm-up + one timed run per side), results discarded.
+    let bare = || -> Duration {
+        let t = Instant::now();
+        for r in &corpus.records {
+            for e in [&b, &c, &b, &c] {
+                let _ = e.execute(&r.sql, &limits, &mut |_| Ok(()));
+            }
+        }
+        t.elapsed()
+    };
+    let flight = || -> anyhow::Result<Duration> {
+        let tmp = tempfile::tempdir()?;
+        let opts = sqlflight_flighting::FlightOptions {
+            out: tmp.path().join("run"),
+            repeat: 1,
+            reruns: 0,
+            limits,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        sqlflight_flighting::run_flight(&corpus, b.clone(), c.clone(), &opts, &NoProgress)?;
+        Ok(t.elapsed())
+    };
+    bare();
+    let mut tb = Vec::new();
+    let mut tf = Vec::new();
+    for _ in 0..args.repeat.max(1) {
+        tb.push(bare());
+        tf.push(flight()?);
+    }
+    let (tb, tf) = (median(tb), median(tf));
+    let v = serde_json::json!({
+        "scale_factor": args.scale,
+        "queries": corpus.records.len(),
+        "engine_alone_s": tb.as_secs_f64(),
+        "flight_s": tf.as_secs_f64(),
+        "flight_overhead_ratio": tf.as_secs_f64() / tb.as_secs_f64(),
+    });
+    emit(
+        cli,
+        &format!(
+            "TPC-H SF {} flight (--repeat 1) vs the engine alone, median of {}:",
+            args.scale, args.repeat
+        ),
+        &v,
+    )?;
+    Ok(EXIT_OK)
+}
+
+fn bench_playback(args: &BenchArgs, cli: &Cli) -> anyhow::Result<u8> {
     let cfg = Config::parse(std::path::Path::new("<demo profiles>"), DEMO_ENGINES)?;
     let (Some(bspec), Some(cspec)) = (cfg.file.engines.get("baseline"), cfg.file.engines.get("candidate")) else {
         anyhow::bail!("demo profiles are missing baseline/candidate");
