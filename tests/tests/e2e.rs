@@ -981,3 +981,93 @@ fn killed_flight_resumes_without_loss_or_duplicates() {
     assert_eq!(std::fs::read_to_string(&outcomes).unwrap().lines().count(), 22);
     assert!(o.iter().all(|o| o.class == OutcomeClass::Match));
 }
+
+#[test]
+fn flight_budget_and_ctrl_c_stop_cleanly_and_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = ensure_tpch_data(&tmp.path().join("data"), 0.002).unwrap();
+    let mut yaml = String::from("corpus: bundled:tpch\ncatalog:\n  tables:\n");
+    for (t, p) in &data.tables {
+        yaml.push_str(&format!("    {t}: {}\n", p.display()));
+    }
+    yaml.push_str(sqlflight::commands::demo::DEMO_ENGINES);
+    yaml.push_str("flight: { repeat: 1, budget: 1ms, accepted: accepted.yaml }\n");
+    std::fs::write(
+        tmp.path().join("accepted.yaml"),
+        "- { query_id: tpch-q01, class: wrong_result, reason: test }\n",
+    )
+    .unwrap();
+    let cfg = tmp.path().join("f.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    // A budget of 1 ms: the first query starts, then no new one.
+    let run = tmp.path().join("budget");
+    let code = sqlflight::run_cli(["sqlflight", "flight", "-c", cfg, "--out", run.to_str().unwrap(), "-q"]);
+    assert_eq!(code, 0);
+    let (m, o) = sqlflight_runs::read_run(&run).unwrap();
+    assert_eq!(m.status, RunStatus::Stopped);
+    assert!(
+        m.stopped_reason.as_deref().unwrap().contains("budget"),
+        "{:?}",
+        m.stopped_reason
+    );
+    assert!(!o.is_empty() && o.len() < 22, "{}", o.len());
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("Stopped early"), "{md}");
+    let code = sqlflight::run_cli([
+        "sqlflight",
+        "flight",
+        "-c",
+        cfg,
+        "--out",
+        run.to_str().unwrap(),
+        "--resume",
+        "--budget",
+        "1h",
+        "-q",
+    ]);
+    assert_eq!(code, 0);
+    let (m, o) = sqlflight_runs::read_run(&run).unwrap();
+    assert_eq!((m.status, o.len()), (RunStatus::Complete, 22));
+
+    // Ctrl-C: in-flight queries finish, the journal stays whole, the exit code is 2.
+    let run = tmp.path().join("interrupted");
+    let mut child = cli_child(&[
+        "flight",
+        "-c",
+        cfg,
+        "--out",
+        run.to_str().unwrap(),
+        "--budget",
+        "1h",
+        "--repeat",
+        "3",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let outcomes = run.join("outcomes.jsonl");
+    let start = Instant::now();
+    while std::fs::read_to_string(&outcomes)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 2
+        && start.elapsed() < Duration::from_secs(300)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    let (m, o) = sqlflight_runs::read_run(&run).unwrap();
+    assert!(o.len() < 22, "the flight finished before Ctrl-C");
+    assert_eq!(code, Some(2));
+    assert_eq!(m.status, RunStatus::Stopped);
+    assert_eq!(m.stopped_reason.as_deref(), Some("interrupted"));
+    let text = std::fs::read_to_string(&outcomes).unwrap();
+    assert!(text.ends_with('\n'), "no torn line after a clean stop");
+}
