@@ -91,7 +91,8 @@ pub struct FlightOptions {
     /// Timed runs per side after the warm-up.
     pub repeat: usize,
     pub limits: ExecLimits,
-    /// Stop taking new queries after this long; the run can be resumed.
+    /// Stop taking new queries after this long (at least one query runs); the run
+    /// can be resumed.
     pub budget: Option<Duration>,
     /// Extra baseline runs when results differ.
     pub reruns: usize,
@@ -197,13 +198,16 @@ pub fn run_flight(
             message: e.to_string(),
         })?;
     let started = Instant::now();
+    // The budget never stops a run before its first query: a run that verifies
+    // nothing helps no one.
+    let began = AtomicBool::new(false);
     let stopped: Mutex<Option<String>> = Mutex::new(None);
     let write_err = Mutex::new(None::<JournalError>);
     pool.install(|| {
         todo.par_iter().with_max_len(1).for_each(|rec| {
             let reason = if opts.stop.load(Ordering::Relaxed) {
                 Some("interrupted".to_string())
-            } else if opts.budget.is_some_and(|b| started.elapsed() >= b) {
+            } else if opts.budget.is_some_and(|b| started.elapsed() >= b) && began.load(Ordering::Relaxed) {
                 Some(format!("time budget of {:?} used up", opts.budget.unwrap_or_default()))
             } else if write_err.lock().is_ok_and(|e| e.is_some()) {
                 Some("journal write failed".into())
@@ -216,6 +220,7 @@ pub fn run_flight(
                 }
                 return;
             }
+            began.store(true, Ordering::Relaxed);
             let outcome = fly_one(rec, &baseline, &candidate, opts);
             match journal.append(&outcome) {
                 Ok(()) => progress.completed(&outcome),
