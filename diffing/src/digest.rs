@@ -36,19 +36,56 @@ pub fn fmix64(mut k: u64) -> u64 {
     k ^ (k >> 33)
 }
 
+/// The folded 64x64→128 multiply of wyhash/ahash: one `mul`, full avalanche of
+/// the low input bits into both halves.
+#[inline]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let full = u128::from(a).wrapping_mul(u128::from(b));
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
 #[inline]
 fn h64(v: u64) -> u64 {
-    fmix64(v ^ 0x2545_f491_4f6c_dd1d)
+    fold_mul(v ^ 0x2545_f491_4f6c_dd1d, 0x5851_f42d_4c95_7f2d)
 }
 
 #[inline]
 fn h128(v: i128) -> u64 {
-    fmix64(h64(v as u64) ^ (v >> 64) as u64)
+    fold_mul((v as u64) ^ 0x2545_f491_4f6c_dd1d, ((v >> 64) as u64) ^ 0x5851_f42d_4c95_7f2d)
+}
+
+/// Bytes: short values (most keys, codes, names) inline with two folded
+/// multiplies over overlapping loads that cover every byte; longer ones with xxh3.
+#[inline]
+fn hbytes(b: &[u8]) -> u64 {
+    let n = b.len();
+    if n > 16 {
+        return xxhash_rust::xxh3::xxh3_64(b);
+    }
+    let (a, c) = if n >= 8 {
+        (le64(&b[..8]), le64(&b[n - 8..]))
+    } else if n >= 4 {
+        (le32(&b[..4]), le32(&b[n - 4..]))
+    } else if n > 0 {
+        (u64::from(b[0]) | (u64::from(b[n / 2]) << 8) | (u64::from(b[n - 1]) << 16), 0)
+    } else {
+        (0, 0)
+    };
+    fold_mul(fold_mul(a ^ 0xa076_1d64_78bd_642f, c ^ 0xe703_7ed1_a0b4_28db) ^ n as u64, 0x8ebc_6af0_9c88_c6e3)
 }
 
 #[inline]
-fn hbytes(b: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(b)
+fn le64(b: &[u8]) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(b);
+    u64::from_le_bytes(x)
+}
+
+#[inline]
+fn le32(b: &[u8]) -> u64 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(b);
+    u64::from(u32::from_le_bytes(x))
 }
 
 #[inline]
@@ -65,7 +102,10 @@ fn hf64(v: f64) -> u64 {
 /// Combines a row's running hash with the next column's value hash (positional).
 #[inline]
 fn combine(acc: u64, v: u64) -> u64 {
-    fmix64(acc.rotate_left(23) ^ v).wrapping_add(0x9e37_79b9_7f4a_7c15)
+    // Value hashes are already mixed; one multiply keeps the combination
+    // positional (rotate + multiply do not commute) and the row hash is
+    // finalized with `fmix64` before it is summed.
+    (acc.rotate_left(26) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// A column as it appears in a digest.
@@ -250,11 +290,23 @@ pub fn value_hashes(array: &dyn Array, out: &mut Vec<u64>) {
                 fmix64(h64(((v.months as u64) << 32) ^ (v.days as u32 as u64)) ^ h64(v.nanoseconds as u64))
             })
         }
-        DataType::Utf8 => bytes_like(out, array.as_string::<i32>().iter().map(|s| s.map(str::as_bytes))),
-        DataType::LargeUtf8 => bytes_like(out, array.as_string::<i64>().iter().map(|s| s.map(str::as_bytes))),
+        DataType::Utf8 => {
+            let a = array.as_string::<i32>();
+            offsets_like(out, a.value_offsets(), a.value_data())
+        }
+        DataType::LargeUtf8 => {
+            let a = array.as_string::<i64>();
+            offsets_like(out, a.value_offsets(), a.value_data())
+        }
         DataType::Utf8View => bytes_like(out, array.as_string_view().iter().map(|s| s.map(str::as_bytes))),
-        DataType::Binary => bytes_like(out, array.as_binary::<i32>().iter()),
-        DataType::LargeBinary => bytes_like(out, array.as_binary::<i64>().iter()),
+        DataType::Binary => {
+            let a = array.as_binary::<i32>();
+            offsets_like(out, a.value_offsets(), a.value_data())
+        }
+        DataType::LargeBinary => {
+            let a = array.as_binary::<i64>();
+            offsets_like(out, a.value_offsets(), a.value_data())
+        }
         DataType::BinaryView => bytes_like(out, array.as_binary_view().iter()),
         DataType::FixedSizeBinary(_) => bytes_like(out, array.as_fixed_size_binary().iter()),
         DataType::Dictionary(..) => {
@@ -341,6 +393,14 @@ pub fn value_hashes(array: &dyn Array, out: &mut Vec<u64>) {
                 *o = NULL_HASH;
             }
         }
+    }
+}
+
+/// Hashes each value of an offsets + data layout (nulls are fixed up by the caller).
+fn offsets_like<O: Copy + TryInto<usize>>(out: &mut [u64], offsets: &[O], data: &[u8]) {
+    let at = |o: O| o.try_into().unwrap_or(0);
+    for (o, w) in out.iter_mut().zip(offsets.windows(2)) {
+        *o = hbytes(data.get(at(w[0])..at(w[1])).unwrap_or(&[]));
     }
 }
 
@@ -461,7 +521,7 @@ impl DigestBuilder {
             if acc.float {
                 float_stats(col, acc);
                 for v in &self.vals {
-                    acc.exact = acc.exact.wrapping_add(u128::from(fmix64(*v)));
+                    acc.exact = acc.exact.wrapping_add(u128::from(*v));
                 }
             } else {
                 let mut s = 0u128;
@@ -478,8 +538,8 @@ impl DigestBuilder {
             }
         }
         for r in &self.row {
-            let lo = fmix64(*r);
-            let hi = fmix64(r ^ 0xa076_1d64_78bd_642f);
+            let lo = fold_mul(*r ^ 0xe703_7ed1_a0b4_28db, 0x8ebc_6af0_9c88_c6e3);
+            let hi = fold_mul(lo ^ 0x5899_65cc_7537_4cc3, 0x1d8e_4e27_c47d_124f);
             self.multiset = self.multiset.wrapping_add((u128::from(hi) << 64) | u128::from(lo));
         }
         if keyed {
@@ -521,38 +581,48 @@ impl DigestBuilder {
 }
 
 fn float_stats(col: &ArrayRef, acc: &mut ColAcc) {
-    let mut add = |v: f64| {
-        if v.is_nan() {
-            acc.nan += 1;
-        } else if v == f64::INFINITY {
-            acc.pos_inf += 1;
-        } else if v == f64::NEG_INFINITY {
-            acc.neg_inf += 1;
-        } else {
-            acc.finite += 1;
-            acc.fsum.add(v);
-        }
-    };
     let values: ArrayRef = match col.data_type() {
-        DataType::Dictionary(..) => match arrow::compute::cast(col, &DataType::Float64) {
+        DataType::Float64 => col.clone(),
+        _ => match arrow::compute::cast(col, &DataType::Float64) {
             Ok(a) => a,
             Err(_) => return,
         },
-        _ => col.clone(),
     };
-    match values.data_type() {
-        DataType::Float64 => values.as_primitive::<Float64Type>().iter().flatten().for_each(&mut add),
-        DataType::Float32 => values
-            .as_primitive::<Float32Type>()
-            .iter()
-            .flatten()
-            .for_each(|v| add(f64::from(v))),
-        DataType::Float16 => values
-            .as_primitive::<Float16Type>()
-            .iter()
-            .flatten()
-            .for_each(|v| add(v.to_f64())),
-        _ => {}
+    let a = values.as_primitive::<Float64Type>();
+    // Four independent compensated sums: one would serialize every addition on
+    // the previous one's latency.
+    let mut lanes = [Neumaier::default(); 4];
+    let mut finite = [0u64; 4];
+    let mut add = |k: usize, v: f64| {
+        if v.is_finite() {
+            finite[k] += 1;
+            lanes[k].add(v);
+        } else if v.is_nan() {
+            acc.nan += 1;
+        } else if v > 0.0 {
+            acc.pos_inf += 1;
+        } else {
+            acc.neg_inf += 1;
+        }
+    };
+    match a.logical_nulls() {
+        None => {
+            for (i, v) in a.values().iter().enumerate() {
+                add(i & 3, *v);
+            }
+        }
+        Some(_) => {
+            for (i, v) in a.iter().enumerate() {
+                if let Some(v) = v {
+                    add(i & 3, v);
+                }
+            }
+        }
+    }
+    for (lane, n) in lanes.iter().zip(finite) {
+        acc.fsum.add(lane.sum);
+        acc.fsum.add(lane.c);
+        acc.finite += n;
     }
 }
 
