@@ -51,7 +51,10 @@ fn h64(v: u64) -> u64 {
 
 #[inline]
 fn h128(v: i128) -> u64 {
-    fold_mul((v as u64) ^ 0x2545_f491_4f6c_dd1d, ((v >> 64) as u64) ^ 0x5851_f42d_4c95_7f2d)
+    fold_mul(
+        (v as u64) ^ 0x2545_f491_4f6c_dd1d,
+        ((v >> 64) as u64) ^ 0x5851_f42d_4c95_7f2d,
+    )
 }
 
 /// Bytes: short values (most keys, codes, names) inline with two folded
@@ -67,11 +70,17 @@ fn hbytes(b: &[u8]) -> u64 {
     } else if n >= 4 {
         (le32(&b[..4]), le32(&b[n - 4..]))
     } else if n > 0 {
-        (u64::from(b[0]) | (u64::from(b[n / 2]) << 8) | (u64::from(b[n - 1]) << 16), 0)
+        (
+            u64::from(b[0]) | (u64::from(b[n / 2]) << 8) | (u64::from(b[n - 1]) << 16),
+            0,
+        )
     } else {
         (0, 0)
     };
-    fold_mul(fold_mul(a ^ 0xa076_1d64_78bd_642f, c ^ 0xe703_7ed1_a0b4_28db) ^ n as u64, 0x8ebc_6af0_9c88_c6e3)
+    fold_mul(
+        fold_mul(a ^ 0xa076_1d64_78bd_642f, c ^ 0xe703_7ed1_a0b4_28db) ^ n as u64,
+        0x8ebc_6af0_9c88_c6e3,
+    )
 }
 
 #[inline]

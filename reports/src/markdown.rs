@@ -276,11 +276,17 @@ pub fn run_markdown(run: &RunView) -> String {
         let mut by: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for x in &skipped {
             let r = x.skip_reason.as_deref().unwrap_or("no reason given");
-            by.entry(r.split(':').next().unwrap_or(r)).or_default().push(&x.query_id);
+            by.entry(r.split(':').next().unwrap_or(r))
+                .or_default()
+                .push(&x.query_id);
         }
         let _ = writeln!(out, "\n## Skipped\n\n| reason | queries | examples |\n|---|---:|---|");
         for (reason, ids) in &by {
-            let more = if ids.len() > 10 { format!(", … {} more", ids.len() - 10) } else { String::new() };
+            let more = if ids.len() > 10 {
+                format!(", … {} more", ids.len() - 10)
+            } else {
+                String::new()
+            };
             let shown: Vec<&str> = ids.iter().take(10).copied().collect();
             let _ = writeln!(out, "| `{reason}` | {} | {}{more} |", ids.len(), shown.join(", "));
         }
