@@ -220,6 +220,60 @@ fn is_float(dt: &DataType) -> bool {
 /// Value hashes of an array, one per row (nulls hash to a fixed value).
 pub fn value_hashes(array: &dyn Array, out: &mut Vec<u64>) {
     out.clear();
+    // Fast paths for the common types: one pass, no zero-fill.
+    macro_rules! fast {
+        ($t:ty, $f:expr) => {{
+            out.extend(array.as_primitive::<$t>().values().iter().map(|v| $f(*v)));
+        }};
+    }
+    let done = match array.data_type() {
+        DataType::Int32 => {
+            fast!(Int32Type, |v: i32| h64(v as i64 as u64));
+            true
+        }
+        DataType::Int64 => {
+            fast!(Int64Type, |v: i64| h64(v as u64));
+            true
+        }
+        DataType::Float64 => {
+            fast!(Float64Type, hf64);
+            true
+        }
+        DataType::Decimal128(..) => {
+            fast!(Decimal128Type, h128);
+            true
+        }
+        DataType::Date32 => {
+            fast!(Date32Type, |v: i32| h64(v as i64 as u64));
+            true
+        }
+        DataType::Utf8 => {
+            let a = array.as_string::<i32>();
+            let data = a.value_data();
+            out.extend(
+                a.value_offsets()
+                    .windows(2)
+                    .map(|w| hbytes(data.get(w[0] as usize..w[1] as usize).unwrap_or(&[]))),
+            );
+            true
+        }
+        DataType::Utf8View => {
+            let a = array.as_string_view();
+            out.extend((0..a.len()).map(|i| hbytes(a.value(i).as_bytes())));
+            true
+        }
+        _ => false,
+    };
+    if done {
+        if let Some(nulls) = array.logical_nulls() {
+            for (i, o) in out.iter_mut().enumerate() {
+                if nulls.is_null(i) {
+                    *o = NULL_HASH;
+                }
+            }
+        }
+        return;
+    }
     out.resize(array.len(), 0);
     macro_rules! prim {
         ($t:ty, $f:expr) => {{
@@ -548,7 +602,9 @@ impl DigestBuilder {
         }
         for r in &self.row {
             let lo = fold_mul(*r ^ 0xe703_7ed1_a0b4_28db, 0x8ebc_6af0_9c88_c6e3);
-            let hi = fold_mul(lo ^ 0x5899_65cc_7537_4cc3, 0x1d8e_4e27_c47d_124f);
+            let hi = (lo ^ 0x5899_65cc_7537_4cc3)
+                .wrapping_mul(0x1d8e_4e27_c47d_124f)
+                .rotate_left(29);
             self.multiset = self.multiset.wrapping_add((u128::from(hi) << 64) | u128::from(lo));
         }
         if keyed {

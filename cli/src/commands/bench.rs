@@ -31,6 +31,9 @@ pub struct DigestBenchArgs {
     /// Rows in the generated result.
     #[arg(long, default_value_t = 10_000_000)]
     pub rows: usize,
+    /// Timed repetitions of each measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,45 +177,68 @@ fn bench_digest(args: &DigestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
         .map(|c| c.get_buffer_memory_size())
         .sum();
     let schema = batches[0].schema();
-    // 1. The digest, as flight computes it.
-    let t = Instant::now();
-    let mut d = DigestBuilder::new(&schema, None);
-    for b in &batches {
-        d.update(b);
-    }
-    let digest = d.finish();
-    let t_digest = t.elapsed();
-    // 2. The limit: xxh3 over the same buffers (every byte of every column once).
-    let t = Instant::now();
-    let mut acc = 0u64;
-    for b in &batches {
-        for c in b.columns() {
-            for buf in c.to_data().buffers() {
-                acc ^= xxhash_rust::xxh3::xxh3_64(buf.as_slice());
+    let mut runs = Vec::new();
+    let mut last = None;
+    for _ in 0..args.repeat.max(1) {
+        // 1. The digest, as flight computes it.
+        let t = Instant::now();
+        let mut d = DigestBuilder::new(&schema, None);
+        for b in &batches {
+            d.update(b);
+        }
+        let digest = d.finish();
+        let t_digest = t.elapsed();
+        // 2. The limit: xxh3 over the same buffers (every byte of every column once).
+        let t = Instant::now();
+        let mut acc = 0u64;
+        for b in &batches {
+            for c in b.columns() {
+                for buf in c.to_data().buffers() {
+                    acc ^= xxhash_rust::xxh3::xxh3_64(buf.as_slice());
+                }
             }
         }
-    }
-    let t_raw = t.elapsed();
-    // 3. What row-comparing verifiers do: encode rows, sort both results, compare.
-    let t = Instant::now();
-    let conv = RowConverter::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
-            .collect(),
-    )?;
-    let mut sides = Vec::new();
-    for _ in 0..2 {
-        let mut rows = conv.empty_rows(args.rows, bytes);
+        let t_raw = t.elapsed();
+        // 2b. The digest's own per-value hash over the same buffers, nothing else:
+        // the limit of any digest that must hash every value on its own.
+        let t = Instant::now();
+        let mut hv = Vec::new();
+        let mut acc2 = 0u64;
         for b in &batches {
-            conv.append(&mut rows, b.columns())?;
+            for c in b.columns() {
+                sqlflight_diffing::digest::value_hashes(c.as_ref(), &mut hv);
+                acc2 = hv.iter().fold(acc2, |a, v| a ^ v);
+            }
         }
-        let mut v: Vec<_> = rows.iter().collect();
-        v.sort_unstable();
-        sides.push(v.iter().map(|r| r.as_ref().len()).sum::<usize>());
+        let t_values = t.elapsed();
+        // 3. What row-comparing verifiers do: encode rows, sort both results, compare.
+        let t = Instant::now();
+        let conv = RowConverter::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        let mut sides = Vec::new();
+        for _ in 0..2 {
+            let mut rows = conv.empty_rows(args.rows, bytes);
+            for b in &batches {
+                conv.append(&mut rows, b.columns())?;
+            }
+            let mut v: Vec<_> = rows.iter().collect();
+            v.sort_unstable();
+            sides.push(v.iter().map(|r| r.as_ref().len()).sum::<usize>());
+        }
+        let t_sort = t.elapsed();
+        runs.push((t_digest, t_raw, t_values, t_sort));
+        last = Some((digest, acc, acc2, sides));
     }
-    let t_sort = t.elapsed();
+    let med = |f: fn(&(Duration, Duration, Duration, Duration)) -> Duration| median(runs.iter().map(f).collect());
+    let (t_digest, t_raw, t_values, t_sort) = (med(|r| r.0), med(|r| r.1), med(|r| r.2), med(|r| r.3));
+    let Some((digest, acc, acc2, sides)) = last else {
+        anyhow::bail!("no runs")
+    };
     let rate = |d: Duration| args.rows as f64 / d.as_secs_f64();
     let gbps = |d: Duration| bytes as f64 / d.as_secs_f64() / 1e9;
     let v = serde_json::json!({
@@ -224,9 +250,12 @@ fn bench_digest(args: &DigestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
         "raw_xxh3_s": t_raw.as_secs_f64(),
         "raw_xxh3_gb_per_s": gbps(t_raw),
         "digest_share_of_raw_hash_speed": t_raw.as_secs_f64() / t_digest.as_secs_f64(),
+        "per_value_hash_only_s": t_values.as_secs_f64(),
+        "per_value_hash_only_gb_per_s": gbps(t_values),
+        "digest_share_of_per_value_hash_speed": t_values.as_secs_f64() / t_digest.as_secs_f64(),
         "sort_based_compare_s": t_sort.as_secs_f64(),
         "digest_speedup_vs_sort_based": t_sort.as_secs_f64() / (2.0 * t_digest.as_secs_f64()),
-        "checks": format!("{} rows digested, xor {acc:x}, sorted {} + {} bytes", digest.rows, sides[0], sides[1]),
+        "checks": format!("{} rows digested, xor {acc:x} / {acc2:x}, sorted {} + {} bytes", digest.rows, sides[0], sides[1]),
     });
     emit(
         cli,
