@@ -23,22 +23,20 @@ pub mod stats;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sqlflight_corpora::analysis::{OrderKey, StatementKind, analyze, dialect};
 use sqlflight_corpora::{Corpus, QueryRecord};
 use sqlflight_diffing::digest::{DigestBuilder, DigestComparison, FloatTolerance, ResultDigest, compare_digests};
 use sqlflight_diffing::{
-    CorpusInfo, ErrorClass, FlightDetail, FlightSide, OutcomeClass, OutcomeRecord, PartitionSpec, PerfComparison,
-    PerfVerdict, RunManifest, RunStatus, SideResult,
+    ErrorClass, FlightDetail, FlightSide, OutcomeClass, OutcomeRecord, PartitionSpec, PerfComparison, PerfVerdict,
+    RunManifest, SideResult,
 };
 use sqlflight_engines::arrow::datatypes::SchemaRef;
 use sqlflight_engines::{Engine, EngineError, ExecLimits};
-use sqlflight_runs::{Journal, JournalError};
 
 /// When a timing difference is a verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -127,13 +125,8 @@ impl Default for FlightOptions {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum FlightError {
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error("cannot start {jobs} worker threads: {message}")]
-    Pool { jobs: usize, message: String },
-}
+/// Errors of a flight are those of the shared driver.
+pub type FlightError = sqlflight_playback::PlaybackError;
 
 /// What a flight holds at its end.
 #[derive(Debug, Clone)]
@@ -160,95 +153,40 @@ pub fn run_flight(
     opts: &FlightOptions,
     progress: &dyn Progress,
 ) -> Result<FlightSummary, FlightError> {
-    let selected = sqlflight_playback::select(corpus, opts.partition);
-    let manifest = RunManifest {
-        format: sqlflight_diffing::run::RUN_FORMAT.into(),
-        version: sqlflight_diffing::run::RUN_VERSION,
-        kind: "flight".into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        corpus: CorpusInfo {
-            name: corpus.manifest.name.clone(),
-            path: corpus.dir.as_ref().map(|d| d.display().to_string()),
-            hash: corpus.hash.clone(),
-            queries: corpus.records.len() as u64,
-        },
-        baseline: baseline.info().clone(),
-        candidate: candidate.info().clone(),
-        config: opts.config.clone(),
+    let setup = sqlflight_playback::RunSetup {
+        kind: "flight",
+        corpus,
+        baseline: baseline.as_ref(),
+        candidate: candidate.as_ref(),
+        out: &opts.out,
         partition: opts.partition,
-        selected: selected.len() as u64,
-        jobs: opts.jobs.max(1),
-        timeout_ms: opts.limits.timeout.as_millis() as u64,
-        started_at: now(),
-        finished_at: None,
-        status: RunStatus::Running,
-        resumed: 0,
-        stopped_reason: None,
-        counts: Default::default(),
+        jobs: opts.jobs,
+        timeout: opts.limits.timeout,
+        resume: opts.resume,
+        config: opts.config.clone(),
     };
-    let journal = Journal::open(&opts.out, manifest, opts.resume)?;
-    let todo: Vec<&QueryRecord> = selected.into_iter().filter(|r| !journal.is_done(&r.id)).collect();
-    progress.start(journal.manifest().selected, journal.done_count() as u64);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs.max(1))
-        .thread_name(|i| format!("sqlflight-flight-{i}"))
-        .build()
-        .map_err(|e| FlightError::Pool {
-            jobs: opts.jobs,
-            message: e.to_string(),
-        })?;
     let started = Instant::now();
     // The budget never stops a run before its first query: a run that verifies
     // nothing helps no one.
     let began = AtomicBool::new(false);
-    let stopped: Mutex<Option<String>> = Mutex::new(None);
-    let write_err = Mutex::new(None::<JournalError>);
-    pool.install(|| {
-        todo.par_iter().with_max_len(1).for_each(|rec| {
-            let reason = if opts.stop.load(Ordering::Relaxed) {
-                Some("interrupted".to_string())
-            } else if opts.budget.is_some_and(|b| started.elapsed() >= b) && began.load(Ordering::Relaxed) {
-                Some(format!("time budget of {:?} used up", opts.budget.unwrap_or_default()))
-            } else if write_err.lock().is_ok_and(|e| e.is_some()) {
-                Some("journal write failed".into())
-            } else {
-                None
-            };
-            if let Some(r) = reason {
-                if let Ok(mut s) = stopped.lock() {
-                    s.get_or_insert(r);
-                }
-                return;
-            }
-            began.store(true, Ordering::Relaxed);
-            let outcome = fly_one(rec, &baseline, &candidate, opts);
-            match journal.append(&outcome) {
-                Ok(()) => progress.completed(&outcome),
-                Err(e) => {
-                    if let Ok(mut slot) = write_err.lock() {
-                        slot.get_or_insert(e);
-                    }
-                }
-            }
-        })
-    });
-    progress.finish();
-    if let Some(e) = write_err.into_inner().ok().flatten() {
-        return Err(e.into());
-    }
-    let (manifest, outcomes) = match stopped.into_inner().ok().flatten() {
-        Some(reason) => journal.stop(now(), reason)?,
-        None => journal.complete(now())?,
+    let should_stop = || {
+        if opts.stop.load(Ordering::Relaxed) {
+            return Some("interrupted".to_string());
+        }
+        opts.budget
+            .filter(|b| started.elapsed() >= *b && began.load(Ordering::Relaxed))
+            .map(|b| format!("time budget of {b:?} used up"))
     };
+    let work = |rec: &QueryRecord| {
+        began.store(true, Ordering::Relaxed);
+        fly_one(rec, &baseline, &candidate, opts)
+    };
+    let (manifest, outcomes) = sqlflight_playback::drive(setup, progress, &should_stop, &work)?;
     Ok(FlightSummary {
         dir: opts.out.clone(),
         manifest,
         outcomes,
     })
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"'(?:[^']|'')*'").expect("static regex"));

@@ -17,8 +17,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -99,19 +99,37 @@ pub fn select(corpus: &Corpus, p: Option<PartitionSpec>) -> Vec<&QueryRecord> {
         .collect()
 }
 
-/// Replays `corpus` through both engines into the run directory `opts.out`.
-pub fn run_playback(
-    corpus: &Corpus,
-    baseline: Arc<dyn Engine>,
-    candidate: Arc<dyn Engine>,
-    opts: &PlaybackOptions,
+/// What identifies a run, for its manifest.
+pub struct RunSetup<'a> {
+    pub kind: &'a str,
+    pub corpus: &'a Corpus,
+    pub baseline: &'a dyn Engine,
+    pub candidate: &'a dyn Engine,
+    pub out: &'a std::path::Path,
+    pub partition: Option<PartitionSpec>,
+    pub jobs: usize,
+    pub timeout: Duration,
+    pub resume: bool,
+    pub config: serde_json::Value,
+}
+
+/// The shared driver of playback and flight: opens (or resumes) the run's
+/// journal, spreads the queries still to do over `jobs` rayon workers, appends
+/// each outcome as it completes, and closes the run. `should_stop` is asked before
+/// each query; when it names a reason, no new query starts and the run is closed as
+/// stopped (resumable).
+pub fn drive(
+    setup: RunSetup<'_>,
     progress: &dyn Progress,
-) -> Result<PlaybackSummary, PlaybackError> {
-    let selected = select(corpus, opts.partition);
+    should_stop: &(dyn Fn() -> Option<String> + Sync),
+    work: &(dyn Fn(&QueryRecord) -> OutcomeRecord + Sync),
+) -> Result<(RunManifest, Vec<OutcomeRecord>), PlaybackError> {
+    let selected = select(setup.corpus, setup.partition);
+    let corpus = setup.corpus;
     let manifest = RunManifest {
         format: sqlflight_diffing::run::RUN_FORMAT.into(),
         version: sqlflight_diffing::run::RUN_VERSION,
-        kind: "playback".into(),
+        kind: setup.kind.into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         corpus: CorpusInfo {
             name: corpus.manifest.name.clone(),
@@ -119,13 +137,13 @@ pub fn run_playback(
             hash: corpus.hash.clone(),
             queries: corpus.records.len() as u64,
         },
-        baseline: baseline.info().clone(),
-        candidate: candidate.info().clone(),
-        config: opts.config.clone(),
-        partition: opts.partition,
+        baseline: setup.baseline.info().clone(),
+        candidate: setup.candidate.info().clone(),
+        config: setup.config,
+        partition: setup.partition,
         selected: selected.len() as u64,
-        jobs: opts.jobs.max(1),
-        timeout_ms: opts.timeout.as_millis() as u64,
+        jobs: setup.jobs.max(1),
+        timeout_ms: setup.timeout.as_millis() as u64,
         started_at: now(),
         finished_at: None,
         status: RunStatus::Running,
@@ -133,25 +151,32 @@ pub fn run_playback(
         stopped_reason: None,
         counts: Default::default(),
     };
-    let journal = Journal::open(&opts.out, manifest, opts.resume)?;
+    let journal = Journal::open(setup.out, manifest, setup.resume)?;
     let todo: Vec<&QueryRecord> = selected.into_iter().filter(|r| !journal.is_done(&r.id)).collect();
     progress.start(journal.manifest().selected, journal.done_count() as u64);
-
+    let kind = setup.kind.to_string();
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs.max(1))
-        .thread_name(|i| format!("sqlflight-playback-{i}"))
+        .num_threads(setup.jobs.max(1))
+        .thread_name(move |i| format!("sqlflight-{kind}-{i}"))
         .build()
         .map_err(|e| PlaybackError::Pool {
-            jobs: opts.jobs,
+            jobs: setup.jobs,
             message: e.to_string(),
         })?;
-    let write_err = std::sync::Mutex::new(None::<JournalError>);
+    let stopped = Mutex::new(None::<String>);
+    let write_err = Mutex::new(None::<JournalError>);
     pool.install(|| {
         todo.par_iter().with_max_len(1).for_each(|rec| {
             if write_err.lock().is_ok_and(|e| e.is_some()) {
                 return; // the journal failed: stop taking work
             }
-            let outcome = play_one(rec, &baseline, &candidate, opts.timeout);
+            if let Some(reason) = should_stop() {
+                if let Ok(mut s) = stopped.lock() {
+                    s.get_or_insert(reason);
+                }
+                return;
+            }
+            let outcome = work(rec);
             match journal.append(&outcome) {
                 Ok(()) => progress.completed(&outcome),
                 Err(e) => {
@@ -166,7 +191,35 @@ pub fn run_playback(
     if let Some(e) = write_err.into_inner().ok().flatten() {
         return Err(e.into());
     }
-    let (manifest, outcomes) = journal.complete(now())?;
+    Ok(match stopped.into_inner().ok().flatten() {
+        Some(reason) => journal.stop(now(), reason)?,
+        None => journal.complete(now())?,
+    })
+}
+
+/// Replays `corpus` through both engines into the run directory `opts.out`.
+pub fn run_playback(
+    corpus: &Corpus,
+    baseline: Arc<dyn Engine>,
+    candidate: Arc<dyn Engine>,
+    opts: &PlaybackOptions,
+    progress: &dyn Progress,
+) -> Result<PlaybackSummary, PlaybackError> {
+    let setup = RunSetup {
+        kind: "playback",
+        corpus,
+        baseline: baseline.as_ref(),
+        candidate: candidate.as_ref(),
+        out: &opts.out,
+        partition: opts.partition,
+        jobs: opts.jobs,
+        timeout: opts.timeout,
+        resume: opts.resume,
+        config: opts.config.clone(),
+    };
+    let (manifest, outcomes) = drive(setup, progress, &|| None, &|rec| {
+        play_one(rec, &baseline, &candidate, opts.timeout)
+    })?;
     Ok(PlaybackSummary {
         dir: opts.out.clone(),
         manifest,
