@@ -33,7 +33,7 @@ use sqlflight_corpora::{Corpus, QueryRecord};
 use sqlflight_diffing::digest::{DigestBuilder, DigestComparison, FloatTolerance, ResultDigest, compare_digests};
 use sqlflight_diffing::{
     ErrorClass, FlightDetail, FlightSide, OutcomeClass, OutcomeRecord, PartitionSpec, PerfComparison, PerfVerdict,
-    RunManifest, SideResult,
+    SideResult,
 };
 use sqlflight_engines::arrow::datatypes::SchemaRef;
 use sqlflight_engines::{Engine, EngineError, ExecLimits};
@@ -128,19 +128,8 @@ impl Default for FlightOptions {
 /// Errors of a flight are those of the shared driver.
 pub type FlightError = sqlflight_playback::PlaybackError;
 
-/// What a flight holds at its end.
-#[derive(Debug, Clone)]
-pub struct FlightSummary {
-    pub dir: PathBuf,
-    pub manifest: RunManifest,
-    pub outcomes: Vec<OutcomeRecord>,
-}
-
-impl FlightSummary {
-    pub fn regressions(&self) -> usize {
-        self.outcomes.iter().filter(|o| o.is_regression()).count()
-    }
-}
+/// What a flight holds at its end (the same shape as a playback's).
+pub type FlightSummary = sqlflight_playback::PlaybackSummary;
 
 /// Receives progress (same contract as playback's).
 pub use sqlflight_playback::Progress;
