@@ -58,8 +58,14 @@ pub enum Cmd {
     /// Build and inspect corpora.
     #[command(subcommand)]
     Corpus(commands::corpus::CorpusCmd),
-    /// Write the Markdown report of a run (again).
+    /// Render runs as Markdown, JSON or JUnit XML.
     Report(commands::report::ReportArgs),
+    /// Judge runs against a policy: exit 0 pass, 1 fail, 2 error.
+    Gate(commands::gate::GateArgs),
+    /// Merge the runs of `--partition K/N` into one run.
+    Merge(commands::merge::MergeArgs),
+    /// What changed between two runs: new regressions, resolved ones, perf drift.
+    Compare(commands::merge::CompareArgs),
     /// Measure sqlflight against the physical limit.
     #[command(subcommand)]
     Bench(commands::bench::BenchCmd),

@@ -4,15 +4,21 @@
 //! playback or flight run ([`markdown::run_markdown`]): verdict, counts per outcome
 //! class, every regression with its error or mismatch, the plan-change groups by
 //! change signature with one example diff each, and a flight's performance
-//! figures ([`perf`]). Later issues add HTML, JSON, JUnit, gate policies,
-//! run comparison and merge.
+//! figures ([`perf`]); JSON ([`json`]) and JUnit ([`junit`]) renderings; gate
+//! policies ([`gate`]); run comparison ([`compare`]) and merge of partitioned runs
+//! ([`merge`]). HTML arrives with the rest of the Reports issue.
 //!
 //! Main types: [`markdown::ChangeGroup`], [`RunView`].
 //!
 //! It must never run an engine, and never print anything that is not already in
 //! the run directory (a report adds no data, so it cannot leak any).
 
+pub mod compare;
+pub mod gate;
+pub mod json;
+pub mod junit;
 pub mod markdown;
+pub mod merge;
 pub mod perf;
 
 use std::path::Path;

@@ -162,7 +162,8 @@ pub fn run_markdown(run: &RunView) -> String {
         let changed: usize = groups.iter().map(|g| g.queries.len()).sum();
         let _ = writeln!(
             out,
-            "\n## Plan changes: {changed} queries in {} group{}\n",
+            "\n## Plan changes: {changed} quer{} in {} group{}\n",
+            if changed == 1 { "y" } else { "ies" },
             groups.len(),
             if groups.len() == 1 { "" } else { "s" }
         );

@@ -1071,3 +1071,232 @@ fn flight_budget_and_ctrl_c_stop_cleanly_and_resume() {
     let text = std::fs::read_to_string(&outcomes).unwrap();
     assert!(text.ends_with('\n'), "no torn line after a clean stop");
 }
+
+// ---------------------------------------------------------------- reports, gate, merge, compare
+
+/// A fixed run (no engine, no clock) for report snapshots.
+fn fixed_run() -> sqlflight_reports::RunView {
+    use sqlflight_diffing::*;
+    let engine = |p: &str, s: &[(&str, &str)]| EngineInfo {
+        engine: "datafusion".into(),
+        version: "55.2.0".into(),
+        profile: p.into(),
+        settings: s.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        disabled_rules: vec![],
+    };
+    let manifest = RunManifest {
+        format: "sqlflight-run".into(),
+        version: 1,
+        kind: "playback".into(),
+        tool_version: "0.1.0".into(),
+        corpus: CorpusInfo {
+            name: "fixed".into(),
+            path: None,
+            hash: "ab".repeat(32),
+            queries: 4,
+        },
+        baseline: engine("baseline", &[]),
+        candidate: engine("candidate", &[("datafusion.optimizer.prefer_hash_join", "false")]),
+        config: serde_json::Value::Null,
+        partition: None,
+        selected: 4,
+        jobs: 1,
+        timeout_ms: 60000,
+        started_at: "2026-11-21T00:00:00.000Z".into(),
+        finished_at: Some("2026-11-21T00:00:01.000Z".into()),
+        status: RunStatus::Complete,
+        resumed: 0,
+        stopped_reason: None,
+        counts: Default::default(),
+    };
+    let plan = |p: &str| NormalizedPlan::new("Projection: a", Some(p));
+    let ok = |p: &str| SideResult::ok(plan(p), 1000);
+    let err = |c: ErrorClass, m: &str| SideResult::Error {
+        error_class: c,
+        error: m.into(),
+        elapsed_us: 500,
+    };
+    let outcomes = vec![
+        playback_outcome(
+            "q1".into(),
+            "0000000000000001".into(),
+            ok("HashJoinExec: on=a\n  A\n  B"),
+            ok("SortMergeJoinExec: on=a\n  A\n  B"),
+        ),
+        playback_outcome(
+            "q2".into(),
+            "0000000000000002".into(),
+            ok("ScanExec: t"),
+            ok("ScanExec: t"),
+        ),
+        playback_outcome(
+            "q3".into(),
+            "0000000000000003".into(),
+            ok("ScanExec: u"),
+            err(ErrorClass::Internal, "Internal error: <boom> & \"more\""),
+        ),
+        OutcomeRecord::skipped("q4".into(), "0000000000000004".into(), "write_statement: INSERT"),
+    ];
+    sqlflight_reports::RunView { manifest, outcomes }
+}
+
+#[test]
+fn report_renderings_are_pinned_and_junit_parses() {
+    let run = fixed_run();
+    insta::assert_snapshot!("report-md", sqlflight_reports::markdown::run_markdown(&run));
+    insta::assert_snapshot!(
+        "report-json",
+        serde_json::to_string_pretty(&sqlflight_reports::json::json_report(std::slice::from_ref(&run))).unwrap()
+    );
+    let xml = sqlflight_reports::junit::junit(std::slice::from_ref(&run));
+    insta::assert_snapshot!("report-junit", xml);
+    // A real XML consumer (Python's ElementTree) reads it and sees one failure and one skip.
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("junit.xml");
+    std::fs::write(&f, &xml).unwrap();
+    let script = "import sys, xml.etree.ElementTree as ET\n\
+                  r = ET.parse(sys.argv[1]).getroot()\n\
+                  cases = r.findall('.//testcase')\n\
+                  print(len(cases), len(r.findall('.//failure')), len(r.findall('.//skipped')), r.get('failures'))";
+    let out = Command::new("python3")
+        .args(["-c", script, f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "4 1 1 1");
+}
+
+#[test]
+fn merge_compare_and_gate_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "bundled:tpcds");
+    let cfg = cfg.to_str().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let mut v = vec!["sqlflight"];
+        v.extend_from_slice(args);
+        sqlflight::run_cli(v)
+    };
+    assert_eq!(run(&["playback", "-c", cfg, "--out", &p("whole"), "-q"]), 0);
+    assert_eq!(
+        run(&["playback", "-c", cfg, "--out", &p("p1"), "--partition", "1/2", "-q"]),
+        0
+    );
+    assert_eq!(
+        run(&["playback", "-c", cfg, "--out", &p("p2"), "--partition", "2/2", "-q"]),
+        0
+    );
+    assert_eq!(run(&["merge", &p("p1"), &p("p2"), "--out", &p("merged"), "-q"]), 0);
+    let (mm, mo) = sqlflight_runs::read_run(Path::new(&p("merged"))).unwrap();
+    let (wm, wo) = sqlflight_runs::read_run(Path::new(&p("whole"))).unwrap();
+    assert_eq!(comparable(&mo), comparable(&wo));
+    assert_eq!(
+        (mm.partition, mm.selected, mm.status, mm.counts.clone()),
+        (None, wm.selected, RunStatus::Complete, wm.counts)
+    );
+    // Only one partition: merged, but marked stopped.
+    assert_eq!(run(&["merge", &p("p1"), "--out", &p("half"), "-q"]), 0);
+    assert_eq!(
+        sqlflight_runs::read_run(Path::new(&p("half"))).unwrap().0.status,
+        RunStatus::Stopped
+    );
+    // Different corpora are refused.
+    let other = write_config(&tmp.path().join("o").tap_mkdir(), "bundled:tpch");
+    assert_eq!(
+        run(&["playback", "-c", other.to_str().unwrap(), "--out", &p("tpch"), "-q"]),
+        0
+    );
+    assert_eq!(run(&["merge", &p("whole"), &p("tpch"), "--out", &p("bad"), "-q"]), 2);
+
+    // A candidate that lost a view: compare finds the planted regression, and the
+    // fix when compared the other way round.
+    let fixtures = tmp.path().join("fx");
+    std::fs::create_dir(&fixtures).unwrap();
+    std::fs::write(fixtures.join("q.sql"), "select x from v; select 1 as one;").unwrap();
+    assert_eq!(
+        run(&["corpus", "ingest", fixtures.to_str().unwrap(), "--out", &p("c"), "-q"]),
+        0
+    );
+    let good = tmp.path().join("good.yaml");
+    std::fs::write(&good, "corpus: c\nengines:\n  baseline: { kind: datafusion, setup: [\"create view v as select 1 as x\"] }\n  candidate: { kind: datafusion, setup: [\"create view v as select 1 as x\"] }\n").unwrap();
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, "corpus: c\nengines:\n  baseline: { kind: datafusion, setup: [\"create view v as select 1 as x\"] }\n  candidate: { kind: datafusion }\n").unwrap();
+    assert_eq!(
+        run(&["playback", "-c", good.to_str().unwrap(), "--out", &p("r-good"), "-q"]),
+        0
+    );
+    assert_eq!(
+        run(&["playback", "-c", bad.to_str().unwrap(), "--out", &p("r-bad"), "-q"]),
+        1
+    );
+    let out = cli_child(&["compare", &p("r-good"), &p("r-bad"), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    // The child's stdout starts with the test harness's own lines; the JSON follows.
+    let json_at = out.stdout.iter().position(|&b| b == b'{').unwrap();
+    let v: serde_json::Value = serde_json::Deserializer::from_slice(&out.stdout[json_at..])
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(v["new_regressions"].as_array().unwrap().len(), 1);
+    assert_eq!(run(&["compare", &p("r-bad"), &p("r-good"), "-q"]), 0);
+
+    // Gate: each rule can fail on its own; a typo is named with its place.
+    let policy = tmp.path().join("gate.yaml");
+    std::fs::write(
+        &policy,
+        "max: { new_failure: 0, crash: 0 }\ncoverage: { min_queries: 1, min_fraction: 0.9 }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        run(&["gate", &p("r-good"), "--policy", policy.to_str().unwrap(), "-q"]),
+        0
+    );
+    assert_eq!(
+        run(&["gate", &p("r-bad"), "--policy", policy.to_str().unwrap(), "-q"]),
+        1
+    );
+    std::fs::write(&policy, "coverage: { min_queries: 3 }\n").unwrap();
+    assert_eq!(
+        run(&["gate", &p("r-good"), "--policy", policy.to_str().unwrap(), "-q"]),
+        1
+    );
+    std::fs::write(&policy, "max: { new_failure: 0 }\ncoverage: { min_querys: 3 }\n").unwrap();
+    let out = cli_child(&["gate", &p("r-good"), "--policy", policy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("min_querys") && err.contains("gate.yaml:2:"), "{err}");
+    // JSON and JUnit renderings of a real run.
+    assert_eq!(
+        run(&["report", &p("r-bad"), "--format", "json", "--out", &p("r.json"), "-q"]),
+        1
+    );
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("r.json")).unwrap()).unwrap();
+    assert_eq!(
+        (j["format"].as_str(), j["version"].as_u64()),
+        (Some("sqlflight-report"), Some(1))
+    );
+    assert_eq!(
+        run(&["report", &p("r-bad"), "--format", "junit", "--out", &p("r.xml"), "-q"]),
+        1
+    );
+    assert!(
+        std::fs::read_to_string(p("r.xml"))
+            .unwrap()
+            .contains("<failure type=\"new_failure\"")
+    );
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+impl TapMkdir for std::path::PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}

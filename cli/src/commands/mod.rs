@@ -4,6 +4,8 @@ pub mod bench;
 pub mod corpus;
 pub mod demo;
 pub mod flight;
+pub mod gate;
+pub mod merge;
 pub mod playback;
 pub mod report;
 
@@ -17,6 +19,9 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Cmd::Flight(a) => flight::run(a, cli),
         Cmd::Corpus(c) => corpus::run(c, cli),
         Cmd::Report(a) => report::run(a, cli),
+        Cmd::Gate(a) => gate::run(a, cli),
+        Cmd::Merge(a) => merge::run_merge(a, cli),
+        Cmd::Compare(a) => merge::run_compare(a, cli),
         Cmd::Bench(b) => bench::run(b, cli),
     }
 }

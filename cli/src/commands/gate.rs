@@ -1,0 +1,75 @@
+//! `sqlflight gate`: runs + policy → pass (0) / fail (1) / error (2).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use sqlflight_reports::RunView;
+use sqlflight_reports::gate::{GatePolicy, evaluate};
+
+use crate::config::ConfigError;
+use crate::{Cli, EXIT_OK, EXIT_REGRESSION};
+
+#[derive(Debug, clap::Args)]
+pub struct GateArgs {
+    /// Run directories, judged together.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Gate policy (YAML).
+    #[arg(long)]
+    pub policy: PathBuf,
+}
+
+/// Reads a policy with located errors.
+pub fn load_policy(path: &Path) -> Result<GatePolicy, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read the gate policy: {e}"),
+        fix: "check the path given to --policy".into(),
+    })?;
+    serde_yaml::from_str(&text).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        ConfigError {
+            file: path.display().to_string(),
+            line,
+            column,
+            fix: "a policy has `max: {class: n}`, `perf: {max_geomean_ratio, max_total_ratio, max_slowdowns, slowdown_over, max_memory_ratio}` and `coverage: {min_queries, min_fraction}`".into(),
+            message: msg,
+        }
+    })
+}
+
+pub fn run(args: &GateArgs, cli: &Cli) -> anyhow::Result<u8> {
+    let policy = load_policy(&args.policy)?;
+    let views: Vec<RunView> = args
+        .runs
+        .iter()
+        .map(|p| RunView::read(p).with_context(|| format!("reading run {}", p.display())))
+        .collect::<anyhow::Result<_>>()?;
+    let results = evaluate(&policy, &views);
+    let pass = results.iter().all(|r| r.pass);
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"pass": pass, "rules": results}))?
+        );
+    } else if !cli.quiet {
+        for r in &results {
+            println!(
+                "{}  {:<44} measured {:>10.4}  limit {:>10.4}",
+                if r.pass { "PASS" } else { "FAIL" },
+                r.rule,
+                r.measured,
+                r.limit
+            );
+        }
+        if results.is_empty() {
+            println!("warning: the policy has no rules; nothing was checked");
+        }
+        println!("gate: {}", if pass { "pass" } else { "fail" });
+    }
+    Ok(if pass { EXIT_OK } else { EXIT_REGRESSION })
+}

@@ -1,0 +1,150 @@
+//! Gate policies: thresholds that turn runs into pass or fail, rule by rule.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sqlflight_diffing::{OutcomeClass, OutcomeRecord, PerfVerdict};
+
+use crate::RunView;
+
+/// A gate policy (YAML).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatePolicy {
+    /// Highest allowed count per outcome class, e.g. `new_failure: 0`.
+    #[serde(default)]
+    pub max: BTreeMap<OutcomeClass, u64>,
+    #[serde(default)]
+    pub perf: Option<PerfRules>,
+    #[serde(default)]
+    pub coverage: Option<CoverageRules>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerfRules {
+    /// Highest allowed geometric mean of candidate/baseline time ratios.
+    #[serde(default)]
+    pub max_geomean_ratio: Option<f64>,
+    /// Highest allowed ratio of total candidate time to total baseline time.
+    #[serde(default)]
+    pub max_total_ratio: Option<f64>,
+    /// Highest allowed number of significant slowdowns beyond `slowdown_over`.
+    #[serde(default)]
+    pub max_slowdowns: Option<u64>,
+    /// A slowdown counts when its ratio exceeds 1 + this (0.2 = 20% slower).
+    #[serde(default)]
+    pub slowdown_over: Option<f64>,
+    /// Highest allowed ratio of candidate to baseline peak memory, per query.
+    #[serde(default)]
+    pub max_memory_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoverageRules {
+    /// Fewest queries with an outcome other than `skipped`.
+    #[serde(default)]
+    pub min_queries: Option<u64>,
+    /// Smallest share of selected queries with an outcome other than `skipped`.
+    #[serde(default)]
+    pub min_fraction: Option<f64>,
+}
+
+/// One rule's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleResult {
+    pub rule: String,
+    pub measured: f64,
+    pub limit: f64,
+    pub pass: bool,
+}
+
+/// Evaluates `policy` over the outcomes of all `runs` together.
+pub fn evaluate(policy: &GatePolicy, runs: &[RunView]) -> Vec<RuleResult> {
+    let all: Vec<&OutcomeRecord> = runs.iter().flat_map(|r| &r.outcomes).collect();
+    let mut out = Vec::new();
+    for (class, limit) in &policy.max {
+        let n = all.iter().filter(|o| o.class == *class).count() as f64;
+        out.push(RuleResult {
+            rule: format!("max {class}"),
+            measured: n,
+            limit: *limit as f64,
+            pass: n <= *limit as f64,
+        });
+    }
+    if let Some(p) = &policy.perf {
+        let owned: Vec<OutcomeRecord> = all.iter().map(|o| (*o).clone()).collect();
+        let summary = crate::perf::perf_summary(&owned);
+        if let Some(limit) = p.max_geomean_ratio {
+            let m = summary.as_ref().map_or(1.0, |s| s.geomean_ratio);
+            out.push(RuleResult {
+                rule: "max geomean time ratio".into(),
+                measured: m,
+                limit,
+                pass: m <= limit,
+            });
+        }
+        if let Some(limit) = p.max_total_ratio {
+            let m = summary.as_ref().map_or(1.0, |s| s.total_ratio());
+            out.push(RuleResult {
+                rule: "max total time ratio".into(),
+                measured: m,
+                limit,
+                pass: m <= limit,
+            });
+        }
+        if let Some(limit) = p.max_slowdowns {
+            let over = 1.0 + p.slowdown_over.unwrap_or(0.0);
+            let n = all
+                .iter()
+                .filter_map(|o| o.flight.as_ref()?.perf.as_ref())
+                .filter(|p| p.verdict == PerfVerdict::Slower && p.ratio > over)
+                .count() as f64;
+            out.push(RuleResult {
+                rule: format!("max significant slowdowns over ×{over:.2}"),
+                measured: n,
+                limit: limit as f64,
+                pass: n <= limit as f64,
+            });
+        }
+        if let Some(limit) = p.max_memory_ratio {
+            let worst = all
+                .iter()
+                .filter_map(|o| {
+                    let f = o.flight.as_ref()?;
+                    let (b, c) = (f.baseline.peak_memory?, f.candidate.peak_memory?);
+                    (b > 0).then(|| c as f64 / b as f64)
+                })
+                .fold(0.0f64, f64::max);
+            out.push(RuleResult {
+                rule: "max peak memory ratio".into(),
+                measured: worst,
+                limit,
+                pass: worst <= limit,
+            });
+        }
+    }
+    if let Some(c) = &policy.coverage {
+        let covered = all.iter().filter(|o| o.class != OutcomeClass::Skipped).count() as f64;
+        let selected: u64 = runs.iter().map(|r| r.manifest.selected).sum();
+        if let Some(limit) = c.min_queries {
+            out.push(RuleResult {
+                rule: "min queries verified".into(),
+                measured: covered,
+                limit: limit as f64,
+                pass: covered >= limit as f64,
+            });
+        }
+        if let Some(limit) = c.min_fraction {
+            let f = if selected == 0 { 0.0 } else { covered / selected as f64 };
+            out.push(RuleResult {
+                rule: "min share of queries verified".into(),
+                measured: f,
+                limit,
+                pass: f >= limit,
+            });
+        }
+    }
+    out
+}
