@@ -1300,3 +1300,11 @@ impl TapMkdir for std::path::PathBuf {
         self
     }
 }
+
+#[test]
+fn example_gate_policy_parses() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ci/gate.yaml");
+    let policy = sqlflight::commands::gate::load_policy(&p).unwrap();
+    assert_eq!(policy.max.get(&OutcomeClass::WrongResult), Some(&0));
+    assert!(policy.perf.is_some() && policy.coverage.is_some());
+}
