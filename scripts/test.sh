@@ -30,6 +30,16 @@ for comp in clippy rustfmt; do
   fi
 done
 
+step "system packages"
+# Headless Chromium renders the HTML report in the tests (Debian's package).
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium
+fi
+command -v chromium || command -v chromium-browser
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -6,7 +6,7 @@
 //! change signature with one example diff each, and a flight's performance
 //! figures ([`perf`]); JSON ([`json`]) and JUnit ([`junit`]) renderings; gate
 //! policies ([`gate`]); run comparison ([`compare`]) and merge of partitioned runs
-//! ([`merge`]). HTML arrives with the rest of the Reports issue.
+//! ([`merge`]); a self-contained HTML page with charts ([`html`]).
 //!
 //! Main types: [`markdown::ChangeGroup`], [`RunView`].
 //!
@@ -15,6 +15,7 @@
 
 pub mod compare;
 pub mod gate;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;

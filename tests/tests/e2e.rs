@@ -1308,3 +1308,110 @@ fn example_gate_policy_parses() {
     assert_eq!(policy.max.get(&OutcomeClass::WrongResult), Some(&0));
     assert!(policy.perf.is_some() && policy.coverage.is_some());
 }
+
+/// Headless Chromium (Debian's `chromium`, installed by scripts/test.sh).
+fn chromium() -> std::path::PathBuf {
+    for c in ["chromium", "chromium-browser"] {
+        if let Ok(out) = Command::new("which").arg(c).output()
+            && out.status.success()
+        {
+            return std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        }
+    }
+    panic!("chromium is not installed: run `bash scripts/test.sh`, which installs it");
+}
+
+fn chromium_cmd(profile: &Path) -> Command {
+    let mut c = Command::new(chromium());
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--enable-logging=stderr",
+        "--v=0",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    c
+}
+
+#[test]
+fn html_report_renders_in_headless_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let catalog = tpch_tables(&tmp.path().join("data"));
+    let all = Workload::Tpch.corpus().unwrap();
+    let recs = all
+        .records
+        .iter()
+        .filter(|r| ["tpch-q01", "tpch-q06"].contains(&r.id.as_str()))
+        .cloned()
+        .collect();
+    let corpus = Corpus::from_records(CorpusManifest::new("html"), recs, None);
+    let (base, _) = demo_profiles();
+    let b = engine("baseline", &base, &catalog);
+    let c = WrongEngine::wrap(
+        engine("candidate", &base, &catalog),
+        Corruption::BumpColumn("count_order"),
+    );
+    let s = fly(&corpus, b, c, &flight_options(&tmp.path().join("run")));
+    let page = tmp.path().join("report.html");
+    let code = sqlflight::run_cli([
+        "sqlflight",
+        "report",
+        s.dir.to_str().unwrap(),
+        "--format",
+        "html",
+        "--out",
+        page.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, 1, "the page's run has a regression");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "self-contained: no external assets"
+    );
+    let url = format!("file://{}#filter=q06", page.display());
+    let out = chromium_cmd(&tmp.path().join("profile-dom"))
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("Uncaught") && !err.contains("SyntaxError"),
+        "console errors: {err}"
+    );
+    assert!(
+        dom.contains("id=\"breakdown\"") && dom.contains("class=\"bar\""),
+        "outcome chart"
+    );
+    assert_eq!(
+        dom.matches("class=\"pt\"").count(),
+        2,
+        "one scatter point per timed query"
+    );
+    assert!(dom.contains("id=\"histogram\""));
+    // The filter from the URL ran: one row shown, the other hidden.
+    assert!(dom.contains("<span id=\"shown\">1</span>"), "{dom}");
+    assert!(dom.contains("style=\"display: none;\""), "filtered rows are hidden");
+    assert!(dom.contains("wrong_result"));
+    let shot = tmp.path().join("shot.png");
+    let out = chromium_cmd(&tmp.path().join("profile-shot"))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1200,1600")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "a rendered page, not a blank one"
+    );
+}

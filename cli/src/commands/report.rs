@@ -1,4 +1,4 @@
-//! `sqlflight report`: a run (or several) as Markdown, JSON or JUnit XML.
+//! `sqlflight report`: a run (or several) as Markdown, HTML, JSON or JUnit XML.
 
 use std::path::PathBuf;
 
@@ -10,6 +10,7 @@ use crate::{Cli, EXIT_OK, EXIT_REGRESSION};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Md,
+    Html,
     Json,
     Junit,
 }
@@ -39,6 +40,11 @@ pub fn run(args: &ReportArgs, cli: &Cli) -> anyhow::Result<u8> {
             .map(markdown::run_markdown)
             .collect::<Vec<_>>()
             .join("\n---\n\n"),
+        Format::Html => views
+            .iter()
+            .map(sqlflight_reports::html::html_report)
+            .collect::<Vec<_>>()
+            .join("\n"),
         Format::Json => serde_json::to_string_pretty(&json::json_report(&views))? + "\n",
         Format::Junit => junit::junit(&views),
     };

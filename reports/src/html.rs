@@ -1,0 +1,353 @@
+//! The HTML report: one self-contained file (inline CSS, SVG and a little
+//! JavaScript; no network, no external assets) with an outcome breakdown chart, a
+//! candidate-vs-baseline latency scatter (log scales, diagonal, regressions
+//! highlighted), a ratio histogram, a sortable and filterable table of queries,
+//! and side-by-side plan diffs. Large runs are paginated: the table embeds every
+//! regression and then up to [`TABLE_ROWS`] other queries, and says so.
+
+use std::fmt::Write;
+
+use sqlflight_diffing::{OutcomeClass, OutcomeRecord, SideResult};
+
+use crate::{RunView, markdown, perf};
+
+/// Most table rows embedded in one page (regressions always are).
+pub const TABLE_ROWS: usize = 5000;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}h1{font-size:22px}h2{margin-top:28px;font-size:17px}\
+table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}\
+th{cursor:pointer;background:#f4f4f4}.reg{color:#b00020;font-weight:600}.ok{color:#1b5e20}\
+.diff td{font:12px/1.3 monospace;white-space:pre;border:none;padding:0 6px}.del{background:#fdd}.add{background:#dfd}\
+svg text{font:11px sans-serif}#filter{padding:4px;width:320px}.meta td{border:none;padding:1px 8px}";
+
+const SCRIPT: &str = r##"
+(function(){
+  var t=document.getElementById('queries'); if(!t) return;
+  var f=document.getElementById('filter');
+  function apply(){var q=f.value.toLowerCase();var n=0;
+    Array.prototype.forEach.call(t.tBodies[0].rows,function(r){var show=r.textContent.toLowerCase().indexOf(q)>=0;r.style.display=show?'':'none';if(show)n++;});
+    document.getElementById('shown').textContent=n;}
+  f.addEventListener('input',apply);
+  Array.prototype.forEach.call(t.tHead.rows[0].cells,function(th,i){th.addEventListener('click',function(){
+    var rows=Array.prototype.slice.call(t.tBodies[0].rows);var asc=th.getAttribute('data-asc')!=='1';
+    rows.sort(function(a,b){var x=a.cells[i].getAttribute('data-v')||a.cells[i].textContent,y=b.cells[i].getAttribute('data-v')||b.cells[i].textContent;
+      var nx=parseFloat(x),ny=parseFloat(y);var c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);return asc?c:-c;});
+    rows.forEach(function(r){t.tBodies[0].appendChild(r);});th.setAttribute('data-asc',asc?'1':'0');});});
+  var m=location.hash.match(/filter=([^&]*)/); if(m){f.value=decodeURIComponent(m[1]);}
+  apply();
+})();
+"##;
+
+fn bar_chart(out: &mut String, counts: &[(OutcomeClass, usize)]) {
+    let max = counts.iter().map(|c| c.1).max().unwrap_or(1).max(1) as f64;
+    let h = 22 * counts.len() + 10;
+    let _ = write!(
+        out,
+        r##"<svg id="breakdown" width="620" height="{h}" role="img" aria-label="outcomes per class">"##
+    );
+    for (i, (c, n)) in counts.iter().enumerate() {
+        let y = 5 + i * 22;
+        let w = (*n as f64 / max * 400.0).max(1.0);
+        let color = if c.is_regression() { "#d32f2f" } else { "#5c8ac7" };
+        let _ = write!(
+            out,
+            r##"<text x="0" y="{}">{}</text><rect class="bar" x="170" y="{y}" width="{w:.1}" height="16" fill="{color}"><title>{} {}</title></rect><text x="{:.1}" y="{}">{n}</text>"##,
+            y + 12,
+            c.as_str(),
+            c.as_str(),
+            n,
+            175.0 + w,
+            y + 12
+        );
+    }
+    out.push_str("</svg>");
+}
+
+fn medians(o: &OutcomeRecord) -> Option<(f64, f64)> {
+    let f = o.flight.as_ref()?;
+    Some((f.baseline.median_ms?, f.candidate.median_ms?))
+}
+
+fn scatter(out: &mut String, outcomes: &[OutcomeRecord]) {
+    let pts: Vec<(f64, f64, &OutcomeRecord)> = outcomes
+        .iter()
+        .filter_map(|o| medians(o).filter(|(b, c)| *b > 0.0 && *c > 0.0).map(|(b, c)| (b, c, o)))
+        .collect();
+    if pts.is_empty() {
+        out.push_str("<p>No timings (playback runs compile only).</p>");
+        return;
+    }
+    let lo = pts
+        .iter()
+        .map(|p| p.0.min(p.1))
+        .fold(f64::INFINITY, f64::min)
+        .log10()
+        .floor();
+    let hi = pts
+        .iter()
+        .map(|p| p.0.max(p.1))
+        .fold(0.0, f64::max)
+        .log10()
+        .ceil()
+        .max(lo + 1.0);
+    let (size, pad) = (420.0, 40.0);
+    let pos = |v: f64| pad + (v.log10() - lo) / (hi - lo) * size;
+    let _ = write!(
+        out,
+        r##"<svg id="scatter" width="{w}" height="{w}" role="img" aria-label="candidate vs baseline median time, log scale"><rect x="{pad}" y="0" width="{size}" height="{size}" fill="none" stroke="#999"/><line x1="{pad}" y1="{size}" x2="{x2}" y2="0" stroke="#aaa" stroke-dasharray="4"/>"##,
+        w = size + pad + 10.0,
+        x2 = pad + size
+    );
+    let mut d = lo;
+    while d <= hi {
+        let p = pos(10f64.powf(d));
+        let _ = write!(
+            out,
+            r##"<text x="{p:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            size + 14.0,
+            10f64.powf(d),
+            pad - 4.0,
+            size - (p - pad) + 4.0,
+            10f64.powf(d)
+        );
+        d += 1.0;
+    }
+    for (b, c, o) in &pts {
+        let color = if o.is_regression() { "#d32f2f" } else { "#5c8ac7" };
+        let _ = write!(
+            out,
+            r##"<circle class="pt" cx="{:.1}" cy="{:.1}" r="{}" fill="{color}" fill-opacity="0.7"><title>{}: {b:.1} ms → {c:.1} ms</title></circle>"##,
+            pos(*b),
+            size - (pos(*c) - pad),
+            if o.is_regression() { 4 } else { 3 },
+            esc(&o.query_id)
+        );
+    }
+    let _ = write!(
+        out,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">baseline median ms</text></svg>"##,
+        pad + size / 2.0,
+        size + 28.0
+    );
+}
+
+fn histogram(out: &mut String, outcomes: &[OutcomeRecord]) {
+    // Bins of log2(ratio) from 1/8 to 8, quarter steps.
+    let bins = 24usize;
+    let mut counts = vec![0usize; bins];
+    for (_, r) in perf::by_ratio(outcomes) {
+        if r > 0.0 {
+            let i = ((r.log2() + 3.0) * 4.0).floor().clamp(0.0, (bins - 1) as f64) as usize;
+            counts[i] += 1;
+        }
+    }
+    if counts.iter().all(|&c| c == 0) {
+        return;
+    }
+    let max = *counts.iter().max().unwrap_or(&1) as f64;
+    let _ = write!(
+        out,
+        r##"<svg id="histogram" width="560" height="180" role="img" aria-label="histogram of candidate/baseline time ratios">"##
+    );
+    for (i, c) in counts.iter().enumerate() {
+        let h = *c as f64 / max * 140.0;
+        let lo = 2f64.powf(i as f64 / 4.0 - 3.0);
+        let color = if lo >= 1.0 { "#e57373" } else { "#81c784" };
+        let _ = write!(
+            out,
+            r##"<rect class="bin" x="{}" y="{:.1}" width="20" height="{h:.1}" fill="{color}"><title>×{lo:.2}–×{:.2}: {c}</title></rect>"##,
+            20 + i * 22,
+            150.0 - h,
+            lo * 2f64.powf(0.25)
+        );
+    }
+    let _ = write!(
+        out,
+        r##"<text x="20" y="170">×1/8</text><text x="284" y="170">×1</text><text x="530" y="170">×8</text></svg>"##
+    );
+}
+
+fn side_by_side(out: &mut String, diff: &str) {
+    out.push_str(r##"<table class="diff"><tr><th>baseline</th><th>candidate</th></tr>"##);
+    let (mut left, mut right): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    let flush = |out: &mut String, left: &mut Vec<String>, right: &mut Vec<String>| {
+        for i in 0..left.len().max(right.len()) {
+            let l = left
+                .get(i)
+                .map_or(String::new(), |s| format!(r##"<td class="del">{}</td>"##, esc(s)));
+            let r = right
+                .get(i)
+                .map_or(String::new(), |s| format!(r##"<td class="add">{}</td>"##, esc(s)));
+            let _ = write!(
+                out,
+                "<tr>{}{}</tr>",
+                if l.is_empty() { "<td></td>".into() } else { l },
+                if r.is_empty() { "<td></td>".into() } else { r }
+            );
+        }
+        left.clear();
+        right.clear();
+    };
+    for line in diff.lines() {
+        if line.starts_with("---") || line.starts_with("+++") {
+            flush(out, &mut left, &mut right);
+            if let Some(name) = line.strip_prefix("--- baseline/") {
+                let _ = write!(out, r##"<tr><th colspan="2">{} plan</th></tr>"##, esc(name));
+            }
+        } else if line.starts_with("@@") {
+            flush(out, &mut left, &mut right);
+            let _ = write!(out, r##"<tr><td colspan="2">…</td></tr>"##);
+        } else if let Some(l) = line.strip_prefix('-') {
+            left.push(l.to_string());
+        } else if let Some(r) = line.strip_prefix('+') {
+            right.push(r.to_string());
+        } else {
+            flush(out, &mut left, &mut right);
+            let c = esc(line.strip_prefix(' ').unwrap_or(line));
+            let _ = write!(out, "<tr><td>{c}</td><td>{c}</td></tr>");
+        }
+    }
+    flush(out, &mut left, &mut right);
+    out.push_str("</table>");
+}
+
+fn ms(o: &OutcomeRecord, candidate: bool) -> Option<f64> {
+    let f = o.flight.as_ref()?;
+    if candidate {
+        f.candidate.median_ms
+    } else {
+        f.baseline.median_ms
+    }
+}
+
+/// Renders one run as a self-contained HTML page.
+pub fn html_report(run: &RunView) -> String {
+    let m = &run.manifest;
+    let o = &run.outcomes;
+    let regressions = o.iter().filter(|x| x.is_regression()).count();
+    let mut out = String::with_capacity(64 * 1024);
+    let _ = write!(
+        out,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>sqlflight {} {}</title><style>{STYLE}</style></head><body>",
+        esc(&m.kind),
+        esc(&m.corpus.name)
+    );
+    let _ = write!(out, "<h1>sqlflight {}: {}</h1>", esc(&m.kind), esc(&m.corpus.name));
+    let verdict = if o.is_empty() {
+        "<p class=\"reg\">Nothing was verified (0 queries).</p>".to_string()
+    } else if regressions == 0 {
+        format!("<p class=\"ok\">No regressions in {} queries.</p>", o.len())
+    } else {
+        format!(
+            "<p class=\"reg\" id=\"verdict\">{regressions} regression(s) in {} queries.</p>",
+            o.len()
+        )
+    };
+    out.push_str(&verdict);
+    let _ = write!(
+        out,
+        "<table class=\"meta\"><tr><td>baseline</td><td>{}</td></tr><tr><td>candidate</td><td>{}</td></tr><tr><td>corpus</td><td>{} ({} queries)</td></tr><tr><td>run</td><td>{} – {}</td></tr></table>",
+        esc(&m.baseline.describe()),
+        esc(&m.candidate.describe()),
+        esc(&m.corpus.name),
+        m.corpus.queries,
+        esc(&m.started_at),
+        esc(m.finished_at.as_deref().unwrap_or("not finished"))
+    );
+    out.push_str("<h2>Outcomes</h2>");
+    bar_chart(&mut out, &markdown::counts(o));
+    if let Some(p) = perf::perf_summary(o) {
+        let _ = write!(
+            out,
+            "<h2>Performance</h2><p>{} queries timed: geometric mean ratio ×{:.3}, total ×{:.3}; {} faster, {} slower, {} same, {} inconclusive.</p>",
+            p.queries,
+            p.geomean_ratio,
+            p.total_ratio(),
+            p.faster,
+            p.slower,
+            p.same,
+            p.inconclusive
+        );
+        scatter(&mut out, o);
+        histogram(&mut out, o);
+    }
+    // The table: every regression, then others up to the page limit.
+    let mut rows: Vec<&OutcomeRecord> = o.iter().filter(|x| x.is_regression()).collect();
+    rows.extend(o.iter().filter(|x| !x.is_regression()).take(TABLE_ROWS));
+    let _ = write!(
+        out,
+        "<h2>Queries</h2><p><input id=\"filter\" placeholder=\"filter (query, class, detail…)\"> showing <span id=\"shown\">{}</span> of {} rows{}</p>",
+        rows.len(),
+        rows.len(),
+        if rows.len() < o.len() {
+            format!(
+                " (the page holds every regression and {TABLE_ROWS} other queries of {}; the full list is in outcomes.jsonl)",
+                o.len()
+            )
+        } else {
+            String::new()
+        }
+    );
+    out.push_str("<table id=\"queries\"><thead><tr><th>query</th><th>template</th><th>class</th><th>detail</th><th>baseline ms</th><th>candidate ms</th><th>ratio</th></tr></thead><tbody>");
+    for x in rows {
+        let detail = x
+            .detail
+            .clone()
+            .or_else(|| x.change_signature.clone())
+            .or_else(|| x.skip_reason.clone())
+            .or_else(|| match &x.candidate {
+                Some(SideResult::Error { error, .. }) => Some(error.lines().next().unwrap_or("").to_string()),
+                _ => None,
+            });
+        let ratio = x.flight.as_ref().and_then(|f| f.perf.as_ref()).map(|p| p.ratio);
+        let num = |v: Option<f64>| v.map_or("<td></td>".to_string(), |v| format!("<td data-v=\"{v}\">{v:.2}</td>"));
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td>{}{}{}</tr>",
+            esc(&x.query_id),
+            esc(&x.template_id),
+            if x.is_regression() { "reg" } else { "" },
+            x.class,
+            esc(detail.as_deref().unwrap_or("")),
+            num(ms(x, false)),
+            num(ms(x, true)),
+            num(ratio)
+        );
+    }
+    out.push_str("</tbody></table>");
+    let groups = markdown::change_groups(o);
+    if !groups.is_empty() {
+        out.push_str("<h2>Plan changes</h2>");
+        for g in groups.iter().take(50) {
+            let _ = write!(
+                out,
+                "<h3>{} ({} queries)</h3><p>{}</p>",
+                esc(&g.signature),
+                g.queries.len(),
+                esc(&g.queries.iter().take(30).cloned().collect::<Vec<_>>().join(", "))
+            );
+            if let Some(d) = o
+                .iter()
+                .find(|x| x.query_id == g.queries[0])
+                .and_then(|x| x.diff.as_deref())
+            {
+                let _ = write!(
+                    out,
+                    "<details><summary>side-by-side diff of {}</summary>",
+                    esc(&g.queries[0])
+                );
+                side_by_side(&mut out, d);
+                out.push_str("</details>");
+            }
+        }
+    }
+    let _ = write!(out, "<script>{SCRIPT}</script></body></html>\n");
+    out
+}
