@@ -348,6 +348,6 @@ pub fn html_report(run: &RunView) -> String {
             }
         }
     }
-    let _ = write!(out, "<script>{SCRIPT}</script></body></html>\n");
+    let _ = writeln!(out, "<script>{SCRIPT}</script></body></html>");
     out
 }
