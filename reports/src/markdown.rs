@@ -108,6 +108,17 @@ pub fn run_markdown(run: &RunView) -> String {
     if let Some(p) = m.partition {
         let _ = writeln!(out, "| partition | {p} ({} queries selected) |", m.selected);
     }
+    let verified: Vec<&OutcomeRecord> = o.iter().filter(|x| x.class != OutcomeClass::Skipped).collect();
+    let templates: std::collections::BTreeSet<&str> = verified.iter().map(|x| x.template_id.as_str()).collect();
+    let all_templates: std::collections::BTreeSet<&str> = o.iter().map(|x| x.template_id.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "| coverage | {} of {} queries verified (not skipped), {} of {} templates exercised |",
+        verified.len(),
+        m.selected,
+        templates.len(),
+        all_templates.len()
+    );
     let _ = writeln!(
         out,
         "| run | started {}, finished {}{} |",
