@@ -135,19 +135,7 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let file: ConfigFile = serde_yaml::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-            let msg = e.to_string();
-            // serde_yaml appends " at line L column C"; the prefix says it already.
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            ConfigError {
-                file: path.display().to_string(),
-                line,
-                column,
-                fix: fix_for(&msg),
-                message: msg,
-            }
-        })?;
+        let file: ConfigFile = parse_yaml(path, text, fix_for)?;
         Ok(Config {
             file,
             path: Some(path.to_path_buf()),
@@ -252,22 +240,49 @@ impl Config {
 
 /// Reads a known-differences file, with located errors.
 pub fn load_accepted(path: &Path) -> Result<Vec<sqlflight_flighting::AcceptedDifference>, ConfigError> {
+    load_yaml(
+        path,
+        "known-differences file",
+        "check the path of `flight.accepted` / --accepted",
+        |_| "each entry needs `class` and `query_id` or `template_id` (optional `reason`)".into(),
+    )
+}
+
+/// Reads and parses a YAML file; errors name file, line and column. `what` names
+/// the file in a read error, `read_fix` says what to do then, `fix` turns a parse
+/// error message into advice.
+pub fn load_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    read_fix: &str,
+    fix: fn(&str) -> String,
+) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.display().to_string(),
         line: 0,
         column: 0,
-        message: format!("cannot read the known-differences file: {e}"),
-        fix: "check the path of `flight.accepted` / --accepted".into(),
+        message: format!("cannot read the {what}: {e}"),
+        fix: read_fix.into(),
     })?;
-    serde_yaml::from_str(&text).map_err(|e| {
+    parse_yaml(path, &text, fix)
+}
+
+/// Parses YAML text read from `path`, with located errors.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    fix: fn(&str) -> String,
+) -> Result<T, ConfigError> {
+    serde_yaml::from_str(text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let msg = e.to_string();
+        // serde_yaml appends " at line L column C"; the prefix says it already.
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
         ConfigError {
             file: path.display().to_string(),
             line,
             column,
-            fix: "each entry needs `class` and `query_id` or `template_id` (optional `reason`)".into(),
+            fix: fix(&msg),
             message: msg,
         }
     })

@@ -21,24 +21,8 @@ pub struct GateArgs {
 
 /// Reads a policy with located errors.
 pub fn load_policy(path: &Path) -> Result<GatePolicy, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.display().to_string(),
-        line: 0,
-        column: 0,
-        message: format!("cannot read the gate policy: {e}"),
-        fix: "check the path given to --policy".into(),
-    })?;
-    serde_yaml::from_str(&text).map_err(|e| {
-        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        let msg = e.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        ConfigError {
-            file: path.display().to_string(),
-            line,
-            column,
-            fix: "a policy has `max: {class: n}`, `perf: {max_geomean_ratio, max_total_ratio, max_slowdowns, slowdown_over, max_memory_ratio}` and `coverage: {min_queries, min_fraction}`".into(),
-            message: msg,
-        }
+    crate::config::load_yaml(path, "gate policy", "check the path given to --policy", |_| {
+        "a policy has `max: {class: n}`, `perf: {max_geomean_ratio, max_total_ratio, max_slowdowns, slowdown_over, max_memory_ratio}` and `coverage: {min_queries, min_fraction}`".into()
     })
 }
 
