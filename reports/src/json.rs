@@ -6,6 +6,8 @@
 //! outcomes: [outcome]}]}` where `manifest` and `outcome` are the run directory's
 //! `manifest.json` and `outcomes.jsonl` objects.
 
+use std::io::Write;
+
 use serde_json::{Value, json};
 
 use crate::{RunView, markdown, perf};
@@ -13,34 +15,63 @@ use crate::{RunView, markdown, perf};
 pub const JSON_FORMAT: &str = "sqlflight-report";
 pub const JSON_VERSION: u32 = 1;
 
+/// The report as a JSON value (small runs, tests).
 pub fn json_report(runs: &[RunView]) -> Value {
-    let runs: Vec<Value> = runs
-        .iter()
-        .map(|r| {
-            let counts: serde_json::Map<String, Value> = markdown::counts(&r.outcomes)
-                .into_iter()
-                .map(|(c, n)| (c.as_str().to_string(), n.into()))
-                .collect();
-            let groups: Vec<Value> = markdown::change_groups(&r.outcomes)
-                .into_iter()
-                .map(|g| json!({"signature": g.signature, "queries": g.queries}))
-                .collect();
-            let regressions: Vec<&sqlflight_diffing::OutcomeRecord> =
-                r.outcomes.iter().filter(|o| o.is_regression()).collect();
-            let p = perf::perf_summary(&r.outcomes).map(|p| {
-                json!({"queries": p.queries, "geomean_ratio": p.geomean_ratio, "total_ratio": p.total_ratio(),
-                       "faster": p.faster, "slower": p.slower, "same": p.same, "inconclusive": p.inconclusive,
-                       "regressions": p.regressions})
-            });
-            json!({
-                "manifest": r.manifest,
-                "counts": counts,
-                "regressions": regressions,
-                "change_groups": groups,
-                "performance": p,
-                "outcomes": r.outcomes,
-            })
-        })
-        .collect();
-    json!({"format": JSON_FORMAT, "version": JSON_VERSION, "runs": runs})
+    let mut buf = Vec::new();
+    // Writing into memory cannot fail.
+    let _ = write_json_report(runs, &mut buf);
+    serde_json::from_slice(&buf).unwrap_or(Value::Null)
+}
+
+/// Streams the report as JSON: outcomes are serialized one by one, so a run of a
+/// million outcomes never sits in memory as a document tree.
+pub fn write_json_report(runs: &[RunView], w: &mut dyn Write) -> std::io::Result<()> {
+    write!(
+        w,
+        "{{\"format\":\"{JSON_FORMAT}\",\"version\":{JSON_VERSION},\"runs\":["
+    )?;
+    for (i, r) in runs.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        let counts: serde_json::Map<String, Value> = markdown::counts(&r.outcomes)
+            .into_iter()
+            .map(|(c, n)| (c.as_str().to_string(), n.into()))
+            .collect();
+        let groups: Vec<Value> = markdown::change_groups(&r.outcomes)
+            .into_iter()
+            .map(|g| json!({"signature": g.signature, "queries": g.queries}))
+            .collect();
+        let p = perf::perf_summary(&r.outcomes).map(|p| {
+            json!({"queries": p.queries, "geomean_ratio": p.geomean_ratio, "total_ratio": p.total_ratio(),
+                   "faster": p.faster, "slower": p.slower, "same": p.same, "inconclusive": p.inconclusive,
+                   "regressions": p.regressions})
+        });
+        w.write_all(b"{\"manifest\":")?;
+        serde_json::to_writer(&mut *w, &r.manifest)?;
+        w.write_all(b",\"counts\":")?;
+        serde_json::to_writer(&mut *w, &counts)?;
+        w.write_all(b",\"change_groups\":")?;
+        serde_json::to_writer(&mut *w, &groups)?;
+        w.write_all(b",\"performance\":")?;
+        serde_json::to_writer(&mut *w, &p)?;
+        w.write_all(b",\"regressions\":[")?;
+        let mut first = true;
+        for o in r.outcomes.iter().filter(|o| o.is_regression()) {
+            if !first {
+                w.write_all(b",")?;
+            }
+            first = false;
+            serde_json::to_writer(&mut *w, o)?;
+        }
+        w.write_all(b"],\"outcomes\":[")?;
+        for (k, o) in r.outcomes.iter().enumerate() {
+            if k > 0 {
+                w.write_all(b",\n")?;
+            }
+            serde_json::to_writer(&mut *w, o)?;
+        }
+        w.write_all(b"]}")?;
+    }
+    w.write_all(b"]}\n")
 }

@@ -24,6 +24,15 @@ pub enum BenchCmd {
     Digest(DigestBenchArgs),
     /// A TPC-H flight vs the engine's own execution of the same queries.
     Flight(FlightBenchArgs),
+    /// Report generation for a large generated run vs simply reading the run.
+    Report(ReportBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportBenchArgs {
+    /// Outcomes in the generated run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub outcomes: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -118,6 +127,7 @@ pub fn run(cmd: &BenchCmd, cli: &Cli) -> anyhow::Result<u8> {
         BenchCmd::Playback(a) => bench_playback(a, cli),
         BenchCmd::Digest(a) => bench_digest(a, cli),
         BenchCmd::Flight(a) => bench_flight(a, cli),
+        BenchCmd::Report(a) => bench_report(a, cli),
     }
 }
 
@@ -333,6 +343,166 @@ fn bench_flight(args: &FlightBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
         ),
         &v,
     )?;
+    Ok(EXIT_OK)
+}
+
+/// A generated run: mostly matches, some plan changes with diffs, wrong results,
+/// failures and skips, flight figures on every other query.
+fn generate_run(dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
+    use sqlflight_diffing::*;
+    let engine = |p: &str| EngineInfo {
+        engine: "datafusion".into(),
+        version: "55.2.0".into(),
+        profile: p.into(),
+        settings: Default::default(),
+        disabled_rules: vec![],
+    };
+    let manifest = RunManifest {
+        format: run::RUN_FORMAT.into(),
+        version: run::RUN_VERSION,
+        kind: "flight".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        corpus: CorpusInfo {
+            name: "generated".into(),
+            path: None,
+            hash: "00".repeat(32),
+            queries: n as u64,
+        },
+        baseline: engine("baseline"),
+        candidate: engine("candidate"),
+        config: serde_json::Value::Null,
+        partition: None,
+        selected: n as u64,
+        jobs: 1,
+        timeout_ms: 30_000,
+        started_at: "2026-01-01T00:00:00.000Z".into(),
+        finished_at: None,
+        status: RunStatus::Running,
+        resumed: 0,
+        stopped_reason: None,
+        counts: Default::default(),
+    };
+    let journal = sqlflight_runs::Journal::open(dir, manifest, false)?;
+    let diff = "--- baseline/physical\n+++ candidate/physical\n@@ -1,2 +1,2 @@\n-HashJoinExec: on=a\n+SortMergeJoinExec: on=a\n   A\n";
+    for i in 0..n {
+        let template = format!("{:016x}", (i as u64 % 5000).wrapping_mul(0x9e37_79b9));
+        let mut o = OutcomeRecord::skipped(format!("q{i:07}"), template, "");
+        o.skip_reason = None;
+        o.class = match i % 100 {
+            0..=89 => OutcomeClass::Match,
+            90..=94 => OutcomeClass::PlanChanged,
+            95..=96 => OutcomeClass::WrongResult,
+            97 => OutcomeClass::NewFailure,
+            _ => OutcomeClass::Skipped,
+        };
+        match o.class {
+            OutcomeClass::PlanChanged => {
+                let extra = if i % 7 == 0 { ", SortExec" } else { "" };
+                o.change_signature = Some(format!("HashJoinExec -> SortMergeJoinExec{extra}"));
+                o.diff = Some(diff.into());
+            }
+            OutcomeClass::WrongResult => o.detail = Some("columns:[amount]".into()),
+            OutcomeClass::NewFailure => {
+                o.baseline = Some(SideResult::Ok {
+                    plan_hash: "ab".into(),
+                    plan: None,
+                    elapsed_us: 900,
+                });
+                o.candidate = Some(SideResult::Error {
+                    error_class: ErrorClass::Execution,
+                    error: "Execution error: boom".into(),
+                    elapsed_us: 800,
+                });
+            }
+            OutcomeClass::Skipped => o.skip_reason = Some("write_statement: INSERT".into()),
+            _ => {}
+        }
+        if i % 2 == 0 && o.class != OutcomeClass::Skipped {
+            let b = 5.0 + (i % 97) as f64;
+            let c = b * (0.8 + (i % 13) as f64 / 20.0);
+            let verdict = if c > b * 1.1 {
+                PerfVerdict::Slower
+            } else {
+                PerfVerdict::Same
+            };
+            o.flight = Some(FlightDetail {
+                baseline: FlightSide {
+                    median_ms: Some(b),
+                    times_ms: vec![b; 3],
+                    ..Default::default()
+                },
+                candidate: FlightSide {
+                    median_ms: Some(c),
+                    times_ms: vec![c; 3],
+                    ..Default::default()
+                },
+                perf: Some(PerfComparison {
+                    ratio: c / b,
+                    p_value: Some(0.01),
+                    verdict,
+                    regression: false,
+                }),
+                reruns: 0,
+                nondeterminism: vec![],
+            });
+        }
+        journal.append(&o)?;
+    }
+    journal.complete("2026-01-01T00:10:00.000Z".into())?;
+    Ok(())
+}
+
+fn bench_report(args: &ReportBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
+    let tmp = tempfile::tempdir()?;
+    let run = tmp.path().join("run");
+    let t = Instant::now();
+    generate_run(&run, args.outcomes.max(1))?;
+    let t_gen = t.elapsed();
+    let t = Instant::now();
+    let view = sqlflight_reports::RunView::read(&run)?;
+    let t_read = t.elapsed();
+    drop(view);
+    let exe = std::env::current_exe()?;
+    let run_s = run.display().to_string();
+    let mut formats = serde_json::Map::new();
+    for f in ["md", "html", "json", "junit"] {
+        let out = tmp.path().join(format!("report.{f}"));
+        let out_s = out.display().to_string();
+        let t = Instant::now();
+        let o = std::process::Command::new(&exe)
+            .args(["report", run_s.as_str(), "--format", f, "--out", out_s.as_str(), "-q"])
+            .env("SQLFLIGHT_PRINT_PEAK_RSS", "1")
+            .output()?;
+        let wall = t.elapsed();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        if !matches!(o.status.code(), Some(0 | 1)) {
+            anyhow::bail!("report --format {f} failed: {stderr}");
+        }
+        let peak: u64 = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("peak_rss_kib=")?.parse().ok())
+            .unwrap_or(0);
+        formats.insert(
+            f.into(),
+            serde_json::json!({
+                "wall_s_including_read": wall.as_secs_f64(),
+                "peak_rss_mib": peak as f64 / 1024.0,
+                "output_mib": std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0,
+            }),
+        );
+    }
+    let v = serde_json::json!({
+        "outcomes": args.outcomes,
+        "run_mib": std::fs::metadata(run.join("outcomes.jsonl")).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0,
+        "generate_s": t_gen.as_secs_f64(),
+        "read_run_s": t_read.as_secs_f64(),
+        "formats": formats,
+    });
+    let title = format!(
+        "report generation for a generated run of {} outcomes (each format in its own process):",
+        args.outcomes
+    );
+    emit(cli, &title, &v)?;
     Ok(EXIT_OK)
 }
 

@@ -34,6 +34,31 @@ pub fn run(args: &ReportArgs, cli: &Cli) -> anyhow::Result<u8> {
         .iter()
         .map(|p| RunView::read(p).with_context(|| format!("reading run {}", p.display())))
         .collect::<anyhow::Result<_>>()?;
+    if args.format == Format::Json {
+        // Streamed: large runs never sit in memory as one document.
+        let regressions = views
+            .iter()
+            .flat_map(|v| &v.outcomes)
+            .filter(|o| o.is_regression())
+            .count();
+        match &args.out {
+            Some(p) => {
+                let f = std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?;
+                let mut w = std::io::BufWriter::new(f);
+                json::write_json_report(&views, &mut w).with_context(|| format!("writing {}", p.display()))?;
+                std::io::Write::flush(&mut w).with_context(|| format!("writing {}", p.display()))?;
+            }
+            None => {
+                let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                json::write_json_report(&views, &mut w)?;
+                std::io::Write::flush(&mut w)?;
+            }
+        }
+        if std::env::var_os("SQLFLIGHT_PRINT_PEAK_RSS").is_some() {
+            eprintln!("peak_rss_kib={}", peak_rss_kib().unwrap_or(0));
+        }
+        return Ok(if regressions > 0 { EXIT_REGRESSION } else { EXIT_OK });
+    }
     let text = match args.format {
         Format::Md => views
             .iter()
@@ -45,7 +70,7 @@ pub fn run(args: &ReportArgs, cli: &Cli) -> anyhow::Result<u8> {
             .map(sqlflight_reports::html::html_report)
             .collect::<Vec<_>>()
             .join("\n"),
-        Format::Json => serde_json::to_string_pretty(&json::json_report(&views))? + "\n",
+        Format::Json => unreachable!("streamed above"),
         Format::Junit => junit::junit(&views),
     };
     match &args.out {
@@ -57,10 +82,21 @@ pub fn run(args: &ReportArgs, cli: &Cli) -> anyhow::Result<u8> {
         }
         None => print!("{text}"),
     }
+    if std::env::var_os("SQLFLIGHT_PRINT_PEAK_RSS").is_some() {
+        // For `sqlflight bench report`: this process's peak resident memory.
+        eprintln!("peak_rss_kib={}", peak_rss_kib().unwrap_or(0));
+    }
     let regressions = views
         .iter()
         .flat_map(|v| &v.outcomes)
         .filter(|o| o.is_regression())
         .count();
     Ok(if regressions > 0 { EXIT_REGRESSION } else { EXIT_OK })
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
