@@ -2,8 +2,8 @@
 //! JavaScript; no network, no external assets) with an outcome breakdown chart, a
 //! candidate-vs-baseline latency scatter (log scales, diagonal, regressions
 //! highlighted), a ratio histogram, a sortable and filterable table of queries,
-//! and side-by-side plan diffs. Large runs are paginated: the table embeds every
-//! regression and then up to [`TABLE_ROWS`] other queries, and says so.
+//! and side-by-side plan diffs. Large runs are paginated: the table embeds up to
+//! [`TABLE_ROWS`] regressions and as many other queries, and says so.
 
 use std::fmt::Write;
 
@@ -11,7 +11,10 @@ use sqlflight_diffing::{OutcomeClass, OutcomeRecord, SideResult};
 
 use crate::{RunView, markdown, perf};
 
-/// Most table rows embedded in one page (regressions always are).
+/// Most points in the latency scatter.
+pub const SCATTER_POINTS: usize = 5000;
+
+/// Most table rows of each kind (regressions, others) in one page.
 pub const TABLE_ROWS: usize = 5000;
 
 fn esc(s: &str) -> String {
@@ -83,6 +86,21 @@ fn scatter(out: &mut String, outcomes: &[OutcomeRecord]) {
     if pts.is_empty() {
         out.push_str("<p>No timings (playback runs compile only).</p>");
         return;
+    }
+    // A page stays light: regressions first, then an even sample of the rest.
+    let total = pts.len();
+    let (mut shown, rest): (Vec<_>, Vec<_>) = pts.into_iter().partition(|p| p.2.is_regression());
+    shown.truncate(SCATTER_POINTS / 2);
+    let step = rest.len().div_ceil(SCATTER_POINTS - shown.len()).max(1);
+    shown.extend(rest.into_iter().step_by(step));
+    let pts = shown;
+    if pts.len() < total {
+        let _ = write!(
+            out,
+            "<p>{} of {total} timed queries plotted (every regression up to {}, then an even sample).</p>",
+            pts.len(),
+            SCATTER_POINTS / 2
+        );
     }
     let lo = pts
         .iter()
@@ -278,8 +296,8 @@ pub fn html_report(run: &RunView) -> String {
         scatter(&mut out, o);
         histogram(&mut out, o);
     }
-    // The table: every regression, then others up to the page limit.
-    let mut rows: Vec<&OutcomeRecord> = o.iter().filter(|x| x.is_regression()).collect();
+    // The table: regressions first, then others, each up to the page limit.
+    let mut rows: Vec<&OutcomeRecord> = o.iter().filter(|x| x.is_regression()).take(TABLE_ROWS).collect();
     rows.extend(o.iter().filter(|x| !x.is_regression()).take(TABLE_ROWS));
     let _ = write!(
         out,
@@ -288,7 +306,7 @@ pub fn html_report(run: &RunView) -> String {
         rows.len(),
         if rows.len() < o.len() {
             format!(
-                " (the page holds every regression and {TABLE_ROWS} other queries of {}; the full list is in outcomes.jsonl)",
+                " (the page holds up to {TABLE_ROWS} regressions and {TABLE_ROWS} other queries of {}; the full list is in outcomes.jsonl)",
                 o.len()
             )
         } else {
