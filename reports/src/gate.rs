@@ -18,6 +18,10 @@ pub struct GatePolicy {
     pub perf: Option<PerfRules>,
     #[serde(default)]
     pub coverage: Option<CoverageRules>,
+    /// Known differences file (relative to the policy): matching outcomes count as
+    /// `accepted` before the rules are evaluated.
+    #[serde(default)]
+    pub accepted: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -1258,6 +1258,31 @@ fn merge_compare_and_gate_from_the_command_line() {
         run(&["gate", &p("r-bad"), "--policy", policy.to_str().unwrap(), "-q"]),
         1
     );
+    // The planted regression, listed as a known difference, passes the gate.
+    let known = tmp.path().join("known.yaml");
+    let (_, bad_outcomes) = sqlflight_runs::read_run(Path::new(&p("r-bad"))).unwrap();
+    let failing = bad_outcomes
+        .iter()
+        .find(|o| o.class == OutcomeClass::NewFailure)
+        .unwrap();
+    std::fs::write(
+        &known,
+        format!(
+            "- {{ query_id: {}, class: new_failure, reason: view dropped on purpose }}\n",
+            failing.query_id
+        ),
+    )
+    .unwrap();
+    let args = [
+        "gate",
+        &p("r-bad"),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--accepted",
+        known.to_str().unwrap(),
+        "-q",
+    ];
+    assert_eq!(run(&args), 0);
     std::fs::write(&policy, "coverage: { min_queries: 3 }\n").unwrap();
     assert_eq!(
         run(&["gate", &p("r-good"), "--policy", policy.to_str().unwrap(), "-q"]),

@@ -17,22 +17,39 @@ pub struct GateArgs {
     /// Gate policy (YAML).
     #[arg(long)]
     pub policy: PathBuf,
+    /// Known differences (YAML list of {query_id|template_id, class, reason});
+    /// overrides the policy's `accepted`.
+    #[arg(long)]
+    pub accepted: Option<PathBuf>,
 }
 
 /// Reads a policy with located errors.
 pub fn load_policy(path: &Path) -> Result<GatePolicy, ConfigError> {
     crate::config::load_yaml(path, "gate policy", "check the path given to --policy", |_| {
-        "a policy has `max: {class: n}`, `perf: {max_geomean_ratio, max_total_ratio, max_slowdowns, slowdown_over, max_memory_ratio}` and `coverage: {min_queries, min_fraction}`".into()
+        "a policy has `max: {class: n}`, `perf: {max_geomean_ratio, max_total_ratio, max_slowdowns, slowdown_over, max_memory_ratio}`, `coverage: {min_queries, min_fraction}` and `accepted: file`".into()
     })
 }
 
 pub fn run(args: &GateArgs, cli: &Cli) -> anyhow::Result<u8> {
     let policy = load_policy(&args.policy)?;
-    let views: Vec<RunView> = args
+    let mut views: Vec<RunView> = args
         .runs
         .iter()
         .map(|p| RunView::read(p).with_context(|| format!("reading run {}", p.display())))
         .collect::<anyhow::Result<_>>()?;
+    let accepted_file = match (&args.accepted, &policy.accepted) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(p)) => Some(args.policy.parent().unwrap_or(Path::new(".")).join(p)),
+        (None, None) => None,
+    };
+    if let Some(f) = accepted_file {
+        let accepted = crate::config::load_accepted(&f)?;
+        for v in &mut views {
+            for o in &mut v.outcomes {
+                sqlflight_flighting::apply_accepted(o, &accepted);
+            }
+        }
+    }
     let results = evaluate(&policy, &views);
     let pass = results.iter().all(|r| r.pass);
     if cli.json {
