@@ -102,6 +102,71 @@ pub struct FlightOptions {
     pub config: serde_json::Value,
     /// Set to stop cleanly (Ctrl-C): in-flight queries finish, no new ones start.
     pub stop: Arc<AtomicBool>,
+    /// Query-bank mode: baseline results from an earlier flight; the baseline is
+    /// not executed.
+    pub snapshot: Option<Arc<Snapshot>>,
+}
+
+/// Baseline digests and timings kept from an earlier flight (query-bank mode): a
+/// later candidate is compared against them without running the baseline again.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub baseline: sqlflight_diffing::EngineInfo,
+    pub corpus_hash: String,
+    pub outcomes: std::collections::HashMap<String, OutcomeRecord>,
+}
+
+impl Snapshot {
+    /// A snapshot from a flight run's manifest and outcomes.
+    pub fn from_run(
+        manifest: &sqlflight_diffing::RunManifest,
+        outcomes: Vec<OutcomeRecord>,
+    ) -> Result<Snapshot, String> {
+        if manifest.kind != "flight" {
+            return Err(format!("a snapshot must be a flight run, not a {} run", manifest.kind));
+        }
+        Ok(Snapshot {
+            baseline: manifest.baseline.clone(),
+            corpus_hash: manifest.corpus.hash.clone(),
+            outcomes: outcomes.into_iter().map(|o| (o.query_id.clone(), o)).collect(),
+        })
+    }
+
+    /// The engine that stands for the snapshot's baseline: it reports the
+    /// snapshot's engine and version, and refuses to run anything.
+    pub fn baseline_engine(&self) -> Arc<dyn Engine> {
+        Arc::new(SnapshotBaseline {
+            info: self.baseline.clone(),
+        })
+    }
+}
+
+/// The baseline of a query-bank flight: known by its recorded results only.
+struct SnapshotBaseline {
+    info: sqlflight_diffing::EngineInfo,
+}
+
+impl Engine for SnapshotBaseline {
+    fn info(&self) -> &sqlflight_diffing::EngineInfo {
+        &self.info
+    }
+    fn compile(&self, _: &str) -> Result<sqlflight_engines::CompiledPlan, EngineError> {
+        Err(EngineError::new(
+            ErrorClass::Plan,
+            "the baseline is a snapshot of recorded results; it cannot compile",
+        ))
+    }
+    fn execute(
+        &self,
+        _: &str,
+        _: &ExecLimits,
+        _: &mut dyn FnMut(&sqlflight_engines::arrow::record_batch::RecordBatch) -> Result<(), EngineError>,
+    ) -> Result<sqlflight_engines::ExecStats, EngineError> {
+        Err(EngineError::new(
+            ErrorClass::Plan,
+            "the baseline is a snapshot of recorded results; it cannot execute",
+        ))
+    }
 }
 
 impl Default for FlightOptions {
@@ -121,6 +186,7 @@ impl Default for FlightOptions {
             dialect: "generic".into(),
             config: serde_json::Value::Null,
             stop: Arc::new(AtomicBool::new(false)),
+            snapshot: None,
         }
     }
 }
@@ -247,6 +313,25 @@ fn run_side(engine: &Arc<dyn Engine>, sql: &str, order: Option<&[OrderKey]>, lim
     Exec { result, ms, peak: None }
 }
 
+/// The baseline's recorded result, as if it had just run.
+fn from_snapshot(r: &OutcomeRecord) -> Exec {
+    let side = r.flight.as_ref().map(|f| &f.baseline);
+    let ms = side.and_then(|s| s.median_ms).unwrap_or(0.0);
+    let result = match (&r.baseline, side.and_then(|s| s.digest.clone())) {
+        (Some(SideResult::Error { error_class, error, .. }), _) => Err(EngineError::new(*error_class, error.clone())),
+        (_, Some(d)) => Ok(d),
+        _ => Err(EngineError::new(
+            ErrorClass::Internal,
+            "the snapshot holds no baseline digest for this query",
+        )),
+    };
+    Exec {
+        result,
+        ms,
+        peak: side.and_then(|s| s.peak_memory),
+    }
+}
+
 fn side_result(e: &Result<ResultDigest, EngineError>, ms: f64) -> SideResult {
     match e {
         Ok(d) => SideResult::Ok {
@@ -295,8 +380,28 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
     }
     let order = analysis.order_by.as_deref();
     let limits = &opts.limits;
+    // Query-bank mode: the baseline's recorded result stands in for its runs.
+    let snapped = match &opts.snapshot {
+        None => None,
+        Some(snap) => match snap.outcomes.get(&rec.id) {
+            None => {
+                return OutcomeRecord::skipped(
+                    rec.id.clone(),
+                    template,
+                    "not_in_snapshot: the snapshot run has no result for this query",
+                );
+            }
+            Some(r) if r.class == OutcomeClass::Skipped => {
+                return OutcomeRecord::skipped(rec.id.clone(), template, r.skip_reason.clone().unwrap_or_default());
+            }
+            Some(r) => Some(r),
+        },
+    };
     // Warm-up: the first run of each side; its digest is the one compared.
-    let wb = run_side(b, &rec.sql, order, limits);
+    let wb = match snapped {
+        Some(r) => from_snapshot(r),
+        None => run_side(b, &rec.sql, order, limits),
+    };
     let wc = run_side(c, &rec.sql, order, limits);
     let mut detail = FlightDetail {
         nondeterminism: analysis.nondeterminism.clone(),
@@ -312,6 +417,9 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
         // Timed runs, interleaved so drift in machine load hits both sides alike.
         for _ in 0..opts.repeat.max(1) {
             for (side, eng) in [(0, b), (1, c)] {
+                if side == 0 && snapped.is_some() {
+                    continue;
+                }
                 let x = run_side(eng, &rec.sql, order, limits);
                 let (first, times, peak, unstable) = if side == 0 {
                     (&wb, &mut times_b, &mut peak_b, &mut b_unstable)
@@ -327,6 +435,10 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
                 }
             }
         }
+    }
+    if let Some(f) = snapped.and_then(|r| r.flight.as_ref()) {
+        times_b = f.baseline.times_ms.clone();
+        peak_b = f.baseline.peak_memory;
     }
     let med_b = stats::median(&times_b);
     let med_c = stats::median(&times_c);
@@ -363,7 +475,9 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
                     } else {
                         // Dynamic check: does the baseline agree with itself?
                         let mut disagrees = false;
-                        for _ in 0..opts.reruns {
+                        // A snapshot's baseline cannot be re-run.
+                        let reruns = if snapped.is_some() { 0 } else { opts.reruns };
+                        for _ in 0..reruns {
                             detail.reruns += 1;
                             let again = run_side(b, &rec.sql, order, limits);
                             if !again.result.as_ref().is_ok_and(|d| agrees(db, d, opts.tolerance)) {
@@ -379,7 +493,11 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
                             ));
                         } else {
                             out.class = OutcomeClass::WrongResult;
-                            out.detail = Some(part);
+                            out.detail = Some(if snapped.is_some() {
+                                format!("{part} (against a snapshot)")
+                            } else {
+                                part
+                            });
                         }
                     }
                 }

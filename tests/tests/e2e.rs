@@ -1440,3 +1440,65 @@ fn html_report_renders_in_headless_chromium() {
         "a rendered page, not a blank one"
     );
 }
+
+#[test]
+fn query_bank_compares_a_candidate_against_a_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = ensure_tpch_data(&tmp.path().join("data"), 0.002).unwrap();
+    let mut yaml = String::from("corpus: bundled:tpch\ncatalog:\n  tables:\n");
+    for (t, p) in &data.tables {
+        yaml.push_str(&format!("    {t}: {}\n", p.display()));
+    }
+    yaml.push_str(sqlflight::commands::demo::DEMO_ENGINES);
+    yaml.push_str("flight: { repeat: 1 }\n");
+    let cfg = tmp.path().join("f.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    assert_eq!(
+        sqlflight::run_cli(["sqlflight", "flight", "-c", cfg, "--out", &p("bank"), "-q"]),
+        0
+    );
+    // A later candidate, compared against the bank: the baseline is not run.
+    let args = [
+        "sqlflight",
+        "flight",
+        "-c",
+        cfg,
+        "--out",
+        &p("later"),
+        "--snapshot",
+        &p("bank"),
+        "-q",
+    ];
+    assert_eq!(sqlflight::run_cli(args), 0);
+    let (m, o) = sqlflight_runs::read_run(Path::new(&p("later"))).unwrap();
+    assert_eq!(o.len(), 22);
+    assert!(o.iter().all(|o| o.class == OutcomeClass::Match), "{o:#?}");
+    let (bank_m, bank) = sqlflight_runs::read_run(Path::new(&p("bank"))).unwrap();
+    assert_eq!(m.baseline, bank_m.baseline);
+    // The baseline's timings are the bank's.
+    let t = |os: &[sqlflight_diffing::OutcomeRecord]| os[0].flight.as_ref().unwrap().baseline.times_ms.clone();
+    assert_eq!(t(&o), t(&bank));
+    // A snapshot of another corpus is refused.
+    let other = tmp.path().join("o.yaml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(cfg)
+            .unwrap()
+            .replace("bundled:tpch", "bundled:tpcds"),
+    )
+    .unwrap();
+    let args = [
+        "sqlflight",
+        "flight",
+        "-c",
+        other.to_str().unwrap(),
+        "--out",
+        &p("x"),
+        "--snapshot",
+        &p("bank"),
+        "-q",
+    ];
+    assert_eq!(sqlflight::run_cli(args), 2);
+}

@@ -42,6 +42,10 @@ pub struct FlightArgs {
     /// Known differences (YAML list of {query_id|template_id, class, reason}).
     #[arg(long)]
     pub accepted: Option<PathBuf>,
+    /// Query-bank mode: take the baseline's digests and timings from this earlier
+    /// flight run instead of running the baseline.
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
 }
 
 /// Everything a flight needs, resolved.
@@ -91,6 +95,22 @@ pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
         (None, Some(p)) => load_accepted(&cfg.resolve(p))?,
         (None, None) => Vec::new(),
     };
+    let snapshot = match &args.snapshot {
+        None => None,
+        Some(p) => {
+            let (m, o) =
+                sqlflight_runs::read_run(p).with_context(|| format!("reading the snapshot {}", p.display()))?;
+            let snap =
+                sqlflight_flighting::Snapshot::from_run(&m, o).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            if snap.corpus_hash != r.corpus.hash {
+                anyhow::bail!(
+                    "{}: the snapshot was made with a different corpus (its content hash differs)",
+                    p.display()
+                );
+            }
+            Some(Arc::new(snap))
+        }
+    };
     let stop = stop_flag();
     stop.store(false, Ordering::SeqCst);
     let options = FlightOptions {
@@ -108,6 +128,7 @@ pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
         dialect: r.corpus.manifest.dialect.clone(),
         config: r.config_json,
         stop,
+        snapshot,
     };
     Ok(FlightJob {
         corpus: r.corpus,
@@ -121,7 +142,10 @@ pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
 
 /// Builds both engines, runs the flight with progress, writes `report.md`.
 pub fn execute(job: &FlightJob, ui: UiMode) -> anyhow::Result<(FlightSummary, PathBuf)> {
-    let baseline = make_engine(&job.config, &job.baseline, &job.catalog)?;
+    let baseline = match &job.options.snapshot {
+        Some(snap) => snap.baseline_engine(),
+        None => make_engine(&job.config, &job.baseline, &job.catalog)?,
+    };
     let candidate = make_engine(&job.config, &job.candidate, &job.catalog)?;
     let progress = RunProgress::new(ui, format!("{} flight", job.corpus.manifest.name));
     let summary = run_flight(&job.corpus, baseline, candidate, &job.options, &progress)
