@@ -78,8 +78,7 @@ pub fn evaluate(policy: &GatePolicy, runs: &[RunView]) -> Vec<RuleResult> {
         });
     }
     if let Some(p) = &policy.perf {
-        let owned: Vec<OutcomeRecord> = all.iter().map(|o| (*o).clone()).collect();
-        let summary = crate::perf::perf_summary(&owned);
+        let summary = crate::perf::perf_summary(all.iter().copied());
         if let Some(limit) = p.max_geomean_ratio {
             let m = summary.as_ref().map_or(1.0, |s| s.geomean_ratio);
             out.push(RuleResult {

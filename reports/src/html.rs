@@ -284,14 +284,9 @@ pub fn html_report(run: &RunView) -> String {
     if let Some(p) = perf::perf_summary(o) {
         let _ = write!(
             out,
-            "<h2>Performance</h2><p>{} queries timed: geometric mean ratio ×{:.3}, total ×{:.3}; {} faster, {} slower, {} same, {} inconclusive.</p>",
+            "<h2>Performance</h2><p>{} queries timed: {}.</p>",
             p.queries,
-            p.geomean_ratio,
-            p.total_ratio(),
-            p.faster,
-            p.slower,
-            p.same,
-            p.inconclusive
+            esc(&p.describe())
         );
         scatter(&mut out, o);
         histogram(&mut out, o);

@@ -42,11 +42,7 @@ pub fn write_json_report(runs: &[RunView], w: &mut dyn Write) -> std::io::Result
             .into_iter()
             .map(|g| json!({"signature": g.signature, "queries": g.queries}))
             .collect();
-        let p = perf::perf_summary(&r.outcomes).map(|p| {
-            json!({"queries": p.queries, "geomean_ratio": p.geomean_ratio, "total_ratio": p.total_ratio(),
-                   "faster": p.faster, "slower": p.slower, "same": p.same, "inconclusive": p.inconclusive,
-                   "regressions": p.regressions})
-        });
+        let p = perf::perf_summary(&r.outcomes).map(|p| p.to_json());
         w.write_all(b"{\"manifest\":")?;
         serde_json::to_writer(&mut *w, &r.manifest)?;
         w.write_all(b",\"counts\":")?;

@@ -26,10 +26,32 @@ impl PerfSummary {
             1.0
         }
     }
+
+    /// One line for people: `geomean ×1.432, total ×1.617 (0 faster, 12 slower, 10 same, 0 inconclusive)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "geomean ×{:.3}, total ×{:.3} ({} faster, {} slower, {} same, {} inconclusive)",
+            self.geomean_ratio,
+            self.total_ratio(),
+            self.faster,
+            self.slower,
+            self.same,
+            self.inconclusive
+        )
+    }
+
+    /// The figures as JSON, for `--json` summaries and the JSON report.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "queries": self.queries, "geomean_ratio": self.geomean_ratio, "total_ratio": self.total_ratio(),
+            "faster": self.faster, "slower": self.slower, "same": self.same, "inconclusive": self.inconclusive,
+            "regressions": self.regressions,
+        })
+    }
 }
 
 /// Figures of a flight's outcomes; None when no query has timings on both sides.
-pub fn perf_summary(outcomes: &[OutcomeRecord]) -> Option<PerfSummary> {
+pub fn perf_summary<'a>(outcomes: impl IntoIterator<Item = &'a OutcomeRecord>) -> Option<PerfSummary> {
     let mut s = PerfSummary {
         queries: 0,
         geomean_ratio: 1.0,

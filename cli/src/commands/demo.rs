@@ -102,6 +102,8 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
     ));
     let jobs = args.jobs.unwrap_or_else(super::default_jobs).max(1);
     let mut summaries: Vec<(PlaybackSummary, PathBuf)> = Vec::new();
+    // TPC-H's config and catalog, reused by the flight.
+    let mut tpch: Option<(Config, sqlflight_corpora::Catalog)> = None;
     for w in Workload::ALL {
         let corpus = w.corpus()?;
         let tables = if w == Workload::Tpch {
@@ -116,15 +118,14 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
         std::fs::write(&cfg_path, &yaml).with_context(|| format!("writing {}", cfg_path.display()))?;
         let cfg = Config::parse(&cfg_path, &yaml)?;
         let catalog = build_catalog(&cfg, &corpus)?;
-        let pick = |n: &str| -> anyhow::Result<(String, sqlflight_engines::EngineSpec)> {
-            let spec = cfg.file.engines.get(n).cloned().context("demo profile missing")?;
-            Ok((n.to_string(), spec))
-        };
+        if w == Workload::Tpch {
+            tpch = Some((cfg.clone(), catalog.clone()));
+        }
         let job = PlaybackJob {
             corpus,
             catalog,
-            baseline: pick("baseline")?,
-            candidate: pick("candidate")?,
+            baseline: profile(&cfg, "baseline")?,
+            candidate: profile(&cfg, "candidate")?,
             options: PlaybackOptions {
                 out: dir,
                 jobs,
@@ -139,16 +140,10 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
     }
     // Flight: TPC-H on the generated data (TPC-DS has no data generator here).
     let mut flight = None;
-    if !args.no_flight {
-        let w = Workload::Tpch;
-        let cfg_path = out.join("tpch.yaml");
-        let cfg = Config::load(&cfg_path)?;
-        let corpus = w.corpus()?;
-        let catalog = build_catalog(&cfg, &corpus)?;
-        let pick = |n: &str| -> anyhow::Result<(String, sqlflight_engines::EngineSpec)> {
-            let spec = cfg.file.engines.get(n).cloned().context("demo profile missing")?;
-            Ok((n.to_string(), spec))
-        };
+    if !args.no_flight
+        && let Some((cfg, catalog)) = tpch
+    {
+        let corpus = Workload::Tpch.corpus()?;
         let job = super::flight::FlightJob {
             options: sqlflight_flighting::FlightOptions {
                 out: out.join("tpch-flight"),
@@ -163,15 +158,15 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
             },
             corpus,
             catalog,
-            baseline: pick("baseline")?,
-            candidate: pick("candidate")?,
+            baseline: profile(&cfg, "baseline")?,
+            candidate: profile(&cfg, "candidate")?,
             config: cfg,
         };
         flight = Some(super::flight::execute(&job, ui)?);
     }
     let report = out.join("report.md");
     let mut md = String::from(
-        "# sqlflight demo\n\nTwo profiles of the embedded DataFusion: the candidate prefers sort-merge joins (`prefer_hash_join=false`) and drops the `push_down_limit` optimizer rule. Rerun one workload with `sqlflight playback -c <out>/tpch.yaml --out <dir>`.\n\n",
+        "# sqlflight demo\n\nTwo profiles of the embedded DataFusion: the candidate prefers sort-merge joins (`prefer_hash_join=false`) and drops the `push_down_limit` optimizer rule. Playback compiles TPC-H and TPC-DS; flight runs TPC-H on generated data and compares result digests and timings. Rerun with `sqlflight playback -c <out>/tpch.yaml --out <dir>` or `sqlflight flight -c <out>/tpch.yaml --out <dir>`.\n\n",
     );
     for (s, r) in &summaries {
         md.push_str(&format!(
@@ -223,6 +218,12 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
     // The demo's findings are its point, not a failure: it exits 0 when it ran to
     // the end. `playback` and `flight` are the commands that gate (0/1/2).
     Ok(EXIT_OK)
+}
+
+/// A demo profile by name.
+fn profile(cfg: &Config, name: &str) -> anyhow::Result<(String, sqlflight_engines::EngineSpec)> {
+    let spec = cfg.file.engines.get(name).cloned().context("demo profile missing")?;
+    Ok((name.to_string(), spec))
 }
 
 fn print_table(
@@ -283,15 +284,7 @@ fn print_table(
             f.manifest.corpus.name
         );
         if let Some(p) = sqlflight_reports::perf::perf_summary(&f.outcomes) {
-            println!(
-                "  candidate/baseline time: geomean ×{:.3}, total ×{:.3} ({} faster, {} slower, {} same, {} inconclusive)",
-                p.geomean_ratio,
-                p.total_ratio(),
-                p.faster,
-                p.slower,
-                p.same,
-                p.inconclusive
-            );
+            println!("  candidate/baseline time: {}", p.describe());
         }
         for o in f.outcomes.iter().filter(|o| o.is_regression()).take(10) {
             let what = match (&o.detail, o.flight.as_ref().and_then(|f| f.perf.as_ref())) {

@@ -196,15 +196,7 @@ pub fn print_summary(s: &FlightSummary, report: &Path) {
         println!("  {:<24} {n:>6}{mark}", class.as_str());
     }
     if let Some(p) = perf::perf_summary(&s.outcomes) {
-        println!(
-            "performance: geomean ×{:.3}, total ×{:.3} ({} faster, {} slower, {} same, {} inconclusive)",
-            p.geomean_ratio,
-            p.total_ratio(),
-            p.faster,
-            p.slower,
-            p.same,
-            p.inconclusive
-        );
+        println!("performance: {}", p.describe());
     }
     let regs: Vec<_> = s.outcomes.iter().filter(|o| o.is_regression()).collect();
     if !regs.is_empty() {
@@ -245,13 +237,7 @@ pub fn summary_json(s: &FlightSummary, report: &Path) -> serde_json::Value {
         .into_iter()
         .map(|(c, n)| (c.as_str().to_string(), n.into()))
         .collect();
-    let perf = perf::perf_summary(&s.outcomes).map(|p| {
-        serde_json::json!({
-            "queries": p.queries, "geomean_ratio": p.geomean_ratio, "total_ratio": p.total_ratio(),
-            "faster": p.faster, "slower": p.slower, "same": p.same, "inconclusive": p.inconclusive,
-            "regressions": p.regressions,
-        })
-    });
+    let perf = perf::perf_summary(&s.outcomes).map(|p| p.to_json());
     let regressions: Vec<serde_json::Value> = s
         .outcomes
         .iter()

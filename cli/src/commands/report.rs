@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
 use anyhow::Context;
 use sqlflight_reports::{RunView, json, junit, markdown};
 
@@ -34,53 +37,34 @@ pub fn run(args: &ReportArgs, cli: &Cli) -> anyhow::Result<u8> {
         .iter()
         .map(|p| RunView::read(p).with_context(|| format!("reading run {}", p.display())))
         .collect::<anyhow::Result<_>>()?;
-    if args.format == Format::Json {
-        // Streamed: large runs never sit in memory as one document.
-        let regressions = views
-            .iter()
-            .flat_map(|v| &v.outcomes)
-            .filter(|o| o.is_regression())
-            .count();
-        match &args.out {
-            Some(p) => {
-                let f = std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?;
-                let mut w = std::io::BufWriter::new(f);
-                json::write_json_report(&views, &mut w).with_context(|| format!("writing {}", p.display()))?;
-                std::io::Write::flush(&mut w).with_context(|| format!("writing {}", p.display()))?;
-            }
-            None => {
-                let mut w = std::io::BufWriter::new(std::io::stdout().lock());
-                json::write_json_report(&views, &mut w)?;
-                std::io::Write::flush(&mut w)?;
-            }
-        }
-        if std::env::var_os("SQLFLIGHT_PRINT_PEAK_RSS").is_some() {
-            eprintln!("peak_rss_kib={}", peak_rss_kib().unwrap_or(0));
-        }
-        return Ok(if regressions > 0 { EXIT_REGRESSION } else { EXIT_OK });
-    }
-    let text = match args.format {
-        Format::Md => views
-            .iter()
-            .map(markdown::run_markdown)
-            .collect::<Vec<_>>()
-            .join("\n---\n\n"),
-        Format::Html => views
-            .iter()
-            .map(sqlflight_reports::html::html_report)
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Format::Json => unreachable!("streamed above"),
-        Format::Junit => junit::junit(&views),
+    let target = args
+        .out
+        .as_ref()
+        .map_or("standard output".to_string(), |p| p.display().to_string());
+    let mut w: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("writing {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
-    match &args.out {
-        Some(p) => {
-            std::fs::write(p, &text).with_context(|| format!("writing {}", p.display()))?;
-            if !cli.quiet {
-                eprintln!("report: {}", p.display());
-            }
+    let written = match args.format {
+        // Streamed: large runs never sit in memory as one document.
+        Format::Json => json::write_json_report(&views, &mut w),
+        Format::Md => {
+            let md: Vec<String> = views.iter().map(markdown::run_markdown).collect();
+            w.write_all(md.join("\n---\n\n").as_bytes())
         }
-        None => print!("{text}"),
+        Format::Html => {
+            let pages: Vec<String> = views.iter().map(sqlflight_reports::html::html_report).collect();
+            w.write_all(pages.join("\n").as_bytes())
+        }
+        Format::Junit => w.write_all(junit::junit(&views).as_bytes()),
+    };
+    written
+        .and_then(|()| w.flush())
+        .with_context(|| format!("writing {target}"))?;
+    if args.out.is_some() && !cli.quiet {
+        eprintln!("report: {target}");
     }
     if std::env::var_os("SQLFLIGHT_PRINT_PEAK_RSS").is_some() {
         // For `sqlflight bench report`: this process's peak resident memory.
