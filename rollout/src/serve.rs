@@ -1,0 +1,178 @@
+//! The read-only HTTP endpoint for gateways: `GET /v1/route?tenant=T[&tier=P]`,
+//! `GET /v1/status`, `GET /healthz`. JSON answers.
+//!
+//! Every route lookup first asks SQLite whether another connection committed since
+//! the last lookup (`PRAGMA data_version`, no table read) and reloads the routing
+//! table if so: a rollback is effective for the very next lookup, not after a
+//! polling interval. The store is opened `query_only`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use crate::machine::RouteTable;
+use crate::store::{Store, StoreError, now_ms};
+
+/// A store with its routing table cached until the store changes.
+pub struct Router {
+    store: Store,
+    version: i64,
+    table: Option<Arc<RouteTable>>,
+}
+
+impl Router {
+    pub fn new(store: Store) -> Result<Router, StoreError> {
+        let version = store.data_version()?;
+        let table = store.route_table()?.map(Arc::new);
+        Ok(Router { store, version, table })
+    }
+
+    /// The routing table as of now: reloaded if anyone committed since the last call.
+    pub fn fresh(&mut self) -> Result<Option<Arc<RouteTable>>, StoreError> {
+        let v = self.store.data_version()?;
+        if v != self.version {
+            self.table = self.store.route_table()?.map(Arc::new);
+            self.version = v;
+        }
+        Ok(self.table.clone())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+/// Answers one request.
+pub fn handle(router: &Mutex<Router>, method: &Method, path: &str, query: Option<&str>) -> Response<Full<Bytes>> {
+    if method != Method::GET && method != Method::HEAD {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "read-only endpoint: GET only");
+    }
+    let Ok(mut r) = router.lock() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "router lock poisoned");
+    };
+    match path {
+        "/healthz" => json(StatusCode::OK, &serde_json::json!({"ok": true})),
+        "/v1/route" => {
+            let (mut tenant, mut tier) = (None, None);
+            for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+                match &*k {
+                    "tenant" => tenant = Some(v.into_owned()),
+                    "tier" => tier = Some(v.into_owned()),
+                    _ => {}
+                }
+            }
+            let Some(tenant) = tenant.filter(|t| !t.is_empty()) else {
+                return error(StatusCode::BAD_REQUEST, "missing query parameter `tenant`");
+            };
+            match r.fresh() {
+                Ok(Some(t)) => {
+                    drop(r);
+                    json(StatusCode::OK, &t.answer(&tenant, tier.as_deref()))
+                }
+                Ok(None) => error(StatusCode::SERVICE_UNAVAILABLE, "the store has no rollout"),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
+        "/v1/status" => {
+            let s = r.store();
+            let out = s.current().and_then(|c| Ok((c, s.audit(20)?)));
+            match out {
+                Ok((Some(c), audit)) => json(StatusCode::OK, &crate::status::status_json(&c, &audit, now_ms())),
+                Ok((None, _)) => error(StatusCode::SERVICE_UNAVAILABLE, "the store has no rollout"),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "unknown path; try /v1/route?tenant=T or /v1/status",
+        ),
+    }
+}
+
+/// Serves `router` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, router: Arc<Mutex<Router>>) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let router = router.clone();
+                async move {
+                    let uri = req.uri();
+                    Ok::<_, Infallible>(handle(&router, req.method(), uri.path(), uri.query()))
+                }
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+/// The same HTTP stack answering a fixed body without routing: the benchmark's
+/// reference for what the stack itself costs on this machine.
+pub async fn serve_fixed(listener: tokio::net::TcpListener, body: &'static str) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let svc = service_fn(move |_req: Request<Incoming>| async move {
+                Ok::<_, Infallible>(json(StatusCode::OK, &serde_json::Value::String(body.to_string())))
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+/// Binds `addr` and serves the store at `path` on a multi-threaded runtime,
+/// calling `bound` with the bound address (port 0 picks a free one) first.
+pub fn run_blocking(path: &Path, addr: SocketAddr, bound: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+    let router = Arc::new(Mutex::new(Router::new(Store::open_read_only(path)?)?));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Io)?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServeError::Bind(addr, e))?;
+        bound(listener.local_addr().map_err(ServeError::Io)?);
+        serve(listener, router).await.map_err(ServeError::Io)
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, #[source] std::io::Error),
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+}

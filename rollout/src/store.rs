@@ -1,0 +1,896 @@
+//! The rollout store: SQLite in WAL mode. Every command is one `BEGIN IMMEDIATE`
+//! transaction that re-reads the state, applies one [`crate::machine`] transition
+//! and appends its audit entry, so concurrent release managers serialize instead of
+//! losing updates, and a process killed mid-command leaves the previous state.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+use sqlflight_reports::RunView;
+use sqlflight_reports::gate::{RuleResult, evaluate};
+
+use crate::machine::{self, Refusal, RouteTable, State, Status, Unmet};
+use crate::policy::{Gate, Policy};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
+/// Hand-rolled rather than a migration crate so the upgrade runs inside one
+/// `BEGIN IMMEDIATE` transaction: two processes opening a new store at once cannot
+/// both apply it.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE rollouts (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    policy_digest TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'paused', 'rolled_back')),
+    phase INTEGER NOT NULL CHECK (phase >= 0),
+    phase_entered_ms INTEGER NOT NULL
+);
+CREATE TABLE approvals (
+    rollout_id INTEGER NOT NULL REFERENCES rollouts(id),
+    phase INTEGER NOT NULL,
+    approver TEXT NOT NULL,
+    note TEXT,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (rollout_id, phase, approver)
+);
+CREATE TABLE evidence (
+    rollout_id INTEGER NOT NULL REFERENCES rollouts(id),
+    phase INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    path TEXT NOT NULL,
+    gate TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (rollout_id, phase, run_id)
+);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    rollout_id INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    from_phase INTEGER NOT NULL,
+    to_phase INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    evidence TEXT
+);
+CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("no rollout store at {0}; create one with `sqlflight rollout init --policy FILE`")]
+    Missing(PathBuf),
+    #[error(
+        "{path}: the store has schema version {found}, newer than this sqlflight ({SCHEMA_VERSION}); use a newer sqlflight"
+    )]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("the store has no rollout yet; create one with `sqlflight rollout init --policy FILE`")]
+    NoRollout,
+    #[error(
+        "rollout `{name}` is still in progress (phase {phase} of {phases}, {status}); roll it back or finish it before starting another"
+    )]
+    InProgress {
+        name: String,
+        phase: usize,
+        phases: usize,
+        status: &'static str,
+    },
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    #[error("cannot advance:\n{}", .0.iter().map(|u| format!("  - {u}")).collect::<Vec<_>>().join("\n"))]
+    Unmet(Vec<Unmet>),
+    #[error("{path}: the stored policy is unreadable: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// A rollout as stored: its frozen policy and its state.
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    pub id: i64,
+    pub policy: Policy,
+    pub policy_digest: String,
+    pub created_ms: i64,
+    pub created_by: String,
+    pub state: State,
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub rollout_id: i64,
+    pub at: String,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub from_phase: usize,
+    pub to_phase: usize,
+    pub status: String,
+    pub reason: Option<String>,
+    pub evidence: serde_json::Value,
+}
+
+/// A run offered as evidence.
+#[derive(Debug, Clone)]
+pub struct EvidenceRun {
+    pub path: PathBuf,
+    /// blake3 of the run's manifest and outcomes, as hex.
+    pub digest: String,
+    pub view: RunView,
+}
+
+impl EvidenceRun {
+    /// Reads a run directory and digests its files.
+    pub fn read(dir: &Path) -> std::result::Result<EvidenceRun, sqlflight_reports::ReportError> {
+        let view = RunView::read(dir)?;
+        let mut h = blake3::Hasher::new();
+        for f in [sqlflight_runs::journal::MANIFEST, sqlflight_runs::journal::OUTCOMES] {
+            let p = dir.join(f);
+            let bytes = std::fs::read(&p).map_err(|source| sqlflight_reports::ReportError::Io { path: p, source })?;
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+        }
+        Ok(EvidenceRun {
+            path: dir.to_path_buf(),
+            digest: h.finalize().to_hex().to_string(),
+            view,
+        })
+    }
+
+    /// The run's id: the first 16 hex digits of its digest.
+    pub fn id(&self) -> &str {
+        &self.digest[..16]
+    }
+}
+
+/// What a check decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Bound to this rollout and passing: recorded as evidence.
+    Pass,
+    /// Not evidence for this rollout (another version, or an unfinished run).
+    Refused,
+    /// A critical rule failed while nobody was on the candidate: not recorded.
+    Fail,
+    /// A critical rule failed while tenants were on the candidate: rolled back.
+    RolledBack,
+    /// A non-critical rule failed: paused for a human (if tenants were on the
+    /// candidate), not recorded.
+    Inconclusive,
+}
+
+/// The result of `check`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckOutcome {
+    pub verdict: Verdict,
+    pub gate: Option<String>,
+    pub reasons: Vec<String>,
+    pub rules: Vec<JudgedRule>,
+    pub runs: Vec<serde_json::Value>,
+    /// Whether the check paused the rollout.
+    pub paused: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JudgedRule {
+    #[serde(flatten)]
+    pub rule: RuleResult,
+    pub critical: bool,
+}
+
+/// The store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// RFC 3339 (UTC, milliseconds) of a timestamp in ms.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+impl Store {
+    /// Opens the store, creating it if `create` and it does not exist.
+    pub fn open(path: &Path, create: bool) -> Result<Store> {
+        if !create && !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let flags = if create {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        };
+        let e = sql(path);
+        let mut conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(&e)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(&e)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(&e)?;
+        // FULL: a committed audit entry survives power loss, not only a crash.
+        conn.pragma_update(None, "synchronous", "FULL").map_err(&e)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(&e)?;
+        {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(&e)?;
+            let v: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(&e)?;
+            if v > SCHEMA_VERSION {
+                return Err(StoreError::TooNew {
+                    path: path.to_path_buf(),
+                    found: v,
+                });
+            }
+            for m in &MIGRATIONS[v as usize..] {
+                tx.execute_batch(m).map_err(&e)?;
+            }
+            if v < SCHEMA_VERSION {
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(&e)?;
+            }
+            tx.commit().map_err(&e)?;
+        }
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing store for reading only (the HTTP endpoint).
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        let s = Store::open(path, false)?;
+        s.conn.pragma_update(None, "query_only", "ON").map_err(sql(path))?;
+        Ok(s)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Changes whenever another connection commits (cheap; no table read).
+    pub fn data_version(&self) -> Result<i64> {
+        self.conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(sql(&self.path))
+    }
+
+    /// The current (newest) rollout, if any.
+    pub fn current(&self) -> Result<Option<Rollout>> {
+        load_current(&self.conn, &self.path)
+    }
+
+    fn current_required(&self) -> Result<Rollout> {
+        self.current()?.ok_or(StoreError::NoRollout)
+    }
+
+    /// The routing table of the current rollout (everyone on the baseline of
+    /// nothing if there is none).
+    pub fn route_table(&self) -> Result<Option<RouteTable>> {
+        Ok(self.current()?.map(|r| RouteTable::new(&r.policy, &r.state)))
+    }
+
+    /// Starts a rollout. Refused while another one is in progress.
+    pub fn init(&mut self, policy: &Policy, actor: &str, now: i64) -> Result<Rollout> {
+        let path = self.path.clone();
+        let e = sql(&path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        if let Some(r) = load_current(&tx, &path)?
+            && r.state.status != Status::RolledBack
+            && r.state.phase < r.policy.phases.len()
+        {
+            return Err(StoreError::InProgress {
+                name: r.policy.name,
+                phase: r.state.phase,
+                phases: r.policy.phases.len(),
+                status: r.state.status.as_str(),
+            });
+        }
+        let json = serde_json::to_string(policy).map_err(|err| StoreError::Corrupt {
+            path: path.clone(),
+            message: err.to_string(),
+        })?;
+        let digest = blake3::hash(json.as_bytes()).to_hex().to_string();
+        tx.execute(
+            "INSERT INTO rollouts (name, policy, policy_digest, created_ms, created_by, status, phase, phase_entered_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'active', 0, ?4)",
+            params![policy.name, json, digest, now, actor],
+        )
+        .map_err(&e)?;
+        let id = tx.last_insert_rowid();
+        audit(
+            &tx,
+            &path,
+            id,
+            now,
+            actor,
+            "init",
+            (0, 0),
+            Status::Active,
+            Some(&format!(
+                "{} → {}, {} phases, policy {}",
+                policy.baseline.label(),
+                policy.candidate.label(),
+                policy.phases.len(),
+                &digest[..16]
+            )),
+            serde_json::Value::Null,
+        )?;
+        let r = load_current(&tx, &path)?.ok_or(StoreError::NoRollout)?;
+        tx.commit().map_err(&e)?;
+        Ok(r)
+    }
+
+    /// Runs `f` on the current rollout inside one immediate transaction; `f`
+    /// returns the audit entry to append (or `None` to write nothing).
+    fn transact<T>(
+        &mut self,
+        f: impl FnOnce(&mut Rollout) -> Result<(T, Option<PendingAudit>)>,
+        extra: impl FnOnce(&rusqlite::Transaction<'_>, &Rollout, &Path, &T) -> Result<()>,
+        now: i64,
+    ) -> Result<T> {
+        let path = self.path.clone();
+        let e = sql(&path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        let mut r = load_current(&tx, &path)?.ok_or(StoreError::NoRollout)?;
+        let before = r.state.clone();
+        let (out, entry) = f(&mut r)?;
+        if r.state.status != before.status
+            || r.state.phase != before.phase
+            || r.state.phase_entered_ms != before.phase_entered_ms
+        {
+            tx.execute(
+                "UPDATE rollouts SET status = ?1, phase = ?2, phase_entered_ms = ?3 WHERE id = ?4",
+                params![
+                    r.state.status.as_str(),
+                    r.state.phase as i64,
+                    r.state.phase_entered_ms,
+                    r.id
+                ],
+            )
+            .map_err(&e)?;
+        }
+        extra(&tx, &r, &path, &out)?;
+        if let Some(a) = entry {
+            audit(
+                &tx,
+                &path,
+                r.id,
+                now,
+                &a.actor,
+                a.action,
+                (before.phase, r.state.phase),
+                r.state.status,
+                a.reason.as_deref(),
+                a.evidence,
+            )?;
+        }
+        tx.commit().map_err(&e)?;
+        Ok(out)
+    }
+
+    /// Records `actor`'s approval of the next phase.
+    pub fn approve(&mut self, actor: &str, note: Option<&str>, now: i64) -> Result<Rollout> {
+        self.transact(
+            |r| {
+                machine::approve(&r.policy, &mut r.state, actor)?;
+                let target = r.state.phase + 1;
+                let reason = format!(
+                    "approves phase {} ({}){}",
+                    target,
+                    r.policy.phases[target - 1].name,
+                    note.map(|n| format!(": {n}")).unwrap_or_default()
+                );
+                Ok((target, Some(PendingAudit::new(actor, "approve", Some(reason)))))
+            },
+            |tx, r, path, target| {
+                tx.execute(
+                    "INSERT INTO approvals (rollout_id, phase, approver, note, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![r.id, *target as i64, actor, note, now],
+                )
+                .map_err(sql(path))?;
+                Ok(())
+            },
+            now,
+        )?;
+        self.current_required()
+    }
+
+    /// Enters the next phase, or lists every unmet condition.
+    pub fn advance(&mut self, actor: &str, now: i64) -> Result<Rollout> {
+        self.transact(
+            |r| {
+                machine::advance(&r.policy, &mut r.state, now).map_err(StoreError::Unmet)?;
+                let p = &r.policy.phases[r.state.phase - 1];
+                Ok((
+                    (),
+                    Some(PendingAudit::new(
+                        actor,
+                        "advance",
+                        Some(format!("entered `{}`", p.name)),
+                    )),
+                ))
+            },
+            |_, _, _, _| Ok(()),
+            now,
+        )?;
+        self.current_required()
+    }
+
+    pub fn pause(&mut self, actor: &str, reason: Option<&str>, now: i64) -> Result<Rollout> {
+        self.transact(
+            |r| {
+                machine::pause(&mut r.state)?;
+                Ok(((), Some(PendingAudit::new(actor, "pause", reason.map(str::to_string)))))
+            },
+            |_, _, _, _| Ok(()),
+            now,
+        )?;
+        self.current_required()
+    }
+
+    pub fn resume(&mut self, actor: &str, reason: Option<&str>, now: i64) -> Result<Rollout> {
+        self.transact(
+            |r| {
+                machine::resume(&mut r.state)?;
+                Ok(((), Some(PendingAudit::new(actor, "resume", reason.map(str::to_string)))))
+            },
+            |_, _, _, _| Ok(()),
+            now,
+        )?;
+        self.current_required()
+    }
+
+    /// Routes every tenant to the baseline: one transaction, no conditions.
+    pub fn rollback(&mut self, actor: &str, reason: &str, now: i64) -> Result<Rollout> {
+        self.transact(
+            |r| {
+                machine::rollback(&mut r.state);
+                Ok(((), Some(PendingAudit::new(actor, "rollback", Some(reason.to_string())))))
+            },
+            |_, _, _, _| Ok(()),
+            now,
+        )?;
+        self.current_required()
+    }
+
+    /// Judges runs against the current rollout: binding (exactly this baseline
+    /// and candidate, finished), then the judging gate. Passing runs become
+    /// evidence for the next phase; a failing critical rule rolls back when
+    /// tenants are on the candidate; a failing non-critical rule pauses.
+    /// Runs given together are judged together (as `sqlflight gate` does).
+    pub fn check(&mut self, actor: &str, runs: &[EvidenceRun], now: i64) -> Result<CheckOutcome> {
+        let (outcome, _) = self.transact(
+            |r| {
+                let gate = r.policy.judging_gate(r.state.phase).cloned();
+                let mut reasons = Vec::new();
+                let mut run_json = Vec::new();
+                for run in runs {
+                    let m = &run.view.manifest;
+                    let mut why = Vec::new();
+                    if let Some(x) = r.policy.candidate.mismatch(&m.candidate) {
+                        why.push(format!("candidate {x}"));
+                    }
+                    if let Some(x) = r.policy.baseline.mismatch(&m.baseline) {
+                        why.push(format!("baseline {x}"));
+                    }
+                    if m.status != sqlflight_diffing::RunStatus::Complete {
+                        why.push(format!(
+                            "the run is not complete ({})",
+                            m.stopped_reason.as_deref().unwrap_or("status running")
+                        ));
+                    }
+                    for w in &why {
+                        reasons.push(format!("{}: {w}", run.path.display()));
+                    }
+                    run_json.push(serde_json::json!({
+                        "id": run.id(),
+                        "digest": run.digest,
+                        "kind": m.kind,
+                        "path": run.path.display().to_string(),
+                        "candidate": m.candidate.version,
+                        "baseline": m.baseline.version,
+                        "bound": why.is_empty(),
+                    }));
+                }
+                let mut judged = Vec::new();
+                let verdict = if !reasons.is_empty() {
+                    Verdict::Refused
+                } else {
+                    let views: Vec<RunView> = runs.iter().map(|r| r.view.clone()).collect();
+                    judged = judge(gate.as_ref(), &views);
+                    let critical_fail = judged.iter().any(|j| j.critical && !j.rule.pass);
+                    let other_fail = judged.iter().any(|j| !j.critical && !j.rule.pass);
+                    for j in judged.iter().filter(|j| !j.rule.pass) {
+                        reasons.push(format!(
+                            "{}rule `{}`: measured {} over limit {}",
+                            if j.critical { "critical " } else { "" },
+                            j.rule.rule,
+                            j.rule.measured,
+                            j.rule.limit
+                        ));
+                    }
+                    if critical_fail {
+                        if r.state.candidate_live() {
+                            Verdict::RolledBack
+                        } else {
+                            Verdict::Fail
+                        }
+                    } else if other_fail {
+                        Verdict::Inconclusive
+                    } else {
+                        Verdict::Pass
+                    }
+                };
+                let mut recorded: Vec<(String, String, String, String)> = Vec::new();
+                let mut paused = false;
+                match verdict {
+                    Verdict::RolledBack => machine::rollback(&mut r.state),
+                    Verdict::Inconclusive if r.state.candidate_live() && r.state.status == Status::Active => {
+                        machine::pause(&mut r.state)?;
+                        paused = true;
+                    }
+                    Verdict::Pass if r.state.status != Status::RolledBack => {
+                        let gname = gate.as_ref().map(|g| g.name.clone()).unwrap_or_default();
+                        for run in runs {
+                            recorded.push((
+                                run.id().to_string(),
+                                run.view.manifest.kind.clone(),
+                                run.path.display().to_string(),
+                                gname.clone(),
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+                let action = match verdict {
+                    Verdict::RolledBack => "auto_rollback",
+                    _ if paused => "auto_pause",
+                    _ => "check",
+                };
+                let reason = format!(
+                    "{}{}",
+                    serde_json::to_value(verdict)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    if reasons.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", reasons.join("; "))
+                    }
+                );
+                let out = CheckOutcome {
+                    verdict,
+                    gate: gate.map(|g| g.name),
+                    reasons,
+                    rules: judged,
+                    runs: run_json.clone(),
+                    paused,
+                };
+                Ok((
+                    (out, recorded),
+                    Some(PendingAudit {
+                        actor: actor.to_string(),
+                        action,
+                        reason: Some(reason),
+                        evidence: serde_json::Value::Array(run_json),
+                    }),
+                ))
+            },
+            |tx, r, path, (_, recorded)| {
+                for (id, kind, p, gate) in recorded {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO evidence (rollout_id, phase, run_id, kind, path, gate, at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![r.id, r.state.phase as i64, id, kind, p, gate, now],
+                    )
+                    .map_err(sql(path))?;
+                }
+                Ok(())
+            },
+            now,
+        )?;
+        Ok(outcome)
+    }
+
+    /// The newest `limit` audit entries of every rollout, oldest first.
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        let e = sql(&self.path);
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, rollout_id, at_ms, actor, action, from_phase, to_phase, status, reason, evidence
+                 FROM audit ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(&e)?;
+        let rows = st
+            .query_map([limit as i64], |r| {
+                let at_ms: i64 = r.get(2)?;
+                let ev: Option<String> = r.get(9)?;
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    rollout_id: r.get(1)?,
+                    at: rfc3339(at_ms),
+                    at_ms,
+                    actor: r.get(3)?,
+                    action: r.get(4)?,
+                    from_phase: r.get::<_, i64>(5)? as usize,
+                    to_phase: r.get::<_, i64>(6)? as usize,
+                    status: r.get(7)?,
+                    reason: r.get(8)?,
+                    evidence: ev
+                        .and_then(|s| serde_json::from_str(&s).ok())
+                        .unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .map_err(&e)?;
+        let mut v: Vec<AuditEntry> = rows.collect::<std::result::Result<_, _>>().map_err(&e)?;
+        v.reverse();
+        Ok(v)
+    }
+
+    /// Checks the store's invariants; returns the problems found (empty = sound).
+    /// `sqlflight rollout status` reports them; the crash tests rely on it.
+    pub fn verify(&self) -> Result<Vec<String>> {
+        let e = sql(&self.path);
+        let mut problems = Vec::new();
+        let ic: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(&e)?;
+        if ic != "ok" {
+            problems.push(format!("integrity_check: {ic}"));
+        }
+        let mut st = self
+            .conn
+            .prepare("SELECT id, policy, status, phase FROM rollouts")
+            .map_err(&e)?;
+        let rows: Vec<(i64, String, String, i64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(&e)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(&e)?;
+        for (id, policy, status, phase) in rows {
+            let Ok(policy) = serde_json::from_str::<Policy>(&policy) else {
+                problems.push(format!("rollout {id}: unreadable policy"));
+                continue;
+            };
+            if phase as usize > policy.phases.len() {
+                problems.push(format!(
+                    "rollout {id}: phase {phase} beyond the policy's {}",
+                    policy.phases.len()
+                ));
+            }
+            if Status::parse(&status).is_none() {
+                problems.push(format!("rollout {id}: unknown status {status}"));
+            }
+            let (inits, advances): (i64, i64) = self
+                .conn
+                .query_row(
+                    "SELECT COALESCE(SUM(action = 'init'), 0), COALESCE(SUM(action = 'advance'), 0) FROM audit WHERE rollout_id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(&e)?;
+            if inits != 1 {
+                problems.push(format!("rollout {id}: {inits} init entries in the audit log"));
+            }
+            if advances != phase {
+                problems.push(format!(
+                    "rollout {id}: at phase {phase} but the audit log has {advances} advances"
+                ));
+            }
+            // Every phase entered had its approvals, recorded before the advance.
+            for p in 1..=phase.min(policy.phases.len() as i64) {
+                let need = policy.phases[p as usize - 1].approvals as i64;
+                let adv_id: Option<i64> = self
+                    .conn
+                    .query_row(
+                        "SELECT id FROM audit WHERE rollout_id = ?1 AND action = 'advance' AND to_phase = ?2",
+                        params![id, p],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(&e)?;
+                let approved: i64 = self
+                    .conn
+                    .query_row(
+                        "SELECT COUNT(DISTINCT actor) FROM audit WHERE rollout_id = ?1 AND action = 'approve'
+                         AND to_phase = ?2 - 1 AND id < ?3",
+                        params![id, p, adv_id.unwrap_or(i64::MAX)],
+                        |r| r.get(0),
+                    )
+                    .map_err(&e)?;
+                if approved < need {
+                    problems.push(format!(
+                        "rollout {id}: phase {p} entered with {approved} of {need} approvals"
+                    ));
+                }
+            }
+        }
+        let (approvals, approve_entries): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM approvals), (SELECT COUNT(*) FROM audit WHERE action = 'approve')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(&e)?;
+        if approvals != approve_entries {
+            problems.push(format!(
+                "{approvals} approvals but {approve_entries} approve entries in the audit log"
+            ));
+        }
+        Ok(problems)
+    }
+}
+
+/// Judges runs with a gate; no gate = no rules (binding alone decides).
+pub fn judge(gate: Option<&Gate>, runs: &[RunView]) -> Vec<JudgedRule> {
+    let Some(gate) = gate else { return Vec::new() };
+    let critical: Vec<String> = gate.critical.iter().map(|c| format!("max {c}")).collect();
+    evaluate(&gate.policy, runs)
+        .into_iter()
+        .map(|rule| JudgedRule {
+            critical: critical.contains(&rule.rule),
+            rule,
+        })
+        .collect()
+}
+
+struct PendingAudit {
+    actor: String,
+    action: &'static str,
+    reason: Option<String>,
+    evidence: serde_json::Value,
+}
+
+impl PendingAudit {
+    fn new(actor: &str, action: &'static str, reason: Option<String>) -> PendingAudit {
+        PendingAudit {
+            actor: actor.to_string(),
+            action,
+            reason,
+            evidence: serde_json::Value::Null,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn audit(
+    conn: &Connection,
+    path: &Path,
+    rollout: i64,
+    now: i64,
+    actor: &str,
+    action: &str,
+    (from, to): (usize, usize),
+    status: Status,
+    reason: Option<&str>,
+    evidence: serde_json::Value,
+) -> Result<()> {
+    let ev = (!evidence.is_null()).then(|| evidence.to_string());
+    conn.execute(
+        "INSERT INTO audit (rollout_id, at_ms, actor, action, from_phase, to_phase, status, reason, evidence)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            rollout,
+            now,
+            actor,
+            action,
+            from as i64,
+            to as i64,
+            status.as_str(),
+            reason,
+            ev
+        ],
+    )
+    .map_err(sql(path))?;
+    Ok(())
+}
+
+fn load_current(conn: &Connection, path: &Path) -> Result<Option<Rollout>> {
+    let e = sql(path);
+    let row = conn
+        .prepare_cached(
+            "SELECT id, policy, policy_digest, created_ms, created_by, status, phase, phase_entered_ms
+             FROM rollouts ORDER BY id DESC LIMIT 1",
+        )
+        .map_err(&e)?
+        .query_row([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
+            ))
+        })
+        .optional()
+        .map_err(&e)?;
+    let Some((id, policy, policy_digest, created_ms, created_by, status, phase, entered)) = row else {
+        return Ok(None);
+    };
+    let corrupt = |message: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let policy: Policy = serde_json::from_str(&policy).map_err(|x| corrupt(x.to_string()))?;
+    let status = Status::parse(&status).ok_or_else(|| corrupt(format!("unknown status {status}")))?;
+    let approvals = conn
+        .prepare_cached("SELECT approver FROM approvals WHERE rollout_id = ?1 AND phase = ?2")
+        .map_err(&e)?
+        .query_map(params![id, phase + 1], |r| r.get::<_, String>(0))
+        .map_err(&e)?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(&e)?;
+    let mut evidence: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut st = conn
+        .prepare_cached("SELECT kind, run_id FROM evidence WHERE rollout_id = ?1 AND phase = ?2 ORDER BY at_ms")
+        .map_err(&e)?;
+    let rows = st
+        .query_map(params![id, phase], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(&e)?;
+    for row in rows {
+        let (kind, run) = row.map_err(&e)?;
+        evidence.entry(kind).or_default().push(run);
+    }
+    Ok(Some(Rollout {
+        id,
+        policy,
+        policy_digest,
+        created_ms,
+        created_by,
+        state: State {
+            status,
+            phase: phase as usize,
+            phase_entered_ms: entered,
+            approvals,
+            evidence,
+        },
+    }))
+}
