@@ -66,6 +66,9 @@ pub enum Cmd {
     Merge(commands::merge::MergeArgs),
     /// What changed between two runs: new regressions, resolved ones, perf drift.
     Compare(commands::merge::CompareArgs),
+    /// Phased rollout of a candidate version: evidence, approvals, audit, instant
+    /// rollback, and the routing answer for gateways.
+    Rollout(commands::rollout::RolloutArgs),
     /// Measure sqlflight against the physical limit.
     #[command(subcommand)]
     Bench(commands::bench::BenchCmd),

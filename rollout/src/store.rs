@@ -243,23 +243,27 @@ impl Store {
         // FULL: a committed audit entry survives power loss, not only a crash.
         conn.pragma_update(None, "synchronous", "FULL").map_err(&e)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(&e)?;
-        {
+        let too_new = |found: i64| StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+        };
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(&e)?;
+        if v > SCHEMA_VERSION {
+            return Err(too_new(v));
+        }
+        if v < SCHEMA_VERSION {
+            // Re-read under the write lock: another process may have migrated.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(&e)?;
             let v: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(&e)?;
             if v > SCHEMA_VERSION {
-                return Err(StoreError::TooNew {
-                    path: path.to_path_buf(),
-                    found: v,
-                });
+                return Err(too_new(v));
             }
             for m in &MIGRATIONS[v as usize..] {
                 tx.execute_batch(m).map_err(&e)?;
             }
-            if v < SCHEMA_VERSION {
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(&e)?;
-            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(&e)?;
             tx.commit().map_err(&e)?;
         }
         Ok(Store {

@@ -8,6 +8,7 @@ pub mod gate;
 pub mod merge;
 pub mod playback;
 pub mod report;
+pub mod rollout;
 
 use crate::{Cli, Cmd};
 
@@ -22,6 +23,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Cmd::Gate(a) => gate::run(a, cli),
         Cmd::Merge(a) => merge::run_merge(a, cli),
         Cmd::Compare(a) => merge::run_compare(a, cli),
+        Cmd::Rollout(a) => rollout::run(a, cli),
         Cmd::Bench(b) => bench::run(b, cli),
     }
 }
