@@ -176,3 +176,22 @@ pub enum ServeError {
     #[error("{0}")]
     Io(#[source] std::io::Error),
 }
+
+/// [`serve_fixed`] on its own multi-threaded runtime, for the benchmark.
+pub fn run_fixed_blocking(
+    addr: SocketAddr,
+    body: &'static str,
+    bound: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Io)?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServeError::Bind(addr, e))?;
+        bound(listener.local_addr().map_err(ServeError::Io)?);
+        serve_fixed(listener, body).await.map_err(ServeError::Io)
+    })
+}

@@ -186,3 +186,30 @@ impl Engine for WrongEngine {
         })
     }
 }
+
+/// `GET path` from an HTTP server at `addr` (`host:port`), without keep-alive:
+/// the status code and the body parsed as JSON.
+pub fn http_get(addr: &str, path: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the HTTP endpoint");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    (code, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+/// A child process killed when dropped (also when a test fails).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

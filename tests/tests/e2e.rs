@@ -1502,3 +1502,5 @@ fn query_bank_compares_a_candidate_against_a_snapshot() {
     ];
     assert_eq!(sqlflight::run_cli(args), 2);
 }
+
+mod rollout;

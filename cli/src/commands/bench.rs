@@ -26,6 +26,9 @@ pub enum BenchCmd {
     Flight(FlightBenchArgs),
     /// Report generation for a large generated run vs simply reading the run.
     Report(ReportBenchArgs),
+    /// Route lookups in process and over HTTP vs the bare hash and HTTP stack;
+    /// rollback latency.
+    Rollout(super::bench_rollout::RolloutBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -128,10 +131,11 @@ pub fn run(cmd: &BenchCmd, cli: &Cli) -> anyhow::Result<u8> {
         BenchCmd::Digest(a) => bench_digest(a, cli),
         BenchCmd::Flight(a) => bench_flight(a, cli),
         BenchCmd::Report(a) => bench_report(a, cli),
+        BenchCmd::Rollout(a) => super::bench_rollout::bench_rollout(a, cli),
     }
 }
 
-fn emit(cli: &Cli, title: &str, v: &serde_json::Value) -> anyhow::Result<()> {
+pub(super) fn emit(cli: &Cli, title: &str, v: &serde_json::Value) -> anyhow::Result<()> {
     if cli.json {
         println!("{}", serde_json::to_string_pretty(v)?);
     } else {

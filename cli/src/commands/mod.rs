@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod bench;
+pub mod bench_rollout;
 pub mod corpus;
 pub mod demo;
 pub mod flight;
