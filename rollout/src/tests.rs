@@ -447,3 +447,23 @@ fn policy_validation_names_the_mistake() {
     assert_eq!(p.phases[0].bake_ms, 7_200_000);
     assert_eq!(p.phases[0].percent_bp, 125);
 }
+
+#[test]
+fn a_store_from_a_newer_sqlflight_is_refused_not_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let mut st = Store::open(&path, true).unwrap();
+    st.init(&four_phases(), "a", 0).unwrap();
+    drop(st);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", crate::store::SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    let e = Store::open(&path, false).err().unwrap().to_string();
+    assert!(e.contains("newer than this sqlflight"), "{e}");
+    let e = Store::open(&dir.path().join("none.db"), false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("rollout init --policy"), "{e}");
+}
