@@ -178,6 +178,10 @@ impl SideResult {
 pub struct OutcomeRecord {
     pub query_id: String,
     pub template_id: String,
+    /// The tenant the query came from (from the corpus record), for per-tenant
+    /// analyses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     pub class: OutcomeClass,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
@@ -260,6 +264,7 @@ impl OutcomeRecord {
         OutcomeRecord {
             query_id,
             template_id,
+            tenant: None,
             class: OutcomeClass::Skipped,
             skip_reason: Some(reason.into()),
             baseline: None,
@@ -365,6 +370,7 @@ pub fn playback_outcome(
     OutcomeRecord {
         query_id,
         template_id,
+        tenant: None,
         class,
         skip_reason: None,
         baseline: Some(baseline),

@@ -176,7 +176,10 @@ pub fn drive(
                 }
                 return;
             }
-            let outcome = work(rec);
+            let mut outcome = work(rec);
+            if outcome.tenant.is_none() {
+                outcome.tenant = rec.tenant.clone();
+            }
             match journal.append(&outcome) {
                 Ok(()) => progress.completed(&outcome),
                 Err(e) => {

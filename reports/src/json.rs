@@ -3,8 +3,12 @@
 //! Schema `sqlflight-report` version 1:
 //! `{format, version, runs: [{manifest, counts: {class: n}, regressions: [outcome],
 //! change_groups: [{signature, queries}], performance: {...} | null,
-//! outcomes: [outcome]}]}` where `manifest` and `outcome` are the run directory's
-//! `manifest.json` and `outcomes.jsonl` objects.
+//! analysis: {queries, ratios: {queries, p50, p90, p99, max} | null, by_template:
+//! [group], by_tenant: [group]} | null, outcomes: [outcome]}]}` where `manifest` and
+//! `outcome` are the run directory's `manifest.json` and `outcomes.jsonl` objects and
+//! `group` is `{key, queries, regressions, slower, p50_ratio, p90_ratio,
+//! regression_slowdown, impact}` ([`crate::analysis::GroupStats`], sorted by impact).
+//! Keys are only ever added within a version.
 
 use std::io::Write;
 
@@ -51,6 +55,8 @@ pub fn write_json_report(runs: &[RunView], w: &mut dyn Write) -> std::io::Result
         serde_json::to_writer(&mut *w, &groups)?;
         w.write_all(b",\"performance\":")?;
         serde_json::to_writer(&mut *w, &p)?;
+        w.write_all(b",\"analysis\":")?;
+        serde_json::to_writer(&mut *w, &crate::analysis::analyze(&r.outcomes).ok())?;
         w.write_all(b",\"regressions\":[")?;
         let mut first = true;
         for o in r.outcomes.iter().filter(|o| o.is_regression()) {

@@ -6,13 +6,16 @@
 //! change signature with one example diff each, and a flight's performance
 //! figures ([`perf`]); JSON ([`json`]) and JUnit ([`junit`]) renderings; gate
 //! policies ([`gate`]); run comparison ([`compare`]) and merge of partitioned runs
-//! ([`merge`]); a self-contained HTML page with charts ([`html`]).
+//! ([`merge`]); a self-contained HTML page with charts ([`html`]); polars analyses
+//! per template and tenant, ratio percentiles and top regressions by impact
+//! ([`analysis`]).
 //!
 //! Main types: [`markdown::ChangeGroup`], [`RunView`].
 //!
 //! It must never run an engine, and never print anything that is not already in
 //! the run directory (a report adds no data, so it cannot leak any).
 
+pub mod analysis;
 pub mod compare;
 pub mod gate;
 pub mod html;

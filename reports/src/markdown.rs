@@ -232,6 +232,8 @@ pub fn run_markdown(run: &RunView) -> String {
         }
     }
 
+    analysis_markdown(&mut out, o);
+
     let listed: Vec<&OutcomeRecord> = o
         .iter()
         .filter(|x| {
@@ -304,4 +306,69 @@ pub fn run_markdown(run: &RunView) -> String {
         }
     }
     out
+}
+
+fn ratio(x: Option<f64>) -> String {
+    x.map_or("-".into(), |r| format!("×{r:.2}"))
+}
+
+/// The polars analyses: ratio percentiles, templates and tenants by impact.
+fn analysis_markdown(out: &mut String, o: &[OutcomeRecord]) {
+    let a = match crate::analysis::analyze(o) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = writeln!(out, "\n## Analysis\n\n(analysis failed: {e})");
+            return;
+        }
+    };
+    let hot: Vec<_> = a.by_template.iter().filter(|g| g.regressions > 0).take(10).collect();
+    if a.ratios.is_none() && hot.is_empty() && a.by_tenant.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n## Analysis\n");
+    if let Some(r) = &a.ratios {
+        let _ = writeln!(
+            out,
+            "Time ratio candidate/baseline over {} timed queries: p50 ×{:.3}, p90 ×{:.3}, p99 ×{:.3}, max ×{:.3}.\n",
+            r.queries, r.p50, r.p90, r.p99, r.max
+        );
+    }
+    let table = |out: &mut String, title: &str, rows: &[&crate::analysis::GroupStats]| {
+        let _ = writeln!(
+            out,
+            "{title}\n\n| {} | queries | regressions | slower | p50 ratio | p90 ratio | regression slowdown | impact |\n|---|---:|---:|---:|---:|---:|---:|---:|",
+            if title.contains("tenant") { "tenant" } else { "template" }
+        );
+        for g in rows {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} | {} | {} | {:.2} |",
+                g.key,
+                g.queries,
+                g.regressions,
+                g.slower,
+                ratio(g.p50_ratio),
+                ratio(g.p90_ratio),
+                ratio(g.regression_slowdown),
+                g.impact
+            );
+        }
+        let _ = writeln!(out);
+    };
+    if !hot.is_empty() {
+        table(out, "Top templates by impact (regressions × slowdown):", &hot);
+    }
+    if !a.by_tenant.is_empty() {
+        let rows: Vec<_> = a.by_tenant.iter().take(20).collect();
+        let more = a.by_tenant.len().saturating_sub(rows.len());
+        let title = if more > 0 {
+            format!("Per tenant (top 20 of {} by impact):", a.by_tenant.len())
+        } else {
+            "Per tenant:".to_string()
+        };
+        table(out, &title, &rows);
+    }
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
 }

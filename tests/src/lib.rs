@@ -213,3 +213,45 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A Python virtual environment with `packages` (pinned `name==version`),
+/// provisioned on first use under the cache directory (`$SQLFLIGHT_CACHE`, else
+/// `~/.cache/sqlflight`) in `venvs/<name>` and reused afterwards. Returns its
+/// `python`. Built in a temporary directory and renamed into place, so parallel
+/// tests and interrupted installs never see a half-built environment.
+pub fn python_venv(name: &str, packages: &[&str]) -> std::path::PathBuf {
+    let cache = std::env::var_os("SQLFLIGHT_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(&std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache/sqlflight")
+        });
+    let dir = cache.join("venvs").join(name);
+    let python = dir.join("bin").join("python");
+    if python.exists() {
+        return python;
+    }
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let ok = std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&tmp)
+        .status()
+        .expect("python3 is needed (scripts/test.sh checks for it)");
+    assert!(ok.success(), "python3 -m venv {} failed", tmp.display());
+    let out = std::process::Command::new(tmp.join("bin").join("python"))
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(packages)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pip install {packages:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if std::fs::rename(&tmp, &dir).is_err() {
+        // Another test won the race; theirs is as good.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    python
+}
