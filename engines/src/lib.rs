@@ -15,6 +15,8 @@
 //! additionally catch panics, which become `crash`.
 
 pub mod datafusion_engine;
+pub mod python;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -115,6 +117,36 @@ pub enum EngineSpec {
         #[serde(default)]
         setup: Vec<String>,
     },
+    /// A DuckDB release from PyPI, run as a worker process in its own virtual
+    /// environment (provisioned on first use under the cache directory).
+    Duckdb {
+        version: String,
+        /// `SET key = 'value'` per key.
+        #[serde(default)]
+        settings: BTreeMap<String, String>,
+        #[serde(default)]
+        setup: Vec<String>,
+    },
+    /// A datafusion-python release from PyPI, run as a worker process.
+    DatafusionPython {
+        version: String,
+        /// DataFusion config keys for the session.
+        #[serde(default)]
+        settings: BTreeMap<String, String>,
+        #[serde(default)]
+        setup: Vec<String>,
+    },
+    /// Any program that speaks the worker protocol (docs/worker-protocol.md).
+    Worker {
+        /// Program and arguments.
+        command: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        #[serde(default)]
+        settings: BTreeMap<String, String>,
+        #[serde(default)]
+        setup: Vec<String>,
+    },
 }
 
 /// Why an engine could not be built from its profile.
@@ -146,6 +178,11 @@ pub enum BuildError {
     },
     #[error("engine `{profile}`: {message}")]
     Other { profile: String, message: String },
+    #[error("engine `{profile}`: worker: {message}")]
+    Worker { profile: String, message: String },
+    /// Installing the engine version failed (the message says why and what to do).
+    #[error("engine `{profile}`: {message}")]
+    Provision { profile: String, message: String },
 }
 
 /// Builds the engine a profile describes, with the catalog loaded.
@@ -162,5 +199,92 @@ pub fn build_engine(profile: &str, spec: &EngineSpec, catalog: &Catalog) -> Resu
             setup,
             catalog,
         )?)),
+        EngineSpec::Duckdb {
+            version,
+            settings,
+            setup,
+        } => python_worker(
+            profile,
+            "duckdb",
+            version,
+            &["pyarrow"],
+            "duckdb",
+            settings,
+            setup,
+            catalog,
+        ),
+        EngineSpec::DatafusionPython {
+            version,
+            settings,
+            setup,
+        } => python_worker(
+            profile,
+            "datafusion",
+            version,
+            &[],
+            "datafusion",
+            settings,
+            setup,
+            catalog,
+        ),
+        EngineSpec::Worker {
+            command,
+            env,
+            settings,
+            setup,
+        } => {
+            let (program, args) = command.split_first().ok_or_else(|| BuildError::Worker {
+                profile: profile.into(),
+                message: "`command` is empty; give the program and its arguments".into(),
+            })?;
+            let launch = worker::Launch {
+                program: program.into(),
+                args: args.to_vec(),
+                env: env.clone(),
+            };
+            Ok(Arc::new(worker::WorkerEngine::new(
+                profile,
+                launch,
+                settings,
+                setup,
+                catalog,
+                WORKER_COMPILE_TIMEOUT,
+            )?))
+        }
     }
+}
+
+/// How long a worker may take to compile one statement before it is killed.
+pub const WORKER_COMPILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[allow(clippy::too_many_arguments)]
+fn python_worker(
+    profile: &str,
+    package: &str,
+    version: &str,
+    extra: &[&str],
+    backend: &str,
+    settings: &BTreeMap<String, String>,
+    setup: &[String],
+    catalog: &Catalog,
+) -> Result<Arc<dyn Engine>, BuildError> {
+    let provision = |e: python::ProvisionError| BuildError::Provision {
+        profile: profile.into(),
+        message: e.to_string(),
+    };
+    let python = python::ensure_venv(package, version, extra).map_err(provision)?;
+    let script = python::worker_script().map_err(provision)?;
+    let launch = worker::Launch {
+        program: python,
+        args: vec![script.display().to_string(), backend.to_string()],
+        env: BTreeMap::new(),
+    };
+    Ok(Arc::new(worker::WorkerEngine::new(
+        profile,
+        launch,
+        settings,
+        setup,
+        catalog,
+        WORKER_COMPILE_TIMEOUT,
+    )?))
 }

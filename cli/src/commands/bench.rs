@@ -73,7 +73,10 @@ fn engine(name: &str, spec: &EngineSpec, catalog: &Catalog) -> anyhow::Result<Da
         settings,
         disable_rules,
         setup,
-    } = spec;
+    } = spec
+    else {
+        anyhow::bail!("engine `{name}`: this benchmark measures the embedded DataFusion");
+    };
     Ok(DataFusionEngine::new(name, settings, disable_rules, setup, catalog)?)
 }
 

@@ -155,6 +155,11 @@ pub fn make_engine(
             BuildError::Catalog { .. } => ("catalog".to_string(), "fix the DDL or the table path the message names"),
             BuildError::Setup { statement, .. } => (statement.clone(), "fix or remove the setup statement"),
             BuildError::Other { .. } => (name.clone(), "see the message"),
+            BuildError::Worker { .. } => (
+                name.clone(),
+                "see the message; docs/worker-protocol.md describes what a worker must do",
+            ),
+            BuildError::Provision { .. } => ("version".to_string(), "see the message"),
         };
         if cfg.path.is_some() {
             anyhow::Error::new(cfg.error_at(&needle, e.to_string(), fix))
