@@ -237,11 +237,18 @@ def main():
     if len(sys.argv) != 2 or sys.argv[1] not in ("duckdb", "datafusion"):
         print("usage: sqlflight_worker.py duckdb|datafusion", file=sys.stderr)
         return 2
-    engine = DuckDB() if sys.argv[1] == "duckdb" else DataFusion()
+    return serve(DuckDB() if sys.argv[1] == "duckdb" else DataFusion())
+
+
+def serve(engine, intercept=None):
+    """Answers requests until shutdown or end of input. `intercept(msg)` (tests)
+    sees each request first."""
     while True:
         msg = recv()
         if msg is None:
             return 0
+        if intercept is not None:
+            intercept(msg)
         op = msg.get("op")
         try:
             if op == "hello":

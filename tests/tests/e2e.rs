@@ -143,9 +143,13 @@ fn failures_crashes_and_hangs_become_outcomes_and_the_run_completes() {
     let catalog = Catalog::from_ddl("t.sql", "create table t(a int, b varchar);");
     let mut base_spec = datafusion(&[], &[]);
     let mut cand_spec = datafusion(&[], &[]);
-    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut base_spec;
+    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut base_spec else {
+        unreachable!("demo profiles are embedded DataFusion")
+    };
     setup.push("create view only_in_baseline as select 1 as x".into());
-    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut cand_spec;
+    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut cand_spec else {
+        unreachable!("demo profiles are embedded DataFusion")
+    };
     setup.push("create view only_in_candidate as select 2 as y".into());
     let records = vec![
         QueryRecord::new("syntax", "SELEC a FROM t"),
@@ -800,9 +804,13 @@ fn flight_timeouts_memory_limits_crashes_writes_and_volatile_queries_are_outcome
     let catalog = Catalog::from_ddl("t.sql", "create table t(a bigint, b varchar);");
     let mut base = datafusion(&[("datafusion.execution.target_partitions", "2")], &[]);
     let mut cand = base.clone();
-    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut base;
+    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut base else {
+        unreachable!("demo profiles are embedded DataFusion")
+    };
     setup.push("create view work as select v from generate_series(1, 1000) t(v)".into());
-    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut cand;
+    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut cand else {
+        unreachable!("demo profiles are embedded DataFusion")
+    };
     // The candidate's `work` is far bigger: it cannot finish within the limits.
     setup.push("create view work as select v from generate_series(1, 3000000000) t(v)".into());
     let records = vec![
@@ -859,10 +867,14 @@ fn flight_timeouts_memory_limits_crashes_writes_and_volatile_queries_are_outcome
     };
     let big = datafusion(&[("datafusion.execution.target_partitions", "2")], &[]);
     let mut big_setup = big.clone();
-    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut big_setup;
+    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut big_setup else {
+        unreachable!("demo profiles are embedded DataFusion")
+    };
     setup.push("create view work as select v from generate_series(1, 5000000) t(v)".into());
     let mut small_setup = big;
-    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut small_setup;
+    let sqlflight_engines::EngineSpec::Datafusion { setup, .. } = &mut small_setup else {
+        unreachable!("demo profiles are embedded DataFusion")
+    };
     setup.push("create view work as select v from generate_series(1, 100) t(v)".into());
     let corpus = Corpus::from_records(
         CorpusManifest::new("mem"),
@@ -1526,3 +1538,5 @@ fn query_bank_compares_a_candidate_against_a_snapshot() {
 }
 
 mod rollout;
+
+mod engines;

@@ -1,0 +1,242 @@
+//! Engines as worker processes: real DuckDB and datafusion-python releases from
+//! PyPI (provisioned into cached virtual environments), the public regression
+//! cases of `tests/cases/` (copied from the product brief's `shared/cases`), and
+//! worker faults caused for real.
+
+use std::path::{Path, PathBuf};
+
+use sqlflight_diffing::OutcomeClass;
+
+fn run(args: &[&str]) -> u8 {
+    let mut v = vec!["sqlflight"];
+    v.extend_from_slice(args);
+    sqlflight::run_cli(v)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Case {
+    issue: String,
+    engine: String,
+    baseline: String,
+    candidate: String,
+    fixed_in: String,
+    expect: String,
+    #[serde(default)]
+    error_class: Option<String>,
+    setup: Vec<String>,
+    query: String,
+}
+
+fn kind(engine: &str) -> &'static str {
+    match engine {
+        "duckdb" => "duckdb",
+        "datafusion" => "datafusion-python",
+        other => panic!("unknown case engine {other}"),
+    }
+}
+
+/// Replays one case between two versions; returns the single outcome of each
+/// driver (playback, flight).
+fn replay(dir: &Path, case: &Case, baseline: &str, candidate: &str) -> (OutcomeClass, OutcomeClass, String) {
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    std::fs::write(dir.join("in/q.sql"), format!("{};\n", case.query)).unwrap();
+    let corpus = dir.join("corpus");
+    assert_eq!(
+        run(&[
+            "corpus",
+            "ingest",
+            dir.join("in").to_str().unwrap(),
+            "--out",
+            corpus.to_str().unwrap(),
+            "-q"
+        ]),
+        0
+    );
+    let setup = serde_json::to_string(&case.setup).unwrap();
+    let k = kind(&case.engine);
+    let cfg = dir.join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "corpus: corpus\nengines:\n  old: {{ kind: {k}, version: \"{baseline}\", setup: {setup} }}\n  new: {{ kind: {k}, version: \"{candidate}\", setup: {setup} }}\n\
+             baseline: old\ncandidate: new\nflight: {{ repeat: 1, timeout: 60s }}\n"
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let pb = dir.join("pb");
+    let fl = dir.join("fl");
+    let code = run(&["playback", "-c", cfg, "--out", pb.to_str().unwrap(), "-q"]);
+    assert!(code < 2, "{}: playback failed to run", case.issue);
+    let code = run(&["flight", "-c", cfg, "--out", fl.to_str().unwrap(), "-q"]);
+    assert!(code < 2, "{}: flight failed to run", case.issue);
+    let (_, p) = sqlflight_runs::read_run(&pb).unwrap();
+    let (_, f) = sqlflight_runs::read_run(&fl).unwrap();
+    let detail = serde_json::to_string(&f[0]).unwrap();
+    (p[0].class, f[0].class, detail)
+}
+
+#[test]
+fn public_regression_cases_classify_as_expected_and_fixed_versions_are_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "cases missing in {}", root.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let case: Case = serde_yaml::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        let expect: OutcomeClass = serde_json::from_value(serde_json::json!(case.expect)).unwrap();
+        let (p, fl, detail) = replay(
+            &tmp.path().join(format!("c{i}")),
+            &case,
+            &case.baseline,
+            &case.candidate,
+        );
+        // The tool's verdict: flight sees everything; a planning failure
+        // (`error_class: plan`) must already show in playback, without data.
+        if fl != expect {
+            failures.push(format!("{}: flight says {fl}, expected {expect}: {detail}", case.issue));
+        }
+        if case.error_class.as_deref() == Some("plan") && p != expect {
+            failures.push(format!("{}: playback says {p}, expected {expect}", case.issue));
+        }
+        let (p, fl, detail) = replay(&tmp.path().join(format!("f{i}")), &case, &case.baseline, &case.fixed_in);
+        if p.is_regression() || fl.is_regression() {
+            failures.push(format!(
+                "{}: baseline vs fixed_in {} reports {p}/{fl}: {detail}",
+                case.issue, case.fixed_in
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn worker_faults_become_outcomes_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let python = sqlflight_engines::python::ensure_venv("duckdb", "1.2.0", &["pyarrow"]).unwrap();
+    let script = sqlflight_engines::python::worker_script().unwrap();
+    let fault = Path::new(env!("CARGO_MANIFEST_DIR")).join("workers/fault_worker.py");
+    std::fs::create_dir_all(tmp.path().join("in")).unwrap();
+    std::fs::write(
+        tmp.path().join("in/q.sql"),
+        "select 1 as x; select 'die' as x; select 2 as x; select 'hang' as x; \
+         select 'garbage' as x; select 'abort' as x; select 3 as x;",
+    )
+    .unwrap();
+    let corpus = tmp.path().join("corpus");
+    assert_eq!(
+        run(&[
+            "corpus",
+            "ingest",
+            tmp.path().join("in").to_str().unwrap(),
+            "--out",
+            corpus.to_str().unwrap(),
+            "-q"
+        ]),
+        0
+    );
+    let cmd = serde_json::to_string(&[
+        python.to_str().unwrap(),
+        fault.to_str().unwrap(),
+        script.to_str().unwrap(),
+    ])
+    .unwrap();
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "corpus: corpus\nengines:\n  old: {{ kind: worker, command: {cmd} }}\n  new: {{ kind: worker, command: {cmd}, env: {{ SQLFLIGHT_FAULTS: \"1\" }} }}\n\
+             baseline: old\ncandidate: new\nflight: {{ repeat: 1, timeout: 3s }}\n"
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("fl");
+    assert_eq!(
+        run(&[
+            "flight",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+            "--jobs",
+            "1"
+        ]),
+        1
+    );
+    let (m, o) = sqlflight_runs::read_run(&out).unwrap();
+    assert_eq!(m.status, sqlflight_diffing::RunStatus::Complete);
+    assert_eq!(
+        (m.candidate.engine.as_str(), m.candidate.version.as_str()),
+        ("duckdb", "1.2.0")
+    );
+    let by = |needle: &str| {
+        o.iter()
+            .find(|x| {
+                let c = sqlflight_corpora::Corpus::open(&corpus).unwrap();
+                c.records.iter().any(|r| r.id == x.query_id && r.sql.contains(needle))
+            })
+            .unwrap_or_else(|| panic!("no outcome for {needle}"))
+    };
+    let err = |x: &sqlflight_diffing::OutcomeRecord| serde_json::to_string(&x.candidate).unwrap();
+    for ok in ["1 as x", "2 as x", "3 as x"] {
+        assert_eq!(by(ok).class, OutcomeClass::Match, "{ok}: {}", err(by(ok)));
+    }
+    assert_eq!(by("'die'").class, OutcomeClass::Crash, "{}", err(by("'die'")));
+    assert!(err(by("'die'")).contains("worker process died"), "{}", err(by("'die'")));
+    assert_eq!(by("'hang'").class, OutcomeClass::Timeout, "{}", err(by("'hang'")));
+    assert_eq!(by("'garbage'").class, OutcomeClass::Crash);
+    assert!(
+        err(by("'garbage'")).contains("protocol error"),
+        "{}",
+        err(by("'garbage'"))
+    );
+    assert_eq!(by("'abort'").class, OutcomeClass::Crash);
+    assert!(
+        err(by("'abort'")).contains("aborting on purpose"),
+        "{}",
+        err(by("'abort'"))
+    );
+}
+
+#[test]
+fn tpch_on_two_duckdb_releases_reports_no_false_regression() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sqlflight_corpora::tpch::ensure_tpch_data(&tmp.path().join("data"), 0.002).unwrap();
+    let mut yaml = String::from("corpus: bundled:tpch\ncatalog:\n  tables:\n");
+    for (t, p) in &data.tables {
+        yaml.push_str(&format!("    {t}: {}\n", p.display()));
+    }
+    yaml.push_str(
+        "engines:\n  old: { kind: duckdb, version: \"1.1.3\" }\n  new: { kind: duckdb, version: \"1.2.1\" }\n\
+         baseline: old\ncandidate: new\nflight: { repeat: 1 }\n",
+    );
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = tmp.path().join("fl");
+    let code = run(&[
+        "flight",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    let (_, o) = sqlflight_runs::read_run(&out).unwrap();
+    let bad: Vec<String> = o
+        .iter()
+        .filter(|x| {
+            x.class.is_regression() || !matches!(x.class, OutcomeClass::Match | OutcomeClass::MatchWithinTolerance)
+        })
+        .map(|x| format!("{} {} {:?}", x.query_id, x.class, x.detail))
+        .collect();
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(o.len(), 22);
+    assert!(code < 2);
+}
