@@ -39,6 +39,15 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium
 fi
 command -v chromium || command -v chromium-browser
+# Python with venv + pip: engine releases from PyPI (DuckDB, datafusion-python) and
+# a JUnit consumer are installed into cached virtual environments by the tests.
+if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv python3-pip
+fi
+python3 --version
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
