@@ -243,6 +243,39 @@ impl Visitor for Walk {
     }
 }
 
+/// A SELECT whose window functions all share one `OVER (ORDER BY ...)` without
+/// PARTITION BY: engines must sort by that order to compute them and emit rows in
+/// it, so a LIMIT over it picks determined rows (a LIMIT there is how such
+/// queries are written, and a regression in it is a wrong result, e.g.
+/// apache/datafusion#18028).
+fn ordered_by_one_window(q: &Query) -> bool {
+    use sqlparser::ast::{SelectItem, SetExpr, WindowType};
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return false;
+    };
+    let mut specs = Vec::new();
+    for item in &sel.projection {
+        let e = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => continue,
+        };
+        if let Expr::Function(f) = e
+            && let Some(WindowType::WindowSpec(spec)) = &f.over
+        {
+            specs.push(spec);
+        }
+    }
+    let Some(first) = specs.first() else {
+        return false;
+    };
+    sel.named_window.is_empty()
+        && first.partition_by.is_empty()
+        && !first.order_by.is_empty()
+        && specs
+            .iter()
+            .all(|s| s.partition_by.is_empty() && s.order_by == first.order_by)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,37 +356,4 @@ mod tests {
             vec!["LIMIT without ORDER BY"]
         );
     }
-}
-
-/// A SELECT whose window functions all share one `OVER (ORDER BY ...)` without
-/// PARTITION BY: engines must sort by that order to compute them and emit rows in
-/// it, so a LIMIT over it picks determined rows (a LIMIT there is how such
-/// queries are written, and a regression in it is a wrong result, e.g.
-/// apache/datafusion#18028).
-fn ordered_by_one_window(q: &Query) -> bool {
-    use sqlparser::ast::{SelectItem, SetExpr, WindowType};
-    let SetExpr::Select(sel) = q.body.as_ref() else {
-        return false;
-    };
-    let mut specs = Vec::new();
-    for item in &sel.projection {
-        let e = match item {
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
-            _ => continue,
-        };
-        if let Expr::Function(f) = e
-            && let Some(WindowType::WindowSpec(spec)) = &f.over
-        {
-            specs.push(spec);
-        }
-    }
-    let Some(first) = specs.first() else {
-        return false;
-    };
-    sel.named_window.is_empty()
-        && first.partition_by.is_empty()
-        && !first.order_by.is_empty()
-        && specs
-            .iter()
-            .all(|s| s.partition_by.is_empty() && s.order_by == first.order_by)
 }

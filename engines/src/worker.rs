@@ -63,8 +63,11 @@ pub fn write_frame(w: &mut impl Write, header: &Value, payload: Option<&[u8]>) -
     w.flush()
 }
 
+/// A frame: the JSON header and the payload, if the header announced one.
+pub type Frame = (Value, Option<Vec<u8>>);
+
 /// Reads one frame. `Ok(None)` = end of stream before a frame started.
-pub fn read_frame(r: &mut impl Read) -> Result<Option<(Value, Option<Vec<u8>>)>, String> {
+pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, String> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}
@@ -155,7 +158,7 @@ impl Worker {
         String::from_utf8_lossy(&t).trim().to_string()
     }
 
-    fn request(&mut self, msg: &Value, timeout: Duration) -> Result<(Value, Option<Vec<u8>>), Failure> {
+    fn request(&mut self, msg: &Value, timeout: Duration) -> Result<Frame, Failure> {
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let child = self.child.clone();
         let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -346,7 +349,7 @@ impl WorkerEngine {
 
     /// Runs one request on an idle (or new) worker; healthy workers go back to
     /// the pool, failed ones are dropped (and killed).
-    fn call(&self, msg: &Value, timeout: Duration) -> Result<(Value, Option<Vec<u8>>), EngineError> {
+    fn call(&self, msg: &Value, timeout: Duration) -> Result<Frame, EngineError> {
         let w = self.idle.lock().ok().and_then(|mut i| i.pop());
         let mut w = match w {
             Some(w) => w,
