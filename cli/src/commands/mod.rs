@@ -30,16 +30,9 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
 }
 
 /// The cache directory: `$SQLFLIGHT_CACHE`, else `$XDG_CACHE_HOME/sqlflight`, else
-/// `~/.cache/sqlflight`.
+/// `~/.cache/sqlflight` (one definition, in `engines`, which keeps engine venvs there).
 pub fn cache_dir() -> std::path::PathBuf {
-    if let Some(d) = std::env::var_os("SQLFLIGHT_CACHE") {
-        return d.into();
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return std::path::Path::new(&d).join("sqlflight");
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
-    std::path::Path::new(&home).join(".cache").join("sqlflight")
+    sqlflight_engines::python::cache_dir()
 }
 
 /// Default worker count: all cores.
