@@ -203,30 +203,18 @@ pub fn build_engine(profile: &str, spec: &EngineSpec, catalog: &Catalog) -> Resu
             version,
             settings,
             setup,
-        } => python_worker(
-            profile,
-            "duckdb",
-            version,
-            &["pyarrow"],
-            "duckdb",
-            settings,
-            setup,
-            catalog,
-        ),
+        } => {
+            let launch = python_launch(profile, "duckdb", version, &["pyarrow"], "duckdb")?;
+            worker_engine(profile, launch, settings, setup, catalog)
+        }
         EngineSpec::DatafusionPython {
             version,
             settings,
             setup,
-        } => python_worker(
-            profile,
-            "datafusion",
-            version,
-            &[],
-            "datafusion",
-            settings,
-            setup,
-            catalog,
-        ),
+        } => {
+            let launch = python_launch(profile, "datafusion", version, &[], "datafusion")?;
+            worker_engine(profile, launch, settings, setup, catalog)
+        }
         EngineSpec::Worker {
             command,
             env,
@@ -242,43 +230,18 @@ pub fn build_engine(profile: &str, spec: &EngineSpec, catalog: &Catalog) -> Resu
                 args: args.to_vec(),
                 env: env.clone(),
             };
-            Ok(Arc::new(worker::WorkerEngine::new(
-                profile,
-                launch,
-                settings,
-                setup,
-                catalog,
-                WORKER_COMPILE_TIMEOUT,
-            )?))
+            worker_engine(profile, launch, settings, setup, catalog)
         }
     }
 }
 
-/// How long a worker may take to compile one statement before it is killed.
-pub const WORKER_COMPILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-#[allow(clippy::too_many_arguments)]
-fn python_worker(
+fn worker_engine(
     profile: &str,
-    package: &str,
-    version: &str,
-    extra: &[&str],
-    backend: &str,
+    launch: worker::Launch,
     settings: &BTreeMap<String, String>,
     setup: &[String],
     catalog: &Catalog,
 ) -> Result<Arc<dyn Engine>, BuildError> {
-    let provision = |e: python::ProvisionError| BuildError::Provision {
-        profile: profile.into(),
-        message: e.to_string(),
-    };
-    let python = python::ensure_venv(package, version, extra).map_err(provision)?;
-    let script = python::worker_script().map_err(provision)?;
-    let launch = worker::Launch {
-        program: python,
-        args: vec![script.display().to_string(), backend.to_string()],
-        env: BTreeMap::new(),
-    };
     Ok(Arc::new(worker::WorkerEngine::new(
         profile,
         launch,
@@ -287,4 +250,29 @@ fn python_worker(
         catalog,
         WORKER_COMPILE_TIMEOUT,
     )?))
+}
+
+/// How long a worker may take to compile one statement before it is killed.
+pub const WORKER_COMPILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How to run the shipped Python worker for `package==version` (provisioned on
+/// first use) with engine `backend`.
+fn python_launch(
+    profile: &str,
+    package: &str,
+    version: &str,
+    extra: &[&str],
+    backend: &str,
+) -> Result<worker::Launch, BuildError> {
+    let provision = |e: python::ProvisionError| BuildError::Provision {
+        profile: profile.into(),
+        message: e.to_string(),
+    };
+    let python = python::ensure_venv(package, version, extra).map_err(provision)?;
+    let script = python::worker_script().map_err(provision)?;
+    Ok(worker::Launch {
+        program: python,
+        args: vec![script.display().to_string(), backend.to_string()],
+        env: BTreeMap::new(),
+    })
 }

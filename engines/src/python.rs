@@ -110,7 +110,8 @@ pub fn ensure_venv(package: &str, version: &str, extra: &[&str]) -> Result<PathB
     Ok(python)
 }
 
-fn last_lines(s: &str, n: usize) -> String {
+/// The last `n` lines of `s` (trimmed).
+pub(crate) fn last_lines(s: &str, n: usize) -> String {
     let l: Vec<&str> = s.trim().lines().collect();
     l[l.len().saturating_sub(n)..].join("\n")
 }

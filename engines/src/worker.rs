@@ -207,7 +207,10 @@ impl Worker {
         if tail.is_empty() {
             format!("worker process died ({status})")
         } else {
-            format!("worker process died ({status}); stderr: {}", last_lines(&tail, 12))
+            format!(
+                "worker process died ({status}); stderr: {}",
+                crate::python::last_lines(&tail, 12)
+            )
         }
     }
 }
@@ -227,11 +230,6 @@ impl Drop for Worker {
             let _ = c.wait();
         }
     }
-}
-
-fn last_lines(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// An engine served by worker processes.

@@ -64,9 +64,10 @@ pub struct RuleResult {
     pub pass: bool,
 }
 
-/// Evaluates `policy` over the outcomes of all `runs` together.
-pub fn evaluate(policy: &GatePolicy, runs: &[RunView]) -> Vec<RuleResult> {
-    let all: Vec<&OutcomeRecord> = runs.iter().flat_map(|r| &r.outcomes).collect();
+/// Evaluates `policy` over the outcomes of all `runs` together (owned or
+/// borrowed run views).
+pub fn evaluate<R: std::borrow::Borrow<RunView>>(policy: &GatePolicy, runs: &[R]) -> Vec<RuleResult> {
+    let all: Vec<&OutcomeRecord> = runs.iter().flat_map(|r| &r.borrow().outcomes).collect();
     let mut out = Vec::new();
     for (class, limit) in &policy.max {
         let n = all.iter().filter(|o| o.class == *class).count() as f64;
@@ -130,7 +131,7 @@ pub fn evaluate(policy: &GatePolicy, runs: &[RunView]) -> Vec<RuleResult> {
     }
     if let Some(c) = &policy.coverage {
         let covered = all.iter().filter(|o| o.class != OutcomeClass::Skipped).count() as f64;
-        let selected: u64 = runs.iter().map(|r| r.manifest.selected).sum();
+        let selected: u64 = runs.iter().map(|r| r.borrow().manifest.selected).sum();
         if let Some(limit) = c.min_queries {
             out.push(RuleResult {
                 rule: "min queries verified".into(),

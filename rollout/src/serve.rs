@@ -116,44 +116,54 @@ pub fn handle(router: &Mutex<Router>, method: &Method, path: &str, query: Option
     }
 }
 
-/// Serves `router` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, router: Arc<Mutex<Router>>) -> std::io::Result<()> {
+/// Accepts connections on `listener` until the process ends, answering each
+/// request with `answer`.
+async fn accept<F>(listener: tokio::net::TcpListener, answer: F) -> std::io::Result<()>
+where
+    F: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
+{
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        let answer = answer.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let router = router.clone();
-                async move {
-                    let uri = req.uri();
-                    Ok::<_, Infallible>(handle(&router, req.method(), uri.path(), uri.query()))
-                }
+                let r = answer(&req);
+                async move { Ok::<_, Infallible>(r) }
             });
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
         });
     }
+}
+
+/// Serves `router` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, router: Arc<Mutex<Router>>) -> std::io::Result<()> {
+    accept(listener, move |req| {
+        let uri = req.uri();
+        handle(&router, req.method(), uri.path(), uri.query())
+    })
+    .await
 }
 
 /// The same HTTP stack answering a fixed body without routing: the benchmark's
 /// reference for what the stack itself costs on this machine.
 pub async fn serve_fixed(listener: tokio::net::TcpListener, body: &'static str) -> std::io::Result<()> {
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(async move {
-            let svc = service_fn(move |_req: Request<Incoming>| async move {
-                Ok::<_, Infallible>(json(StatusCode::OK, &serde_json::Value::String(body.to_string())))
-            });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-        });
-    }
+    accept(listener, move |_| {
+        json(StatusCode::OK, &serde_json::Value::String(body.to_string()))
+    })
+    .await
 }
 
-/// Binds `addr` and serves the store at `path` on a multi-threaded runtime,
-/// calling `bound` with the bound address (port 0 picks a free one) first.
-pub fn run_blocking(path: &Path, addr: SocketAddr, bound: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
-    let router = Arc::new(Mutex::new(Router::new(Store::open_read_only(path)?)?));
+/// Binds `addr` on a new multi-threaded runtime, calls `bound` with the bound
+/// address (port 0 picks a free one), then runs `serve_on` until the process ends.
+fn on_runtime<Fut>(
+    addr: SocketAddr,
+    bound: impl FnOnce(SocketAddr),
+    serve_on: impl FnOnce(tokio::net::TcpListener) -> Fut,
+) -> Result<(), ServeError>
+where
+    Fut: std::future::Future<Output = std::io::Result<()>>,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -163,8 +173,23 @@ pub fn run_blocking(path: &Path, addr: SocketAddr, bound: impl FnOnce(SocketAddr
             .await
             .map_err(|e| ServeError::Bind(addr, e))?;
         bound(listener.local_addr().map_err(ServeError::Io)?);
-        serve(listener, router).await.map_err(ServeError::Io)
+        serve_on(listener).await.map_err(ServeError::Io)
     })
+}
+
+/// Serves the store at `path` on `addr` (see [`on_runtime`]).
+pub fn run_blocking(path: &Path, addr: SocketAddr, bound: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+    let router = Arc::new(Mutex::new(Router::new(Store::open_read_only(path)?)?));
+    on_runtime(addr, bound, |l| serve(l, router))
+}
+
+/// [`serve_fixed`] on `addr`, for the benchmark.
+pub fn run_fixed_blocking(
+    addr: SocketAddr,
+    body: &'static str,
+    bound: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    on_runtime(addr, bound, |l| serve_fixed(l, body))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,23 +200,4 @@ pub enum ServeError {
     Bind(SocketAddr, #[source] std::io::Error),
     #[error("{0}")]
     Io(#[source] std::io::Error),
-}
-
-/// [`serve_fixed`] on its own multi-threaded runtime, for the benchmark.
-pub fn run_fixed_blocking(
-    addr: SocketAddr,
-    body: &'static str,
-    bound: impl FnOnce(SocketAddr),
-) -> Result<(), ServeError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(ServeError::Io)?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| ServeError::Bind(addr, e))?;
-        bound(listener.local_addr().map_err(ServeError::Io)?);
-        serve_fixed(listener, body).await.map_err(ServeError::Io)
-    })
 }

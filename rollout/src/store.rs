@@ -361,13 +361,14 @@ impl Store {
     }
 
     /// Runs `f` on the current rollout inside one immediate transaction; `f`
-    /// returns the audit entry to append (or `None` to write nothing).
+    /// returns the audit entry to append (or `None` to write nothing). Returns
+    /// `f`'s output and the rollout as the transaction left it.
     fn transact<T>(
         &mut self,
         f: impl FnOnce(&mut Rollout) -> Result<(T, Option<PendingAudit>)>,
         extra: impl FnOnce(&rusqlite::Transaction<'_>, &Rollout, &Path, &T) -> Result<()>,
         now: i64,
-    ) -> Result<T> {
+    ) -> Result<(T, Rollout)> {
         let path = self.path.clone();
         let e = sql(&path);
         let tx = self
@@ -408,12 +409,28 @@ impl Store {
             )?;
         }
         tx.commit().map_err(&e)?;
-        Ok(out)
+        Ok((out, r))
+    }
+
+    /// A state change with nothing to write but the state and its audit entry.
+    fn change(
+        &mut self,
+        actor: &str,
+        action: &'static str,
+        now: i64,
+        apply: impl FnOnce(&mut Rollout) -> Result<Option<String>>,
+    ) -> Result<Rollout> {
+        let ((), r) = self.transact(
+            |r| Ok(((), Some(PendingAudit::new(actor, action, apply(r)?)))),
+            |_, _, _, _| Ok(()),
+            now,
+        )?;
+        Ok(r)
     }
 
     /// Records `actor`'s approval of the next phase.
     pub fn approve(&mut self, actor: &str, note: Option<&str>, now: i64) -> Result<Rollout> {
-        self.transact(
+        let (_, r) = self.transact(
             |r| {
                 machine::approve(&r.policy, &mut r.state, actor)?;
                 let target = r.state.phase + 1;
@@ -435,65 +452,37 @@ impl Store {
             },
             now,
         )?;
-        self.current_required()
+        Ok(r)
     }
 
     /// Enters the next phase, or lists every unmet condition.
     pub fn advance(&mut self, actor: &str, now: i64) -> Result<Rollout> {
-        self.transact(
-            |r| {
-                machine::advance(&r.policy, &mut r.state, now).map_err(StoreError::Unmet)?;
-                let p = &r.policy.phases[r.state.phase - 1];
-                Ok((
-                    (),
-                    Some(PendingAudit::new(
-                        actor,
-                        "advance",
-                        Some(format!("entered `{}`", p.name)),
-                    )),
-                ))
-            },
-            |_, _, _, _| Ok(()),
-            now,
-        )?;
-        self.current_required()
+        self.change(actor, "advance", now, |r| {
+            machine::advance(&r.policy, &mut r.state, now).map_err(StoreError::Unmet)?;
+            Ok(Some(format!("entered `{}`", r.policy.phases[r.state.phase - 1].name)))
+        })
     }
 
     pub fn pause(&mut self, actor: &str, reason: Option<&str>, now: i64) -> Result<Rollout> {
-        self.transact(
-            |r| {
-                machine::pause(&mut r.state)?;
-                Ok(((), Some(PendingAudit::new(actor, "pause", reason.map(str::to_string)))))
-            },
-            |_, _, _, _| Ok(()),
-            now,
-        )?;
-        self.current_required()
+        self.change(actor, "pause", now, |r| {
+            machine::pause(&mut r.state)?;
+            Ok(reason.map(str::to_string))
+        })
     }
 
     pub fn resume(&mut self, actor: &str, reason: Option<&str>, now: i64) -> Result<Rollout> {
-        self.transact(
-            |r| {
-                machine::resume(&mut r.state)?;
-                Ok(((), Some(PendingAudit::new(actor, "resume", reason.map(str::to_string)))))
-            },
-            |_, _, _, _| Ok(()),
-            now,
-        )?;
-        self.current_required()
+        self.change(actor, "resume", now, |r| {
+            machine::resume(&mut r.state)?;
+            Ok(reason.map(str::to_string))
+        })
     }
 
     /// Routes every tenant to the baseline: one transaction, no conditions.
     pub fn rollback(&mut self, actor: &str, reason: &str, now: i64) -> Result<Rollout> {
-        self.transact(
-            |r| {
-                machine::rollback(&mut r.state);
-                Ok(((), Some(PendingAudit::new(actor, "rollback", Some(reason.to_string())))))
-            },
-            |_, _, _, _| Ok(()),
-            now,
-        )?;
-        self.current_required()
+        self.change(actor, "rollback", now, |r| {
+            machine::rollback(&mut r.state);
+            Ok(Some(reason.to_string()))
+        })
     }
 
     /// Judges runs against the current rollout: binding (exactly this baseline
@@ -502,68 +491,42 @@ impl Store {
     /// tenants are on the candidate; a failing non-critical rule pauses.
     /// Runs given together are judged together (as `sqlflight gate` does).
     pub fn check(&mut self, actor: &str, runs: &[EvidenceRun], now: i64) -> Result<CheckOutcome> {
-        let (outcome, _) = self.transact(
+        // Judge outside the write lock (a gate over big runs takes a while, and a
+        // rollback must not wait for it); judge again inside only if the phase
+        // moved to another gate in the meantime.
+        let pre = self.current_required()?;
+        let early = assess(&pre.policy, pre.state.phase, runs);
+        let ((outcome, _), _) = self.transact(
             |r| {
-                let gate = r.policy.judging_gate(r.state.phase).cloned();
-                let mut reasons = Vec::new();
-                let mut run_json = Vec::new();
-                for run in runs {
-                    let m = &run.view.manifest;
-                    let mut why = Vec::new();
-                    if let Some(x) = r.policy.candidate.mismatch(&m.candidate) {
-                        why.push(format!("candidate {x}"));
-                    }
-                    if let Some(x) = r.policy.baseline.mismatch(&m.baseline) {
-                        why.push(format!("baseline {x}"));
-                    }
-                    if m.status != sqlflight_diffing::RunStatus::Complete {
-                        why.push(format!(
-                            "the run is not complete ({})",
-                            m.stopped_reason.as_deref().unwrap_or("status running")
-                        ));
-                    }
-                    for w in &why {
-                        reasons.push(format!("{}: {w}", run.path.display()));
-                    }
-                    run_json.push(serde_json::json!({
-                        "id": run.id(),
-                        "digest": run.digest,
-                        "kind": m.kind,
-                        "path": run.path.display().to_string(),
-                        "candidate": m.candidate.version,
-                        "baseline": m.baseline.version,
-                        "bound": why.is_empty(),
-                    }));
-                }
-                let mut judged = Vec::new();
-                let verdict = if !reasons.is_empty() {
-                    Verdict::Refused
+                let same_gate = r.id == pre.id
+                    && r.policy.judging_gate(r.state.phase).map(|g| &g.name) == early.gate.as_ref().map(|g| &g.name);
+                let Assessment {
+                    gate,
+                    mut reasons,
+                    judged,
+                    run_json,
+                    finding,
+                } = if same_gate {
+                    early
                 } else {
-                    let views: Vec<RunView> = runs.iter().map(|r| r.view.clone()).collect();
-                    judged = judge(gate.as_ref(), &views);
-                    let critical_fail = judged.iter().any(|j| j.critical && !j.rule.pass);
-                    let other_fail = judged.iter().any(|j| !j.critical && !j.rule.pass);
-                    for j in judged.iter().filter(|j| !j.rule.pass) {
-                        reasons.push(format!(
-                            "{}rule `{}`: measured {} over limit {}",
-                            if j.critical { "critical " } else { "" },
-                            j.rule.rule,
-                            j.rule.measured,
-                            j.rule.limit
-                        ));
-                    }
-                    if critical_fail {
-                        if r.state.candidate_live() {
-                            Verdict::RolledBack
-                        } else {
-                            Verdict::Fail
-                        }
-                    } else if other_fail {
-                        Verdict::Inconclusive
-                    } else {
-                        Verdict::Pass
-                    }
+                    assess(&r.policy, r.state.phase, runs)
                 };
+                let verdict = match finding {
+                    Finding::Unbound => Verdict::Refused,
+                    Finding::CriticalFail if r.state.candidate_live() => Verdict::RolledBack,
+                    Finding::CriticalFail => Verdict::Fail,
+                    Finding::OtherFail => Verdict::Inconclusive,
+                    Finding::Pass => Verdict::Pass,
+                };
+                for j in judged.iter().filter(|j| !j.rule.pass) {
+                    reasons.push(format!(
+                        "{}rule `{}`: measured {} over limit {}",
+                        if j.critical { "critical " } else { "" },
+                        j.rule.rule,
+                        j.rule.measured,
+                        j.rule.limit
+                    ));
+                }
                 let mut recorded: Vec<(String, String, String, String)> = Vec::new();
                 let mut paused = false;
                 match verdict {
@@ -768,8 +731,87 @@ impl Store {
     }
 }
 
+/// What runs show against a policy at a phase, before the state decides what
+/// it means (a critical failure rolls back only if tenants are on the candidate).
+struct Assessment {
+    gate: Option<Gate>,
+    /// Why runs are not bound to this rollout (empty when they all are).
+    reasons: Vec<String>,
+    judged: Vec<JudgedRule>,
+    run_json: Vec<serde_json::Value>,
+    finding: Finding,
+}
+
+enum Finding {
+    Unbound,
+    CriticalFail,
+    OtherFail,
+    Pass,
+}
+
+/// Binding (exactly the policy's baseline and candidate, finished), then the
+/// gate that judges evidence at `phase`.
+fn assess(policy: &Policy, phase: usize, runs: &[EvidenceRun]) -> Assessment {
+    let gate = policy.judging_gate(phase).cloned();
+    let mut reasons = Vec::new();
+    let mut run_json = Vec::new();
+    for run in runs {
+        let m = &run.view.manifest;
+        let mut why = Vec::new();
+        if let Some(x) = policy.candidate.mismatch(&m.candidate) {
+            why.push(format!("candidate {x}"));
+        }
+        if let Some(x) = policy.baseline.mismatch(&m.baseline) {
+            why.push(format!("baseline {x}"));
+        }
+        if m.status != sqlflight_diffing::RunStatus::Complete {
+            why.push(format!(
+                "the run is not complete ({})",
+                m.stopped_reason.as_deref().unwrap_or("status running")
+            ));
+        }
+        for w in &why {
+            reasons.push(format!("{}: {w}", run.path.display()));
+        }
+        run_json.push(serde_json::json!({
+            "id": run.id(),
+            "digest": run.digest,
+            "kind": m.kind,
+            "path": run.path.display().to_string(),
+            "candidate": m.candidate.version,
+            "baseline": m.baseline.version,
+            "bound": why.is_empty(),
+        }));
+    }
+    if !reasons.is_empty() {
+        return Assessment {
+            gate,
+            reasons,
+            judged: Vec::new(),
+            run_json,
+            finding: Finding::Unbound,
+        };
+    }
+    let views: Vec<&RunView> = runs.iter().map(|r| &r.view).collect();
+    let judged = judge(gate.as_ref(), &views);
+    let finding = if judged.iter().any(|j| j.critical && !j.rule.pass) {
+        Finding::CriticalFail
+    } else if judged.iter().any(|j| !j.rule.pass) {
+        Finding::OtherFail
+    } else {
+        Finding::Pass
+    };
+    Assessment {
+        gate,
+        reasons,
+        judged,
+        run_json,
+        finding,
+    }
+}
+
 /// Judges runs with a gate; no gate = no rules (binding alone decides).
-pub fn judge(gate: Option<&Gate>, runs: &[RunView]) -> Vec<JudgedRule> {
+pub fn judge<R: std::borrow::Borrow<RunView>>(gate: Option<&Gate>, runs: &[R]) -> Vec<JudgedRule> {
     let Some(gate) = gate else { return Vec::new() };
     let critical: Vec<String> = gate.critical.iter().map(|c| format!("max {c}")).collect();
     evaluate(&gate.policy, runs)

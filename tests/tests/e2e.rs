@@ -249,6 +249,13 @@ fn child_process_entry() {
     std::process::exit(i32::from(code));
 }
 
+/// Runs the CLI in this process with `args` (without the program name).
+fn run_args(args: &[&str]) -> u8 {
+    let mut v = vec!["sqlflight"];
+    v.extend_from_slice(args);
+    sqlflight::run_cli(v)
+}
+
 fn write_config(dir: &Path, corpus: &str) -> std::path::PathBuf {
     let p = dir.join("sqlflight.yaml");
     std::fs::write(
@@ -1176,7 +1183,7 @@ fn report_renderings_are_pinned_and_junit_parses() {
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("junit.xml");
     std::fs::write(&f, &xml).unwrap();
-    let python = python_venv("junitparser-5.0.3", &["junitparser==5.0.3"]);
+    let python = sqlflight_engines::python::ensure_venv("junitparser", "5.0.3", &[]).unwrap();
     let script = "import sys\n\
                   from junitparser import JUnitXml, TestSuite, Failure, Skipped\n\
                   x = JUnitXml.fromfile(sys.argv[1])\n\

@@ -7,11 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sqlflight_diffing::OutcomeClass;
 
-fn run(args: &[&str]) -> u8 {
-    let mut v = vec!["sqlflight"];
-    v.extend_from_slice(args);
-    sqlflight::run_cli(v)
-}
+use super::run_args as run;
 
 #[derive(Debug, serde::Deserialize)]
 struct Case {

@@ -11,13 +11,7 @@ use sqlflight_corpora::tpch::ensure_tpch_data;
 use sqlflight_rollout::Store;
 use sqlflight_tests::{KillOnDrop, http_get};
 
-use super::{cli_child, write_config};
-
-fn run(args: &[&str]) -> u8 {
-    let mut v = vec!["sqlflight"];
-    v.extend_from_slice(args);
-    sqlflight::run_cli(v)
-}
+use super::{cli_child, run_args as run, write_config};
 
 /// Starts `sqlflight rollout serve` in its own process and returns it with its
 /// address.
