@@ -15,7 +15,10 @@
 //! additionally catch panics, which become `crash`.
 
 pub mod datafusion_engine;
+pub mod mysql;
+pub mod postgres;
 pub mod python;
+mod server;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -136,6 +139,12 @@ pub enum EngineSpec {
         #[serde(default)]
         setup: Vec<String>,
     },
+    /// A PostgreSQL server (see [`postgres`] for what compile and execute do and
+    /// the type mapping).
+    Postgres(postgres::PostgresSpec),
+    /// A MySQL or MariaDB server (see [`mysql`]).
+    #[serde(alias = "mariadb")]
+    Mysql(mysql::MysqlSpec),
     /// Any program that speaks the worker protocol (docs/worker-protocol.md).
     Worker {
         /// Program and arguments.
@@ -215,6 +224,8 @@ pub fn build_engine(profile: &str, spec: &EngineSpec, catalog: &Catalog) -> Resu
             let launch = python_launch(profile, "datafusion", version, &[], "datafusion")?;
             worker_engine(profile, launch, settings, setup, catalog)
         }
+        EngineSpec::Postgres(spec) => Ok(Arc::new(postgres::PostgresEngine::new(profile, spec, catalog)?)),
+        EngineSpec::Mysql(spec) => Ok(Arc::new(mysql::MysqlEngine::new(profile, spec, catalog)?)),
         EngineSpec::Worker {
             command,
             env,

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlflight_corpora::{Catalog, Corpus};
+pub mod servers;
+
 use sqlflight_diffing::OutcomeRecord;
 use sqlflight_engines::arrow::record_batch::RecordBatch;
 use sqlflight_engines::{

@@ -249,3 +249,5 @@ fn tpch_on_two_duckdb_releases_reports_no_false_regression() {
     assert_eq!(o.len(), 22);
     assert!(code < 2);
 }
+
+mod servers;
