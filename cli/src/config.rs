@@ -29,6 +29,10 @@ pub struct ConfigFile {
     pub playback: Option<PlaybackSpec>,
     #[serde(default)]
     pub flight: Option<FlightSpec>,
+    /// Cross-engine runs: a query one engine cannot parse or plan is a dialect
+    /// failure (`skipped`, reason `dialect_failure`), not a regression.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dialect_failures: bool,
 }
 
 /// The `flight:` section.

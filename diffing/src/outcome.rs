@@ -352,6 +352,31 @@ pub fn classify_playback(baseline: &SideResult, candidate: &SideResult) -> Outco
     }
 }
 
+/// For cross-engine runs (`dialect_failures: true`): a query that one engine
+/// cannot parse or plan while the other can is a dialect difference, not a
+/// regression. It becomes `skipped` with the reason
+/// `dialect_failure: <side> <class> error`, so reports group it apart and gates
+/// do not count it. Crashes, timeouts, internal and execution errors stay what
+/// they are.
+pub fn mark_dialect_failure(o: &mut OutcomeRecord) {
+    use ErrorClass as E;
+    let class = |s: &Option<SideResult>| s.as_ref().and_then(|s| s.error_class());
+    let dialect = |c: Option<E>| matches!(c, Some(E::Parse | E::Plan));
+    let (b, c) = (class(&o.baseline), class(&o.candidate));
+    let side = match o.class {
+        OutcomeClass::NewFailure if dialect(c) => "candidate",
+        OutcomeClass::Fixed if dialect(b) => "baseline",
+        OutcomeClass::BothFailChanged if dialect(b) || dialect(c) => "both",
+        _ => return,
+    };
+    let which = if side == "baseline" { b } else { c.or(b) };
+    o.skip_reason = Some(format!(
+        "dialect_failure: {side} {} error",
+        which.map_or("unknown", |c| c.as_str())
+    ));
+    o.class = OutcomeClass::Skipped;
+}
+
 /// Builds the full outcome record of one compiled query.
 pub fn playback_outcome(
     query_id: String,
@@ -395,6 +420,35 @@ mod tests {
             error: "boom".into(),
             elapsed_us: 1,
         }
+    }
+
+    #[test]
+    fn dialect_failures_are_skipped_not_regressions() {
+        use ErrorClass::*;
+        let mark = |b: SideResult, c: SideResult| {
+            let mut o = playback_outcome("q".into(), "t".into(), b, c);
+            mark_dialect_failure(&mut o);
+            (o.class, o.skip_reason)
+        };
+        assert_eq!(
+            mark(ok("a"), err(Parse)),
+            (
+                OutcomeClass::Skipped,
+                Some("dialect_failure: candidate parse error".into())
+            )
+        );
+        assert_eq!(
+            mark(err(Plan), ok("a")),
+            (
+                OutcomeClass::Skipped,
+                Some("dialect_failure: baseline plan error".into())
+            )
+        );
+        // Real failures stay what they are.
+        assert_eq!(mark(ok("a"), err(Execution)).0, OutcomeClass::NewFailure);
+        assert_eq!(mark(ok("a"), err(Internal)).0, OutcomeClass::NewFailure);
+        assert_eq!(mark(ok("a"), err(Crash)).0, OutcomeClass::Crash);
+        assert_eq!(mark(ok("a"), ok("b")).0, OutcomeClass::PlanChanged);
     }
 
     #[test]

@@ -105,6 +105,8 @@ pub struct FlightOptions {
     /// Query-bank mode: baseline results from an earlier flight; the baseline is
     /// not executed.
     pub snapshot: Option<Arc<Snapshot>>,
+    /// Parse/plan failures on one side are dialect failures, not regressions.
+    pub dialect_failures: bool,
 }
 
 /// Baseline digests and timings kept from an earlier flight (query-bank mode): a
@@ -187,6 +189,7 @@ impl Default for FlightOptions {
             config: serde_json::Value::Null,
             stop: Arc::new(AtomicBool::new(false)),
             snapshot: None,
+            dialect_failures: false,
         }
     }
 }
@@ -219,6 +222,7 @@ pub fn run_flight(
         timeout: opts.limits.timeout,
         resume: opts.resume,
         config: opts.config.clone(),
+        dialect_failures: opts.dialect_failures,
     };
     let started = Instant::now();
     // The budget never stops a run before its first query: a run that verifies

@@ -49,6 +49,8 @@ pub struct PlaybackOptions {
     pub timeout: Duration,
     /// The resolved configuration, stored in the manifest.
     pub config: serde_json::Value,
+    /// Parse/plan failures on one side are dialect failures, not regressions.
+    pub dialect_failures: bool,
 }
 
 /// Receives progress; implementations draw bars, print lines, or nothing.
@@ -111,6 +113,9 @@ pub struct RunSetup<'a> {
     pub timeout: Duration,
     pub resume: bool,
     pub config: serde_json::Value,
+    /// Cross-engine runs: parse/plan failures on one side are dialect failures
+    /// (`skipped`), not regressions.
+    pub dialect_failures: bool,
 }
 
 /// The shared driver of playback and flight: opens (or resumes) the run's
@@ -177,6 +182,9 @@ pub fn drive(
                 return;
             }
             let mut outcome = work(rec);
+            if setup.dialect_failures {
+                sqlflight_diffing::outcome::mark_dialect_failure(&mut outcome);
+            }
             if outcome.tenant.is_none() {
                 outcome.tenant = rec.tenant.clone();
             }
@@ -219,6 +227,7 @@ pub fn run_playback(
         timeout: opts.timeout,
         resume: opts.resume,
         config: opts.config.clone(),
+        dialect_failures: opts.dialect_failures,
     };
     let (manifest, outcomes) = drive(setup, progress, &|| None, &|rec| {
         play_one(rec, &baseline, &candidate, opts.timeout)

@@ -57,6 +57,7 @@ pub fn options(out: &Path, jobs: usize) -> PlaybackOptions {
         resume: false,
         timeout: Duration::from_secs(60),
         config: serde_json::Value::Null,
+        dialect_failures: false,
     }
 }
 

@@ -120,6 +120,7 @@ fn sqlflight(loads: &[Load], jobs: usize) -> anyhow::Result<Duration> {
             resume: false,
             timeout: Duration::from_secs(60),
             config: serde_json::Value::Null,
+            dialect_failures: false,
         };
         let b: Arc<dyn Engine> = l.base.clone();
         let c: Arc<dyn Engine> = l.cand.clone();

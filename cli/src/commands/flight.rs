@@ -129,6 +129,7 @@ pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
         config: r.config_json,
         stop,
         snapshot,
+        dialect_failures: r.config.file.dialect_failures,
     };
     Ok(FlightJob {
         corpus: r.corpus,

@@ -216,6 +216,7 @@ pub fn resolve(args: &PlaybackArgs) -> anyhow::Result<PlaybackJob> {
             partition: args.run.partition,
             resume: args.run.resume,
             timeout,
+            dialect_failures: r.config.file.dialect_failures,
             config: r.config_json,
         },
         config: r.config,

@@ -264,6 +264,70 @@ fn postgres_types_timeouts_killed_sessions_and_secrets() {
     assert!(!json.contains(&pg.password) && json.contains("***"), "{json}");
 }
 
+/// Embedded DataFusion against PostgreSQL: with `dialect_failures: true` a query
+/// only one of them understands is a dialect failure, not a regression.
+#[test]
+fn cross_engine_dialect_failures_are_not_regressions() {
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    std::fs::write(
+        dir.join("in/q.sql"),
+        "SELECT 1 + 1 AS two;\nSELECT arrow_typeof(1) AS t;\nSELECT int4range(1, 5) AS r;\n",
+    )
+    .unwrap();
+    let corpus = dir.join("corpus");
+    assert_eq!(
+        run(&[
+            "corpus",
+            "ingest",
+            dir.join("in").to_str().unwrap(),
+            "--out",
+            corpus.to_str().unwrap(),
+            "-q"
+        ]),
+        0
+    );
+    let engines = format!(
+        "corpus: {}\nengines:\n  df: {{ kind: datafusion }}\n  pg: {{ kind: postgres, url: \"{}\" }}\nbaseline: df\ncandidate: pg\n",
+        corpus.display(),
+        pg.url("postgres")
+    );
+    let strict = dir.join("strict.yaml");
+    std::fs::write(&strict, &engines).unwrap();
+    let lenient = dir.join("lenient.yaml");
+    std::fs::write(&lenient, format!("{engines}dialect_failures: true\n")).unwrap();
+    let classes = |cfg: &Path, out: &str| {
+        let out = dir.join(out);
+        let code = run(&[
+            "playback",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ]);
+        let (_, o) = sqlflight_runs::read_run(&out).unwrap();
+        let mut v: Vec<(String, OutcomeClass, Option<String>)> =
+            o.into_iter().map(|x| (x.query_id, x.class, x.skip_reason)).collect();
+        v.sort_by_key(|x| x.0.clone());
+        (code, v)
+    };
+    let (code, strict) = classes(&strict, "strict");
+    assert_eq!(code, 1, "{strict:?}");
+    assert!(strict.iter().any(|x| x.1 == OutcomeClass::NewFailure), "{strict:?}");
+    let (code, lenient) = classes(&lenient, "lenient");
+    let reasons: Vec<&str> = lenient.iter().filter_map(|x| x.2.as_deref()).collect();
+    assert!(
+        reasons.contains(&"dialect_failure: candidate plan error"),
+        "{lenient:?}"
+    );
+    assert!(reasons.contains(&"dialect_failure: baseline plan error"), "{lenient:?}");
+    assert!(lenient.iter().all(|x| !x.1.is_regression()), "{lenient:?}");
+    assert_eq!(code, 0, "{lenient:?}");
+}
+
 #[test]
 fn mariadb_tpch_optimizer_switch_changes_plans_not_results() {
     let db = Mariadb::start();
