@@ -15,6 +15,7 @@
 //! additionally catch panics, which become `crash`.
 
 pub mod datafusion_engine;
+pub mod flight_sql;
 pub mod mysql;
 pub mod postgres;
 pub mod python;
@@ -142,6 +143,8 @@ pub enum EngineSpec {
     /// A PostgreSQL server (see [`postgres`] for what compile and execute do and
     /// the type mapping).
     Postgres(postgres::PostgresSpec),
+    /// An Arrow Flight SQL server (see [`flight_sql`]).
+    FlightSql(flight_sql::FlightSqlSpec),
     /// A MySQL or MariaDB server (see [`mysql`]).
     #[serde(alias = "mariadb")]
     Mysql(mysql::MysqlSpec),
@@ -225,6 +228,7 @@ pub fn build_engine(profile: &str, spec: &EngineSpec, catalog: &Catalog) -> Resu
             worker_engine(profile, launch, settings, setup, catalog)
         }
         EngineSpec::Postgres(spec) => Ok(Arc::new(postgres::PostgresEngine::new(profile, spec, catalog)?)),
+        EngineSpec::FlightSql(spec) => Ok(Arc::new(flight_sql::FlightSqlEngine::new(profile, spec)?)),
         EngineSpec::Mysql(spec) => Ok(Arc::new(mysql::MysqlEngine::new(profile, spec, catalog)?)),
         EngineSpec::Worker {
             command,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlflight_corpora::{Catalog, Corpus};
+pub mod flight_sql_server;
 pub mod servers;
 
 use sqlflight_diffing::OutcomeRecord;

@@ -250,4 +250,5 @@ fn tpch_on_two_duckdb_releases_reports_no_false_regression() {
     assert!(code < 2);
 }
 
+mod flight_sql;
 mod servers;
