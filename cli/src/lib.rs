@@ -72,6 +72,10 @@ pub enum Cmd {
     /// Measure sqlflight against the physical limit.
     #[command(subcommand)]
     Bench(commands::bench::BenchCmd),
+    /// Serve this build's embedded DataFusion over the worker protocol on
+    /// stdin/stdout (compare two sqlflight builds: `kind: worker, command:
+    /// [/path/to/other/sqlflight, worker]`).
+    Worker(commands::worker::WorkerArgs),
 }
 
 /// Parses `args` (including the program name), runs the command, and returns the

@@ -76,6 +76,9 @@ fn rule_names(state: &datafusion::execution::SessionState) -> BTreeSet<String> {
     s
 }
 
+/// The embedded DataFusion's version.
+pub const VERSION: &str = datafusion::DATAFUSION_VERSION;
+
 /// The embedded DataFusion, configured by one profile.
 pub struct DataFusionEngine {
     info: EngineInfo,

@@ -10,6 +10,7 @@ pub mod merge;
 pub mod playback;
 pub mod report;
 pub mod rollout;
+pub mod worker;
 
 use crate::{Cli, Cmd};
 
@@ -26,6 +27,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Cmd::Compare(a) => merge::run_compare(a, cli),
         Cmd::Rollout(a) => rollout::run(a, cli),
         Cmd::Bench(b) => bench::run(b, cli),
+        Cmd::Worker(a) => worker::run(a, cli),
     }
 }
 

@@ -252,3 +252,52 @@ fn tpch_on_two_duckdb_releases_reports_no_false_regression() {
 
 mod flight_sql;
 mod servers;
+
+/// The `sqlflight` binary next to this test binary (`cargo test --workspace`
+/// builds it).
+fn sqlflight_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("sqlflight");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p sqlflight` first",
+        bin.display()
+    );
+    bin
+}
+
+/// Another sqlflight build as a worker (`sqlflight worker`, the Rust helper
+/// `engines::worker::serve`): against the embedded engine of this build, the
+/// same DataFusion gives the same plans and results.
+#[test]
+fn a_sqlflight_build_as_a_worker_matches_the_embedded_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sqlflight_corpora::tpch::ensure_tpch_data(&tmp.path().join("data"), 0.002).unwrap();
+    let mut yaml = String::from("corpus: bundled:tpch\ncatalog:\n  tables:\n");
+    for (t, p) in &data.tables {
+        yaml.push_str(&format!("    {t}: {}\n", p.display()));
+    }
+    yaml.push_str(&format!(
+        "engines:\n  other: {{ kind: worker, command: [\"{}\", worker] }}\n  this: {{ kind: datafusion }}\n\
+         baseline: other\ncandidate: this\nflight: {{ repeat: 1 }}\n",
+        sqlflight_bin().display()
+    ));
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let pb = tmp.path().join("pb");
+    let fl = tmp.path().join("fl");
+    assert_eq!(run(&["playback", "-c", cfg, "--out", pb.to_str().unwrap(), "-q"]), 0);
+    assert!(run(&["flight", "-c", cfg, "--out", fl.to_str().unwrap(), "-q"]) < 2);
+    let (m, p) = sqlflight_runs::read_run(&pb).unwrap();
+    assert_eq!(m.baseline.engine, "datafusion");
+    assert_eq!(m.baseline.version, m.candidate.version);
+    assert!(p.iter().all(|o| o.class == OutcomeClass::SamePlan), "{p:#?}");
+    let (_, f) = sqlflight_runs::read_run(&fl).unwrap();
+    let odd: Vec<_> = f
+        .iter()
+        .filter(|o| o.class != OutcomeClass::Match)
+        .map(|o| (&o.query_id, o.class, &o.detail))
+        .collect();
+    assert!(odd.is_empty(), "{odd:?}");
+}
