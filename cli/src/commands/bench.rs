@@ -29,6 +29,9 @@ pub enum BenchCmd {
     /// Route lookups in process and over HTTP vs the bare hash and HTTP stack;
     /// rollback latency.
     Rollout(super::bench_rollout::RolloutBenchArgs),
+    /// An engine as a worker process vs embedded: per-query protocol overhead and
+    /// result transfer throughput vs in-process Arrow IPC.
+    Worker(super::bench_worker::WorkerBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,7 +83,7 @@ fn engine(name: &str, spec: &EngineSpec, catalog: &Catalog) -> anyhow::Result<Da
     Ok(DataFusionEngine::new(name, settings, disable_rules, setup, catalog)?)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub(super) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
@@ -136,6 +139,7 @@ pub fn run(cmd: &BenchCmd, cli: &Cli) -> anyhow::Result<u8> {
         BenchCmd::Flight(a) => bench_flight(a, cli),
         BenchCmd::Report(a) => bench_report(a, cli),
         BenchCmd::Rollout(a) => super::bench_rollout::bench_rollout(a, cli),
+        BenchCmd::Worker(a) => super::bench_worker::bench_worker(a, cli),
     }
 }
 

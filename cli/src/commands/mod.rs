@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_rollout;
+pub mod bench_worker;
 pub mod corpus;
 pub mod demo;
 pub mod flight;
