@@ -176,6 +176,29 @@ class DataFusion:
         self.version = getattr(datafusion, "__version__", "unknown")
         self.settings = {}
         self.ctx = datafusion.SessionContext()
+        # What setup did, to build a session with a memory limit the same way.
+        self.tables = []
+        self.statements = []
+        self.limited = {}
+
+    def context(self, memory_limit):
+        """The session for a per-query memory limit (a greedy pool of that many
+        bytes; RuntimeEnvBuilder from 43 on, RuntimeConfig before)."""
+        if not memory_limit:
+            return self.ctx
+        limit = int(memory_limit)
+        if limit not in self.limited:
+            builder = getattr(self.df, "RuntimeEnvBuilder", None) or getattr(self.df, "RuntimeConfig", None)
+            if builder is None:
+                return self.ctx
+            runtime = builder().with_greedy_memory_pool(limit)
+            ctx = self.df.SessionContext(self.df.SessionConfig(dict(self.settings)), runtime)
+            for name, path, fmt in self.tables:
+                self.register(ctx, name, path, fmt)
+            for sql in self.statements:
+                ctx.sql(sql).collect()
+            self.limited[limit] = ctx
+        return self.limited[limit]
 
     def classify(self, e):
         msg = str(e)
@@ -211,14 +234,20 @@ class DataFusion:
         config = self.df.SessionConfig(dict(self.settings))
         self.ctx = self.df.SessionContext(config)
 
-    def table(self, name, path, fmt):
+    @staticmethod
+    def register(ctx, name, path, fmt):
         if fmt == "parquet":
-            self.ctx.register_parquet(name, path)
+            ctx.register_parquet(name, path)
         else:
-            self.ctx.register_csv(name, path)
+            ctx.register_csv(name, path)
+
+    def table(self, name, path, fmt):
+        self.register(self.ctx, name, path, fmt)
+        self.tables.append((name, path, fmt))
 
     def statement(self, sql):
         self.ctx.sql(sql).collect()
+        self.statements.append(sql)
 
     def compile(self, sql):
         frame = self.ctx.sql(sql)
@@ -227,7 +256,7 @@ class DataFusion:
         return logical, physical
 
     def execute(self, sql, memory_limit):
-        frame = self.ctx.sql(sql)
+        frame = self.context(memory_limit).sql(sql)
         batches = frame.collect()
         schema = batches[0].schema if batches else frame.schema()
         return schema, batches

@@ -214,18 +214,19 @@ fn worker_faults_become_outcomes_and_the_run_goes_on() {
     );
 }
 
-#[test]
-fn tpch_on_two_duckdb_releases_reports_no_false_regression() {
+/// TPC-H flight between two releases of one engine: the stable queries must not
+/// show a regression.
+fn tpch_between_releases(kind: &str, old: &str, new: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let data = sqlflight_corpora::tpch::ensure_tpch_data(&tmp.path().join("data"), 0.002).unwrap();
     let mut yaml = String::from("corpus: bundled:tpch\ncatalog:\n  tables:\n");
     for (t, p) in &data.tables {
         yaml.push_str(&format!("    {t}: {}\n", p.display()));
     }
-    yaml.push_str(
-        "engines:\n  old: { kind: duckdb, version: \"1.1.3\" }\n  new: { kind: duckdb, version: \"1.2.1\" }\n\
-         baseline: old\ncandidate: new\nflight: { repeat: 1 }\n",
-    );
+    yaml.push_str(&format!(
+        "engines:\n  old: {{ kind: {kind}, version: \"{old}\" }}\n  new: {{ kind: {kind}, version: \"{new}\" }}\n\
+         baseline: old\ncandidate: new\nflight: {{ repeat: 1 }}\n"
+    ));
     let cfg = tmp.path().join("c.yaml");
     std::fs::write(&cfg, yaml).unwrap();
     let out = tmp.path().join("fl");
@@ -237,7 +238,8 @@ fn tpch_on_two_duckdb_releases_reports_no_false_regression() {
         out.to_str().unwrap(),
         "-q",
     ]);
-    let (_, o) = sqlflight_runs::read_run(&out).unwrap();
+    let (m, o) = sqlflight_runs::read_run(&out).unwrap();
+    assert_eq!((m.baseline.version.as_str(), m.candidate.version.as_str()), (old, new));
     let bad: Vec<String> = o
         .iter()
         .filter(|x| {
@@ -245,9 +247,38 @@ fn tpch_on_two_duckdb_releases_reports_no_false_regression() {
         })
         .map(|x| format!("{} {} {:?}", x.query_id, x.class, x.detail))
         .collect();
-    assert!(bad.is_empty(), "{bad:?}");
+    assert!(bad.is_empty(), "{kind} {old} vs {new}: {bad:?}");
     assert_eq!(o.len(), 22);
     assert!(code < 2);
+}
+
+#[test]
+fn tpch_on_two_duckdb_releases_reports_no_false_regression() {
+    tpch_between_releases("duckdb", "1.1.3", "1.2.1");
+}
+
+#[test]
+fn tpch_on_two_datafusion_python_releases_reports_no_false_regression() {
+    tpch_between_releases("datafusion-python", "51.0.0", "52.3.0");
+}
+
+/// The per-query memory limit reaches datafusion-python (a greedy pool in a
+/// session of its own): past it the query fails as `resource`, within it the
+/// same worker still answers.
+#[test]
+fn datafusion_python_enforces_the_memory_limit() {
+    let spec: sqlflight_engines::EngineSpec =
+        serde_yaml::from_str("{ kind: datafusion-python, version: \"52.3.0\" }").unwrap();
+    let e = sqlflight_engines::build_engine("dfp", &spec, &sqlflight_corpora::Catalog::default()).unwrap();
+    let sql = "SELECT x % 100000 AS a, count(*) FROM generate_series(1, 2000000) g(x) GROUP BY 1 ORDER BY 1";
+    let tight = sqlflight_engines::ExecLimits {
+        memory_limit: Some(64 << 10),
+        ..Default::default()
+    };
+    let err = e.execute(sql, &tight, &mut |_| Ok(())).unwrap_err();
+    assert_eq!(err.class, sqlflight_diffing::ErrorClass::Resource, "{err:?}");
+    let stats = e.execute(sql, &Default::default(), &mut |_| Ok(())).unwrap();
+    assert_eq!(stats.rows, 100_000);
 }
 
 mod flight_sql;
