@@ -70,6 +70,9 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo build -p sqlflight (the binary the worker tests run as \`sqlflight worker\`)"
+cargo build -p sqlflight --locked
+
 step "cargo test --workspace"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
