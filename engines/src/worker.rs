@@ -91,12 +91,55 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, String> {
     let payload = match header.get("payload_len").and_then(Value::as_u64) {
         None => None,
         Some(p) => {
-            let mut buf = vec![0u8; p as usize];
-            r.read_exact(&mut buf).map_err(|e| format!("truncated payload: {e}"))?;
+            let mut buf = Vec::with_capacity(p as usize);
+            r.take(p)
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("truncated payload: {e}"))?;
+            if buf.len() as u64 != p {
+                return Err(format!("truncated payload: {} of {p} bytes", buf.len()));
+            }
             Some(buf)
         }
     };
     Ok(Some((header, payload)))
+}
+
+/// Reads one frame whose payload is handed to `on_payload` as a reader limited
+/// to the payload (whatever it leaves unread is drained), instead of being
+/// buffered. `Ok(None)` = end of stream before a frame started.
+fn read_frame_streaming(
+    r: &mut impl Read,
+    on_payload: &mut dyn FnMut(&mut dyn Read) -> Result<(), String>,
+) -> Result<Option<Value>, String> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    }
+    let n = u32::from_le_bytes(len);
+    if n > MAX_HEADER {
+        return Err(format!(
+            "frame header of {n} bytes (bytes {:02x?}): not a frame; is the worker printing to stdout?",
+            len
+        ));
+    }
+    let mut body = vec![0u8; n as usize];
+    r.read_exact(&mut body)
+        .map_err(|e| format!("truncated frame header: {e}"))?;
+    let header: Value = serde_json::from_slice(&body).map_err(|e| {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).to_string();
+        format!("frame header is not JSON ({e}): {shown:?}")
+    })?;
+    if let Some(p) = header.get("payload_len").and_then(Value::as_u64) {
+        let mut limited = r.take(p);
+        on_payload(&mut limited)?;
+        std::io::copy(&mut limited, &mut std::io::sink()).map_err(|e| format!("truncated payload: {e}"))?;
+        if limited.limit() > 0 {
+            return Err(format!("truncated payload: {} bytes missing", limited.limit()));
+        }
+    }
+    Ok(Some(header))
 }
 
 /// One worker process.
@@ -159,6 +202,24 @@ impl Worker {
     }
 
     fn request(&mut self, msg: &Value, timeout: Duration) -> Result<Frame, Failure> {
+        let mut payload = None;
+        let header = self.request_streaming(msg, timeout, &mut |r| {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).map_err(|e| format!("truncated payload: {e}"))?;
+            payload = Some(buf);
+            Ok(())
+        })?;
+        Ok((header, payload))
+    }
+
+    /// Sends `msg` and reads the answer, handing its payload to `on_payload` as
+    /// it arrives; the deadline covers the whole exchange.
+    fn request_streaming(
+        &mut self,
+        msg: &Value,
+        timeout: Duration,
+        on_payload: &mut dyn FnMut(&mut dyn Read) -> Result<(), String>,
+    ) -> Result<Value, Failure> {
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let child = self.child.clone();
         let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -173,7 +234,7 @@ impl Worker {
         });
         let result = write_frame(&mut self.stdin, msg, None)
             .map_err(|e| format!("cannot write to the worker: {e}"))
-            .and_then(|()| read_frame(&mut self.stdout));
+            .and_then(|()| read_frame_streaming(&mut self.stdout, on_payload));
         let _ = done_tx.send(());
         let _ = watchdog.join();
         if fired.load(std::sync::atomic::Ordering::SeqCst) {
@@ -367,6 +428,31 @@ impl WorkerEngine {
         }
     }
 
+    /// [`call`](Self::call) with the payload streamed to `on_payload`.
+    fn call_streaming(
+        &self,
+        msg: &Value,
+        timeout: Duration,
+        on_payload: &mut dyn FnMut(&mut dyn Read) -> Result<(), String>,
+    ) -> Result<Value, EngineError> {
+        let w = self.idle.lock().ok().and_then(|mut i| i.pop());
+        let mut w = match w {
+            Some(w) => w,
+            None => self.spawn()?.0,
+        };
+        match w.request_streaming(msg, timeout, on_payload) {
+            Ok(header) => {
+                if header["fatal"] != json!(true)
+                    && let Ok(mut i) = self.idle.lock()
+                {
+                    i.push(w);
+                }
+                Ok(header)
+            }
+            Err(f) => Err(failure(f, msg["op"].as_str().unwrap_or("request"))),
+        }
+    }
+
     /// Workers started and idle now (for tests).
     pub fn idle_workers(&self) -> usize {
         self.idle.lock().map(|i| i.len()).unwrap_or(0)
@@ -424,29 +510,37 @@ impl Engine for WorkerEngine {
         sink: &mut dyn FnMut(&RecordBatch) -> Result<(), EngineError>,
     ) -> Result<ExecStats, EngineError> {
         let msg = json!({"op": "execute", "sql": sql, "memory_limit": limits.memory_limit});
-        let (h, payload) = self.call(&msg, limits.timeout)?;
+        // The result is decoded straight from the pipe as it arrives: no copy of
+        // the whole payload, and batches reach the sink while the rest streams.
+        let mut schema = None;
+        let (mut rows, mut batches) = (0u64, 0u64);
+        let mut sink_error: Option<EngineError> = None;
+        let h = self.call_streaming(&msg, limits.timeout, &mut |r| {
+            let reader =
+                StreamReader::try_new(r, None).map_err(|e| format!("the result is not an Arrow IPC stream: {e}"))?;
+            schema = Some(reader.schema());
+            for b in reader {
+                let b = b.map_err(|e| format!("bad Arrow IPC batch: {e}"))?;
+                // After a sink error the rest is read and dropped, so the worker
+                // stays in step.
+                if sink_error.is_none() {
+                    rows += b.num_rows() as u64;
+                    batches += 1;
+                    if let Err(e) = sink(&b) {
+                        sink_error = Some(e);
+                    }
+                }
+            }
+            Ok(())
+        })?;
         if h["ok"] != json!(true) {
             return Err(refused(&h));
         }
-        let bytes = payload.unwrap_or_default();
-        let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(|e| {
-            EngineError::new(
-                ErrorClass::Crash,
-                format!("protocol error: the result is not an Arrow IPC stream: {e}"),
-            )
-        })?;
-        let schema = reader.schema();
-        let (mut rows, mut batches) = (0u64, 0u64);
-        for b in reader {
-            let b = b.map_err(|e| {
-                EngineError::new(ErrorClass::Crash, format!("protocol error: bad Arrow IPC batch: {e}"))
-            })?;
-            rows += b.num_rows() as u64;
-            batches += 1;
-            sink(&b)?;
+        if let Some(e) = sink_error {
+            return Err(e);
         }
         Ok(ExecStats {
-            schema: Some(schema),
+            schema,
             rows,
             batches,
             peak_memory: None,
