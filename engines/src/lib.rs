@@ -20,6 +20,8 @@ pub mod mysql;
 pub mod postgres;
 pub mod python;
 mod server;
+
+pub use server::{ServerSpec, redact_connection_string};
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -142,12 +144,12 @@ pub enum EngineSpec {
     },
     /// A PostgreSQL server (see [`postgres`] for what compile and execute do and
     /// the type mapping).
-    Postgres(postgres::PostgresSpec),
+    Postgres(ServerSpec),
     /// An Arrow Flight SQL server (see [`flight_sql`]).
     FlightSql(flight_sql::FlightSqlSpec),
     /// A MySQL or MariaDB server (see [`mysql`]).
     #[serde(alias = "mariadb")]
-    Mysql(mysql::MysqlSpec),
+    Mysql(ServerSpec),
     /// Any program that speaks the worker protocol (docs/worker-protocol.md).
     Worker {
         /// Program and arguments.

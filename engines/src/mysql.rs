@@ -26,7 +26,6 @@
 //! | CHAR, VARCHAR, TEXT, ENUM, SET, JSON | Utf8 |
 //! | BINARY, VARBINARY, BLOB, BIT, anything else | Binary |
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,45 +37,14 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use mysql::consts::{ColumnFlags, ColumnType};
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, Value};
-use serde::{Deserialize, Serialize};
 use sqlflight_corpora::Catalog;
 
-use crate::server::{self, Pool};
+use crate::server::{self, Pool, ServerSpec};
 use crate::{BuildError, CompiledPlan, Engine, EngineError, EngineInfo, ErrorClass, ExecLimits, ExecStats};
 
 const BATCH_ROWS: usize = 8192;
 /// The character set number of binary strings.
 const BINARY_CHARSET: u16 = 63;
-
-/// The `mysql` / `mariadb` profile of the config's `engines:` map.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MysqlSpec {
-    /// `mysql://user@host:port/database`. A password in it is used but never
-    /// written anywhere; prefer `password_env`.
-    #[serde(serialize_with = "crate::postgres::redact_url")]
-    pub url: String,
-    /// Environment variable holding the password.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_env: Option<String>,
-    /// Session variables (`SET SESSION key = value`), e.g.
-    /// `optimizer_switch: "join_cache_hashed=off"`.
-    #[serde(default)]
-    pub settings: BTreeMap<String, String>,
-    /// Statements run on each new session after the settings.
-    #[serde(default)]
-    pub setup: Vec<String>,
-    /// Create and fill the catalog's data tables (scratch databases only).
-    #[serde(default)]
-    pub load_catalog: bool,
-    /// Sessions are read-only transactions (the default).
-    #[serde(default = "yes")]
-    pub read_only: bool,
-}
-
-fn yes() -> bool {
-    true
-}
 
 struct Session {
     conn: Conn,
@@ -136,7 +104,7 @@ fn classify(e: &mysql::Error, target: &str) -> EngineError {
 }
 
 impl MysqlEngine {
-    pub fn new(profile: &str, spec: &MysqlSpec, catalog: &Catalog) -> Result<MysqlEngine, BuildError> {
+    pub fn new(profile: &str, spec: &ServerSpec, catalog: &Catalog) -> Result<MysqlEngine, BuildError> {
         let other = |message: String| BuildError::Other {
             profile: profile.into(),
             message,

@@ -31,7 +31,6 @@
 //! | oid | Int64 |
 //! | anything else (arrays, ranges, enums, ...) | Binary: the value's binary wire form |
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -46,94 +45,13 @@ use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, Interv
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{FromSql, Type};
 use postgres::{Client, NoTls};
-use serde::{Deserialize, Serialize};
 use sqlflight_corpora::Catalog;
 
-use crate::server::{self, Pool};
+use crate::server::{self, Pool, ServerSpec};
 use crate::{BuildError, CompiledPlan, Engine, EngineError, EngineInfo, ErrorClass, ExecLimits, ExecStats};
 
 /// Rows per Arrow batch.
 const BATCH_ROWS: usize = 8192;
-
-/// The `postgres` profile of the config's `engines:` map.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresSpec {
-    /// libpq-style `host=... port=... user=... dbname=...` or a
-    /// `postgresql://user@host:port/db` URL. A password in it is used but never
-    /// written anywhere; prefer `password_env`.
-    #[serde(serialize_with = "redact_url")]
-    pub url: String,
-    /// Environment variable holding the password.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_env: Option<String>,
-    /// Session settings (`SET key = 'value'`), e.g. `enable_hashjoin: "off"`.
-    #[serde(default)]
-    pub settings: BTreeMap<String, String>,
-    /// Statements run on each new session after the settings.
-    #[serde(default)]
-    pub setup: Vec<String>,
-    /// Create and fill the catalog's data tables in the database (for scratch
-    /// databases: an existing table of the same name is replaced unless it was
-    /// loaded from the same file).
-    #[serde(default)]
-    pub load_catalog: bool,
-    /// Sessions are read-only (the default).
-    #[serde(default = "yes")]
-    pub read_only: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Serializes a connection string with its password replaced by `***`.
-pub(crate) fn redact_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&redact_connection_string(url))
-}
-
-/// `url` with any password replaced by `***` (URL userinfo, `password=` pairs).
-pub fn redact_connection_string(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let (auth, tail) = match rest.find(['/', '?']) {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
-        };
-        let mut out = format!("{scheme}://");
-        if let Some((userinfo, host)) = auth.rsplit_once('@') {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            if userinfo.contains(':') {
-                let _ = write!(out, "{user}:***@{host}");
-            } else {
-                let _ = write!(out, "{userinfo}@{host}");
-            }
-        } else {
-            out.push_str(auth);
-        }
-        // Query parameters may carry a password too.
-        let tail = tail
-            .split('&')
-            .map(|p| {
-                let (k, _) = p.split_once('=').unwrap_or((p, ""));
-                if k.trim_start_matches(['?', '/']).ends_with("password") {
-                    format!("{k}=***")
-                } else {
-                    p.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        out.push_str(&tail);
-        return out;
-    }
-    url.split_whitespace()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => kv.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 struct Session {
     client: Client,
@@ -158,7 +76,7 @@ pub struct PostgresEngine {
 impl PostgresEngine {
     /// Connects once to check the profile (settings, setup), loads the catalog
     /// when asked, and records the server version.
-    pub fn new(profile: &str, spec: &PostgresSpec, catalog: &Catalog) -> Result<PostgresEngine, BuildError> {
+    pub fn new(profile: &str, spec: &ServerSpec, catalog: &Catalog) -> Result<PostgresEngine, BuildError> {
         let other = |message: String| BuildError::Other {
             profile: profile.into(),
             message,
@@ -833,19 +751,6 @@ mod tests {
         assert_eq!(numeric_text(&numeric(0, 0, 0, 3, &[])).unwrap(), "0.000");
         assert_eq!(numeric_text(&numeric(0, 0, 0xC000, 0, &[])).unwrap(), "NaN");
         assert!(numeric_text(&[0, 1]).is_err());
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_connection_string("postgresql://bob:s3cret@db:5432/x?sslmode=disable&password=p2"),
-            "postgresql://bob:***@db:5432/x?sslmode=disable&password=***"
-        );
-        assert_eq!(
-            redact_connection_string("host=db user=bob password=s3cret dbname=x"),
-            "host=db user=bob password=*** dbname=x"
-        );
-        assert_eq!(redact_connection_string("mysql://bob@db/x"), "mysql://bob@db/x");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! Connection strings and passwords stay inside this module's callers: errors and
 //! engine descriptions name only `user@host:port/database`.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlflight_corpora::{TableFormat, TableSource};
 
@@ -260,6 +263,88 @@ pub(crate) fn password_from_env(var: &str) -> Result<String, String> {
     std::env::var(var).map_err(|_| format!("`password_env: {var}` names an environment variable that is not set"))
 }
 
+/// The profile of a database server (`kind: postgres` or `kind: mariadb`/`mysql`)
+/// in the config's `engines:` map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// PostgreSQL: libpq-style `host=... port=... user=... dbname=...` or
+    /// `postgresql://user@host:port/db`; MySQL: `mysql://user@host:port/db`. A
+    /// password in it is used but never written anywhere; prefer `password_env`.
+    #[serde(serialize_with = "redact_url")]
+    pub url: String,
+    /// Environment variable holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// Session settings: PostgreSQL `SET key = 'value'` (`enable_hashjoin: "off"`),
+    /// MySQL `SET SESSION key = value` (`optimizer_switch: "semijoin=off"`).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// Statements run on each new session after the settings.
+    #[serde(default)]
+    pub setup: Vec<String>,
+    /// Create and fill the catalog's data tables in the database (for scratch
+    /// databases: an existing table of the same name is replaced unless it was
+    /// loaded from the same file).
+    #[serde(default)]
+    pub load_catalog: bool,
+    /// Sessions are read-only (the default).
+    #[serde(default = "yes")]
+    pub read_only: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Serializes a connection string with its password replaced by `***`.
+fn redact_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_connection_string(url))
+}
+
+/// `url` with any password replaced by `***` (URL userinfo, `password=` pairs).
+pub fn redact_connection_string(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (auth, tail) = match rest.find(['/', '?']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let mut out = format!("{scheme}://");
+        if let Some((userinfo, host)) = auth.rsplit_once('@') {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            if userinfo.contains(':') {
+                let _ = write!(out, "{user}:***@{host}");
+            } else {
+                let _ = write!(out, "{userinfo}@{host}");
+            }
+        } else {
+            out.push_str(auth);
+        }
+        // Query parameters may carry a password too.
+        let tail = tail
+            .split('&')
+            .map(|p| {
+                let (k, _) = p.split_once('=').unwrap_or((p, ""));
+                if k.trim_start_matches(['?', '/']).ends_with("password") {
+                    format!("{k}=***")
+                } else {
+                    p.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        out.push_str(&tail);
+        return out;
+    }
+    url.split_whitespace()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => kv.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +372,18 @@ mod tests {
         assert_eq!(quote_literal(r"a\b'", true), r"'a\\b'''");
         assert!(valid_setting_name("enable_hashjoin"));
         assert!(!valid_setting_name("x; DROP TABLE t"));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_connection_string("postgresql://bob:s3cret@db:5432/x?sslmode=disable&password=p2"),
+            "postgresql://bob:***@db:5432/x?sslmode=disable&password=***"
+        );
+        assert_eq!(
+            redact_connection_string("host=db user=bob password=s3cret dbname=x"),
+            "host=db user=bob password=*** dbname=x"
+        );
+        assert_eq!(redact_connection_string("mysql://bob@db/x"), "mysql://bob@db/x");
     }
 }

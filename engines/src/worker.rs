@@ -68,40 +68,17 @@ pub type Frame = (Value, Option<Vec<u8>>);
 
 /// Reads one frame. `Ok(None)` = end of stream before a frame started.
 pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, String> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    }
-    let n = u32::from_le_bytes(len);
-    if n > MAX_HEADER {
-        return Err(format!(
-            "frame header of {n} bytes (bytes {:02x?}): not a frame; is the worker printing to stdout?",
-            len
-        ));
-    }
-    let mut body = vec![0u8; n as usize];
-    r.read_exact(&mut body)
-        .map_err(|e| format!("truncated frame header: {e}"))?;
-    let header: Value = serde_json::from_slice(&body).map_err(|e| {
-        let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).to_string();
-        format!("frame header is not JSON ({e}): {shown:?}")
-    })?;
-    let payload = match header.get("payload_len").and_then(Value::as_u64) {
-        None => None,
-        Some(p) => {
-            let mut buf = Vec::with_capacity(p as usize);
-            r.take(p)
-                .read_to_end(&mut buf)
-                .map_err(|e| format!("truncated payload: {e}"))?;
-            if buf.len() as u64 != p {
-                return Err(format!("truncated payload: {} of {p} bytes", buf.len()));
-            }
-            Some(buf)
-        }
-    };
-    Ok(Some((header, payload)))
+    let mut payload = None;
+    let header = read_frame_streaming(r, &mut |p| buffer_payload(p, &mut payload))?;
+    Ok(header.map(|h| (h, payload)))
+}
+
+/// Reads a whole payload into memory.
+fn buffer_payload(r: &mut dyn Read, into: &mut Option<Vec<u8>>) -> Result<(), String> {
+    let mut buf = Vec::new();
+    r.read_to_end(&mut buf).map_err(|e| format!("truncated payload: {e}"))?;
+    *into = Some(buf);
+    Ok(())
 }
 
 /// Reads one frame whose payload is handed to `on_payload` as a reader limited
@@ -203,12 +180,7 @@ impl Worker {
 
     fn request(&mut self, msg: &Value, timeout: Duration) -> Result<Frame, Failure> {
         let mut payload = None;
-        let header = self.request_streaming(msg, timeout, &mut |r| {
-            let mut buf = Vec::new();
-            r.read_to_end(&mut buf).map_err(|e| format!("truncated payload: {e}"))?;
-            payload = Some(buf);
-            Ok(())
-        })?;
+        let header = self.request_streaming(msg, timeout, &mut |r| buffer_payload(r, &mut payload))?;
         Ok((header, payload))
     }
 
@@ -409,23 +381,9 @@ impl WorkerEngine {
     /// Runs one request on an idle (or new) worker; healthy workers go back to
     /// the pool, failed ones are dropped (and killed).
     fn call(&self, msg: &Value, timeout: Duration) -> Result<Frame, EngineError> {
-        let w = self.idle.lock().ok().and_then(|mut i| i.pop());
-        let mut w = match w {
-            Some(w) => w,
-            None => self.spawn()?.0,
-        };
-        match w.request(msg, timeout) {
-            Ok(frame) => {
-                // A worker that reports itself unusable (`fatal`) is not reused.
-                if frame.0["fatal"] != json!(true)
-                    && let Ok(mut i) = self.idle.lock()
-                {
-                    i.push(w);
-                }
-                Ok(frame)
-            }
-            Err(f) => Err(failure(f, msg["op"].as_str().unwrap_or("request"))),
-        }
+        let mut payload = None;
+        let header = self.call_streaming(msg, timeout, &mut |r| buffer_payload(r, &mut payload))?;
+        Ok((header, payload))
     }
 
     /// [`call`](Self::call) with the payload streamed to `on_payload`.
@@ -442,6 +400,7 @@ impl WorkerEngine {
         };
         match w.request_streaming(msg, timeout, on_payload) {
             Ok(header) => {
+                // A worker that reports itself unusable (`fatal`) is not reused.
                 if header["fatal"] != json!(true)
                     && let Ok(mut i) = self.idle.lock()
                 {

@@ -83,6 +83,22 @@ fn engine(name: &str, spec: &EngineSpec, catalog: &Catalog) -> anyhow::Result<Da
     Ok(DataFusionEngine::new(name, settings, disable_rules, setup, catalog)?)
 }
 
+/// A catalog of the TPC-H tables at `scale` (generated once into the cache).
+pub(super) fn tpch_catalog(scale: f64) -> anyhow::Result<Catalog> {
+    let data = sqlflight_corpora::tpch::ensure_tpch_data(&super::cache_dir().join("data"), scale)?;
+    let mut catalog = Catalog::default();
+    for (t, p) in data.tables {
+        catalog.tables.insert(
+            t,
+            sqlflight_corpora::TableSource {
+                path: p,
+                format: sqlflight_corpora::TableFormat::Parquet,
+            },
+        );
+    }
+    Ok(catalog)
+}
+
 pub(super) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -293,17 +309,7 @@ fn bench_flight(args: &FlightBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
     let (Some(bspec), Some(cspec)) = (cfg.file.engines.get("baseline"), cfg.file.engines.get("candidate")) else {
         anyhow::bail!("demo profiles are missing baseline/candidate");
     };
-    let data = sqlflight_corpora::tpch::ensure_tpch_data(&super::cache_dir().join("data"), args.scale)?;
-    let mut catalog = Catalog::default();
-    for (t, p) in &data.tables {
-        catalog.tables.insert(
-            t.clone(),
-            sqlflight_corpora::TableSource {
-                path: p.clone(),
-                format: sqlflight_corpora::TableFormat::Parquet,
-            },
-        );
-    }
+    let catalog = tpch_catalog(args.scale)?;
     let corpus = Workload::Tpch.corpus()?;
     let b: Arc<dyn Engine> = Arc::new(engine("baseline", bspec, &catalog)?);
     let c: Arc<dyn Engine> = Arc::new(engine("candidate", cspec, &catalog)?);

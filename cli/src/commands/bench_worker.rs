@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlflight_corpora::Catalog;
 use sqlflight_corpora::bundled::Workload;
 use sqlflight_engines::arrow::ipc::reader::StreamReader;
 use sqlflight_engines::arrow::ipc::writer::StreamWriter;
@@ -16,7 +15,7 @@ use sqlflight_engines::arrow::record_batch::RecordBatch;
 use sqlflight_engines::datafusion_engine::DataFusionEngine;
 use sqlflight_engines::{Engine, EngineSpec, ExecLimits};
 
-use super::bench::{emit, median};
+use super::bench::{emit, median, tpch_catalog};
 use crate::{Cli, EXIT_OK};
 
 #[derive(Debug, clap::Args)]
@@ -37,17 +36,7 @@ fn time(e: &dyn Engine, sql: &str) -> anyhow::Result<Duration> {
 }
 
 pub fn bench_worker(args: &WorkerBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
-    let data = sqlflight_corpora::tpch::ensure_tpch_data(&super::cache_dir().join("data"), args.scale)?;
-    let mut catalog = Catalog::default();
-    for (t, p) in &data.tables {
-        catalog.tables.insert(
-            t.clone(),
-            sqlflight_corpora::TableSource {
-                path: p.clone(),
-                format: sqlflight_corpora::TableFormat::Parquet,
-            },
-        );
-    }
+    let catalog = tpch_catalog(args.scale)?;
     let embedded: Arc<dyn Engine> = Arc::new(DataFusionEngine::new(
         "embedded",
         &Default::default(),

@@ -94,10 +94,7 @@ fn flight_sql_server_runs_tpch_like_the_embedded_engine() {
     assert!(!err.contains(&token), "{err}");
 
     // Through the CLI: Flight SQL server vs embedded DataFusion on the same data.
-    let mut yaml = String::from("corpus: bundled:tpch\ncatalog:\n  tables:\n");
-    for (t, p) in &data.tables {
-        yaml.push_str(&format!("    {t}: {}\n", p.display()));
-    }
+    let mut yaml = super::tpch_config(&data);
     yaml.push_str(&format!(
         "engines:\n  remote: {{ kind: flight-sql, url: \"{}\", token_env: SQLFLIGHT_TEST_TOKEN }}\n  local: {{ kind: datafusion }}\n\
          baseline: remote\ncandidate: local\nflight: {{ repeat: 1 }}\n",

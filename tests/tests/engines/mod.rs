@@ -31,23 +31,36 @@ fn kind(engine: &str) -> &'static str {
     }
 }
 
+/// The start of a config: the bundled TPC-H corpus over the generated data.
+fn tpch_config(data: &sqlflight_corpora::tpch::TpchData) -> String {
+    let mut yaml = String::from("corpus: bundled:tpch\ncatalog:\n  tables:\n");
+    for (t, p) in &data.tables {
+        yaml.push_str(&format!("    {t}: {}\n", p.display()));
+    }
+    yaml
+}
+
+/// Writes `sql` as one `.sql` file under `dir/in` and ingests it into `dir/corpus`.
+fn ingest_sql(dir: &Path, sql: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    std::fs::write(dir.join("in/q.sql"), sql).unwrap();
+    let corpus = dir.join("corpus");
+    let code = run(&[
+        "corpus",
+        "ingest",
+        dir.join("in").to_str().unwrap(),
+        "--out",
+        corpus.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, 0);
+    corpus
+}
+
 /// Replays one case between two versions; returns the single outcome of each
 /// driver (playback, flight).
 fn replay(dir: &Path, case: &Case, baseline: &str, candidate: &str) -> (OutcomeClass, OutcomeClass, String) {
-    std::fs::create_dir_all(dir.join("in")).unwrap();
-    std::fs::write(dir.join("in/q.sql"), format!("{};\n", case.query)).unwrap();
-    let corpus = dir.join("corpus");
-    assert_eq!(
-        run(&[
-            "corpus",
-            "ingest",
-            dir.join("in").to_str().unwrap(),
-            "--out",
-            corpus.to_str().unwrap(),
-            "-q"
-        ]),
-        0
-    );
+    ingest_sql(dir, &format!("{};\n", case.query));
     let setup = serde_json::to_string(&case.setup).unwrap();
     let k = kind(&case.engine);
     let cfg = dir.join("c.yaml");
@@ -219,10 +232,7 @@ fn worker_faults_become_outcomes_and_the_run_goes_on() {
 fn tpch_between_releases(kind: &str, old: &str, new: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let data = sqlflight_corpora::tpch::ensure_tpch_data(&tmp.path().join("data"), 0.002).unwrap();
-    let mut yaml = String::from("corpus: bundled:tpch\ncatalog:\n  tables:\n");
-    for (t, p) in &data.tables {
-        yaml.push_str(&format!("    {t}: {}\n", p.display()));
-    }
+    let mut yaml = tpch_config(&data);
     yaml.push_str(&format!(
         "engines:\n  old: {{ kind: {kind}, version: \"{old}\" }}\n  new: {{ kind: {kind}, version: \"{new}\" }}\n\
          baseline: old\ncandidate: new\nflight: {{ repeat: 1 }}\n"
@@ -304,10 +314,7 @@ fn sqlflight_bin() -> PathBuf {
 fn a_sqlflight_build_as_a_worker_matches_the_embedded_engine() {
     let tmp = tempfile::tempdir().unwrap();
     let data = sqlflight_corpora::tpch::ensure_tpch_data(&tmp.path().join("data"), 0.002).unwrap();
-    let mut yaml = String::from("corpus: bundled:tpch\ncatalog:\n  tables:\n");
-    for (t, p) in &data.tables {
-        yaml.push_str(&format!("    {t}: {}\n", p.display()));
-    }
+    let mut yaml = tpch_config(&data);
     yaml.push_str(&format!(
         "engines:\n  other: {{ kind: worker, command: [\"{}\", worker] }}\n  this: {{ kind: datafusion }}\n\
          baseline: other\ncandidate: this\nflight: {{ repeat: 1 }}\n",

@@ -20,10 +20,7 @@ use crate::cli_child;
 /// catalog (`load_catalog` fills the scratch database).
 fn server_config(dir: &Path, base: &str, cand: &str) -> std::path::PathBuf {
     let data = sqlflight_corpora::tpch::ensure_tpch_data(&dir.join("data"), 0.002).unwrap();
-    let mut yaml = String::from("corpus: bundled:tpch\ncatalog:\n  tables:\n");
-    for (t, p) in &data.tables {
-        yaml.push_str(&format!("    {t}: {}\n", p.display()));
-    }
+    let mut yaml = super::tpch_config(&data);
     yaml.push_str(&format!(
         "engines:\n  base: {base}\n  cand: {cand}\nbaseline: base\ncandidate: cand\nflight: {{ repeat: 1, timeout: 60s }}\n"
     ));
@@ -51,6 +48,29 @@ fn all_files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Selects every `(expression, expected text)` of `cols` in one row and checks
+/// the Arrow values, displayed, against the expected texts.
+fn assert_first_row(e: &dyn sqlflight_engines::Engine, cols: &[(&str, &str)]) {
+    let sql = format!(
+        "SELECT {}",
+        cols.iter()
+            .enumerate()
+            .map(|(i, (e, _))| format!("{e} AS c{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut seen = Vec::new();
+    e.execute(&sql, &ExecLimits::default(), &mut |b| {
+        for c in b.columns() {
+            seen.push(array_value_to_string(c, 0).unwrap());
+        }
+        Ok(())
+    })
+    .unwrap();
+    let want: Vec<String> = cols.iter().map(|(_, v)| v.to_string()).collect();
+    assert_eq!(seen, want);
 }
 
 /// Playback and flight of TPC-H between two profiles of one server, then the
@@ -180,24 +200,7 @@ fn postgres_types_timeouts_killed_sessions_and_secrets() {
         ("'\\x0102'::bytea", "0102"),
         ("NULL::int", ""),
     ];
-    let sql = format!(
-        "SELECT {}",
-        cols.iter()
-            .enumerate()
-            .map(|(i, (e, _))| format!("{e} AS c{i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let mut seen = Vec::new();
-    e.execute(&sql, &ExecLimits::default(), &mut |b| {
-        for c in b.columns() {
-            seen.push(array_value_to_string(c, 0).unwrap());
-        }
-        Ok(())
-    })
-    .unwrap();
-    let want: Vec<String> = cols.iter().map(|(_, v)| v.to_string()).collect();
-    assert_eq!(seen, want);
+    assert_first_row(e.as_ref(), &cols);
     // Errors classified by SQLSTATE.
     assert_eq!(e.compile("SELEC 1").unwrap_err().class, ErrorClass::Parse);
     assert_eq!(e.compile("SELECT * FROM nope").unwrap_err().class, ErrorClass::Plan);
@@ -271,23 +274,9 @@ fn cross_engine_dialect_failures_are_not_regressions() {
     let pg = Postgres::start();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    std::fs::create_dir_all(dir.join("in")).unwrap();
-    std::fs::write(
-        dir.join("in/q.sql"),
+    let corpus = super::ingest_sql(
+        dir,
         "SELECT 1 + 1 AS two;\nSELECT arrow_typeof(1) AS t;\nSELECT int4range(1, 5) AS r;\n",
-    )
-    .unwrap();
-    let corpus = dir.join("corpus");
-    assert_eq!(
-        run(&[
-            "corpus",
-            "ingest",
-            dir.join("in").to_str().unwrap(),
-            "--out",
-            corpus.to_str().unwrap(),
-            "-q"
-        ]),
-        0
     );
     let engines = format!(
         "corpus: {}\nengines:\n  df: {{ kind: datafusion }}\n  pg: {{ kind: postgres, url: \"{}\" }}\nbaseline: df\ncandidate: pg\n",
@@ -367,24 +356,7 @@ fn mariadb_types_timeouts_and_errors() {
         ("CAST(18446744073709551615 AS UNSIGNED)", "18446744073709551615"),
         ("NULL", ""),
     ];
-    let sql = format!(
-        "SELECT {}",
-        cols.iter()
-            .enumerate()
-            .map(|(i, (e, _))| format!("{e} AS c{i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let mut seen = Vec::new();
-    e.execute(&sql, &ExecLimits::default(), &mut |b| {
-        for c in b.columns() {
-            seen.push(array_value_to_string(c, 0).unwrap());
-        }
-        Ok(())
-    })
-    .unwrap();
-    let want: Vec<String> = cols.iter().map(|(_, v)| v.to_string()).collect();
-    assert_eq!(seen, want);
+    assert_first_row(e.as_ref(), &cols);
     assert_eq!(e.compile("SELEC 1").unwrap_err().class, ErrorClass::Parse);
     assert_eq!(e.compile("SELECT * FROM nope").unwrap_err().class, ErrorClass::Plan);
     let sink = &mut |_: &_| Ok(());
