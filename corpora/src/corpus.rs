@@ -134,10 +134,8 @@ impl Corpus {
         }
     }
 
-    /// Reads a corpus directory. A record line that is not valid is an error naming
-    /// file, line and column: a corpus is sqlflight's own format, so damage is not
-    /// skipped silently.
-    pub fn open(dir: &Path) -> Result<Corpus, CorpusError> {
+    /// Reads and checks a corpus directory's manifest.
+    pub fn read_manifest(dir: &Path) -> Result<CorpusManifest, CorpusError> {
         let mpath = dir.join("manifest.json");
         if !mpath.is_file() {
             return Err(CorpusError::NotACorpus {
@@ -160,29 +158,38 @@ impl Corpus {
                 ),
             });
         }
-        let qpath = dir.join(&manifest.queries);
-        let file = File::open(&qpath).map_err(|e| CorpusError::io(&qpath, e))?;
+        Ok(manifest)
+    }
+
+    /// Streams a corpus's records one at a time (memory independent of its size):
+    /// what `corpus stats`, `sample` and `mask` use.
+    pub fn stream(dir: &Path) -> Result<(CorpusManifest, RecordStream), CorpusError> {
+        let manifest = Corpus::read_manifest(dir)?;
+        let path = dir.join(&manifest.queries);
+        let file = File::open(&path).map_err(|e| CorpusError::io(&path, e))?;
+        let stream = RecordStream {
+            lines: BufReader::with_capacity(256 * 1024, file).lines(),
+            path,
+            line: 0,
+        };
+        Ok((manifest, stream))
+    }
+
+    /// Reads a corpus directory. A record line that is not valid is an error naming
+    /// file, line and column: a corpus is sqlflight's own format, so damage is not
+    /// skipped silently.
+    pub fn open(dir: &Path) -> Result<Corpus, CorpusError> {
+        let (manifest, stream) = Corpus::stream(dir)?;
+        let qpath = stream.path.clone();
         let mut records = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for (i, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| CorpusError::io(&qpath, e))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let mut rec: QueryRecord = serde_json::from_str(&line).map_err(|e| CorpusError::Json {
-                path: qpath.clone(),
-                line: i + 1,
-                column: e.column(),
-                message: e.to_string(),
-            })?;
+        for rec in stream {
+            let (line, rec) = rec?;
             if !seen.insert(rec.id.clone()) {
                 return Err(CorpusError::Invalid {
                     path: qpath,
-                    message: format!("line {}: duplicate query id `{}`", i + 1, rec.id),
+                    message: format!("line {line}: duplicate query id `{}`", rec.id),
                 });
-            }
-            if rec.template_id.is_none() {
-                rec.template_id = Some(rec.template());
             }
             records.push(rec);
         }
@@ -214,6 +221,44 @@ impl Corpus {
         }
         w.finish()?;
         Ok(())
+    }
+}
+
+/// The records of a corpus, read one line at a time, with their line numbers.
+pub struct RecordStream {
+    lines: std::io::Lines<BufReader<File>>,
+    path: PathBuf,
+    line: usize,
+}
+
+impl Iterator for RecordStream {
+    type Item = Result<(usize, QueryRecord), CorpusError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let line = match self.lines.next()? {
+                Ok(l) => l,
+                Err(e) => return Some(Err(CorpusError::io(&self.path, e))),
+            };
+            self.line += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            return Some(match serde_json::from_str::<QueryRecord>(&line) {
+                Ok(mut rec) => {
+                    if rec.template_id.is_none() {
+                        rec.template_id = Some(rec.template());
+                    }
+                    Ok((self.line, rec))
+                }
+                Err(e) => Err(CorpusError::Json {
+                    path: self.path.clone(),
+                    line: self.line,
+                    column: e.column(),
+                    message: e.to_string(),
+                }),
+            });
+        }
     }
 }
 
@@ -259,6 +304,16 @@ impl CorpusWriter {
         self.out.write_all(b"\n").map_err(|e| CorpusError::io(&qpath, e))?;
         self.count += 1;
         Ok(())
+    }
+
+    /// The corpus directory being written.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Sets the dialect the manifest records (statements are parsed in it).
+    pub fn set_dialect(&mut self, dialect: &str) {
+        self.manifest.dialect = dialect.to_string();
     }
 
     pub fn count(&self) -> u64 {

@@ -1,14 +1,33 @@
 //! Fingerprints: statements with literals replaced by placeholders and formatting
 //! normalized, and the stable 64-bit template id that groups them.
 //!
-//! This is the token-level normalizer (it never fails, whatever the dialect): it
-//! applies pt-query-digest's rules: comments stripped; strings, numbers, hex,
-//! booleans and NULL become `?`; bind parameters (`$1`, `?`, `:name`) become `?`;
-//! whitespace collapsed; unquoted words lowercased; `IN (?, ?, ...)` becomes
-//! `in (?+)`; multi-row `VALUES` keeps one tuple; `LIMIT a, b` and
-//! `LIMIT a OFFSET b` become `limit ?`. Quoted identifiers keep their case.
+//! Two normalizers, applied in layers:
+//!
+//! * **AST** (sqlparser, in the corpus dialect): every literal (numbers, strings,
+//!   booleans, NULL, bind parameters) becomes `?`; signed literals, typed strings
+//!   (`DATE '...'`, `TIMESTAMP '...'`) and literal intervals become one `?`;
+//!   `IN (...)` lists of literals collapse; multi-row `VALUES` keep one row. The
+//!   statement is printed back from the AST (so `!=` and `<>`, optional keywords and
+//!   formatting agree) and then passed through the token normalizer.
+//! * **Tokens** (never fails, whatever the dialect) applies pt-query-digest's rules:
+//!   comments stripped; strings, numbers, hex, booleans and NULL become `?`; bind
+//!   parameters (`$1`, `?`, `:name`) become `?`; whitespace collapsed; unquoted
+//!   words lowercased; `IN (?, ?, ...)` becomes `in (?+)`; multi-row `VALUES` keeps
+//!   one tuple; `LIMIT a, b` and `LIMIT a OFFSET b` become `limit ?`. Quoted
+//!   identifiers keep their case. A statement the parser rejects gets this form
+//!   alone: no statement is dropped for being unparseable.
+//!
+//! [`Fingerprinter`] memoizes the AST form per token-level form: statements with one
+//! token form differ only in literals, formatting, case and list lengths, which the
+//! AST form erases too, so the parse runs once per template, not once per statement.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{Expr, Query, SetExpr, UnaryOperator, Value, ValueWithSpan, VisitMut, VisitorMut};
+use sqlparser::dialect::{Dialect, GenericDialect};
+use sqlparser::parser::Parser;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -72,11 +91,122 @@ pub fn template_id_of(normalized: &str) -> TemplateId {
     TemplateId(u64::from_le_bytes(b))
 }
 
-/// Fingerprints one statement.
+/// Fingerprints one statement in the generic dialect (see [`Fingerprinter`] for
+/// many statements or another dialect).
 pub fn fingerprint(sql: &str) -> Fingerprint {
+    ast_fingerprint(sql, &GenericDialect {}).unwrap_or_else(|| token_fingerprint(sql))
+}
+
+/// The token-level fingerprint alone.
+pub fn token_fingerprint(sql: &str) -> Fingerprint {
     let normalized = normalize(sql);
     let id = template_id_of(&normalized);
     Fingerprint { normalized, id }
+}
+
+/// The AST fingerprint; None when the statement does not parse in `dialect`.
+pub fn ast_fingerprint(sql: &str, dialect: &dyn Dialect) -> Option<Fingerprint> {
+    let mut stmts = Parser::parse_sql(dialect, sql).ok()?;
+    if stmts.is_empty() {
+        return None;
+    }
+    let mut text = String::with_capacity(sql.len());
+    for (k, st) in stmts.iter_mut().enumerate() {
+        let _ = st.visit(&mut Literals);
+        if k > 0 {
+            text.push_str("; ");
+        }
+        text.push_str(&st.to_string());
+    }
+    let normalized = normalize(&text);
+    let id = template_id_of(&normalized);
+    Some(Fingerprint { normalized, id })
+}
+
+fn placeholder() -> Expr {
+    Expr::Value(Value::Placeholder("?".into()).into())
+}
+
+fn is_placeholder(e: &Expr) -> bool {
+    matches!(e, Expr::Value(ValueWithSpan { value: Value::Placeholder(p), .. }) if p == "?")
+}
+
+/// Replaces literals by placeholders, bottom-up.
+struct Literals;
+
+impl VisitorMut for Literals {
+    type Break = ();
+
+    fn post_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<()> {
+        v.value = Value::Placeholder("?".into());
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        let collapse = match e {
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus | UnaryOperator::Plus,
+                expr,
+            } => is_placeholder(expr),
+            Expr::TypedString(_) => true,
+            Expr::Interval(i) => is_placeholder(&i.value),
+            Expr::InList { list, .. } => {
+                if list.len() > 1 && list.iter().all(is_placeholder) {
+                    list.truncate(1);
+                }
+                false
+            }
+            _ => false,
+        };
+        if collapse {
+            *e = placeholder();
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Values(v) = q.body.as_mut() {
+            v.rows.truncate(1);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Most templates remembered by a [`Fingerprinter`] (then it starts over: the
+/// results do not change, only the parse is repeated).
+const MEMO_CAP: usize = 1 << 18;
+
+/// Fingerprints many statements in one dialect, parsing once per token-level form.
+pub struct Fingerprinter {
+    dialect: Box<dyn Dialect>,
+    memo: HashMap<u64, Fingerprint>,
+}
+
+impl Fingerprinter {
+    /// A fingerprinter for a sqlparser dialect name (`generic`, `postgres`,
+    /// `mysql`, `ansi`, `hive`, `duckdb`, ...; unknown names are generic).
+    pub fn new(dialect: &str) -> Self {
+        Fingerprinter {
+            dialect: crate::analysis::dialect(dialect),
+            memo: HashMap::new(),
+        }
+    }
+
+    /// The fingerprint of `sql`.
+    pub fn fingerprint(&mut self, sql: &str) -> &Fingerprint {
+        let tokens = normalize(sql);
+        let key = xxhash_rust::xxh3::xxh3_64(tokens.as_bytes());
+        if self.memo.len() >= MEMO_CAP && !self.memo.contains_key(&key) {
+            self.memo.clear();
+        }
+        let dialect = &*self.dialect;
+        self.memo.entry(key).or_insert_with(|| {
+            ast_fingerprint(sql, dialect).unwrap_or_else(|| {
+                let id = template_id_of(&tokens);
+                Fingerprint { normalized: tokens, id }
+            })
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,7 @@
 //! The query record: one captured statement.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::{TemplateId, fingerprint};
@@ -40,13 +42,30 @@ pub struct QueryRecord {
     pub duration_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Session (connection, thread, application) the log attributes it to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The source engine's own id of the statement (PostgreSQL `query_id`, Trino
+    /// `queryId`, Spark `executionId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_id: Option<String>,
+    /// Other facts the source reported (`rows_examined`, `state`, `cpu_ms`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, String>,
 }
 
 impl QueryRecord {
     /// A record with only id and SQL; the template id is computed.
     pub fn new(id: impl Into<String>, sql: impl Into<String>) -> Self {
         let sql = sql.into();
-        let template_id = Some(fingerprint(&sql).id);
+        let template = fingerprint(&sql).id;
+        QueryRecord::with_template(id, sql, template)
+    }
+
+    /// A record with id, SQL and an already computed template id.
+    pub fn with_template(id: impl Into<String>, sql: impl Into<String>, template: TemplateId) -> Self {
+        let sql = sql.into();
+        let template_id = Some(template);
         QueryRecord {
             id: id.into(),
             sql,
@@ -58,6 +77,9 @@ impl QueryRecord {
             captured_at: None,
             duration_ms: None,
             tags: Vec::new(),
+            session: None,
+            query_id: None,
+            attrs: BTreeMap::new(),
         }
     }
 

@@ -1,0 +1,466 @@
+//! MySQL and MariaDB slow query log and general query log.
+//!
+//! Slow log: an entry is a `# Time:` / `# User@Host:` / `# Thread_id: .. Schema:`
+//! / `# Query_time: ..` header and a body of `use db;`, `SET timestamp=N;` and
+//! one or more statements. `use` and `SET timestamp` are metadata, not statements;
+//! `# administrator command:` entries are not statements. When a body holds several
+//! statements (a multi-statement `COM_QUERY`), each becomes a record; the entry's
+//! `Query_time` goes to the first and every one carries `block_statements`.
+//!
+//! General log: `[time] <thread> <command>\t<argument>` lines; `Query` and
+//! `Execute` are statements (continuation lines belong to the statement above),
+//! `Connect` and `Init DB` give each thread its user and database.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+
+use super::{Captured, LogError, Sink, normalize_time, read_err, utf8};
+use crate::input::Lines;
+use crate::split::{SplitOptions, split_statements};
+
+fn server_header(line: &str) -> bool {
+    (line.starts_with('/') && line.contains(", Version: "))
+        || line.starts_with("Tcp port: ")
+        || (line.starts_with("Time") && line.contains("Id Command") && line.contains("Argument"))
+}
+
+#[derive(Default)]
+struct SlowEntry {
+    start_line: u64,
+    time: Option<String>,
+    user: Option<String>,
+    session: Option<String>,
+    schema: Option<String>,
+    duration_ms: Option<f64>,
+    rows_sent: Option<String>,
+    rows_examined: Option<String>,
+    body: String,
+    body_line: u64,
+    admin: bool,
+    bad: Option<String>,
+}
+
+impl SlowEntry {
+    fn is_empty(&self) -> bool {
+        self.user.is_none() && self.body.is_empty() && self.duration_ms.is_none() && self.bad.is_none()
+    }
+}
+
+/// Reads a slow query log.
+pub fn read_slow<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogError> {
+    let mut lines = Lines::new(reader);
+    let mut entry = SlowEntry::default();
+    // MariaDB writes `# Time:` only when the second changes; MySQL writes `use` only
+    // when the database changes: both carry over to later entries.
+    let mut last_time: Option<String> = None;
+    let mut last_db: Option<String> = None;
+    loop {
+        let (line, bytes) = match lines.next_line() {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) => return Err(read_err(lines.line() + 1)(e)),
+        };
+        let (text, bad) = match utf8(bytes) {
+            Ok(t) => (std::borrow::Cow::Borrowed(t), None),
+            Err(reason) => (String::from_utf8_lossy(bytes), Some(reason)),
+        };
+        let text = text.as_ref();
+        if entry.body.is_empty() && server_header(text) {
+            flush_slow(&mut entry, &mut last_db, sink)?;
+            sink.ignore("mysql: server header lines");
+            continue;
+        }
+        if let Some(t) = text.strip_prefix("# Time: ") {
+            flush_slow(&mut entry, &mut last_db, sink)?;
+            last_time = Some(normalize_time(t));
+            continue;
+        }
+        if let Some(u) = text.strip_prefix("# User@Host: ") {
+            flush_slow(&mut entry, &mut last_db, sink)?;
+            entry.start_line = line;
+            entry.time = last_time.clone();
+            match u.split_once('[') {
+                Some((user, _)) if !user.trim().is_empty() => entry.user = Some(user.trim().to_string()),
+                _ => entry.bad = Some(format!("malformed slow-log header `# User@Host: {u}`")),
+            }
+            if let Some((_, id)) = u.split_once("Id:") {
+                entry.session = Some(id.trim().to_string());
+            }
+            continue;
+        }
+        if text.starts_with("# administrator command:") {
+            entry.admin = true;
+            continue;
+        }
+        if entry.body.is_empty() && text.starts_with("# ") {
+            if entry.start_line == 0 {
+                entry.start_line = line;
+                entry.time = last_time.clone();
+            }
+            if let Err(reason) = slow_header_fields(&text[2..], &mut entry) {
+                entry.bad.get_or_insert(reason);
+            }
+            continue;
+        }
+        if text.is_empty() && entry.body.is_empty() {
+            continue;
+        }
+        if entry.start_line == 0 {
+            entry.start_line = line;
+            entry.time = last_time.clone();
+        }
+        if entry.body.is_empty() {
+            entry.body_line = line;
+        } else {
+            entry.body.push('\n');
+        }
+        if let Some(reason) = bad {
+            entry.bad.get_or_insert(reason);
+        }
+        entry.body.push_str(text);
+    }
+    flush_slow(&mut entry, &mut last_db, sink)
+}
+
+/// Reads `Key: value  Key: value` header fields.
+fn slow_header_fields(s: &str, e: &mut SlowEntry) -> Result<(), String> {
+    let mut words = s.split_whitespace().peekable();
+    while let Some(key) = words.next() {
+        let Some(key) = key.strip_suffix(':') else { continue };
+        let Some(value) = words.peek().filter(|v| !v.ends_with(':')).map(|v| v.to_string()) else {
+            continue;
+        };
+        words.next();
+        match key {
+            "Query_time" => {
+                let secs: f64 = value
+                    .parse()
+                    .map_err(|_| format!("malformed slow-log header: Query_time `{value}` is not a number"))?;
+                e.duration_ms = Some(secs * 1000.0);
+            }
+            "Schema" => e.schema = Some(value),
+            "Thread_id" | "Id" => e.session = Some(value),
+            "Rows_sent" => e.rows_sent = Some(value),
+            "Rows_examined" => e.rows_examined = Some(value),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `SET timestamp=N` (and MySQL's `SET last_insert_id=.., insert_id=.., timestamp=..`).
+fn set_timestamp(stmt: &str) -> Option<Option<i64>> {
+    let rest = stmt.strip_prefix("SET ").or_else(|| stmt.strip_prefix("set "))?;
+    let mut ts = None;
+    for part in rest.split(',') {
+        let (k, v) = part.split_once('=')?;
+        match k.trim().to_ascii_lowercase().as_str() {
+            "timestamp" => ts = v.trim().split('.').next()?.parse().ok(),
+            "insert_id" | "last_insert_id" => {}
+            _ => return None,
+        }
+    }
+    Some(ts)
+}
+
+fn use_db(stmt: &str) -> Option<String> {
+    let rest = stmt.strip_prefix("use ").or_else(|| stmt.strip_prefix("USE "))?;
+    let db = rest.trim().trim_matches('`');
+    (!db.is_empty() && !db.contains(char::is_whitespace)).then(|| db.to_string())
+}
+
+fn flush_slow(e: &mut SlowEntry, last_db: &mut Option<String>, sink: &mut dyn Sink) -> Result<(), LogError> {
+    let e = std::mem::take(e);
+    if e.is_empty() && !e.admin {
+        return Ok(());
+    }
+    if let Some(reason) = e.bad {
+        sink.skip(e.start_line, reason);
+        return Ok(());
+    }
+    if e.admin {
+        sink.ignore("mysql: administrator commands");
+        return Ok(());
+    }
+    if e.body.trim().is_empty() {
+        sink.skip(e.start_line, "slow-log entry without a statement".into());
+        return Ok(());
+    }
+    let mut time = e.time;
+    let mut statements = Vec::new();
+    for st in split_statements(
+        &e.body,
+        SplitOptions {
+            backslash_escapes: true,
+        },
+    ) {
+        if let Some(db) = use_db(&st.text) {
+            *last_db = Some(db);
+        } else if let Some(ts) = set_timestamp(&st.text) {
+            if let Some(t) = ts.and_then(|s| super::epoch_ms(s * 1000)) {
+                time = Some(t);
+            }
+        } else {
+            statements.push(st);
+        }
+    }
+    if statements.is_empty() {
+        sink.ignore("mysql: entries with only USE / SET timestamp");
+        return Ok(());
+    }
+    let n = statements.len();
+    let database = e.schema.filter(|s| !s.is_empty()).or_else(|| last_db.clone());
+    for (k, st) in statements.into_iter().enumerate() {
+        let mut c = Captured {
+            sql: st.text,
+            line: e.body_line + st.line - 1,
+            user: e.user.clone(),
+            database: database.clone(),
+            session: e.session.clone(),
+            captured_at: time.clone(),
+            duration_ms: if k == 0 { e.duration_ms } else { None },
+            ..Captured::default()
+        };
+        if let Some(r) = &e.rows_sent {
+            c.attrs.insert("rows_sent".into(), r.clone());
+        }
+        if let Some(r) = &e.rows_examined {
+            c.attrs.insert("rows_examined".into(), r.clone());
+        }
+        if n > 1 {
+            c.attrs.insert("block_statements".into(), n.to_string());
+        }
+        sink.statement(c)?;
+    }
+    Ok(())
+}
+
+/// Commands of the general log (`COM_*` names as the server prints them).
+const COMMANDS: [&str; 36] = [
+    "Sleep",
+    "Quit",
+    "Init DB",
+    "Query",
+    "Field List",
+    "Create DB",
+    "Drop DB",
+    "Refresh",
+    "Shutdown",
+    "Statistics",
+    "Processlist",
+    "Connect",
+    "Kill",
+    "Debug",
+    "Ping",
+    "Time",
+    "Delayed insert",
+    "Change user",
+    "Binlog Dump",
+    "Table Dump",
+    "Connect Out",
+    "Register Slave",
+    "Prepare",
+    "Execute",
+    "Long Data",
+    "Close stmt",
+    "Reset stmt",
+    "Set option",
+    "Fetch",
+    "Daemon",
+    "Reset connection",
+    "Error",
+    "Bulk_execute",
+    "Slave_worker",
+    "Slave_IO",
+    "Slave_SQL",
+];
+
+/// `(time, thread, command, argument)` of a general-log entry line.
+fn general_entry(line: &str) -> Option<(Option<&str>, &str, &'static str, &str)> {
+    let (prefix, rest) = match line.split_once('\t') {
+        Some((p, r)) => (p.trim(), r),
+        None => return None,
+    };
+    let time = if prefix.is_empty() {
+        None
+    } else if prefix.starts_with(|c: char| c.is_ascii_digit()) {
+        Some(prefix)
+    } else {
+        return None;
+    };
+    let rest = rest.trim_start_matches(['\t', ' ']);
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || rest.as_bytes().get(digits) != Some(&b' ') {
+        return None;
+    }
+    let thread = &rest[..digits];
+    let after = &rest[digits + 1..];
+    let (command, argument) = match after.split_once('\t') {
+        Some((c, a)) => (c, a),
+        None => (after.trim_end(), ""),
+    };
+    let command = COMMANDS.iter().find(|c| **c == command)?;
+    Some((time, thread, command, argument))
+}
+
+/// Reads a general query log.
+pub fn read_general<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogError> {
+    let mut lines = Lines::new(reader);
+    // thread -> (user, database)
+    let mut threads: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
+    let mut pending: Option<(Captured, Option<String>)> = None;
+    let mut last_time: Option<String> = None;
+    let emit = |p: &mut Option<(Captured, Option<String>)>, sink: &mut dyn Sink| -> Result<(), LogError> {
+        if let Some((c, bad)) = p.take() {
+            match bad {
+                Some(reason) => sink.skip(c.line, reason),
+                None => sink.statement(c)?,
+            }
+        }
+        Ok(())
+    };
+    loop {
+        let (line, bytes) = match lines.next_line() {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) => return Err(read_err(lines.line() + 1)(e)),
+        };
+        let (text, bad) = match utf8(bytes) {
+            Ok(t) => (std::borrow::Cow::Borrowed(t), None),
+            Err(reason) => (String::from_utf8_lossy(bytes), Some(reason)),
+        };
+        let text = text.as_ref();
+        let Some((time, thread, command, argument)) = general_entry(text) else {
+            if server_header(text) {
+                emit(&mut pending, sink)?;
+                sink.ignore("mysql: server header lines");
+            } else if let Some((c, b)) = pending.as_mut() {
+                c.sql.push('\n');
+                c.sql.push_str(text);
+                if b.is_none() {
+                    *b = bad;
+                }
+            } else if !text.trim().is_empty() {
+                sink.skip(line, "malformed general-log line: no `<thread> <command>` entry".into());
+            }
+            continue;
+        };
+        emit(&mut pending, sink)?;
+        if let Some(t) = time {
+            last_time = Some(normalize_time(t));
+        }
+        match command {
+            "Query" | "Execute" => {
+                let (user, database) = threads.get(thread).cloned().unwrap_or_default();
+                let c = Captured {
+                    sql: argument.to_string(),
+                    line,
+                    user,
+                    database,
+                    session: Some(thread.to_string()),
+                    captured_at: last_time.clone(),
+                    ..Captured::default()
+                };
+                pending = Some((c, bad));
+            }
+            "Connect" | "Change user" => {
+                // `app@localhost on shop using TCP/IP` (`as anonymous` may follow the host).
+                let t = threads.entry(thread.to_string()).or_default();
+                if let Some((user, rest)) = argument.split_once('@') {
+                    t.0 = Some(user.to_string());
+                    if let Some((_, db)) = rest.split_once(" on ") {
+                        let db = db.split(" using ").next().unwrap_or("").trim();
+                        t.1 = (!db.is_empty()).then(|| db.to_string());
+                    }
+                }
+                sink.ignore("mysql: connections");
+            }
+            "Init DB" => {
+                threads.entry(thread.to_string()).or_default().1 = Some(argument.trim().to_string());
+                sink.ignore("mysql: other commands");
+            }
+            "Quit" => {
+                threads.remove(thread);
+                sink.ignore("mysql: connections");
+            }
+            _ => sink.ignore("mysql: other commands"),
+        }
+    }
+    emit(&mut pending, sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::Collect;
+    use super::*;
+
+    const SLOW: &str = include_str!("../../fixtures/logs/mariadb-slow.log");
+
+    #[test]
+    fn slow_log_entries() {
+        let mut sink = Collect::default();
+        read_slow(SLOW.as_bytes(), &mut sink).unwrap();
+        let s = &sink.statements;
+        assert_eq!(s.len(), 4, "{s:#?}");
+        assert_eq!(
+            s[0].sql,
+            "select *\n  from t where a = 'x;y' # trailing comment\n  and b = 1"
+        );
+        assert_eq!(s[0].line, 11);
+        assert_eq!(s[0].user.as_deref(), Some("app"));
+        assert_eq!(s[0].database.as_deref(), Some("shop"));
+        assert_eq!(s[0].session.as_deref(), Some("31"));
+        assert_eq!(s[0].duration_ms, Some(0.208));
+        assert_eq!(s[0].captured_at.as_deref(), Some("2023-11-21T10:00:00Z"));
+        assert_eq!(s[0].attrs.get("rows_examined").map(String::as_str), Some("7"));
+        // Multi-statement block: the first carries the time; the database carries over.
+        assert_eq!(s[1].sql, "insert into t values (1)");
+        assert_eq!(s[1].duration_ms, Some(500.0));
+        assert_eq!(s[2].duration_ms, None);
+        assert_eq!((s[1].line, s[2].line), (18, 18));
+        assert_eq!(s[2].database.as_deref(), Some("shop"));
+        assert_eq!(s[2].attrs.get("block_statements").map(String::as_str), Some("2"));
+        assert_eq!(s[3].sql, "select 2");
+        assert_eq!(s[3].session.as_deref(), Some("8"));
+        assert_eq!(s[3].captured_at.as_deref(), Some("2023-11-21T10:00:05.000001Z"));
+        assert_eq!(sink.skipped.len(), 2, "{:?}", sink.skipped);
+        assert_eq!(sink.skipped[0].0, 24);
+        assert!(sink.skipped[0].1.contains("Query_time `fast`"));
+        assert_eq!(sink.skipped[1], (27, "slow-log entry without a statement".to_string()));
+        assert_eq!(sink.ignored.get("mysql: administrator commands"), Some(&1));
+    }
+
+    const GENERAL: &str = include_str!("../../fixtures/logs/mariadb-general.log");
+
+    #[test]
+    fn general_log_entries() {
+        let mut sink = Collect::default();
+        read_general(GENERAL.as_bytes(), &mut sink).unwrap();
+        let s = &sink.statements;
+        assert_eq!(s.len(), 4, "{s:#?}");
+        assert_eq!(s[0].sql, "select *\nfrom t\nwhere a = 1");
+        assert_eq!(
+            (s[0].line, s[0].user.as_deref(), s[0].database.as_deref()),
+            (5, Some("app"), Some("shop"))
+        );
+        assert_eq!(s[1].sql, "select * from t where a = 5");
+        assert_eq!(s[2].sql, "select 2\ngarbage line");
+        assert_eq!(
+            (s[2].user.as_deref(), s[2].database.as_deref()),
+            (Some("bob"), Some("other"))
+        );
+        assert_eq!(s[2].captured_at.as_deref(), Some("2023-11-21T10:00:01Z"));
+        assert_eq!(s[3].sql, "select 3");
+        assert_eq!(s[3].captured_at.as_deref(), Some("2023-11-21T10:00:02.500Z"));
+        assert_eq!(s[3].user, None);
+        assert!(sink.skipped.is_empty());
+    }
+
+    #[test]
+    fn general_log_garbage_outside_a_statement_is_skipped() {
+        let mut sink = Collect::default();
+        read_general("\t\t 5 Quit\t\nnot a log line\n".as_bytes(), &mut sink).unwrap();
+        assert_eq!(sink.skipped.len(), 1);
+        assert_eq!(sink.skipped[0].0, 2);
+    }
+}
