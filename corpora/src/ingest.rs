@@ -377,11 +377,12 @@ pub fn ingest(
 ) -> Result<IngestReport, CorpusError> {
     let mut report = IngestReport::default();
     let files = expand_inputs(inputs, opts.format, &mut report)?;
-    let dialect = opts
-        .dialect
-        .clone()
-        .or_else(|| files.first().map(|f| f.2.dialect().to_string()))
-        .unwrap_or_else(|| "generic".into());
+    // The format's dialect when all files agree on one, generic otherwise.
+    let dialects: HashSet<&str> = files.iter().map(|f| f.2.dialect()).collect();
+    let dialect = opts.dialect.clone().unwrap_or_else(|| match dialects.iter().next() {
+        Some(d) if dialects.len() == 1 => d.to_string(),
+        _ => "generic".into(),
+    });
     writer.set_dialect(&dialect);
     report.dialect = dialect.clone();
     let mut shared = Shared {
@@ -671,7 +672,7 @@ mod tests {
         assert_eq!(skipped_file.lines().count(), 11);
         let c = Corpus::open(&dir.path().join("out")).unwrap();
         assert_eq!(c.records.len(), 18);
-        assert_eq!(c.manifest.dialect, "mysql");
+        assert_eq!(c.manifest.dialect, "generic");
     }
 
     #[test]

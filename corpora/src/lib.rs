@@ -29,6 +29,7 @@ pub mod record;
 pub mod sample;
 pub mod split;
 pub mod stats;
+pub mod synth;
 pub mod tpch;
 
 pub use catalog::{Catalog, DdlSource, TableFormat, TableSource};

@@ -108,6 +108,11 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::start_with(&[])
+    }
+
+    /// Starts a server with extra `-c name=value` settings (e.g. logging).
+    pub fn start_with(settings: &[&str]) -> Postgres {
         let bin = postgres_bin().expect("PostgreSQL is not installed (scripts/test.sh installs postgresql-15)");
         let dir = tempfile::Builder::new()
             .prefix("sqlflight-pg")
@@ -156,6 +161,7 @@ impl Postgres {
                     "-c",
                     "fsync=off",
                 ])
+                .args(settings.iter().flat_map(|s| ["-c", s]))
                 .arg("-k")
                 .arg(dir.path())
                 .stdin(Stdio::null())
@@ -177,6 +183,11 @@ impl Postgres {
         };
         server.psql("postgres", "CREATE DATABASE tpch");
         server
+    }
+
+    /// The server's temp directory (data, socket, logs), owned by its user.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     /// A connection URL with the password in it.
@@ -227,6 +238,11 @@ pub struct Mariadb {
 
 impl Mariadb {
     pub fn start() -> Mariadb {
+        Mariadb::start_with(&[])
+    }
+
+    /// Starts a server with extra `--name=value` options (e.g. logging).
+    pub fn start_with(options: &[&str]) -> Mariadb {
         let dir = tempfile::Builder::new()
             .prefix("sqlflight-maria")
             .tempdir()
@@ -264,6 +280,7 @@ impl Mariadb {
                     "--innodb-flush-log-at-trx-commit=0",
                 ])
                 .arg("--innodb-buffer-pool-size=64M")
+                .args(options)
                 .stdin(Stdio::null())
                 .stdout(logf.try_clone().expect("log"))
                 .stderr(logf),
@@ -294,6 +311,11 @@ impl Mariadb {
              GRANT ALL ON *.* TO 'sqlflight'@'%'"
         ));
         server
+    }
+
+    /// The server's temp directory (data, socket, logs), owned by its user.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     pub fn url(&self, db: &str) -> String {

@@ -1547,3 +1547,5 @@ fn query_bank_compares_a_candidate_against_a_snapshot() {
 mod rollout;
 
 mod engines;
+
+mod corpora;

@@ -19,7 +19,7 @@ use crate::input::Lines;
 use crate::split::{SplitOptions, split_statements};
 
 fn server_header(line: &str) -> bool {
-    (line.starts_with('/') && line.contains(", Version: "))
+    (line.contains(", Version: ") && line.trim_end().ends_with("started with:"))
         || line.starts_with("Tcp port: ")
         || (line.starts_with("Time") && line.contains("Id Command") && line.contains("Argument"))
 }

@@ -184,8 +184,8 @@ fn classify(msg: &str) -> Result<Message<'_>, String> {
         Some(r) => {
             let (num, rest) = r
                 .split_once(" ms")
-                .ok_or_else(|| format!("malformed duration `{}`", r.chars().take(40).collect::<String>()))?;
-            let d: f64 = num.trim().parse().map_err(|_| format!("malformed duration `{num}`"))?;
+                .ok_or_else(|| format!("malformed duration: `{}`", r.chars().take(40).collect::<String>()))?;
+            let d: f64 = num.trim().parse().map_err(|_| format!("malformed duration: `{num}`"))?;
             (Some(d), rest.trim_start())
         }
         None => (None, msg),
