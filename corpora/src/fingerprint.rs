@@ -494,6 +494,71 @@ mod tests {
         );
     }
 
+    fn same(a: &str, b: &str) {
+        assert_eq!(
+            fingerprint(a).id,
+            fingerprint(b).id,
+            "\n{}\n{}",
+            fingerprint(a).normalized,
+            fingerprint(b).normalized
+        );
+    }
+    fn differ(a: &str, b: &str) {
+        assert_ne!(fingerprint(a).id, fingerprint(b).id, "{}", fingerprint(a).normalized);
+    }
+
+    #[test]
+    fn ast_rules() {
+        same("select x from t where a = 1", "SELECT x FROM t WHERE A=2");
+        same("select x from t where a != 1", "select x from t where a <> 'q'");
+        same(
+            "select x from t where d > DATE '2020-01-01'",
+            "select x from t where d > '2021-05-05'",
+        );
+        same(
+            "select x from t where d > now() - INTERVAL '1' DAY",
+            "select x from t where d > now() - interval '30' day",
+        );
+        same(
+            "select x from t where a in (1, 2, 3)",
+            "select x from t where a in ('z')",
+        );
+        same("select x from t where a = -1", "select x from t where a = 7");
+        same(
+            "insert into t values (1, 'a'), (2, 'b')",
+            "INSERT INTO t VALUES (3, 'c')",
+        );
+        same("select x from t limit 10 offset 20", "select x from t limit 5");
+        same("select /* hint */ x -- c\n from t", "select x from t");
+        same("select x as y from t", "select x y from t");
+        differ("select x from t where a = 1", "select x from t where b = 1");
+        differ("select x from t where a = 1", "select x from t where a > 1");
+        differ(
+            "select x from t where a in (1, 2)",
+            "select x from t where a in (select b from u)",
+        );
+        differ("select \"X\" from t", "select x from t");
+        // Unparseable statements keep a (token-level) template.
+        let f = fingerprint("SELEC x FRM t WHERE a = 'secret'");
+        assert_eq!(f.normalized, "selec x frm t where a = ?");
+    }
+
+    #[test]
+    fn dialects_and_memo_agree() {
+        let mut my = Fingerprinter::new("mysql");
+        let a = my.fingerprint("select `a` from t where b = \"x\" limit 1, 2").clone();
+        let b = my.fingerprint("SELECT `a` FROM t WHERE b = \"y\" LIMIT 3").clone();
+        assert_eq!(a.id, b.id);
+        let mut generic = Fingerprinter::new("generic");
+        for q in [
+            "select 1",
+            "select x from t where a in (1,2)",
+            "with c as (select 1) select * from c",
+        ] {
+            assert_eq!(generic.fingerprint(q).id, fingerprint(q).id);
+        }
+    }
+
     #[test]
     fn subquery_in_list_is_kept() {
         assert_eq!(
@@ -521,6 +586,39 @@ mod tests {
             let n = normalize(&s);
             // Normalizing the normalized form again keeps the template stable.
             prop_assert_eq!(normalize(&n), normalize(&normalize(&n)));
+        }
+
+        /// Statements built from one structure, with different literals,
+        /// whitespace and keyword/identifier case, share a template; changing the
+        /// structure (a column, an operator, a table) changes it.
+        #[test]
+        fn template_is_invariant_under_literals_and_formatting_and_follows_structure(
+            col in 0usize..4, op in 0usize..4, table in 0usize..3,
+            lits in proptest::collection::vec((any::<i32>(), "[a-z0-9 ]{0,8}"), 2),
+            ws in proptest::collection::vec(prop_oneof![Just(" "), Just("  "), Just("\n"), Just("\t ")], 8),
+            upper in any::<bool>(), other in 1usize..4,
+        ) {
+            const COLS: [&str; 4] = ["a", "b", "price", "name"];
+            const OPS: [&str; 4] = ["=", ">", "<=", "<>"];
+            const TABLES: [&str; 3] = ["t", "orders", "items"];
+            let build = |col: usize, op: usize, table: usize, l: &[(i32, String)], ws: &[&str], upper: bool| {
+                let kw = |k: &str| if upper { k.to_uppercase() } else { k.to_string() };
+                format!(
+                    "{}{w0}{}{w1}{}{w2}{}{w3}{}{w4}{}{w5}{}{w6}'{}'{w7}{}{w0}{}",
+                    kw("select"), COLS[col], kw("from"), TABLES[table], kw("where"), COLS[col], OPS[op],
+                    l[1].1, kw("and"), format_args!("x = {}", l[0].0),
+                    w0 = ws[0], w1 = ws[1], w2 = ws[2], w3 = ws[3], w4 = ws[4], w5 = ws[5], w6 = ws[6], w7 = ws[7],
+                )
+            };
+            let base = build(col, op, table, &lits, &ws, upper);
+            let canon = build(col, op, table, &[(1, "v".into()), (2, "w".into())], &[" "; 8], false);
+            prop_assert_eq!(fingerprint(&base).id, fingerprint(&canon).id, "{} | {}", base, canon);
+            let moved_col = build((col + other) % 4, op, table, &lits, &ws, upper);
+            prop_assert_ne!(fingerprint(&base).id, fingerprint(&moved_col).id);
+            let moved_op = build(col, (op + other) % 4, table, &lits, &ws, upper);
+            prop_assert_ne!(fingerprint(&base).id, fingerprint(&moved_op).id);
+            let moved_table = build(col, op, (table + 1) % 3, &lits, &ws, upper);
+            prop_assert_ne!(fingerprint(&base).id, fingerprint(&moved_table).id);
         }
 
         #[test]
