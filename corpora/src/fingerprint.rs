@@ -21,6 +21,7 @@
 //! token form differ only in literals, formatting, case and list lengths, which the
 //! AST form erases too, so the parse runs once per template, not once per statement.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::ControlFlow;
@@ -210,14 +211,15 @@ impl Fingerprinter {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Word(String),
-    Quoted(String),
+enum Tok<'a> {
+    /// Unquoted word, lowercased (borrowed when it already was).
+    Word(Cow<'a, str>),
+    Quoted(&'a str),
     Lit,
-    Punct(String),
+    Punct(&'a str),
 }
 
-fn tokenize(sql: &str) -> Vec<Tok> {
+fn tokenize(sql: &str) -> Vec<Tok<'_>> {
     let b = sql.as_bytes();
     let n = b.len();
     let mut i = 0;
@@ -235,7 +237,7 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             out.push(Tok::Lit);
         } else if c == b'"' || c == b'`' {
             let end = skip_quoted(b, i + 1, c, false);
-            out.push(Tok::Quoted(sql[i..end].to_string()));
+            out.push(Tok::Quoted(&sql[i..end]));
             i = end;
         } else if c == b'$' {
             // $1 parameter, or $tag$ ... $tag$ dollar-quoted string.
@@ -257,7 +259,7 @@ fn tokenize(sql: &str) -> Vec<Tok> {
                 i = sql[body..].find(tag).map_or(n, |p| body + p + tag.len());
                 out.push(Tok::Lit);
             } else {
-                out.push(Tok::Punct("$".into()));
+                out.push(Tok::Punct("$"));
                 i += 1;
             }
         } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
@@ -301,8 +303,13 @@ fn tokenize(sql: &str) -> Vec<Tok> {
                 out.push(Tok::Lit);
                 continue;
             }
-            let w = sql[i..j].to_lowercase();
-            match w.as_str() {
+            let raw = &sql[i..j];
+            let w: Cow<'_, str> = if raw.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80) {
+                Cow::Owned(raw.to_lowercase())
+            } else {
+                Cow::Borrowed(raw)
+            };
+            match &*w {
                 "true" | "false" | "null" => out.push(Tok::Lit),
                 _ => out.push(Tok::Word(w)),
             }
@@ -312,7 +319,7 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             i += 1;
         } else if c == b':'
             && b.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic())
-            && out.last() != Some(&Tok::Punct(":".into()))
+            && out.last() != Some(&Tok::Punct(":"))
         {
             let mut j = i + 1;
             while j < n && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
@@ -325,32 +332,42 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             let rest = &sql[i..];
             let op = OPS.iter().find(|o| rest.starts_with(*o));
             let len = op.map_or_else(|| rest.chars().next().map_or(1, char::len_utf8), |o| o.len());
-            out.push(Tok::Punct(rest[..len].to_string()));
+            out.push(Tok::Punct(&rest[..len]));
             i += len;
         }
     }
     out
 }
 
-fn is_word(t: &Tok, w: &str) -> bool {
+fn is_word(t: &Tok<'_>, w: &str) -> bool {
     matches!(t, Tok::Word(x) if x == w)
 }
-fn is_punct(t: &Tok, p: &str) -> bool {
-    matches!(t, Tok::Punct(x) if x == p)
+fn is_punct(t: &Tok<'_>, p: &str) -> bool {
+    matches!(t, Tok::Punct(x) if *x == p)
+}
+
+/// Appends a token to the normalized text, space-separated.
+fn emit(out: &mut String, s: &str) {
+    if !out.is_empty() {
+        out.push(' ');
+    }
+    out.push_str(s);
 }
 
 /// Normalizes one statement (see the module docs for the rules).
 pub fn normalize(sql: &str) -> String {
     let raw = tokenize(sql);
     // Unary minus before a literal is part of the literal: `a = -1` is `a = ?`.
-    let mut toks: Vec<Tok> = Vec::with_capacity(raw.len());
-    for (k, t) in raw.iter().enumerate() {
-        if is_punct(t, "-") && raw.get(k + 1) == Some(&Tok::Lit) && unary_position(toks.last()) {
+    let mut toks: Vec<Tok<'_>> = Vec::with_capacity(raw.len());
+    let mut it = raw.into_iter().peekable();
+    while let Some(t) = it.next() {
+        if is_punct(&t, "-") && it.peek() == Some(&Tok::Lit) && unary_position(toks.last()) {
             continue;
         }
-        toks.push(t.clone());
+        toks.push(t);
     }
-    let mut out: Vec<String> = Vec::with_capacity(toks.len());
+    let mut out = String::with_capacity(sql.len());
+    let mut last_semicolon = false;
     let mut i = 0;
     while i < toks.len() {
         let t = &toks[i];
@@ -370,7 +387,8 @@ pub fn normalize(sql: &str) -> String {
                 j += 1;
             }
             if all_lits && count > 0 && j < toks.len() {
-                out.push("in (?+)".into());
+                emit(&mut out, "in (?+)");
+                last_semicolon = false;
                 i = j + 1;
                 continue;
             }
@@ -383,16 +401,18 @@ pub fn normalize(sql: &str) -> String {
             {
                 j += 2;
             }
-            out.push("limit ?".into());
+            emit(&mut out, "limit ?");
+            last_semicolon = false;
             i = j;
             continue;
         }
         // VALUES (...), (...), ... -> values (...)
         if is_word(t, "values") && toks.get(i + 1).is_some_and(|t| is_punct(t, "(")) {
-            out.push("values".into());
+            emit(&mut out, "values");
+            last_semicolon = false;
             let end = matching_paren(&toks, i + 1);
             for t in &toks[i + 1..end] {
-                out.push(render(t));
+                emit(&mut out, render(t));
             }
             let mut j = end;
             while j < toks.len() && is_punct(&toks[j], ",") && toks.get(j + 1).is_some_and(|t| is_punct(t, "(")) {
@@ -401,32 +421,36 @@ pub fn normalize(sql: &str) -> String {
             i = j;
             continue;
         }
-        out.push(render(t));
+        emit(&mut out, render(t));
+        last_semicolon = is_punct(t, ";");
         i += 1;
     }
     // Drop a trailing semicolon.
-    if out.last().is_some_and(|s| s == ";") {
+    if last_semicolon {
         out.pop();
+        if out.ends_with(' ') {
+            out.pop();
+        }
     }
-    out.join(" ")
+    out
 }
 
 /// Whether a `-` after `prev` is a sign rather than a subtraction.
-fn unary_position(prev: Option<&Tok>) -> bool {
+fn unary_position(prev: Option<&Tok<'_>>) -> bool {
     const KW: [&str; 18] = [
         "select", "where", "and", "or", "when", "then", "else", "values", "by", "in", "not", "between", "limit",
         "offset", "like", "is", "return", "set",
     ];
     match prev {
         None => true,
-        Some(Tok::Punct(p)) => p != ")" && p != "]",
-        Some(Tok::Word(w)) => KW.contains(&w.as_str()),
+        Some(Tok::Punct(p)) => *p != ")" && *p != "]",
+        Some(Tok::Word(w)) => KW.contains(&&**w),
         _ => false,
     }
 }
 
 /// Index after the `)` matching the `(` at `open`.
-fn matching_paren(toks: &[Tok], open: usize) -> usize {
+fn matching_paren(toks: &[Tok<'_>], open: usize) -> usize {
     let mut depth = 0;
     for (k, t) in toks.iter().enumerate().skip(open) {
         if is_punct(t, "(") {
@@ -441,12 +465,12 @@ fn matching_paren(toks: &[Tok], open: usize) -> usize {
     toks.len()
 }
 
-fn render(t: &Tok) -> String {
+fn render<'t>(t: &'t Tok<'_>) -> &'t str {
     match t {
-        Tok::Word(w) => w.clone(),
-        Tok::Quoted(q) => q.clone(),
-        Tok::Lit => "?".into(),
-        Tok::Punct(p) => p.clone(),
+        Tok::Word(w) => w,
+        Tok::Quoted(q) => q,
+        Tok::Lit => "?",
+        Tok::Punct(p) => p,
     }
 }
 

@@ -242,12 +242,14 @@ fn sniff(head: &[u8], name: &str) -> Option<IngestFormat> {
     }
     // csvlog: `2023-11-21 10:00:00.123 UTC,"user",...`
     let b = first.as_bytes();
-    if b.len() > 20 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[10] == b' ' {
-        if let Some(comma) = first.find(',') {
-            if logs::normalize_time(&first[..comma]) != first[..comma] {
-                return Some(IngestFormat::PgCsvlog);
-            }
-        }
+    if b.len() > 20
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[10] == b' '
+        && let Some(comma) = first.find(',')
+        && logs::normalize_time(&first[..comma]) != first[..comma]
+    {
+        return Some(IngestFormat::PgCsvlog);
     }
     if name.ends_with(".jsonl") || name.ends_with(".ndjson") || name.ends_with(".json") {
         return Some(IngestFormat::Jsonl);

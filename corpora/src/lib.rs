@@ -3,17 +3,20 @@
 //! Everything about *what* sqlflight replays: the [`QueryRecord`] (one captured
 //! statement and where it came from), the [`Corpus`] (a directory holding a
 //! `manifest.json` and `queries.jsonl`, plus optionally the schema DDL), ingest of
-//! `.sql` files and JSON Lines ([`ingest`]), statement splitting ([`split`]),
-//! fingerprints that group equivalent statements into templates ([`fingerprint`]),
-//! the bundled TPC-H and TPC-DS workloads ([`bundled`]) and TPC-H data generation
-//! ([`tpch`]), and the [`Catalog`] a corpus runs against (DDL, setup, data files).
+//! server query logs, `.sql` files and JSON Lines ([`ingest`], [`logs`], [`input`]),
+//! statement splitting ([`split`]), fingerprints that group equivalent statements
+//! into templates ([`fingerprint`]), corpus figures ([`stats`]), sampling
+//! ([`sample`]) and masking ([`mask`]), the bundled TPC-H and TPC-DS workloads
+//! ([`bundled`]), TPC-H data generation ([`tpch`]), generated logs for benchmarks
+//! ([`synth`]), and the [`Catalog`] a corpus runs against.
 //!
 //! Main types: [`QueryRecord`], [`Corpus`], [`CorpusManifest`], [`CorpusWriter`],
-//! [`IngestReport`], [`TemplateId`].
+//! [`IngestReport`], [`TemplateId`], [`Fingerprinter`], [`mask::Masker`].
 //!
-//! This crate must never talk to an engine, and must never drop a statement
-//! silently: input it cannot use is counted and reported with file and line (or byte
-//! offset), then skipped.
+//! This crate must never talk to an engine, must never drop a statement silently
+//! (input it cannot use is counted and reported with file and line, then skipped),
+//! must keep memory independent of the length of a log, and must never let an
+//! original literal into a masked corpus.
 
 pub mod analysis;
 pub mod bundled;

@@ -243,8 +243,11 @@ impl Masker {
                 out.push_str(&format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60));
                 // Fraction digits masked, any zone suffix kept.
                 let rest = &s[t + 8..];
+                // The fraction is the leading run of `.` and digits.
+                let mut in_fraction = true;
                 for (k, c) in rest.chars().enumerate() {
-                    if c.is_ascii_digit() && rest[..k].chars().all(|x| x == '.' || x.is_ascii_digit()) {
+                    in_fraction &= c == '.' || c.is_ascii_digit();
+                    if in_fraction && c.is_ascii_digit() {
                         out.push((b'0' + bytes[8 + k % 16] % 10) as char);
                     } else {
                         out.push(c);
@@ -368,7 +371,7 @@ fn is_interval(s: &str) -> bool {
         "mon",
     ];
     let words: Vec<&str> = s.split_whitespace().collect();
-    if words.is_empty() || words.len() % 2 != 0 {
+    if words.is_empty() || !words.len().is_multiple_of(2) {
         return false;
     }
     words.chunks(2).all(|w| {

@@ -26,32 +26,46 @@ const SHAPES: [&str; 12] = [
 /// Number of distinct statement shapes [`write_slow_log`] produces.
 pub const TEMPLATES: usize = SHAPES.len();
 
-/// Writes a MariaDB slow log of `entries` statements; returns the bytes written.
-/// Shapes are drawn with skewed weights (the first ones far more often), so
-/// sampling by count and by duration differ.
-pub fn write_slow_log(out: &mut dyn Write, entries: u64, seed: u64) -> io::Result<u64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut w = io::BufWriter::with_capacity(1 << 20, out);
-    let mut bytes = 0u64;
-    let header = "/usr/sbin/mariadbd, Version: 10.11.6-MariaDB-0+deb12u1-log (Debian 12). started with:\n\
-                  Tcp port: 3306  Unix socket: /run/mysqld/mysqld.sock\nTime\t\t    Id Command\tArgument\n";
-    w.write_all(header.as_bytes())?;
-    bytes += header.len() as u64;
-    let t0 = 1_700_560_800u64;
-    let mut line = String::with_capacity(512);
-    for k in 0..entries {
-        // Skewed shape choice: shape j with weight 1/(j+1).
-        let r: f64 = rng.random();
+/// Tables the statements use (MySQL/MariaDB DDL), for replaying them on a server.
+pub const SCHEMA: &str = "CREATE TABLE items (id int PRIMARY KEY, name varchar(40), price decimal(10,2), category int);
+CREATE TABLE orders (id int PRIMARY KEY, customer_id int, status varchar(10), total decimal(10,2), region varchar(10), created_at datetime);
+CREATE TABLE customers (id int PRIMARY KEY, name varchar(40), email varchar(60), region varchar(10));
+CREATE TABLE audit (user_id int, action varchar(20), at datetime);
+CREATE TABLE sessions (id int PRIMARY KEY, expires_at int);
+CREATE TABLE stock (item_id int, warehouse varchar(10), qty int);
+";
+
+/// Generated statements: `(shape, sql, seconds)`, skewed towards the first
+/// shapes by count and towards the last by duration.
+pub struct Statements {
+    rng: ChaCha8Rng,
+    cumulative: Vec<f64>,
+}
+
+impl Statements {
+    pub fn new(seed: u64) -> Self {
         let harmonic: f64 = (1..=SHAPES.len()).map(|j| 1.0 / j as f64).sum();
         let mut acc = 0.0;
-        let mut shape = SHAPES.len() - 1;
-        for j in 0..SHAPES.len() {
-            acc += 1.0 / (j + 1) as f64 / harmonic;
-            if r < acc {
-                shape = j;
-                break;
-            }
+        let cumulative = (0..SHAPES.len())
+            .map(|j| {
+                acc += 1.0 / (j + 1) as f64 / harmonic;
+                acc
+            })
+            .collect();
+        Statements {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            cumulative,
         }
+    }
+}
+
+impl Iterator for Statements {
+    type Item = (usize, String, f64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rng = &mut self.rng;
+        let r: f64 = rng.random();
+        let shape = self.cumulative.iter().position(|&c| r < c).unwrap_or(SHAPES.len() - 1);
         let n: u32 = rng.random_range(1..100_000);
         let s: String = (0..6).map(|_| (b'a' + rng.random_range(0..26u8)) as char).collect();
         let list: Vec<String> = (0..rng.random_range(1..8))
@@ -61,8 +75,23 @@ pub fn write_slow_log(out: &mut dyn Write, entries: u64, seed: u64) -> io::Resul
             .replace("{n}", &n.to_string())
             .replace("{s}", &s)
             .replace("{list}", &list.join(", "));
-        // Later shapes are slower: duration weighting favours them.
         let secs = rng.random_range(0.0001..0.002) * (shape + 1) as f64 * (shape + 1) as f64;
+        Some((shape, sql, secs))
+    }
+}
+
+/// Writes a MariaDB slow log of `entries` statements; returns the bytes written.
+pub fn write_slow_log(out: &mut dyn Write, entries: u64, seed: u64) -> io::Result<u64> {
+    let mut w = io::BufWriter::with_capacity(1 << 20, out);
+    let mut bytes = 0u64;
+    let header = "/usr/sbin/mariadbd, Version: 10.11.6-MariaDB-0+deb12u1-log (Debian 12). started with:\n\
+                  Tcp port: 3306  Unix socket: /run/mysqld/mysqld.sock\nTime\t\t    Id Command\tArgument\n";
+    w.write_all(header.as_bytes())?;
+    bytes += header.len() as u64;
+    let t0 = 1_700_560_800u64;
+    let mut line = String::with_capacity(512);
+    for (k, (_, sql, secs)) in Statements::new(seed).take(entries as usize).enumerate() {
+        let k = k as u64;
         let ts = t0 + k / 1000;
         line.clear();
         use std::fmt::Write as _;
@@ -77,7 +106,7 @@ pub fn write_slow_log(out: &mut dyn Write, entries: u64, seed: u64) -> io::Resul
             k % 7,
             k % 7,
             k % 50,
-            n % 1000
+            k % 1000
         );
         w.write_all(line.as_bytes())?;
         bytes += line.len() as u64;

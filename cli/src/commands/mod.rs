@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod bench;
+pub mod bench_corpus;
 pub mod bench_rollout;
 pub mod bench_worker;
 pub mod corpus;

@@ -53,7 +53,9 @@ pub fn read_slow<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogEr
     // MariaDB writes `# Time:` only when the second changes; MySQL writes `use` only
     // when the database changes: both carry over to later entries.
     let mut last_time: Option<String> = None;
+    let mut last_time_raw = String::new();
     let mut last_db: Option<String> = None;
+    let mut stamps = StampCache::default();
     loop {
         let (line, bytes) = match lines.next_line() {
             Ok(Some(l)) => l,
@@ -66,17 +68,20 @@ pub fn read_slow<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogEr
         };
         let text = text.as_ref();
         if entry.body.is_empty() && server_header(text) {
-            flush_slow(&mut entry, &mut last_db, sink)?;
+            flush_slow(&mut entry, &mut last_db, &mut stamps, sink)?;
             sink.ignore("mysql: server header lines");
             continue;
         }
         if let Some(t) = text.strip_prefix("# Time: ") {
-            flush_slow(&mut entry, &mut last_db, sink)?;
-            last_time = Some(normalize_time(t));
+            flush_slow(&mut entry, &mut last_db, &mut stamps, sink)?;
+            if t != last_time_raw {
+                last_time = Some(normalize_time(t));
+                last_time_raw = t.to_string();
+            }
             continue;
         }
         if let Some(u) = text.strip_prefix("# User@Host: ") {
-            flush_slow(&mut entry, &mut last_db, sink)?;
+            flush_slow(&mut entry, &mut last_db, &mut stamps, sink)?;
             entry.start_line = line;
             entry.time = last_time.clone();
             match u.split_once('[') {
@@ -119,7 +124,7 @@ pub fn read_slow<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogEr
         }
         entry.body.push_str(text);
     }
-    flush_slow(&mut entry, &mut last_db, sink)
+    flush_slow(&mut entry, &mut last_db, &mut stamps, sink)
 }
 
 /// Reads `Key: value  Key: value` header fields.
@@ -169,7 +174,30 @@ fn use_db(stmt: &str) -> Option<String> {
     (!db.is_empty() && !db.contains(char::is_whitespace)).then(|| db.to_string())
 }
 
-fn flush_slow(e: &mut SlowEntry, last_db: &mut Option<String>, sink: &mut dyn Sink) -> Result<(), LogError> {
+/// The last `SET timestamp` and its RFC 3339 text (consecutive entries share
+/// seconds, so formatting once per second is enough).
+#[derive(Default)]
+struct StampCache {
+    epoch: i64,
+    text: Option<String>,
+}
+
+impl StampCache {
+    fn get(&mut self, epoch: i64) -> Option<String> {
+        if self.text.is_none() || self.epoch != epoch {
+            self.epoch = epoch;
+            self.text = super::epoch_ms(epoch * 1000);
+        }
+        self.text.clone()
+    }
+}
+
+fn flush_slow(
+    e: &mut SlowEntry,
+    last_db: &mut Option<String>,
+    stamps: &mut StampCache,
+    sink: &mut dyn Sink,
+) -> Result<(), LogError> {
     let e = std::mem::take(e);
     if e.is_empty() && !e.admin {
         return Ok(());
@@ -197,7 +225,7 @@ fn flush_slow(e: &mut SlowEntry, last_db: &mut Option<String>, sink: &mut dyn Si
         if let Some(db) = use_db(&st.text) {
             *last_db = Some(db);
         } else if let Some(ts) = set_timestamp(&st.text) {
-            if let Some(t) = ts.and_then(|s| super::epoch_ms(s * 1000)) {
+            if let Some(t) = ts.and_then(|s| stamps.get(s)) {
                 time = Some(t);
             }
         } else {

@@ -197,14 +197,14 @@ fn classify(msg: &str) -> Result<Message<'_>, String> {
             execute: false,
         });
     }
-    if let Some(r) = rest.strip_prefix("execute ") {
-        if let Some((_, sql)) = r.split_once(": ") {
-            return Ok(Message::Statement {
-                duration,
-                sql,
-                execute: true,
-            });
-        }
+    if let Some(r) = rest.strip_prefix("execute ")
+        && let Some((_, sql)) = r.split_once(": ")
+    {
+        return Ok(Message::Statement {
+            duration,
+            sql,
+            execute: true,
+        });
     }
     if rest.starts_with("parse ") || rest.starts_with("bind ") {
         return Ok(Message::ProtocolStep);
@@ -248,16 +248,16 @@ impl Assembler {
                 if let Some(app) = e.application {
                     c.attrs.insert("application".into(), app);
                 }
-                if execute {
-                    if let Some(params) = e.detail.as_deref().and_then(|d| {
+                if execute
+                    && let Some(params) = e.detail.as_deref().and_then(|d| {
                         d.strip_prefix("parameters: ")
                             .or_else(|| d.strip_prefix("Parameters: "))
-                    }) {
-                        match parse_parameters(params) {
-                            Some(values) => c.sql = substitute(&c.sql, &values),
-                            None => {
-                                c.attrs.insert("parameters".into(), "unparsed".into());
-                            }
+                    })
+                {
+                    match parse_parameters(params) {
+                        Some(values) => c.sql = substitute(&c.sql, &values),
+                        None => {
+                            c.attrs.insert("parameters".into(), "unparsed".into());
                         }
                     }
                 }
@@ -278,10 +278,10 @@ impl Assembler {
             },
             Message::ProtocolStep => sink.ignore("postgresql: parse/bind steps (the execute is the statement)"),
             Message::Other => {
-                if e.message.starts_with("disconnection:") {
-                    if let Some(prev) = self.pending.remove(&key) {
-                        sink.statement(prev)?;
-                    }
+                if e.message.starts_with("disconnection:")
+                    && let Some(prev) = self.pending.remove(&key)
+                {
+                    sink.statement(prev)?;
                 }
                 sink.ignore("postgresql: other LOG messages")
             }
