@@ -18,7 +18,7 @@ use std::io::BufRead;
 
 use serde_json::Value;
 
-use super::{Captured, LogError, Sink, epoch_ms, looks_like_sql, normalize_time, read_err, utf8};
+use super::{Captured, LogError, Sink, epoch_ms, looks_like_sql, next_text, normalize_time};
 use crate::input::Lines;
 
 /// Runs `f` on every non-empty JSON line; undecodable lines are skipped.
@@ -29,18 +29,14 @@ fn json_lines<R: BufRead>(
 ) -> Result<(), LogError> {
     let mut lines = Lines::new(reader);
     loop {
-        let (line, bytes) = match lines.next_line() {
-            Ok(Some(l)) => l,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(read_err(lines.line() + 1)(e)),
+        let Some((line, text, bad)) = next_text(&mut lines)? else {
+            return Ok(());
         };
-        let text = match utf8(bytes) {
-            Ok(t) => t.trim(),
-            Err(reason) => {
-                sink.skip(line, reason);
-                continue;
-            }
-        };
+        if let Some(reason) = bad {
+            sink.skip(line, reason);
+            continue;
+        }
+        let text = text.trim();
         if text.is_empty() {
             continue;
         }

@@ -65,6 +65,22 @@ pub(crate) fn read_err(line: u64) -> impl FnOnce(io::Error) -> LogError {
     move |error| LogError::Read { line, error }
 }
 
+/// The next line as text: its number, the text (decoded lossily when it is not
+/// UTF-8) and, then, why it is not UTF-8 (the caller skips what holds it).
+pub(crate) type TextLine<'l> = (u64, std::borrow::Cow<'l, str>, Option<String>);
+
+pub(crate) fn next_text<R: io::BufRead>(lines: &mut crate::input::Lines<R>) -> Result<Option<TextLine<'_>>, LogError> {
+    let next = lines.line() + 1;
+    match lines.next_line() {
+        Ok(Some((line, bytes))) => Ok(Some(match utf8(bytes) {
+            Ok(t) => (line, std::borrow::Cow::Borrowed(t), None),
+            Err(reason) => (line, String::from_utf8_lossy(bytes), Some(reason)),
+        })),
+        Ok(None) => Ok(None),
+        Err(e) => Err(read_err(next)(e)),
+    }
+}
+
 /// Decodes a record's bytes; `None` when they are not UTF-8 (the caller skips
 /// the record, naming the column of the first bad byte).
 pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, String> {

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::io::BufRead;
 
-use super::{Captured, LogError, Sink, normalize_time, read_err, utf8};
+use super::{Captured, LogError, Sink, next_text, normalize_time};
 use crate::input::Lines;
 use crate::split::{SplitOptions, split_statements};
 
@@ -56,16 +56,7 @@ pub fn read_slow<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogEr
     let mut last_time_raw = String::new();
     let mut last_db: Option<String> = None;
     let mut stamps = StampCache::default();
-    loop {
-        let (line, bytes) = match lines.next_line() {
-            Ok(Some(l)) => l,
-            Ok(None) => break,
-            Err(e) => return Err(read_err(lines.line() + 1)(e)),
-        };
-        let (text, bad) = match utf8(bytes) {
-            Ok(t) => (std::borrow::Cow::Borrowed(t), None),
-            Err(reason) => (String::from_utf8_lossy(bytes), Some(reason)),
-        };
+    while let Some((line, text, bad)) = next_text(&mut lines)? {
         let text = text.as_ref();
         if entry.body.is_empty() && server_header(text) {
             flush_slow(&mut entry, &mut last_db, &mut stamps, sink)?;
@@ -347,16 +338,7 @@ pub fn read_general<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), Lo
         }
         Ok(())
     };
-    loop {
-        let (line, bytes) = match lines.next_line() {
-            Ok(Some(l)) => l,
-            Ok(None) => break,
-            Err(e) => return Err(read_err(lines.line() + 1)(e)),
-        };
-        let (text, bad) = match utf8(bytes) {
-            Ok(t) => (std::borrow::Cow::Borrowed(t), None),
-            Err(reason) => (String::from_utf8_lossy(bytes), Some(reason)),
-        };
+    while let Some((line, text, bad)) = next_text(&mut lines)? {
         let text = text.as_ref();
         let Some((time, thread, command, argument)) = general_entry(text) else {
             if server_header(text) {

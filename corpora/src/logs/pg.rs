@@ -13,7 +13,7 @@ use std::io::{BufRead, Read};
 
 use serde::Deserialize;
 
-use super::{Captured, LogError, Sink, normalize_time, read_err, utf8};
+use super::{Captured, LogError, Sink, next_text, normalize_time, read_err, utf8};
 use crate::input::Lines;
 use crate::lex::{line_end, skip_block_comment, skip_quoted};
 
@@ -113,19 +113,12 @@ struct JsonEntry {
 pub fn read_jsonlog<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogError> {
     let mut lines = Lines::new(reader);
     let mut asm = Assembler::default();
-    loop {
-        let (line, bytes) = match lines.next_line() {
-            Ok(Some(l)) => l,
-            Ok(None) => break,
-            Err(e) => return Err(read_err(lines.line() + 1)(e)),
-        };
-        let text = match utf8(bytes) {
-            Ok(t) => t.trim(),
-            Err(reason) => {
-                sink.skip(line, reason);
-                continue;
-            }
-        };
+    while let Some((line, text, bad)) = next_text(&mut lines)? {
+        if let Some(reason) = bad {
+            sink.skip(line, reason);
+            continue;
+        }
+        let text = text.trim();
         if text.is_empty() {
             continue;
         }
