@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use crate::corpus::{CorpusError, CorpusWriter};
 use crate::fingerprint::{Fingerprinter, TemplateId};
-use crate::input::{self, Lines};
+use crate::input;
 use crate::logs::{self, Captured, LogError, Sink};
 use crate::record::{QueryRecord, Source};
 use crate::split::{SplitOptions, split_statements};
@@ -508,36 +508,13 @@ struct LooseRecord {
 
 fn ingest_jsonl(path: &Path, sink: &mut FileSink<'_, '_>) -> Result<(), LogError> {
     let (reader, _) = input::open(path)?;
-    let mut lines = Lines::new(reader);
-    loop {
-        let (lineno, bytes) = match lines.next_line() {
-            Ok(Some(l)) => l,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(logs::read_err(lines.line() + 1)(e)),
-        };
-        let line = match logs::utf8(bytes) {
-            Ok(s) => s.trim(),
-            Err(reason) => {
-                sink.skip(lineno, reason);
-                continue;
-            }
-        };
-        if line.is_empty() {
-            continue;
-        }
-        let loose: LooseRecord = match serde_json::from_str(line) {
-            Ok(r) => r,
-            Err(e) => {
-                sink.skip(lineno, format!("malformed JSON: {e}"));
-                continue;
-            }
-        };
+    logs::json_lines::<LooseRecord, _>(reader, sink, |lineno, loose, sink| {
         let Some(sql) = loose.sql.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) else {
             sink.skip(
                 lineno,
                 "no SQL: expected a non-empty `sql` (or `query`, `statement`) field".into(),
             );
-            continue;
+            return Ok(());
         };
         sink.statement(Captured {
             sql,
@@ -553,7 +530,8 @@ fn ingest_jsonl(path: &Path, sink: &mut FileSink<'_, '_>) -> Result<(), LogError
             tenant: loose.tenant,
             tags: loose.tags,
         })?;
-    }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -45,7 +45,8 @@ const KEPT_ATTRS: [&str; 7] = [
 
 /// The keyed pseudonym generator.
 pub struct Masker {
-    key: Vec<u8>,
+    /// HMAC-SHA256 already keyed; cloned for every derivation.
+    mac: Hmac<Sha256>,
 }
 
 /// What a mask run did.
@@ -69,7 +70,8 @@ impl Masker {
         if key.len() < 16 {
             return Err(format!("the masking key has {} bytes; use at least 16", key.len()));
         }
-        Ok(Masker { key: key.to_vec() })
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).map_err(|e| format!("the masking key: {e}"))?;
+        Ok(Masker { mac })
     }
 
     /// `n` pseudo-random bytes for `(domain, text, attempt)`.
@@ -77,7 +79,7 @@ impl Masker {
         let mut out = Vec::with_capacity(n + 32);
         let mut block = 0u32;
         while out.len() < n {
-            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
+            let mut mac = self.mac.clone();
             mac.update(domain.as_bytes());
             mac.update(&[0]);
             mac.update(&attempt.to_le_bytes());

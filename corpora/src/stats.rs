@@ -75,6 +75,13 @@ pub fn kind_of(sql: &str, dialect: &dyn sqlparser::dialect::Dialect) -> Statemen
     }
 }
 
+/// Inserts `s` unless present (no allocation for names already seen).
+fn insert_new(set: &mut HashSet<String>, s: &str) {
+    if !set.contains(s) {
+        set.insert(s.to_string());
+    }
+}
+
 fn min_max(first: &mut Option<String>, last: &mut Option<String>, t: &str) {
     if first.as_deref().is_none_or(|f| t < f) {
         *first = Some(t.to_string());
@@ -141,20 +148,12 @@ pub fn corpus_stats(dir: &Path) -> Result<CorpusStats, CorpusError> {
             min_max(&mut out.first_seen, &mut out.last_seen, t);
         }
         if let Some(u) = &r.user {
-            if !a.users.contains(u) {
-                a.users.insert(u.clone());
-            }
-            if !all_users.contains(u) {
-                all_users.insert(u.clone());
-            }
+            insert_new(&mut a.users, u);
+            insert_new(&mut all_users, u);
         }
         if let Some(t) = &r.tenant {
-            if !a.tenants.contains(t) {
-                a.tenants.insert(t.clone());
-            }
-            if !all_tenants.contains(t) {
-                all_tenants.insert(t.clone());
-            }
+            insert_new(&mut a.tenants, t);
+            insert_new(&mut all_tenants, t);
         }
     }
     out.users = all_users.len() as u64;

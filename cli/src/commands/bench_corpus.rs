@@ -140,7 +140,7 @@ pub fn bench_ingest(a: &IngestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
         }
     }
     if let Some(lines) = a.memory_lines {
-        memory(a, cli, lines, tmp.path(), &mut result)?;
+        memory(cli, lines, tmp.path(), &mut result)?;
     }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
@@ -149,13 +149,7 @@ pub fn bench_ingest(a: &IngestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
 }
 
 /// Ingest and sample a long generated log in child processes; peak RSS of each.
-fn memory(
-    _a: &IngestBenchArgs,
-    cli: &Cli,
-    lines: u64,
-    dir: &Path,
-    result: &mut serde_json::Value,
-) -> anyhow::Result<()> {
+fn memory(cli: &Cli, lines: u64, dir: &Path, result: &mut serde_json::Value) -> anyhow::Result<()> {
     // Each generated entry is 7 lines.
     let entries = lines.div_ceil(7);
     let log = dir.join("long.log");

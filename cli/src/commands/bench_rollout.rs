@@ -198,14 +198,15 @@ pub fn bench_rollout(args: &RolloutBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
     // Over HTTP: the endpoint vs the same HTTP stack answering a constant.
     let p2 = path.clone();
     let route_addr = spawn_server(move |tx| {
-        let _ = sqlflight_rollout::serve::run_blocking(&p2, "127.0.0.1:0".parse().expect("address"), |a| {
+        let _ = sqlflight_rollout::serve::run_blocking(&p2, std::net::SocketAddr::from(([127, 0, 0, 1], 0)), |a| {
             let _ = tx.send(a);
         });
     })?;
     let fixed_addr = spawn_server(move |tx| {
-        let _ = sqlflight_rollout::serve::run_fixed_blocking("127.0.0.1:0".parse().expect("address"), "ok", |a| {
-            let _ = tx.send(a);
-        });
+        let _ =
+            sqlflight_rollout::serve::run_fixed_blocking(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), "ok", |a| {
+                let _ = tx.send(a);
+            });
     })?;
     let http_route = load(route_addr, args.connections, args.http_seconds, 1000)?;
     let http_fixed = load(fixed_addr, args.connections, args.http_seconds, 1000)?;

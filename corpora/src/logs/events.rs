@@ -18,34 +18,22 @@ use std::io::BufRead;
 
 use serde_json::Value;
 
-use super::{Captured, LogError, Sink, epoch_ms, looks_like_sql, next_text, normalize_time};
-use crate::input::Lines;
+use super::{Captured, LogError, Sink, epoch_ms, looks_like_sql, normalize_time};
 
-/// Runs `f` on every non-empty JSON line; undecodable lines are skipped.
+/// Runs `f` on every JSON object line; other lines are skipped.
 fn json_lines<R: BufRead>(
     reader: R,
     sink: &mut dyn Sink,
     mut f: impl FnMut(u64, Value, &mut dyn Sink) -> Result<(), LogError>,
 ) -> Result<(), LogError> {
-    let mut lines = Lines::new(reader);
-    loop {
-        let Some((line, text, bad)) = next_text(&mut lines)? else {
-            return Ok(());
-        };
-        if let Some(reason) = bad {
-            sink.skip(line, reason);
-            continue;
+    super::json_lines::<Value, R>(reader, sink, |line, v, sink| {
+        if v.is_object() {
+            f(line, v, sink)
+        } else {
+            sink.skip(line, "malformed event: not a JSON object".into());
+            Ok(())
         }
-        let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Value>(text) {
-            Ok(v) if v.is_object() => f(line, v, sink)?,
-            Ok(_) => sink.skip(line, "malformed event: not a JSON object".into()),
-            Err(e) => sink.skip(line, format!("malformed JSON: {e}")),
-        }
-    }
+    })
 }
 
 fn str_at(v: &Value, path: &[&str]) -> Option<String> {

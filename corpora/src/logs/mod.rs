@@ -81,6 +81,31 @@ pub(crate) fn next_text<R: io::BufRead>(lines: &mut crate::input::Lines<R>) -> R
     }
 }
 
+/// Runs `f` on every non-empty line decoded as JSON into `T`; lines that are not
+/// UTF-8 or not such JSON are skipped with their reason.
+pub(crate) fn json_lines<T: serde::de::DeserializeOwned, R: io::BufRead>(
+    reader: R,
+    sink: &mut dyn Sink,
+    mut f: impl FnMut(u64, T, &mut dyn Sink) -> Result<(), LogError>,
+) -> Result<(), LogError> {
+    let mut lines = crate::input::Lines::new(reader);
+    while let Some((line, text, bad)) = next_text(&mut lines)? {
+        if let Some(reason) = bad {
+            sink.skip(line, reason);
+            continue;
+        }
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<T>(text) {
+            Ok(v) => f(line, v, sink)?,
+            Err(e) => sink.skip(line, format!("malformed JSON: {e}")),
+        }
+    }
+    Ok(())
+}
+
 /// Decodes a record's bytes; `None` when they are not UTF-8 (the caller skips
 /// the record, naming the column of the first bad byte).
 pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, String> {

@@ -41,6 +41,14 @@ struct SlowEntry {
 }
 
 impl SlowEntry {
+    /// Marks where the entry starts (its first line) and the time it inherits.
+    fn begin(&mut self, line: u64, time: &Option<String>) {
+        if self.start_line == 0 {
+            self.start_line = line;
+            self.time.clone_from(time);
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.user.is_none() && self.body.is_empty() && self.duration_ms.is_none() && self.bad.is_none()
     }
@@ -73,8 +81,7 @@ pub fn read_slow<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogEr
         }
         if let Some(u) = text.strip_prefix("# User@Host: ") {
             flush_slow(&mut entry, &mut last_db, &mut stamps, sink)?;
-            entry.start_line = line;
-            entry.time = last_time.clone();
+            entry.begin(line, &last_time);
             match u.split_once('[') {
                 Some((user, _)) if !user.trim().is_empty() => entry.user = Some(user.trim().to_string()),
                 _ => entry.bad = Some(format!("malformed slow-log header `# User@Host: {u}`")),
@@ -89,10 +96,7 @@ pub fn read_slow<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogEr
             continue;
         }
         if entry.body.is_empty() && text.starts_with("# ") {
-            if entry.start_line == 0 {
-                entry.start_line = line;
-                entry.time = last_time.clone();
-            }
+            entry.begin(line, &last_time);
             if let Err(reason) = slow_header_fields(&text[2..], &mut entry) {
                 entry.bad.get_or_insert(reason);
             }
@@ -101,10 +105,7 @@ pub fn read_slow<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogEr
         if text.is_empty() && entry.body.is_empty() {
             continue;
         }
-        if entry.start_line == 0 {
-            entry.start_line = line;
-            entry.time = last_time.clone();
-        }
+        entry.begin(line, &last_time);
         if entry.body.is_empty() {
             entry.body_line = line;
         } else {

@@ -13,8 +13,7 @@ use std::io::{BufRead, Read};
 
 use serde::Deserialize;
 
-use super::{Captured, LogError, Sink, next_text, normalize_time, read_err, utf8};
-use crate::input::Lines;
+use super::{Captured, LogError, Sink, normalize_time, read_err, utf8};
 use crate::lex::{line_end, skip_block_comment, skip_quoted};
 
 /// One log entry, from either format.
@@ -111,30 +110,14 @@ struct JsonEntry {
 
 /// Reads a `jsonlog` stream (one JSON object per line).
 pub fn read_jsonlog<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogError> {
-    let mut lines = Lines::new(reader);
     let mut asm = Assembler::default();
-    while let Some((line, text, bad)) = next_text(&mut lines)? {
-        if let Some(reason) = bad {
-            sink.skip(line, reason);
-            continue;
-        }
-        let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let j: JsonEntry = match serde_json::from_str(text) {
-            Ok(j) => j,
-            Err(e) => {
-                sink.skip(line, format!("malformed JSON: {e}"));
-                continue;
-            }
-        };
+    super::json_lines::<JsonEntry, R>(reader, sink, |line, j, sink| {
         let (Some(severity), Some(message)) = (j.error_severity, j.message) else {
             sink.skip(
                 line,
                 "malformed jsonlog record: no `error_severity` or `message`".into(),
             );
-            continue;
+            return Ok(());
         };
         asm.feed(
             Entry {
@@ -150,8 +133,8 @@ pub fn read_jsonlog<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), Lo
                 query_id: j.query_id.filter(|&q| q != 0).map(|q| q.to_string()),
             },
             sink,
-        )?;
-    }
+        )
+    })?;
     asm.finish(sink)
 }
 

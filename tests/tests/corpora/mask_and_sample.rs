@@ -5,29 +5,18 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use sqlflight_corpora::{Corpus, QueryRecord};
+use sqlflight_tests::{all_files, contains_bytes};
 
 use super::cli;
 
 /// Every byte of every file under `dir`.
 fn all_bytes(dir: &Path) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.extend(std::fs::read(&p).unwrap());
-                out.push(b'\n');
-            }
-        }
+    for (_, bytes) in all_files(dir) {
+        out.extend(bytes);
+        out.push(b'\n');
     }
     out
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 #[test]
@@ -103,7 +92,7 @@ fn masked_corpus_holds_no_planted_secret() {
     assert_eq!(code, 0);
     let raw_bytes = all_bytes(&raw);
     for s in secrets.iter().take(4) {
-        assert!(contains(&raw_bytes, s), "the unmasked corpus should hold {s}");
+        assert!(contains_bytes(&raw_bytes, s), "the unmasked corpus should hold {s}");
     }
     let key = tmp.path().join("mask.key");
     let masked = tmp.path().join("masked");
@@ -126,7 +115,10 @@ fn masked_corpus_holds_no_planted_secret() {
     scanned.extend(out.as_bytes());
     scanned.extend(stats.as_bytes());
     for s in &secrets {
-        assert!(!contains(&scanned, s), "masked output holds the planted secret {s}");
+        assert!(
+            !contains_bytes(&scanned, s),
+            "masked output holds the planted secret {s}"
+        );
     }
     // Consistent: the same email in two statements got the same pseudonym, and a
     // second run with the same key gives the same corpus.

@@ -5,13 +5,14 @@
 //! are the workload's.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sqlflight_corpora::fingerprint::Fingerprinter;
 use sqlflight_corpora::ingest::{IngestFormat, IngestOptions, IngestReport, ingest};
 use sqlflight_corpora::{Corpus, CorpusManifest, CorpusWriter, QueryRecord};
 use sqlflight_tests::servers::{Mariadb, Postgres};
+use sqlflight_tests::sqlflight_bin;
 
 mod mask_and_sample;
 
@@ -328,9 +329,4 @@ fn cli(args: &[&str]) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
-}
-
-fn sqlflight_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("sqlflight")
 }

@@ -10,13 +10,10 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use sqlflight_corpora::Catalog;
 use sqlflight_diffing::{ErrorClass, OutcomeClass};
 use sqlflight_engines::{EngineSpec, ExecLimits, build_engine};
+use sqlflight_tests::contains_bytes;
 use sqlflight_tests::flight_sql_server::{FlightSqlServer, SERVER_NAME};
 
 use crate::cli_child;
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
 
 fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -120,13 +117,13 @@ fn flight_sql_server_runs_tpch_like_the_embedded_engine() {
         outputs.push(o.stderr);
     }
     for o in &outputs {
-        assert!(!contains(o, &token), "the token is in the CLI output");
+        assert!(!contains_bytes(o, &token), "the token is in the CLI output");
     }
     for (p, bytes) in files(&tmp.path().join("pb"))
         .into_iter()
         .chain(files(&tmp.path().join("fl")))
     {
-        assert!(!contains(&bytes, &token), "the token is in {}", p.display());
+        assert!(!contains_bytes(&bytes, &token), "the token is in {}", p.display());
     }
     let (m, p) = sqlflight_runs::read_run(&tmp.path().join("pb")).unwrap();
     assert_eq!(m.baseline.engine, SERVER_NAME);

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use sqlflight_diffing::OutcomeClass;
+use sqlflight_tests::sqlflight_bin;
 
 use super::run_args as run;
 
@@ -293,19 +294,6 @@ fn datafusion_python_enforces_the_memory_limit() {
 
 mod flight_sql;
 mod servers;
-
-/// The `sqlflight` binary next to this test binary (`cargo test --workspace`
-/// builds it).
-fn sqlflight_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("sqlflight");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p sqlflight` first",
-        bin.display()
-    );
-    bin
-}
 
 /// Another sqlflight build as a worker (`sqlflight worker`, the Rust helper
 /// `engines::worker::serve`): against the embedded engine of this build, the

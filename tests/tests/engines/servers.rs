@@ -12,6 +12,7 @@ use sqlflight_diffing::{ErrorClass, OutcomeClass};
 use sqlflight_engines::arrow::util::display::array_value_to_string;
 use sqlflight_engines::{EngineSpec, ExecLimits, build_engine};
 use sqlflight_tests::servers::{Mariadb, Postgres};
+use sqlflight_tests::{all_files, contains_bytes};
 
 use super::run;
 use crate::cli_child;
@@ -27,27 +28,6 @@ fn server_config(dir: &Path, base: &str, cand: &str) -> std::path::PathBuf {
     let cfg = dir.join("c.yaml");
     std::fs::write(&cfg, yaml).unwrap();
     cfg
-}
-
-/// Every file under `dir`, read as bytes.
-fn all_files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 /// Selects every `(expression, expected text)` of `cols` in one row and checks
@@ -100,7 +80,7 @@ fn tpch_between_profiles(
         String::from_utf8_lossy(&out.stderr)
     );
     for stream in [&out.stdout, &out.stderr] {
-        assert!(!contains(stream, secret), "the password is in the CLI's output");
+        assert!(!contains_bytes(stream, secret), "the password is in the CLI's output");
     }
     assert!(run(&["flight", "-c", cfg, "--out", fl.to_str().unwrap(), "-q"]) < 2);
     let report = tmp.join("report.html");
@@ -120,7 +100,7 @@ fn tpch_between_profiles(
         .chain(all_files(&fl))
         .chain([(report.clone(), std::fs::read(&report).unwrap())])
     {
-        assert!(!contains(&bytes, secret), "the password is in {}", path.display());
+        assert!(!contains_bytes(&bytes, secret), "the password is in {}", path.display());
     }
     let (_, p) = sqlflight_runs::read_run(&pb).unwrap();
     let (_, f) = sqlflight_runs::read_run(&fl).unwrap();
