@@ -21,7 +21,6 @@
 //! token form differ only in literals, formatting, case and list lengths, which the
 //! AST form erases too, so the parse runs once per template, not once per statement.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::ControlFlow;
@@ -181,6 +180,7 @@ const MEMO_CAP: usize = 1 << 18;
 pub struct Fingerprinter {
     dialect: Box<dyn Dialect>,
     memo: HashMap<u64, Fingerprint>,
+    scratch: Scratch,
 }
 
 impl Fingerprinter {
@@ -190,12 +190,13 @@ impl Fingerprinter {
         Fingerprinter {
             dialect: crate::analysis::dialect(dialect),
             memo: HashMap::new(),
+            scratch: Scratch::default(),
         }
     }
 
     /// The fingerprint of `sql`.
     pub fn fingerprint(&mut self, sql: &str) -> &Fingerprint {
-        let tokens = normalize(sql);
+        let tokens = self.scratch.normalize(sql);
         let key = xxhash_rust::xxh3::xxh3_64(tokens.as_bytes());
         if self.memo.len() >= MEMO_CAP && !self.memo.contains_key(&key) {
             self.memo.clear();
@@ -203,27 +204,109 @@ impl Fingerprinter {
         let dialect = &*self.dialect;
         self.memo.entry(key).or_insert_with(|| {
             ast_fingerprint(sql, dialect).unwrap_or_else(|| {
-                let id = template_id_of(&tokens);
-                Fingerprint { normalized: tokens, id }
+                let normalized = tokens.to_string();
+                let id = template_id_of(&normalized);
+                Fingerprint { normalized, id }
             })
         })
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Tok<'a> {
-    /// Unquoted word, lowercased (borrowed when it already was).
-    Word(Cow<'a, str>),
-    Quoted(&'a str),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Unquoted word (rendered lowercased).
+    Word,
+    Quoted,
     Lit,
-    Punct(&'a str),
+    Punct,
 }
 
-fn tokenize(sql: &str) -> Vec<Tok<'_>> {
+/// A token: its kind and byte range in the statement (so token buffers can be
+/// reused across statements without borrowing them).
+#[derive(Debug, Clone, Copy)]
+struct Tok {
+    kind: Kind,
+    start: usize,
+    end: usize,
+    /// A word with bytes outside ASCII (lowercased with Unicode rules).
+    unicode: bool,
+}
+
+impl Tok {
+    fn lit() -> Tok {
+        Tok {
+            kind: Kind::Lit,
+            start: 0,
+            end: 0,
+            unicode: false,
+        }
+    }
+    fn is_lit(&self) -> bool {
+        self.kind == Kind::Lit
+    }
+    fn text<'s>(&self, sql: &'s str) -> &'s str {
+        &sql[self.start..self.end]
+    }
+    /// Whether this is the (lowercase ASCII) keyword `w`, in any case.
+    fn is_word(&self, sql: &str, w: &str) -> bool {
+        self.kind == Kind::Word && word_is(self.text(sql), self.unicode, w)
+    }
+    fn is_punct(&self, sql: &str, p: &str) -> bool {
+        let (b, p) = (sql.as_bytes(), p.as_bytes());
+        self.kind == Kind::Punct
+            && self.end - self.start == p.len()
+            && b[self.start] == p[0]
+            && (p.len() == 1 || b[self.start..self.end] == *p)
+    }
+}
+
+fn word_is(raw: &str, unicode: bool, w: &str) -> bool {
+    if unicode {
+        raw.to_lowercase() == w
+    } else {
+        raw.eq_ignore_ascii_case(w)
+    }
+}
+
+/// Buffers one normalization reuses: the tokens and the output text.
+#[derive(Default)]
+struct Scratch {
+    toks: Vec<Tok>,
+    out: String,
+}
+
+impl Scratch {
+    /// The normalized text of `sql` (valid until the next call).
+    fn normalize(&mut self, sql: &str) -> &str {
+        tokenize(sql, &mut self.toks);
+        self.out.clear();
+        render_normalized(sql, &self.toks, &mut self.out);
+        &self.out
+    }
+}
+
+/// Tokenizes `sql` into `out` (cleared first). A `-` directly before a literal in
+/// a position where it can only be a sign is dropped: `a = -1` is `a = ?`.
+fn tokenize(sql: &str, out: &mut Vec<Tok>) {
+    out.clear();
     let b = sql.as_bytes();
     let n = b.len();
     let mut i = 0;
-    let mut out = Vec::new();
+    let push_lit = |out: &mut Vec<Tok>| {
+        if let Some(minus) = out.len().checked_sub(1)
+            && out[minus].is_punct(sql, "-")
+            && unary_position(sql, minus.checked_sub(1).map(|p| &out[p]))
+        {
+            out.pop();
+        }
+        out.push(Tok::lit());
+    };
+    let punct = |start: usize, end: usize| Tok {
+        kind: Kind::Punct,
+        start,
+        end,
+        unicode: false,
+    };
     while i < n {
         let c = b[i];
         if c.is_ascii_whitespace() {
@@ -234,10 +317,15 @@ fn tokenize(sql: &str) -> Vec<Tok<'_>> {
             i = skip_block_comment(b, i);
         } else if c == b'\'' {
             i = skip_quoted(b, i + 1, b'\'', true);
-            out.push(Tok::Lit);
+            push_lit(out);
         } else if c == b'"' || c == b'`' {
             let end = skip_quoted(b, i + 1, c, false);
-            out.push(Tok::Quoted(&sql[i..end]));
+            out.push(Tok {
+                kind: Kind::Quoted,
+                start: i,
+                end,
+                unicode: false,
+            });
             i = end;
         } else if c == b'$' {
             // $1 parameter, or $tag$ ... $tag$ dollar-quoted string.
@@ -246,7 +334,7 @@ fn tokenize(sql: &str) -> Vec<Tok<'_>> {
                 while j < n && b[j].is_ascii_digit() {
                     j += 1;
                 }
-                out.push(Tok::Lit);
+                push_lit(out);
                 i = j;
                 continue;
             }
@@ -257,9 +345,9 @@ fn tokenize(sql: &str) -> Vec<Tok<'_>> {
                 let tag = &sql[i..=j];
                 let body = j + 1;
                 i = sql[body..].find(tag).map_or(n, |p| body + p + tag.len());
-                out.push(Tok::Lit);
+                push_lit(out);
             } else {
-                out.push(Tok::Punct("$"));
+                out.push(punct(i, i + 1));
                 i += 1;
             }
         } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
@@ -286,11 +374,13 @@ fn tokenize(sql: &str) -> Vec<Tok<'_>> {
                     }
                 }
             }
-            out.push(Tok::Lit);
+            push_lit(out);
             i = j;
         } else if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
             let mut j = i + 1;
+            let mut unicode = c >= 0x80;
             while j < n && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'$' || b[j] >= 0x80) {
+                unicode |= b[j] >= 0x80;
                 j += 1;
             }
             // x'..' / b'..' / E'..' / N'..' string prefixes are part of the literal.
@@ -300,50 +390,50 @@ fn tokenize(sql: &str) -> Vec<Tok<'_>> {
             {
                 let esc = matches!(c, b'e' | b'E');
                 i = skip_quoted(b, j + 1, b'\'', esc);
-                out.push(Tok::Lit);
+                push_lit(out);
                 continue;
             }
             let raw = &sql[i..j];
-            let w: Cow<'_, str> = if raw.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80) {
-                Cow::Owned(raw.to_lowercase())
+            if (unicode || (4..=5).contains(&raw.len()))
+                && ["true", "false", "null"].iter().any(|w| word_is(raw, unicode, w))
+            {
+                push_lit(out);
             } else {
-                Cow::Borrowed(raw)
-            };
-            match &*w {
-                "true" | "false" | "null" => out.push(Tok::Lit),
-                _ => out.push(Tok::Word(w)),
+                out.push(Tok {
+                    kind: Kind::Word,
+                    start: i,
+                    end: j,
+                    unicode,
+                });
             }
             i = j;
         } else if c == b'?' {
-            out.push(Tok::Lit);
+            push_lit(out);
             i += 1;
         } else if c == b':'
             && b.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic())
-            && out.last() != Some(&Tok::Punct(":"))
+            && !out.last().is_some_and(|t| t.is_punct(sql, ":"))
         {
             let mut j = i + 1;
             while j < n && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
                 j += 1;
             }
-            out.push(Tok::Lit);
+            push_lit(out);
             i = j;
         } else {
-            const OPS: [&str; 10] = ["<=", ">=", "<>", "!=", "||", "::", "->>", "->", "=>", "**"];
-            let rest = &sql[i..];
-            let op = OPS.iter().find(|o| rest.starts_with(*o));
-            let len = op.map_or_else(|| rest.chars().next().map_or(1, char::len_utf8), |o| o.len());
-            out.push(Tok::Punct(&rest[..len]));
+            let next = b.get(i + 1).copied();
+            let len = match (c, next) {
+                (b'-', Some(b'>')) if b.get(i + 2) == Some(&b'>') => 3,
+                (b'<', Some(b'=' | b'>')) | (b'>' | b'!', Some(b'=')) => 2,
+                (b'|', Some(b'|')) | (b':', Some(b':')) | (b'*', Some(b'*')) => 2,
+                (b'-' | b'=', Some(b'>')) => 2,
+                _ if c < 0x80 => 1,
+                _ => sql[i..].chars().next().map_or(1, char::len_utf8),
+            };
+            out.push(punct(i, i + len));
             i += len;
         }
     }
-    out
-}
-
-fn is_word(t: &Tok<'_>, w: &str) -> bool {
-    matches!(t, Tok::Word(x) if x == w)
-}
-fn is_punct(t: &Tok<'_>, p: &str) -> bool {
-    matches!(t, Tok::Punct(x) if *x == p)
 }
 
 /// Appends a token to the normalized text, space-separated.
@@ -354,75 +444,89 @@ fn emit(out: &mut String, s: &str) {
     out.push_str(s);
 }
 
+/// Appends the rendering of one token: words lowercased, literals as `?`.
+fn emit_tok(out: &mut String, sql: &str, t: &Tok) {
+    match t.kind {
+        Kind::Lit => emit(out, "?"),
+        Kind::Word if t.unicode => emit(out, &t.text(sql).to_lowercase()),
+        Kind::Word => {
+            emit(out, t.text(sql));
+            let len = t.end - t.start;
+            let from = out.len() - len;
+            out[from..].make_ascii_lowercase();
+        }
+        Kind::Quoted | Kind::Punct => emit(out, t.text(sql)),
+    }
+}
+
 /// Normalizes one statement (see the module docs for the rules).
 pub fn normalize(sql: &str) -> String {
-    let raw = tokenize(sql);
-    // Unary minus before a literal is part of the literal: `a = -1` is `a = ?`.
-    let mut toks: Vec<Tok<'_>> = Vec::with_capacity(raw.len());
-    let mut it = raw.into_iter().peekable();
-    while let Some(t) = it.next() {
-        if is_punct(&t, "-") && it.peek() == Some(&Tok::Lit) && unary_position(toks.last()) {
-            continue;
-        }
-        toks.push(t);
-    }
-    let mut out = String::with_capacity(sql.len());
+    let mut scratch = Scratch::default();
+    scratch.normalize(sql);
+    scratch.out
+}
+
+/// Renders the tokens of `sql` into `out` with the collapsing rules.
+fn render_normalized(sql: &str, toks: &[Tok], out: &mut String) {
     let mut last_semicolon = false;
     let mut i = 0;
     while i < toks.len() {
         let t = &toks[i];
         // IN (?, ?, ...) -> in (?+)
-        if is_word(t, "in") && toks.get(i + 1).is_some_and(|t| is_punct(t, "(")) {
+        if t.is_word(sql, "in") && toks.get(i + 1).is_some_and(|t| t.is_punct(sql, "(")) {
             let mut j = i + 2;
             let mut all_lits = true;
             let mut count = 0;
-            while j < toks.len() && !is_punct(&toks[j], ")") {
+            while j < toks.len() && !toks[j].is_punct(sql, ")") {
                 let ok = if count % 2 == 0 {
-                    toks[j] == Tok::Lit
+                    toks[j].is_lit()
                 } else {
-                    is_punct(&toks[j], ",")
+                    toks[j].is_punct(sql, ",")
                 };
                 all_lits &= ok;
                 count += 1;
                 j += 1;
             }
             if all_lits && count > 0 && j < toks.len() {
-                emit(&mut out, "in (?+)");
+                emit(out, "in (?+)");
                 last_semicolon = false;
                 i = j + 1;
                 continue;
             }
         }
         // LIMIT ?, ? and LIMIT ? OFFSET ? -> limit ?
-        if is_word(t, "limit") && toks.get(i + 1) == Some(&Tok::Lit) {
+        if t.is_word(sql, "limit") && toks.get(i + 1).is_some_and(Tok::is_lit) {
             let mut j = i + 2;
-            if toks.get(j).is_some_and(|t| is_punct(t, ",") || is_word(t, "offset"))
-                && toks.get(j + 1) == Some(&Tok::Lit)
+            if toks
+                .get(j)
+                .is_some_and(|t| t.is_punct(sql, ",") || t.is_word(sql, "offset"))
+                && toks.get(j + 1).is_some_and(Tok::is_lit)
             {
                 j += 2;
             }
-            emit(&mut out, "limit ?");
+            emit(out, "limit ?");
             last_semicolon = false;
             i = j;
             continue;
         }
         // VALUES (...), (...), ... -> values (...)
-        if is_word(t, "values") && toks.get(i + 1).is_some_and(|t| is_punct(t, "(")) {
-            emit(&mut out, "values");
+        if t.is_word(sql, "values") && toks.get(i + 1).is_some_and(|t| t.is_punct(sql, "(")) {
+            emit(out, "values");
             last_semicolon = false;
-            let end = matching_paren(&toks, i + 1);
+            let end = matching_paren(sql, toks, i + 1);
             for t in &toks[i + 1..end] {
-                emit(&mut out, render(t));
+                emit_tok(out, sql, t);
             }
             let mut j = end;
-            while j < toks.len() && is_punct(&toks[j], ",") && toks.get(j + 1).is_some_and(|t| is_punct(t, "(")) {
-                j = matching_paren(&toks, j + 1);
+            while j < toks.len() && toks[j].is_punct(sql, ",") && toks.get(j + 1).is_some_and(|t| t.is_punct(sql, "("))
+            {
+                j = matching_paren(sql, toks, j + 1);
             }
             i = j;
             continue;
         }
-        emit(&mut out, render(t));
-        last_semicolon = is_punct(t, ";");
+        emit_tok(out, sql, t);
+        last_semicolon = t.is_punct(sql, ";");
         i += 1;
     }
     // Drop a trailing semicolon.
@@ -432,30 +536,29 @@ pub fn normalize(sql: &str) -> String {
             out.pop();
         }
     }
-    out
 }
 
 /// Whether a `-` after `prev` is a sign rather than a subtraction.
-fn unary_position(prev: Option<&Tok<'_>>) -> bool {
+fn unary_position(sql: &str, prev: Option<&Tok>) -> bool {
     const KW: [&str; 18] = [
         "select", "where", "and", "or", "when", "then", "else", "values", "by", "in", "not", "between", "limit",
         "offset", "like", "is", "return", "set",
     ];
     match prev {
         None => true,
-        Some(Tok::Punct(p)) => *p != ")" && *p != "]",
-        Some(Tok::Word(w)) => KW.contains(&&**w),
+        Some(t) if t.kind == Kind::Punct => !matches!(t.text(sql), ")" | "]"),
+        Some(t) if t.kind == Kind::Word => KW.iter().any(|k| t.is_word(sql, k)),
         _ => false,
     }
 }
 
 /// Index after the `)` matching the `(` at `open`.
-fn matching_paren(toks: &[Tok<'_>], open: usize) -> usize {
+fn matching_paren(sql: &str, toks: &[Tok], open: usize) -> usize {
     let mut depth = 0;
     for (k, t) in toks.iter().enumerate().skip(open) {
-        if is_punct(t, "(") {
+        if t.is_punct(sql, "(") {
             depth += 1;
-        } else if is_punct(t, ")") {
+        } else if t.is_punct(sql, ")") {
             depth -= 1;
             if depth == 0 {
                 return k + 1;
@@ -463,15 +566,6 @@ fn matching_paren(toks: &[Tok<'_>], open: usize) -> usize {
         }
     }
     toks.len()
-}
-
-fn render<'t>(t: &'t Tok<'_>) -> &'t str {
-    match t {
-        Tok::Word(w) => w,
-        Tok::Quoted(q) => q,
-        Tok::Lit => "?",
-        Tok::Punct(p) => p,
-    }
 }
 
 #[cfg(test)]

@@ -303,12 +303,12 @@ impl FileSink<'_, '_> {
             return self.shared.ids.unique(id);
         }
         if self.by_position {
-            let mut h = blake3::Hasher::new();
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
             h.update(self.rel.as_bytes());
             h.update(&[0]);
             h.update(&self.ordinal.to_le_bytes());
             h.update(sql.as_bytes());
-            format!("q-{}", &h.finalize().to_hex()[..16])
+            format!("q-{:016x}", h.digest())
         } else {
             self.shared.ids.id_for(sql)
         }

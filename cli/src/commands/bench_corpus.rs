@@ -33,6 +33,22 @@ pub struct IngestBenchArgs {
     /// processes and report their peak memory (e.g. 10000000).
     #[arg(long)]
     pub memory_lines: Option<u64>,
+    /// Runs of each side; the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+}
+
+/// The median of some timings.
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
 }
 
 /// Peak resident set of a child process, from `wait4`.
@@ -84,20 +100,28 @@ pub fn bench_ingest(a: &IngestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
         .with_context(|| log.display().to_string())?
         .len();
     // sqlflight: ingest (parse, fingerprint, write the corpus) on one thread.
-    let out = tmp.path().join("corpus");
-    let start = Instant::now();
-    let mut w = CorpusWriter::create(&out, CorpusManifest::new("bench"))?;
-    let opts = IngestOptions {
-        format: IngestFormat::MysqlSlow,
-        ..IngestOptions::default()
-    };
-    let report = ingest(std::slice::from_ref(&log), &opts, &mut w)?;
-    w.finish()?;
-    let ours = start.elapsed().as_secs_f64();
+    let mut times = Vec::new();
+    let mut report = None;
+    for run in 0..a.runs {
+        let out = tmp.path().join(format!("corpus-{run}"));
+        let start = Instant::now();
+        let mut w = CorpusWriter::create(&out, CorpusManifest::new("bench"))?;
+        let opts = IngestOptions {
+            format: IngestFormat::MysqlSlow,
+            ..IngestOptions::default()
+        };
+        let r = ingest(std::slice::from_ref(&log), &opts, &mut w)?;
+        w.finish()?;
+        times.push(start.elapsed().as_secs_f64());
+        std::fs::remove_dir_all(&out).with_context(|| out.display().to_string())?;
+        report = Some(r);
+    }
+    let report = report.context("no run")?;
+    let ours = median(times.clone());
     let statements = report.kept;
     let mut result = serde_json::json!({
         "log": log, "log_bytes": size, "statements": statements, "templates": report.templates,
-        "sqlflight_s": ours, "sqlflight_statements_per_s": statements as f64 / ours,
+        "runs": a.runs, "sqlflight_s": ours, "sqlflight_runs_s": times, "sqlflight_statements_per_s": statements as f64 / ours,
         "sqlflight_mb_per_s": size as f64 / 1e6 / ours,
     });
     if !cli.quiet && !cli.json {
@@ -109,32 +133,39 @@ pub fn bench_ingest(a: &IngestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
             report.templates
         );
         println!(
-            "sqlflight ingest:   {:>8.2} s  {:>10.0} statements/s  {:>7.1} MB/s (one thread)",
+            "sqlflight ingest:   {:>8.2} s  {:>10.0} statements/s  {:>7.1} MB/s (one thread, median of {})",
             ours,
             statements as f64 / ours,
-            size as f64 / 1e6 / ours
+            size as f64 / 1e6 / ours,
+            a.runs
         );
     }
     if !a.no_peer {
-        let start = Instant::now();
-        let st = Command::new("pt-query-digest")
-            .args(["--type", "slowlog"])
-            .arg(&log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("running pt-query-digest (apt-get install percona-toolkit), or pass --no-peer")?;
-        if !st.success() {
-            anyhow::bail!("pt-query-digest failed: {st}");
+        let mut peer_times = Vec::new();
+        for _ in 0..a.runs {
+            let start = Instant::now();
+            let st = Command::new("pt-query-digest")
+                .args(["--type", "slowlog"])
+                .arg(&log)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .context("running pt-query-digest (apt-get install percona-toolkit), or pass --no-peer")?;
+            if !st.success() {
+                anyhow::bail!("pt-query-digest failed: {st}");
+            }
+            peer_times.push(start.elapsed().as_secs_f64());
         }
-        let peer = start.elapsed().as_secs_f64();
+        let peer = median(peer_times.clone());
+        result["pt_query_digest_runs_s"] = peer_times.into();
         result["pt_query_digest_s"] = peer.into();
         result["ratio"] = (peer / ours).into();
         if !cli.quiet && !cli.json {
             println!(
-                "pt-query-digest:    {:>8.2} s  {:>10.0} statements/s",
+                "pt-query-digest:    {:>8.2} s  {:>10.0} statements/s  (median of {})",
                 peer,
-                statements as f64 / peer
+                statements as f64 / peer,
+                a.runs
             );
             println!("ratio: sqlflight is {:.1}x pt-query-digest", peer / ours);
         }

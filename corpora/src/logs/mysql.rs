@@ -121,10 +121,10 @@ pub fn read_slow<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogEr
 
 /// Reads `Key: value  Key: value` header fields.
 fn slow_header_fields(s: &str, e: &mut SlowEntry) -> Result<(), String> {
-    let mut words = s.split_whitespace().peekable();
+    let mut words = s.split_ascii_whitespace().peekable();
     while let Some(key) = words.next() {
         let Some(key) = key.strip_suffix(':') else { continue };
-        let Some(value) = words.peek().filter(|v| !v.ends_with(':')).map(|v| v.to_string()) else {
+        let Some(&value) = words.peek().filter(|v| !v.ends_with(':')) else {
             continue;
         };
         words.next();
@@ -135,10 +135,10 @@ fn slow_header_fields(s: &str, e: &mut SlowEntry) -> Result<(), String> {
                     .map_err(|_| format!("malformed slow-log header: Query_time `{value}` is not a number"))?;
                 e.duration_ms = Some(secs * 1000.0);
             }
-            "Schema" => e.schema = Some(value),
-            "Thread_id" | "Id" => e.session = Some(value),
-            "Rows_sent" => e.rows_sent = Some(value),
-            "Rows_examined" => e.rows_examined = Some(value),
+            "Schema" => e.schema = Some(value.to_string()),
+            "Thread_id" | "Id" => e.session = Some(value.to_string()),
+            "Rows_sent" => e.rows_sent = Some(value.to_string()),
+            "Rows_examined" => e.rows_examined = Some(value.to_string()),
             _ => {}
         }
     }
@@ -190,8 +190,23 @@ fn flush_slow(
     stamps: &mut StampCache,
     sink: &mut dyn Sink,
 ) -> Result<(), LogError> {
-    let e = std::mem::take(e);
-    if e.is_empty() && !e.admin {
+    // The body buffer is kept for the next entry (its allocation is reused).
+    let mut body = std::mem::take(&mut e.body);
+    let taken = std::mem::take(e);
+    let r = flush_entry(taken, &body, last_db, stamps, sink);
+    body.clear();
+    e.body = body;
+    r
+}
+
+fn flush_entry(
+    e: SlowEntry,
+    body: &str,
+    last_db: &mut Option<String>,
+    stamps: &mut StampCache,
+    sink: &mut dyn Sink,
+) -> Result<(), LogError> {
+    if e.is_empty() && body.is_empty() && !e.admin {
         return Ok(());
     }
     if let Some(reason) = e.bad {
@@ -202,14 +217,14 @@ fn flush_slow(
         sink.ignore("mysql: administrator commands");
         return Ok(());
     }
-    if e.body.trim().is_empty() {
+    if body.trim().is_empty() {
         sink.skip(e.start_line, "slow-log entry without a statement".into());
         return Ok(());
     }
     let mut time = e.time;
     let mut statements = Vec::new();
     for st in split_statements(
-        &e.body,
+        body,
         SplitOptions {
             backslash_escapes: true,
         },
@@ -229,23 +244,27 @@ fn flush_slow(
         return Ok(());
     }
     let n = statements.len();
-    let database = e.schema.filter(|s| !s.is_empty()).or_else(|| last_db.clone());
+    let mut database = e.schema.filter(|s| !s.is_empty()).or_else(|| last_db.clone());
+    let (mut user, mut session, mut rows_sent, mut rows_examined) = (e.user, e.session, e.rows_sent, e.rows_examined);
     for (k, st) in statements.into_iter().enumerate() {
+        // Every statement of a block gets the entry's facts; the last one takes them.
+        let last = k + 1 == n;
+        let share = |o: &mut Option<String>| if last { o.take() } else { o.clone() };
         let mut c = Captured {
             sql: st.text,
             line: e.body_line + st.line - 1,
-            user: e.user.clone(),
-            database: database.clone(),
-            session: e.session.clone(),
-            captured_at: time.clone(),
+            user: share(&mut user),
+            database: share(&mut database),
+            session: share(&mut session),
+            captured_at: share(&mut time),
             duration_ms: if k == 0 { e.duration_ms } else { None },
             ..Captured::default()
         };
-        if let Some(r) = &e.rows_sent {
-            c.attrs.insert("rows_sent".into(), r.clone());
+        if let Some(r) = share(&mut rows_sent) {
+            c.attrs.insert("rows_sent".into(), r);
         }
-        if let Some(r) = &e.rows_examined {
-            c.attrs.insert("rows_examined".into(), r.clone());
+        if let Some(r) = share(&mut rows_examined) {
+            c.attrs.insert("rows_examined".into(), r);
         }
         if n > 1 {
             c.attrs.insert("block_statements".into(), n.to_string());
