@@ -812,6 +812,95 @@ mod tests {
         b.finish()
     }
 
+    /// A fixed result with the common types, with and without nulls.
+    fn mixed(nulls: bool) -> RecordBatch {
+        let n = 1000usize;
+        let opt = |i: usize| !(nulls && i % 7 == 3);
+        fn arr(a: impl Array + 'static) -> ArrayRef {
+            Arc::new(a)
+        }
+        let dec = Decimal128Array::from_iter((0..n).map(|i| opt(i).then_some(i as i128 * 100 + 7)));
+        RecordBatch::try_from_iter(vec![
+            (
+                "i32",
+                arr(Int32Array::from_iter(
+                    (0..n).map(|i| opt(i).then_some(i as i32 * 3 - 500)),
+                )),
+            ),
+            (
+                "i64",
+                arr(Int64Array::from_iter(
+                    (0..n).map(|i| opt(i).then_some((i as i64).wrapping_mul(2654435761))),
+                )),
+            ),
+            (
+                "f64",
+                arr(Float64Array::from_iter(
+                    (0..n).map(|i| opt(i).then_some(i as f64 * 0.25 - 3.0)),
+                )),
+            ),
+            ("dec", arr(dec.with_precision_and_scale(15, 2).unwrap())),
+            (
+                "day",
+                arr(Date32Array::from_iter(
+                    (0..n).map(|i| opt(i).then_some((i % 3650) as i32)),
+                )),
+            ),
+            (
+                "s",
+                arr(StringArray::from_iter(
+                    (0..n).map(|i| opt(i).then(|| "x".repeat(i % 40))),
+                )),
+            ),
+            (
+                "v",
+                arr(StringViewArray::from_iter(
+                    (0..n).map(|i| opt(i).then(|| format!("customer#{i:07}"))),
+                )),
+            ),
+        ])
+        .unwrap()
+    }
+
+    /// Digests land in run journals (and `--resume` continues a journal): their
+    /// values must not change when the code is made faster. Pinned from the
+    /// implementation that first wrote runs.
+    #[test]
+    fn digests_are_pinned() {
+        for (nulls, want) in [
+            (
+                false,
+                "d1a61df1baa13f709dd076ab0f71720a 0/00000000000001eef1af95febf8a56c2/ 0/00000000000001da48ee5d47525209ca/ 0//00000000000001f5eded379d84080c1a:40fdc13000000000:1000 0/00000000000001f058e1d6e48beb0843/ 0/00000000000001f4d9aa18cec99dc40d/ 0/00000000000001fbb312044aa573fee0/ 0/00000000000001ed265f909b4426d778/",
+            ),
+            (
+                true,
+                "883bded589c062767594756af2b5738a 143/00000000000001fa664ee16aa182c0b6/ 143/00000000000001f2b59e32c7378bf78c/ 143//0000000000000206d770efb1d130d03b:40f97ed000000000:857 143/00000000000002039308e4d8c0f81d46/ 143/00000000000002028ee833e8b06920cc/ 143/000000000000020af7e9d29b20342bc9/ 143/000000000000020045082e5b965f2187/",
+            ),
+        ] {
+            let d = digest(&[mixed(nulls)], None);
+            let got = format!(
+                "{} {}",
+                d.multiset,
+                d.columns
+                    .iter()
+                    .map(|c| format!(
+                        "{}/{}/{}",
+                        c.nulls,
+                        c.values,
+                        c.float.as_ref().map_or(String::new(), |f| format!(
+                            "{}:{:x}:{}",
+                            f.exact,
+                            f.sum.to_bits(),
+                            f.finite
+                        ))
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            assert_eq!(got, want);
+        }
+    }
+
     #[test]
     fn names_the_differing_column_and_tolerates_float_noise() {
         let a = digest(
