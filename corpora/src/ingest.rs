@@ -2,8 +2,10 @@
 //! logs (PostgreSQL csvlog/jsonlog, MySQL/MariaDB slow and general logs, Trino
 //! query-completed events, Spark event logs), plain or gzip/zstd compressed.
 //!
-//! Ingest streams: records go to a [`CorpusWriter`] as they are read, and logs are
-//! read line by line (`.sql` scripts are read whole). A record that cannot be used
+//! Ingest streams: records go to a [`CorpusWriter`] as they are read; logs are read
+//! line by line and `.sql` scripts block by block (memory bounded by the longest
+//! statement; the one per-statement state is the id map of `.sql`/JSONL records,
+//! a few dozen bytes per distinct statement). A record that cannot be used
 //! is counted in the [`IngestReport`] with file, line and reason, written to
 //! `skipped.jsonl` in the output corpus, and skipped; the rest of the input is still
 //! ingested. Log entries that are not statements (connections, checkpoints,
@@ -15,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -25,7 +27,7 @@ use crate::fingerprint::{Fingerprinter, TemplateId};
 use crate::input;
 use crate::logs::{self, Captured, LogError, Sink};
 use crate::record::{QueryRecord, Source};
-use crate::split::{SplitOptions, split_statements};
+use crate::split::SplitOptions;
 
 /// Input formats of `corpus ingest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -262,7 +264,10 @@ fn sniff(head: &[u8], name: &str) -> Option<IngestFormat> {
 /// ... in input order.
 #[derive(Default)]
 struct IdAssigner {
-    seen: HashMap<String, u32>,
+    /// Times each id was given, keyed by a hash of the id (a few bytes per distinct
+    /// statement instead of its text). Two ids sharing a hash only cost one of them
+    /// a needless `-n` suffix: ids stay unique.
+    seen: HashMap<u64, u32>,
 }
 
 impl IdAssigner {
@@ -271,7 +276,10 @@ impl IdAssigner {
         self.unique(base)
     }
     fn unique(&mut self, base: String) -> String {
-        let n = self.seen.entry(base.clone()).or_insert(0);
+        let n = self
+            .seen
+            .entry(xxhash_rust::xxh3::xxh3_64(base.as_bytes()))
+            .or_insert(0);
         *n += 1;
         if *n == 1 { base } else { format!("{base}-{n}") }
     }
@@ -451,29 +459,59 @@ pub fn read_utf8(path: &Path) -> Result<String, CorpusError> {
     })
 }
 
-/// A `.sql` script: split into statements. Statements holding bytes that are not
-/// UTF-8 are skipped (the rest of the file is not).
+/// How much of a `.sql` script is read at a time.
+const SQL_BLOCK: usize = 1 << 20;
+
+/// A `.sql` script, streamed: split into statements block by block, so memory is
+/// bounded by the longest statement, not the script. Statements holding bytes that
+/// are not UTF-8 are skipped (the rest of the file is not).
 fn ingest_sql(path: &Path, split: SplitOptions, sink: &mut FileSink<'_, '_>) -> Result<(), LogError> {
-    let (mut reader, _) = input::open(path)?;
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut reader, &mut bytes).map_err(logs::read_err(1))?;
-    let (text, lossy) = match String::from_utf8(bytes) {
-        Ok(t) => (t, false),
-        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
-    };
-    for st in split_statements(&text, split) {
-        if lossy && st.text.contains('\u{FFFD}') {
-            sink.skip(
-                st.line,
-                "not UTF-8: the statement holds bytes that are not UTF-8".into(),
-            );
-            continue;
+    let (reader, _) = input::open(path)?;
+    stream_sql(reader, split, SQL_BLOCK, sink)
+}
+
+/// The statements of `reader`, `block` bytes at a time. What follows the last
+/// top-level `;` read so far is kept and scanned again with more input; to keep
+/// that linear, the tail is only rescanned once at least as many new bytes arrived.
+fn stream_sql(mut reader: impl Read, split: SplitOptions, block: usize, sink: &mut dyn Sink) -> Result<(), LogError> {
+    let mut buf: Vec<u8> = Vec::new();
+    // Line number of buf[0].
+    let mut line = 1u64;
+    let mut eof = false;
+    while !eof {
+        let want = buf.len() + buf.len().max(block);
+        let need = (want - buf.len()) as u64;
+        let got = (&mut reader)
+            .take(need)
+            .read_to_end(&mut buf)
+            .map_err(logs::read_err(line))?;
+        eof = (got as u64) < need;
+        let (frags, last_end) = crate::split::scan(&buf, split);
+        let done = if eof { buf.len() } else { last_end };
+        let mut pos = 0usize;
+        for (start, end) in frags {
+            if end > done {
+                break;
+            }
+            let frag = std::str::from_utf8(&buf[start..end]);
+            let lead = match frag {
+                Ok(text) => text.len() - text.trim_start().len(),
+                Err(_) => buf[start..end].iter().take_while(|b| b.is_ascii_whitespace()).count(),
+            };
+            line += crate::split::newlines(&buf[pos..start + lead]);
+            pos = start + lead;
+            match frag.map(str::trim) {
+                Ok("") => {}
+                Ok(text) => sink.statement(Captured {
+                    sql: text.to_string(),
+                    line,
+                    ..Captured::default()
+                })?,
+                Err(_) => sink.skip(line, "not UTF-8: the statement holds bytes that are not UTF-8".into()),
+            }
         }
-        sink.statement(Captured {
-            sql: st.text,
-            line: st.line,
-            ..Captured::default()
-        })?;
+        line += crate::split::newlines(&buf[pos..done]);
+        buf.drain(..done);
     }
     Ok(())
 }
@@ -538,6 +576,7 @@ fn ingest_jsonl(path: &Path, sink: &mut FileSink<'_, '_>) -> Result<(), LogError
 mod tests {
     use super::*;
     use crate::corpus::{Corpus, CorpusManifest};
+    use crate::split::split_statements;
 
     fn run(files: &[(&str, &[u8])]) -> (Result<IngestReport, CorpusError>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -592,6 +631,64 @@ mod tests {
         assert!(r.skipped[0].reason.starts_with("not UTF-8"));
         let written = fs::read_to_string(dir.path().join("out/skipped.jsonl")).unwrap();
         assert!(written.contains("\"line\":2"), "{written}");
+    }
+
+    /// A sink that keeps what it is given.
+    #[derive(Default)]
+    struct Collect {
+        kept: Vec<(u64, String)>,
+        skipped: Vec<(u64, String)>,
+    }
+
+    impl Sink for Collect {
+        fn statement(&mut self, c: Captured) -> Result<(), CorpusError> {
+            self.kept.push((c.line, c.sql));
+            Ok(())
+        }
+        fn skip(&mut self, line: u64, reason: String) {
+            self.skipped.push((line, reason));
+        }
+        fn ignore(&mut self, _: &'static str) {}
+    }
+
+    proptest::proptest! {
+        /// Streaming a script in blocks of any size gives exactly the statements
+        /// and lines of splitting it whole: block boundaries inside strings,
+        /// comments, dollar quotes, multi-byte characters and statements longer
+        /// than a block change nothing.
+        #[test]
+        fn streamed_sql_equals_whole_split(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "select 'a;b'", "\"c;d\"", "-- x;y\n", "/* p; /* q; */ r; */", "$$ s; $$", "$t$ u;$$; $t$",
+                "E'a\\';b'", "'it''s;'", ";", ";", "\n", " ", "é", "x", "select 1", "-", "/", "$", "'", "#c;\n", "\\",
+            ]), 0..60),
+            block in 1usize..24,
+            backslash in proptest::bool::ANY,
+        ) {
+            let text: String = pieces.concat();
+            let opts = SplitOptions { backslash_escapes: backslash };
+            let whole: Vec<(u64, String)> =
+                split_statements(&text, opts).into_iter().map(|s| (s.line, s.text)).collect();
+            let mut got = Collect::default();
+            stream_sql(text.as_bytes(), opts, block, &mut got).unwrap();
+            proptest::prop_assert_eq!(got.kept, whole);
+            proptest::prop_assert!(got.skipped.is_empty());
+        }
+    }
+
+    #[test]
+    fn streamed_sql_skips_non_utf8_statements_in_any_block() {
+        let text: &[u8] = b"select 1;\n\nselect '\xe9t\xe9';\nselect 'caf\xc3\xa9';";
+        for block in [1, 2, 3, 7, 1 << 20] {
+            let mut got = Collect::default();
+            stream_sql(text, SplitOptions::default(), block, &mut got).unwrap();
+            assert_eq!(
+                got.kept,
+                vec![(1, "select 1".to_string()), (4, "select 'café'".to_string())]
+            );
+            assert_eq!(got.skipped.len(), 1);
+            assert_eq!(got.skipped[0].0, 3);
+        }
     }
 
     /// Every fixture log, plain and compressed, in one directory: formats are

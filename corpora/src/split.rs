@@ -33,34 +33,55 @@ pub struct SplitOptions {
 /// whitespace and comments are not statements and are dropped.
 pub fn split_statements(input: &str, opts: SplitOptions) -> Vec<SplitStatement> {
     let bytes = input.as_bytes();
+    let (frags, _) = scan(bytes, opts);
     let mut out = Vec::new();
+    // Line numbers in one forward pass over the input.
+    let mut line = 1u64;
+    let mut pos = 0usize;
+    for (start, end) in frags {
+        // Fragments are bounded by `;` or the input's ends: char boundaries.
+        let frag = &input[start..end];
+        let lead = frag.len() - frag.trim_start().len();
+        let text = frag.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let offset = start + lead;
+        line += newlines(&bytes[pos..offset]);
+        pos = offset;
+        out.push(SplitStatement {
+            text: text.to_string(),
+            offset,
+            line,
+        });
+    }
+    out
+}
+
+pub(crate) fn newlines(b: &[u8]) -> u64 {
+    b.iter().filter(|&&c| c == b'\n').count() as u64
+}
+
+/// The byte ranges between top-level `;` that hold code (not only whitespace and
+/// comments), untrimmed, the last one running to the end of `bytes`; and the index
+/// after the last top-level `;` (0 when there is none). Everything before that
+/// index is final whatever bytes follow, so a stream can split what it has read.
+pub(crate) fn scan(bytes: &[u8], opts: SplitOptions) -> (Vec<(usize, usize)>, usize) {
+    let mut frags = Vec::new();
+    let mut last_end = 0usize;
     let mut start = 0usize;
     // Whether the current fragment has any byte outside comments and whitespace.
     let mut has_code = false;
     let mut i = 0usize;
     let n = bytes.len();
-    let push = |out: &mut Vec<SplitStatement>, start: usize, end: usize, has_code: bool| {
-        if !has_code {
-            return;
-        }
-        let frag = &input[start..end];
-        let lead = frag.len() - frag.trim_start().len();
-        let text = frag.trim();
-        if text.is_empty() {
-            return;
-        }
-        let offset = start + lead;
-        out.push(SplitStatement {
-            text: text.to_string(),
-            offset,
-            line: 0, // filled below in one pass
-        });
-    };
     while i < n {
         let b = bytes[i];
         match b {
             b';' => {
-                push(&mut out, start, i, has_code);
+                if has_code {
+                    frags.push((start, i));
+                }
+                last_end = i + 1;
                 has_code = false;
                 start = i + 1;
                 i += 1;
@@ -107,16 +128,10 @@ pub fn split_statements(input: &str, opts: SplitOptions) -> Vec<SplitStatement> 
             }
         }
     }
-    push(&mut out, start, n, has_code);
-    // Line numbers in one forward pass over the input.
-    let mut line = 1u64;
-    let mut pos = 0usize;
-    for st in &mut out {
-        line += bytes[pos..st.offset].iter().filter(|&&c| c == b'\n').count() as u64;
-        pos = st.offset;
-        st.line = line;
+    if has_code {
+        frags.push((start, n));
     }
-    out
+    (frags, last_end)
 }
 
 fn is_ident_byte(b: u8) -> bool {
