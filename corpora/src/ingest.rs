@@ -479,8 +479,8 @@ fn stream_sql(mut reader: impl Read, split: SplitOptions, block: usize, sink: &m
     let mut line = 1u64;
     let mut eof = false;
     while !eof {
-        let want = buf.len() + buf.len().max(block);
-        let need = (want - buf.len()) as u64;
+        // At least as many new bytes as the tail already holds (and a block).
+        let need = buf.len().max(block) as u64;
         let got = (&mut reader)
             .take(need)
             .read_to_end(&mut buf)

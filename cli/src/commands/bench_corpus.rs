@@ -10,6 +10,7 @@ use anyhow::Context;
 use sqlflight_corpora::ingest::{IngestFormat, IngestOptions, ingest};
 use sqlflight_corpora::synth;
 use sqlflight_corpora::{CorpusManifest, CorpusWriter};
+use sqlflight_flighting::stats::median;
 
 use crate::{Cli, EXIT_OK};
 
@@ -36,19 +37,6 @@ pub struct IngestBenchArgs {
     /// Runs of each side; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
-}
-
-/// The median of some timings.
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
 }
 
 /// Peak resident set of a child process, from `wait4`.
@@ -117,7 +105,7 @@ pub fn bench_ingest(a: &IngestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
         report = Some(r);
     }
     let report = report.context("no run")?;
-    let ours = median(times.clone());
+    let ours = median(&times).unwrap_or_default();
     let statements = report.kept;
     let mut result = serde_json::json!({
         "log": log, "log_bytes": size, "statements": statements, "templates": report.templates,
@@ -156,7 +144,7 @@ pub fn bench_ingest(a: &IngestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
             }
             peer_times.push(start.elapsed().as_secs_f64());
         }
-        let peer = median(peer_times.clone());
+        let peer = median(&peer_times).unwrap_or_default();
         result["pt_query_digest_runs_s"] = peer_times.into();
         result["pt_query_digest_s"] = peer.into();
         result["ratio"] = (peer / ours).into();

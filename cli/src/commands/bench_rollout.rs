@@ -157,9 +157,8 @@ fn spawn_server(f: impl FnOnce(mpsc::Sender<SocketAddr>) + Send + 'static) -> an
     Ok(rx.recv_timeout(Duration::from_secs(30))?)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+fn median(v: &[f64]) -> f64 {
+    sqlflight_flighting::stats::median(v).unwrap_or_default()
 }
 
 pub fn bench_rollout(args: &RolloutBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
@@ -265,10 +264,10 @@ pub fn bench_rollout(args: &RolloutBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
         "http_constant_requests_per_s": http_fixed.round(),
         "http_route_vs_constant": http_route / http_fixed,
         "http_connections": args.connections,
-        "rollback_to_first_baseline_lookup_ms_median": median(process_ms.clone()),
+        "rollback_to_first_baseline_lookup_ms_median": median(&process_ms),
         "rollback_to_first_baseline_lookup_ms_max": process_ms.iter().cloned().fold(0.0, f64::max),
-        "rollback_command_exit_ms_median": median(command_ms),
-        "rollback_in_process_ms_median": median(inproc_ms.clone()),
+        "rollback_command_exit_ms_median": median(&command_ms),
+        "rollback_in_process_ms_median": median(&inproc_ms),
         "rollback_in_process_ms_max": inproc_ms.iter().cloned().fold(0.0, f64::max),
         "rollbacks": args.rollbacks.max(1),
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
