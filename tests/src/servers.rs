@@ -247,13 +247,19 @@ impl Mariadb {
             .prefix("sqlflight-maria")
             .tempdir()
             .expect("temp dir");
+        // A temp dir of its own: servers set up at once otherwise share /tmp for
+        // their temporary tables, and one's cleanup can break another's install.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).expect("server temp dir");
         let ids = ids_of("mysql");
         chown_all(dir.path(), ids);
+        chown_all(&tmp, ids);
         let data = dir.path().join("data");
         let mut install = Command::new("mariadb-install-db");
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
         if ids.is_some() {
             install.arg("--user=mysql");
@@ -271,6 +277,7 @@ impl Mariadb {
             Command::new("mariadbd")
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--tmpdir={}", tmp.display()))
                 .arg(format!("--socket={}", socket.display()))
                 .arg(format!("--pid-file={}", dir.path().join("mysqld.pid").display()))
                 .arg(format!("--port={port}"))
