@@ -127,21 +127,25 @@ pub struct RunManifest {
     /// Why the run stopped early (status `stopped`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_reason: Option<String>,
+    /// Version of the result digests in a flight run's outcomes
+    /// ([`crate::digest::DIGEST_VERSION`]); digests of different versions are never
+    /// compared. Absent in playback runs and in flight runs written before it was
+    /// recorded (version 1): read it with [`RunManifest::digest_version`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_version: Option<u32>,
     /// Outcome counts per class, written when the run completes.
     #[serde(default)]
     pub counts: BTreeMap<String, u64>,
 }
 
 impl RunManifest {
-    /// What must be equal for a run directory to be resumed with these settings.
-    pub fn identity(&self) -> (String, &str, &EngineInfo, &EngineInfo, Option<PartitionSpec>, u64) {
-        (
-            self.kind.clone(),
-            &self.corpus.hash,
-            &self.baseline,
-            &self.candidate,
-            self.partition,
-            self.timeout_ms,
-        )
+    /// The result-digest version of a flight run's digests (runs written before
+    /// versions were recorded are version 1); `None` for playback runs.
+    pub fn digest_version(&self) -> Option<u32> {
+        match self.digest_version {
+            Some(v) => Some(v),
+            None if self.kind == "flight" => Some(1),
+            None => None,
+        }
     }
 }

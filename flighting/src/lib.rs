@@ -127,6 +127,16 @@ impl Snapshot {
         if manifest.kind != "flight" {
             return Err(format!("a snapshot must be a flight run, not a {} run", manifest.kind));
         }
+        let current = sqlflight_diffing::digest::DIGEST_VERSION;
+        if let Some(v) = manifest.digest_version()
+            && v != current
+        {
+            return Err(format!(
+                "its result digests are version {v} and this sqlflight computes version {current}; \
+                 digests of different versions cannot be compared: record the baseline again \
+                 with this sqlflight (`sqlflight flight`) and use that run as the snapshot"
+            ));
+        }
         Ok(Snapshot {
             baseline: manifest.baseline.clone(),
             corpus_hash: manifest.corpus.hash.clone(),
@@ -223,6 +233,7 @@ pub fn run_flight(
         resume: opts.resume,
         config: opts.config.clone(),
         dialect_failures: opts.dialect_failures,
+        digest_version: Some(sqlflight_diffing::digest::DIGEST_VERSION),
     };
     let started = Instant::now();
     // The budget never stops a run before its first query: a run that verifies

@@ -116,6 +116,8 @@ pub struct RunSetup<'a> {
     /// Cross-engine runs: parse/plan failures on one side are dialect failures
     /// (`skipped`), not regressions.
     pub dialect_failures: bool,
+    /// The result-digest version of the outcomes (flight), recorded in the manifest.
+    pub digest_version: Option<u32>,
 }
 
 /// The shared driver of playback and flight: opens (or resumes) the run's
@@ -154,6 +156,7 @@ pub fn drive(
         status: RunStatus::Running,
         resumed: 0,
         stopped_reason: None,
+        digest_version: setup.digest_version,
         counts: Default::default(),
     };
     let journal = Journal::open(setup.out, manifest, setup.resume)?;
@@ -228,6 +231,7 @@ pub fn run_playback(
         resume: opts.resume,
         config: opts.config.clone(),
         dialect_failures: opts.dialect_failures,
+        digest_version: None,
     };
     let (manifest, outcomes) = drive(setup, progress, &|| None, &|rec| {
         play_one(rec, &baseline, &candidate, opts.timeout)

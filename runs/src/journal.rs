@@ -185,6 +185,13 @@ fn mismatch(old: &RunManifest, new: &RunManifest) -> Option<String> {
     if old.timeout_ms != new.timeout_ms {
         return Some("timeout".into());
     }
+    if old.digest_version() != new.digest_version() {
+        return Some(format!(
+            "result digest version ({}; this sqlflight computes {})",
+            old.digest_version().unwrap_or(0),
+            new.digest_version().unwrap_or(0)
+        ));
+    }
     None
 }
 

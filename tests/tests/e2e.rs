@@ -1132,6 +1132,7 @@ fn fixed_run() -> sqlflight_reports::RunView {
         status: RunStatus::Complete,
         resumed: 0,
         stopped_reason: None,
+        digest_version: None,
         counts: Default::default(),
     };
     let plan = |p: &str| NormalizedPlan::new("Projection: a", Some(p));
@@ -1521,6 +1522,62 @@ fn query_bank_compares_a_candidate_against_a_snapshot() {
     // The baseline's timings are the bank's.
     let t = |os: &[sqlflight_diffing::OutcomeRecord]| os[0].flight.as_ref().unwrap().baseline.times_ms.clone();
     assert_eq!(t(&o), t(&bank));
+    // Result digests are versioned: the bank records its version; a bank of another
+    // version (here one written before versions were recorded: version 1) is
+    // refused, and so is resuming a run made with another version.
+    assert_eq!(bank_m.digest_version, Some(sqlflight_diffing::digest::DIGEST_VERSION));
+    let set_version = |dir: &str, v: Option<u32>| {
+        let path = Path::new(dir).join("manifest.json");
+        let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        match v {
+            Some(v) => m["digest_version"] = v.into(),
+            None => {
+                m.as_object_mut().unwrap().remove("digest_version");
+            }
+        }
+        std::fs::write(&path, serde_json::to_string(&m).unwrap()).unwrap();
+    };
+    std::fs::create_dir(p("v1-bank")).unwrap();
+    for f in ["manifest.json", "outcomes.jsonl"] {
+        std::fs::copy(Path::new(&p("bank")).join(f), Path::new(&p("v1-bank")).join(f)).unwrap();
+    }
+    set_version(&p("v1-bank"), None);
+    assert_eq!(
+        sqlflight_runs::read_manifest(Path::new(&p("v1-bank")))
+            .unwrap()
+            .digest_version(),
+        Some(1)
+    );
+    let args = [
+        "sqlflight",
+        "flight",
+        "-c",
+        cfg,
+        "--out",
+        &p("y"),
+        "--snapshot",
+        &p("v1-bank"),
+        "-q",
+    ];
+    assert_eq!(sqlflight::run_cli(args), 2);
+    assert!(
+        !Path::new(&p("y")).exists(),
+        "nothing is written for a refused snapshot"
+    );
+    set_version(&p("later"), Some(1));
+    let args = [
+        "sqlflight",
+        "flight",
+        "-c",
+        cfg,
+        "--out",
+        &p("later"),
+        "--snapshot",
+        &p("bank"),
+        "--resume",
+        "-q",
+    ];
+    assert_eq!(sqlflight::run_cli(args), 2);
     // A snapshot of another corpus is refused.
     let other = tmp.path().join("o.yaml");
     std::fs::write(

@@ -402,6 +402,7 @@ fn generate_run(dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
         status: RunStatus::Running,
         resumed: 0,
         stopped_reason: None,
+        digest_version: Some(sqlflight_diffing::digest::DIGEST_VERSION),
         counts: Default::default(),
     };
     let journal = sqlflight_runs::Journal::open(dir, manifest, false)?;
