@@ -289,19 +289,19 @@ fn value_hashes_on(build: Build, array: &dyn Array, out: &mut Vec<u64>) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Build::Avx512` is only chosen when the CPU has these features.
         Build::Avx512 => unsafe { value_hashes_avx512(array, out) },
-        _ => value_hashes_body(array, out),
+        _ => value_hashes_body(array, out, &mut Pump::default()),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
 fn value_hashes_avx512(array: &dyn Array, out: &mut Vec<u64>) {
-    value_hashes_body(array, out)
+    value_hashes_body(array, out, &mut Pump::default())
 }
 
 #[inline(always)]
-fn value_hashes_body(array: &dyn Array, out: &mut Vec<u64>) {
-    if fixed_and_bytes(array, out) {
+fn value_hashes_body(array: &dyn Array, out: &mut Vec<u64>, pump: &mut Pump) {
+    if fixed_and_bytes(array, out, pump) {
         if let Some(nulls) = array.logical_nulls() {
             for_each_null(&nulls, |i| out[i] = NULL_HASH);
         }
@@ -333,15 +333,19 @@ fn for_each_null(nulls: &NullBuffer, mut f: impl FnMut(usize)) {
 /// The hot types: fixed-width values and byte strings, one vectorizable pass
 /// each (nulls are fixed up by the caller). `false` for every other type.
 #[inline(always)]
-fn fixed_and_bytes(array: &dyn Array, out: &mut Vec<u64>) -> bool {
+fn fixed_and_bytes(array: &dyn Array, out: &mut Vec<u64>, pump: &mut Pump) -> bool {
     // Plain zipped loops over a sized output (no iterator adapters that might not
     // be inlined into the vectorized build).
     out.clear();
     out.resize(array.len(), 0);
     macro_rules! prim {
         ($t:ty, $f:expr) => {{
-            for (o, v) in out.iter_mut().zip(array.as_primitive::<$t>().values().iter()) {
-                *o = $f(*v);
+            let src = array.as_primitive::<$t>().values();
+            for (o, v) in out.chunks_mut(STEP).zip(src.chunks(STEP)) {
+                pump.step();
+                for (o, v) in o.iter_mut().zip(v) {
+                    *o = $f(*v);
+                }
             }
         }};
     }
@@ -386,30 +390,36 @@ fn fixed_and_bytes(array: &dyn Array, out: &mut Vec<u64>) -> bool {
         DataType::Interval(IntervalUnit::YearMonth) => int!(IntervalYearMonthType),
         DataType::Utf8 => {
             let a = array.as_string::<i32>();
-            offsets_like(out, a.value_offsets(), a.value_data())
+            offsets_like(out, a.value_offsets(), a.value_data(), pump)
         }
         DataType::LargeUtf8 => {
             let a = array.as_string::<i64>();
-            offsets_like(out, a.value_offsets(), a.value_data())
+            offsets_like(out, a.value_offsets(), a.value_data(), pump)
         }
         DataType::Binary => {
             let a = array.as_binary::<i32>();
-            offsets_like(out, a.value_offsets(), a.value_data())
+            offsets_like(out, a.value_offsets(), a.value_data(), pump)
         }
         DataType::LargeBinary => {
             let a = array.as_binary::<i64>();
-            offsets_like(out, a.value_offsets(), a.value_data())
+            offsets_like(out, a.value_offsets(), a.value_data(), pump)
         }
         DataType::Utf8View => {
             let a = array.as_string_view();
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = hbytes(a.value(i).as_bytes());
+            for (c, chunk) in out.chunks_mut(STEP).enumerate() {
+                pump.step();
+                for (k, o) in chunk.iter_mut().enumerate() {
+                    *o = hbytes(a.value(c * STEP + k).as_bytes());
+                }
             }
         }
         DataType::BinaryView => {
             let a = array.as_binary_view();
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = hbytes(a.value(i));
+            for (c, chunk) in out.chunks_mut(STEP).enumerate() {
+                pump.step();
+                for (k, o) in chunk.iter_mut().enumerate() {
+                    *o = hbytes(a.value(c * STEP + k));
+                }
             }
         }
         _ => return false,
@@ -419,10 +429,14 @@ fn fixed_and_bytes(array: &dyn Array, out: &mut Vec<u64>) -> bool {
 
 /// Hashes each value of an offsets + data layout (nulls are fixed up by the caller).
 #[inline(always)]
-fn offsets_like<O: Copy + TryInto<usize>>(out: &mut [u64], offsets: &[O], data: &[u8]) {
+fn offsets_like<O: Copy + TryInto<usize>>(out: &mut [u64], offsets: &[O], data: &[u8], pump: &mut Pump) {
     let at = |o: O| o.try_into().unwrap_or(0);
-    for (o, w) in out.iter_mut().zip(offsets.windows(2)) {
-        *o = hbytes(data.get(at(w[0])..at(w[1])).unwrap_or(&[]));
+    for (c, chunk) in out.chunks_mut(STEP).enumerate() {
+        pump.step();
+        let offs = offsets.get(c * STEP..).unwrap_or(&[]);
+        for (o, w) in chunk.iter_mut().zip(offs.windows(2)) {
+            *o = hbytes(data.get(at(w[0])..at(w[1])).unwrap_or(&[]));
+        }
     }
 }
 
@@ -675,18 +689,16 @@ impl DigestBuilder {
             self.key.resize(n, 0x0de7);
         }
         for (ci, (col, acc)) in batch.columns().iter().zip(self.cols.iter_mut()).enumerate() {
-            if let Some(next) = batch.columns().get(ci + 1) {
-                prefetch(next.as_ref());
-            }
+            let mut pump = Pump::new(batch.columns().get(ci + 1).map(|c| c.as_ref()), n);
             acc.nulls += col.logical_null_count() as u64;
             let is_key = self.order_keys.as_ref().is_some_and(|keys| keys.contains(&ci));
             if acc.float {
-                float_column(col, acc, &mut self.floats, &mut self.vals);
+                float_column(col, acc, &mut self.floats, &mut self.vals, &mut pump);
                 if is_key {
-                    value_hashes_body(col.as_ref(), &mut self.vals);
+                    value_hashes_body(col.as_ref(), &mut self.vals, &mut pump);
                 }
             } else {
-                value_hashes_body(col.as_ref(), &mut self.vals);
+                value_hashes_body(col.as_ref(), &mut self.vals, &mut pump);
                 acc.values = acc.values.wrapping_add(fold_column(&mut self.row, &self.vals));
             }
             if is_key {
@@ -738,20 +750,107 @@ impl DigestBuilder {
     }
 }
 
-/// Asks the CPU to start loading a column's buffers into L2 while the current
-/// column is hashed (a batch's columns are separate allocations, each a short
-/// stream that the hardware prefetcher only picks up late).
-#[inline(always)]
-fn prefetch(array: &dyn Array) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let data = array.to_data();
-        for buf in data.buffers() {
-            for line in buf.as_slice().chunks(64) {
+/// Rows per step of the hot loops; the prefetch pump runs once per step.
+const STEP: usize = 64;
+
+/// Prefetches the next column's bytes into L2 a few cache lines per step of the
+/// current column's loops, so memory and arithmetic overlap. A batch's columns
+/// are separate allocations, each a short stream the hardware prefetcher picks up
+/// late; prefetching a whole column at once would stall on the line-fill buffers.
+#[derive(Default)]
+struct Pump {
+    ranges: [Option<(arrow::buffer::Buffer, usize, usize)>; 2],
+    which: usize,
+    at: usize,
+    per_step: usize,
+}
+
+impl Pump {
+    /// A pump for `next`, spread over the steps of a column of `rows` rows. Only
+    /// the bytes the next column's hot loop reads: fixed-width values, offsets
+    /// and the used part of byte data, string views (not the shared data buffers).
+    fn new(next: Option<&dyn Array>, rows: usize) -> Pump {
+        let Some(a) = next else {
+            return Pump::default();
+        };
+        fn bytes<O: arrow::array::OffsetSizeTrait>(
+            o: &arrow::buffer::OffsetBuffer<O>,
+            data: &arrow::buffer::Buffer,
+        ) -> [Option<(arrow::buffer::Buffer, usize, usize)>; 2] {
+            let (first, last) = (
+                o.first().and_then(|x| x.to_usize()),
+                o.last().and_then(|x| x.to_usize()),
+            );
+            let offsets = o.inner().inner().clone();
+            let len = offsets.len();
+            [
+                Some((offsets, 0, len)),
+                first.zip(last).map(|(f, l)| (data.clone(), f, l.min(data.len()))),
+            ]
+        }
+        let ranges = match a.data_type() {
+            DataType::Utf8 => {
+                let s = a.as_string::<i32>();
+                bytes(s.offsets(), s.values())
+            }
+            DataType::LargeUtf8 => {
+                let s = a.as_string::<i64>();
+                bytes(s.offsets(), s.values())
+            }
+            DataType::Binary => {
+                let s = a.as_binary::<i32>();
+                bytes(s.offsets(), s.values())
+            }
+            DataType::LargeBinary => {
+                let s = a.as_binary::<i64>();
+                bytes(s.offsets(), s.values())
+            }
+            DataType::Utf8View => {
+                let v = a.as_string_view().views().inner().clone();
+                let len = v.len();
+                [Some((v, 0, len)), None]
+            }
+            dt if dt.primitive_width().is_some() => {
+                let d = a.to_data();
+                let b = d.buffers().first().cloned();
+                [b.map(|b| (b.clone(), 0, b.len())), None]
+            }
+            _ => [None, None],
+        };
+        let lines: usize = ranges
+            .iter()
+            .flatten()
+            .map(|(_, s, e)| e.saturating_sub(*s).div_ceil(64))
+            .sum();
+        let at = ranges[0].as_ref().map_or(0, |r| r.1);
+        Pump {
+            ranges,
+            which: 0,
+            at,
+            per_step: lines.div_ceil(rows.div_ceil(STEP).max(1)),
+        }
+    }
+
+    #[inline(always)]
+    fn step(&mut self) {
+        for _ in 0..self.per_step {
+            let Some(Some((buf, _, end))) = self.ranges.get(self.which) else {
+                return;
+            };
+            if self.at >= *end {
+                self.which += 1;
+                self.at = self.ranges.get(self.which).and_then(|r| r.as_ref()).map_or(0, |r| r.1);
+                continue;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if let Some(line) = buf.as_slice().get(self.at..) {
                 // SAFETY: a prefetch is a hint on a valid address; it reads nothing
                 // the program sees and never faults (SSE is baseline on x86-64).
                 unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(line.as_ptr().cast()) };
             }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = buf;
+            self.at += 64;
         }
     }
 }
@@ -769,7 +868,7 @@ fn fold_column(rows: &mut [u64], vals: &[u64]) -> u64 {
 
 /// A float column's statistics and exact digest in one pass over its values.
 #[inline(always)]
-fn float_column(col: &ArrayRef, acc: &mut ColAcc, scratch: &mut Vec<f64>, vals: &mut Vec<u64>) {
+fn float_column(col: &ArrayRef, acc: &mut ColAcc, scratch: &mut Vec<f64>, vals: &mut Vec<u64>, pump: &mut Pump) {
     let cast;
     let a = match col.data_type() {
         DataType::Float64 => col.as_primitive::<Float64Type>(),
@@ -780,7 +879,7 @@ fn float_column(col: &ArrayRef, acc: &mut ColAcc, scratch: &mut Vec<f64>, vals: 
             }
             Err(_) => {
                 // Not representable as f64 (no engine type does this): exact digest only.
-                value_hashes_body(col.as_ref(), vals);
+                value_hashes_body(col.as_ref(), vals, pump);
                 acc.exact = vals.iter().fold(acc.exact, |s, v| s.wrapping_add(*v));
                 return;
             }
@@ -798,7 +897,7 @@ fn float_column(col: &ArrayRef, acc: &mut ColAcc, scratch: &mut Vec<f64>, vals: 
         }
         _ => a.values(),
     };
-    let l = float_lanes(values);
+    let l = float_lanes(values, pump);
     let n = nulls as u64;
     acc.exact = acc
         .exact
@@ -826,7 +925,7 @@ struct FloatLanes {
 }
 
 #[inline(always)]
-fn float_lanes(values: &[f64]) -> FloatLanes {
+fn float_lanes(values: &[f64], pump: &mut Pump) -> FloatLanes {
     let mut sum = [0f64; 8];
     let mut comp = [0f64; 8];
     let mut exact = [0u64; 8];
@@ -846,7 +945,10 @@ fn float_lanes(values: &[f64]) -> FloatLanes {
         sum[i] = s;
     };
     let mut chunks = values.chunks_exact(8);
-    for ch in &mut chunks {
+    for (k, ch) in (&mut chunks).enumerate() {
+        if k % (STEP / 8) == 0 {
+            pump.step();
+        }
         for (i, x) in ch.iter().enumerate() {
             add(i, *x);
         }

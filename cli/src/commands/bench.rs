@@ -253,7 +253,8 @@ fn bench_digest(args: &DigestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
             }
         }
         let t_values = t.elapsed();
-        // 3. What row-comparing verifiers do: encode rows, sort both results, compare.
+        // 3. What row-comparing verifiers do: encode rows, sort both results, then
+        // walk the two sorted sequences comparing row by row.
         let t = Instant::now();
         let conv = RowConverter::new(
             schema
@@ -262,23 +263,39 @@ fn bench_digest(args: &DigestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
                 .map(|f| SortField::new(f.data_type().clone()))
                 .collect(),
         )?;
-        let mut sides = Vec::new();
+        let mut encoded = Vec::new();
         for _ in 0..2 {
             let mut rows = conv.empty_rows(args.rows, bytes);
             for b in &batches {
                 conv.append(&mut rows, b.columns())?;
             }
-            let mut v: Vec<_> = rows.iter().collect();
-            v.sort_unstable();
-            sides.push(v.iter().map(|r| r.as_ref().len()).sum::<usize>());
+            encoded.push(rows);
         }
+        let t_encode = t.elapsed();
+        let mut sorted: Vec<Vec<_>> = encoded.iter().map(|rows| rows.iter().collect()).collect();
+        for v in &mut sorted {
+            v.sort_unstable();
+        }
+        let t_sorted = t.elapsed();
+        let differing = sorted[0].iter().zip(&sorted[1]).filter(|(a, b)| a != b).count()
+            + sorted[0].len().abs_diff(sorted[1].len());
+        let sides: Vec<usize> = sorted
+            .iter()
+            .map(|v| v.iter().map(|r| r.as_ref().len()).sum::<usize>())
+            .collect();
+        drop(sorted);
+        drop(encoded);
         let t_sort = t.elapsed();
-        runs.push((t_digest, t_raw, t_values, t_sort));
-        last = Some((digest, acc, acc2, sides));
+        let t_walk = t_sort - t_sorted;
+        let t_sorting = t_sorted - t_encode;
+        runs.push((t_digest, t_raw, t_values, t_sort, t_encode, t_sorting, t_walk));
+        last = Some((digest, acc, acc2, sides, differing));
     }
-    let med = |f: fn(&(Duration, Duration, Duration, Duration)) -> Duration| median(runs.iter().map(f).collect());
+    type Run = (Duration, Duration, Duration, Duration, Duration, Duration, Duration);
+    let med = |f: fn(&Run) -> Duration| median(runs.iter().map(f).collect());
     let (t_digest, t_raw, t_values, t_sort) = (med(|r| r.0), med(|r| r.1), med(|r| r.2), med(|r| r.3));
-    let Some((digest, acc, acc2, sides)) = last else {
+    let (t_encode, t_sorting, t_walk) = (med(|r| r.4), med(|r| r.5), med(|r| r.6));
+    let Some((digest, acc, acc2, sides, differing)) = last else {
         anyhow::bail!("no runs")
     };
     let rate = |d: Duration| args.rows as f64 / d.as_secs_f64();
@@ -296,8 +313,11 @@ fn bench_digest(args: &DigestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
         "per_value_hash_only_gb_per_s": gbps(t_values),
         "digest_share_of_per_value_hash_speed": t_values.as_secs_f64() / t_digest.as_secs_f64(),
         "sort_based_compare_s": t_sort.as_secs_f64(),
+        "sort_based_encode_both_s": t_encode.as_secs_f64(),
+        "sort_based_sort_both_s": t_sorting.as_secs_f64(),
+        "sort_based_walk_rows_s": t_walk.as_secs_f64(),
         "digest_speedup_vs_sort_based": t_sort.as_secs_f64() / (2.0 * t_digest.as_secs_f64()),
-        "checks": format!("{} rows digested, xor {acc:x} / {acc2:x}, sorted {} + {} bytes", digest.rows, sides[0], sides[1]),
+        "checks": format!("{} rows digested, xor {acc:x} / {acc2:x}, sorted {} + {} bytes, {differing} rows differ", digest.rows, sides[0], sides[1]),
     });
     emit(
         cli,
