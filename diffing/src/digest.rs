@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 pub const DIGEST_VERSION: u32 = 2;
 
 const NULL_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
+const ROW_SEED: u64 = 0x005e_ed0f_f11e;
 
 /// The 64-bit finalizer of MurmurHash3: a fast, well-mixing bijection.
 #[inline]
@@ -83,7 +84,12 @@ fn h64(v: u64) -> u64 {
 /// opposite signs cannot cancel out.
 #[inline(always)]
 fn h128(v: i128) -> u64 {
-    mix((v as u64) ^ ((v >> 64) as u64).wrapping_mul(0x9fb2_1c65_1e98_df25) ^ 0x5851_f42d_4c95_7f2d)
+    h128_words(v as u64, (v >> 64) as u64)
+}
+
+#[inline(always)]
+fn h128_words(lo: u64, hi: u64) -> u64 {
+    mix(lo ^ hi.wrapping_mul(0x9fb2_1c65_1e98_df25) ^ 0x5851_f42d_4c95_7f2d)
 }
 
 /// Bytes: short values (most keys, codes, names) inline with one folded multiply
@@ -335,8 +341,8 @@ fn for_each_null(nulls: &NullBuffer, mut f: impl FnMut(usize)) {
 #[inline(always)]
 fn fixed_and_bytes(array: &dyn Array, out: &mut Vec<u64>, pump: &mut Pump) -> bool {
     // Plain zipped loops over a sized output (no iterator adapters that might not
-    // be inlined into the vectorized build).
-    out.clear();
+    // be inlined into the vectorized build). Every path below writes every slot,
+    // so the buffer is only resized, not cleared.
     out.resize(array.len(), 0);
     macro_rules! prim {
         ($t:ty, $f:expr) => {{
@@ -372,7 +378,22 @@ fn fixed_and_bytes(array: &dyn Array, out: &mut Vec<u64>, pump: &mut Pump) -> bo
         DataType::Float64 => prim!(Float64Type, hf64),
         DataType::Decimal32(..) => prim!(Decimal32Type, |v: i32| h128(i128::from(v))),
         DataType::Decimal64(..) => prim!(Decimal64Type, |v: i64| h128(i128::from(v))),
-        DataType::Decimal128(..) => prim!(Decimal128Type, h128),
+        DataType::Decimal128(..) => {
+            // As pairs of words: the compiler splits the halves with two permutes
+            // instead of loading each value's halves one by one.
+            let src = array.as_primitive::<Decimal128Type>().values();
+            if src.inner().as_ptr().align_offset(std::mem::align_of::<u64>()) == 0 {
+                let words: &[u64] = src.inner().typed_data();
+                for (o, w) in out.chunks_mut(STEP).zip(words.chunks(2 * STEP)) {
+                    pump.step();
+                    for (o, w) in o.iter_mut().zip(w.chunks_exact(2)) {
+                        *o = h128_words(w[0], w[1]);
+                    }
+                }
+            } else {
+                prim!(Decimal128Type, h128)
+            }
+        }
         DataType::Date32 => int!(Date32Type),
         DataType::Date64 => int!(Date64Type),
         DataType::Time32(TimeUnit::Second) => int!(Time32SecondType),
@@ -660,6 +681,21 @@ impl DigestBuilder {
         }
     }
 
+    /// Uses the portable build of the digest loops even where the AVX-512 build
+    /// would run (benchmarks; both compute the same digest).
+    pub fn portable(mut self) -> Self {
+        self.build = Build::Portable;
+        self
+    }
+
+    /// Which build of the digest loops runs: `portable` or `avx512`.
+    pub fn build_name(&self) -> &'static str {
+        match self.build {
+            Build::Portable => "portable",
+            Build::Avx512 => "avx512",
+        }
+    }
+
     /// Adds one batch. Batches whose column count differs from the schema's are
     /// digested as far as their columns go (engines do not produce them).
     pub fn update(&mut self, batch: &RecordBatch) {
@@ -681,8 +717,10 @@ impl DigestBuilder {
     fn update_body(&mut self, batch: &RecordBatch) {
         let n = batch.num_rows();
         self.rows += n as u64;
-        self.row.clear();
-        self.row.resize(n, 0x005e_ed0f_f11e);
+        // The first folded column overwrites every row hash (from the seed), so
+        // the buffer is only resized here.
+        self.row.resize(n, ROW_SEED);
+        let mut seeded = false;
         let keyed = self.order_keys.is_some();
         if keyed {
             self.key.clear();
@@ -699,11 +737,15 @@ impl DigestBuilder {
                 }
             } else {
                 value_hashes_body(col.as_ref(), &mut self.vals, &mut pump);
-                acc.values = acc.values.wrapping_add(fold_column(&mut self.row, &self.vals));
+                acc.values = acc.values.wrapping_add(fold_column(&mut self.row, &self.vals, !seeded));
+                seeded = true;
             }
             if is_key {
-                fold_column(&mut self.key, &self.vals);
+                fold_column(&mut self.key, &self.vals, false);
             }
+        }
+        if !seeded {
+            self.row.fill(ROW_SEED);
         }
         let (mut lo, mut hi) = (0u64, 0u64);
         for r in &self.row {
@@ -857,11 +899,18 @@ impl Pump {
 
 /// Folds a column's value hashes into the row hashes; returns their sum.
 #[inline(always)]
-fn fold_column(rows: &mut [u64], vals: &[u64]) -> u64 {
+fn fold_column(rows: &mut [u64], vals: &[u64], first: bool) -> u64 {
     let mut s = 0u64;
-    for (r, v) in rows.iter_mut().zip(vals) {
-        *r = combine(*r, *v);
-        s = s.wrapping_add(*v);
+    if first {
+        for (r, v) in rows.iter_mut().zip(vals) {
+            *r = combine(ROW_SEED, *v);
+            s = s.wrapping_add(*v);
+        }
+    } else {
+        for (r, v) in rows.iter_mut().zip(vals) {
+            *r = combine(*r, *v);
+            s = s.wrapping_add(*v);
+        }
     }
     s
 }

@@ -52,6 +52,10 @@ pub struct DigestBenchArgs {
     /// Timed repetitions of each measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Digest with the portable build even where the AVX-512 build would run
+    /// (what CPUs without AVX-512 get; the per-value-hash line keeps the detected build).
+    #[arg(long)]
+    pub portable: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -225,6 +229,9 @@ fn bench_digest(args: &DigestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
         // 1. The digest, as flight computes it.
         let t = Instant::now();
         let mut d = DigestBuilder::new(&schema, None);
+        if args.portable {
+            d = d.portable();
+        }
         for b in &batches {
             d.update(b);
         }
@@ -303,6 +310,7 @@ fn bench_digest(args: &DigestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
     let v = serde_json::json!({
         "rows": args.rows,
         "arrow_bytes": bytes,
+        "digest_build": if args.portable { "portable" } else { DigestBuilder::new(&schema, None).build_name() },
         "digest_s": t_digest.as_secs_f64(),
         "digest_rows_per_s": rate(t_digest),
         "digest_gb_per_s": gbps(t_digest),
