@@ -11,7 +11,9 @@
 //! [`plan::NormalizedPlan`].
 //!
 //! This crate must never do I/O and never know an engine: everything it compares
-//! arrives as data, so its verdicts do not depend on the engine being judged.
+//! arrives as data, so its verdicts do not depend on the engine being judged. It
+//! must never change a digest value without bumping
+//! [`digest::DIGEST_VERSION`] (digests of different versions are never compared).
 
 pub mod digest;
 pub mod outcome;
