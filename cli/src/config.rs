@@ -64,6 +64,11 @@ pub struct FlightSpec {
     /// Known differences file (YAML list of {query_id|template_id, class, reason}).
     #[serde(default)]
     pub accepted: Option<String>,
+    /// File holding the secret that seals result digests (the environment
+    /// variable `SQLFLIGHT_DIGEST_KEY` takes precedence). Without a key, digests
+    /// are sealed unkeyed.
+    #[serde(default)]
+    pub digest_key_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -27,6 +27,14 @@
 //! same digest bit for bit (integer arithmetic, and float sums whose lane structure
 //! is fixed by the code), which `portable_and_vectorized_builds_agree` checks.
 //!
+//! Stored values are sealed: every aggregate a digest keeps (row multiset, order
+//! digest, column sums, float bit digests) is written as a BLAKE3 hash of the
+//! aggregate, its kind and its column, keyed with the run's [`DigestKey`] when one is
+//! set. The per-value hashes are fast bijections, so an unsealed one-row digest
+//! could be inverted to the value; a sealed one cannot, and with a key it cannot
+//! be brute-forced either (without one, a low-entropy value — a flag, a small
+//! number — can still be guessed by hashing candidates).
+//!
 //! The hash functions are versioned ([`DIGEST_VERSION`]): digests of different
 //! versions must never be compared, so run manifests record the version and a
 //! snapshot or resume across versions is refused.
@@ -631,6 +639,47 @@ struct ColAcc {
     exact: u64,
 }
 
+/// The secret that seals a run's digests. Derived from secret material (the
+/// `SQLFLIGHT_DIGEST_KEY` environment variable or `flight.digest_key_file`); only
+/// its [`DigestKey::id`] is ever written, and it never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DigestKey([u8; 32]);
+
+impl DigestKey {
+    pub fn derive(secret: &[u8]) -> DigestKey {
+        DigestKey(blake3::derive_key("sqlflight 2026-11-21 result digest key", secret))
+    }
+
+    /// A public name for the key: equal keys have equal ids; the id reveals
+    /// nothing of the key. Recorded in run manifests.
+    pub fn id(&self) -> String {
+        blake3::keyed_hash(&self.0, b"sqlflight digest key id").to_hex()[..16].to_string()
+    }
+}
+
+impl std::fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DigestKey({})", self.id())
+    }
+}
+
+/// Seals an aggregate for storage: BLAKE3 (keyed when the run has a key) of the
+/// version, the kind of aggregate, its column and its words, as `bytes` bytes of hex.
+fn seal(key: Option<&DigestKey>, kind: &str, column: usize, words: &[u64], bytes: usize) -> String {
+    let mut h = match key {
+        Some(k) => blake3::Hasher::new_keyed(&k.0),
+        None => blake3::Hasher::new(),
+    };
+    h.update(&DIGEST_VERSION.to_le_bytes());
+    h.update(kind.as_bytes());
+    h.update(&(column as u64).to_le_bytes());
+    for w in words {
+        h.update(&w.to_le_bytes());
+    }
+    let hex = h.finalize().to_hex();
+    hex[..(2 * bytes).min(hex.len())].to_string()
+}
+
 /// Builds a [`ResultDigest`] batch by batch.
 pub struct DigestBuilder {
     schema: Vec<ColumnSchema>,
@@ -644,6 +693,7 @@ pub struct DigestBuilder {
     vals: Vec<u64>,
     floats: Vec<f64>,
     build: Build,
+    seal_key: Option<DigestKey>,
 }
 
 impl DigestBuilder {
@@ -678,7 +728,14 @@ impl DigestBuilder {
             vals: Vec::new(),
             floats: Vec::new(),
             build: Build::detect(),
+            seal_key: None,
         }
+    }
+
+    /// Seals the digest with `key` (see the module docs); `None`: unkeyed.
+    pub fn keyed(mut self, key: Option<&DigestKey>) -> Self {
+        self.seal_key = key.cloned();
+        self
     }
 
     /// Uses the portable build of the digest loops even where the AVX-512 build
@@ -762,21 +819,26 @@ impl DigestBuilder {
     }
 
     pub fn finish(self) -> ResultDigest {
-        let ordered = self.order_keys.as_ref().map(|_| format!("{:016x}", self.ordered));
+        let key = self.seal_key.as_ref();
+        let ordered = self
+            .order_keys
+            .as_ref()
+            .map(|_| seal(key, "ordered", 0, &[self.ordered], 8));
         ResultDigest {
             schema: self.schema,
             rows: self.rows,
-            multiset: format!("{:016x}{:016x}", self.multiset.1, self.multiset.0),
+            multiset: seal(key, "multiset", 0, &[self.multiset.0, self.multiset.1], 16),
             ordered,
             columns: self
                 .cols
                 .into_iter()
-                .map(|c| ColumnDigest {
+                .enumerate()
+                .map(|(i, c)| ColumnDigest {
                     nulls: c.nulls,
                     values: if c.float {
                         String::new()
                     } else {
-                        format!("{:016x}", c.values)
+                        seal(key, "values", i, &[c.values], 8)
                     },
                     float: c.float.then(|| FloatStats {
                         sum: c.fsum.value(),
@@ -784,7 +846,7 @@ impl DigestBuilder {
                         nan: c.nan,
                         pos_inf: c.pos_inf,
                         neg_inf: c.neg_inf,
-                        exact: format!("{:016x}", c.exact),
+                        exact: seal(key, "exact", i, &[c.exact], 8),
                     }),
                 })
                 .collect(),
@@ -1196,15 +1258,15 @@ mod tests {
         for (batch, want) in [
             (
                 mixed(false),
-                "13541cdc9bd516d001650ab9d533367d 0/3622be6d17711996/ 0/b3091558d9d341bc/ 0//40145a15d9a3ebe8:40fdc13000000000:1000 0/b8951b1062640699/ 0/dcfb7a50cd7fe5fe/ 0/55e8df88ffdedea9/ 0/61ea4851d2d0d167/",
+                "d5c8c8b6377111179b5b4d8da6f70847 0/bb5b06ed94be52c3/ 0/41f2bbd82b3d42d2/ 0//2bfcb9ef187e1551:40fdc13000000000:1000 0/3626dc3bed7c3b40/ 0/8d50d4b3d1dfb402/ 0/e5a5a7ff02cbaf25/ 0/28b1e39d5d2e1e0f/",
             ),
             (
                 mixed(true),
-                "44a10785eaab67349b5d235c80c5fe48 143/9e2f6e4efcea2e6b/ 143/64be5a98c19821a0/ 143//45befd17fd8c86c8:40f97ed000000000:857 143/0d95aec8e2b6beea/ 143/4e185295cdb4c8b7/ 143/730bfb7858b9d38f/ 143/1a0b9002d3ca2b9f/",
+                "7fcc9767cf38d694cb9c5370d891e607 143/d183164b5c04169a/ 143/743945e5948bbdde/ 143//04a06c8a4c6017c1:40f97ed000000000:857 143/095262dbaa2c2313/ 143/041b7c762d576653/ 143/bc7c127bc0eb6256/ 143/00673dac8110938b/",
             ),
             (
                 wide(true),
-                "160f19d9ca1906ed707f4b316ad3103f 60/d2802bf0424debdb/ 60/0b20a75cd0624b28/ 60//01bd99950af612fa:0:90 60//e09d0890d5decd7e:7e85a6d6db406a95:119 60/3bee721a65760c78/ 60/97c568f400008efa/ 60/98a5e7059018d5dc/ 60/1b1fccd143ca7f54/ 60/9e167b7c72bce475/ 60/44038aa52bd25f92/ 60/33423cc351bc309c/",
+                "739cee25faec9232e460cc1361ebfb07 60/82187bd63865efb7/ 60/d8c389796e3a18d3/ 60//bb407438079cb054:0:90 60//070dedd26473759b:7e85a6d6db406a95:119 60/ba159c108220a920/ 60/a6e10389fdc88aa0/ 60/e96ea5881d4c6681/ 60/7b23f646594c6e07/ 60/73aea46a5b1294cc/ 60/2ad277f00210b47d/ 60/9e998705c49fa5ab/",
             ),
         ] {
             let d = digest(&[batch], None);
@@ -1348,6 +1410,78 @@ mod tests {
                 let fresh = arrow::compute::concat_batches(&batch.schema(), [&sliced]).unwrap();
                 assert_eq!(digest(&[sliced], None), digest(&[fresh], None), "slice {start}+{len}");
             }
+        }
+    }
+
+    /// The inverse of `mix` (xorshift by 32 is its own inverse; odd multipliers
+    /// have inverses mod 2^64): what an attacker holding a digest would apply.
+    fn unmix(mut k: u64) -> u64 {
+        let inv = |a: u64| {
+            let mut x = a;
+            for _ in 0..6 {
+                x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+            }
+            x
+        };
+        let m = inv(0xd6e8_feb8_6659_fd93);
+        k ^= k >> 32;
+        k = k.wrapping_mul(m);
+        k ^= k >> 32;
+        k = k.wrapping_mul(m);
+        k ^ (k >> 32)
+    }
+
+    /// The value hashes are bijections, so a stored per-column sum of a one-row
+    /// result would give the value back; stored digests are sealed instead.
+    #[test]
+    fn one_row_digests_cannot_be_inverted_to_the_value() {
+        let secret = 0x5ec2_e7c0_ffee_1234_u64 as i64;
+        assert_eq!(
+            unmix(h64(secret as u64)) ^ 0x2545_f491_4f6c_dd1d,
+            secret as u64,
+            "the attack works on raw hashes"
+        );
+        let b = RecordBatch::try_from_iter(vec![("v", Arc::new(Int64Array::from(vec![secret])) as ArrayRef)]).unwrap();
+        let d = digest(&[b], Some(vec![0]));
+        let stored: Vec<&str> = [d.multiset.as_str(), d.columns[0].values.as_str()]
+            .into_iter()
+            .chain(d.ordered.as_deref())
+            .collect();
+        for hex in stored {
+            for chunk in hex.as_bytes().chunks(16) {
+                let w = u64::from_str_radix(std::str::from_utf8(chunk).unwrap(), 16).unwrap();
+                assert_ne!(unmix(w) ^ 0x2545_f491_4f6c_dd1d, secret as u64);
+                assert_ne!(w, h64(secret as u64));
+            }
+        }
+    }
+
+    #[test]
+    fn digests_are_sealed_with_the_run_key() {
+        let rows = || batch(&[1, 2, 3], &[Some("a"), None, Some("c")], &[1.0, 2.0, 3.0]);
+        let with = |key: Option<&DigestKey>| {
+            let mut b = DigestBuilder::new(&rows().schema(), Some(vec![0])).keyed(key);
+            b.update(&rows());
+            b.finish()
+        };
+        let (a, b) = (DigestKey::derive(b"alpha"), DigestKey::derive(b"beta"));
+        assert_eq!(a, DigestKey::derive(b"alpha"));
+        assert_eq!(a.id(), DigestKey::derive(b"alpha").id());
+        assert_ne!(a.id(), b.id());
+        assert!(!format!("{a:?}").contains("alpha"));
+        let (none, ka, kb) = (with(None), with(Some(&a)), with(Some(&b)));
+        assert_eq!(
+            compare_digests(&ka, &with(Some(&a)), FloatTolerance::default()),
+            DigestComparison::Match
+        );
+        for (x, y) in [(&none, &ka), (&ka, &kb), (&none, &kb)] {
+            assert_ne!(x.multiset, y.multiset);
+            assert_ne!(x.ordered, y.ordered);
+            assert_ne!(x.columns[0].values, y.columns[0].values);
+            assert_ne!(
+                x.columns[2].float.as_ref().unwrap().exact,
+                y.columns[2].float.as_ref().unwrap().exact
+            );
         }
     }
 

@@ -20,7 +20,7 @@ pub mod outcome;
 pub mod plan;
 pub mod run;
 
-pub use digest::{DigestBuilder, DigestComparison, FloatTolerance, ResultDigest, compare_digests};
+pub use digest::{DigestBuilder, DigestComparison, DigestKey, FloatTolerance, ResultDigest, compare_digests};
 pub use outcome::{
     ErrorClass, FlightDetail, FlightSide, OutcomeClass, OutcomeRecord, PerfComparison, PerfVerdict, SideResult,
     classify_playback, playback_outcome,

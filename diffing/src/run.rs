@@ -133,6 +133,10 @@ pub struct RunManifest {
     /// recorded (version 1): read it with [`RunManifest::digest_version`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest_version: Option<u32>,
+    /// Id of the key the flight's digests are sealed with
+    /// ([`crate::digest::DigestKey::id`]); absent when unkeyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_key_id: Option<String>,
     /// Outcome counts per class, written when the run completes.
     #[serde(default)]
     pub counts: BTreeMap<String, u64>,

@@ -107,6 +107,8 @@ pub struct FlightOptions {
     pub snapshot: Option<Arc<Snapshot>>,
     /// Parse/plan failures on one side are dialect failures, not regressions.
     pub dialect_failures: bool,
+    /// Seals the digests (see `sqlflight_diffing::digest`); `None`: unkeyed.
+    pub digest_key: Option<sqlflight_diffing::DigestKey>,
 }
 
 /// Baseline digests and timings kept from an earlier flight (query-bank mode): a
@@ -120,9 +122,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// A snapshot from a flight run's manifest and outcomes.
+    /// `key_id`: the id of the key this flight seals its digests with.
     pub fn from_run(
         manifest: &sqlflight_diffing::RunManifest,
         outcomes: Vec<OutcomeRecord>,
+        key_id: Option<&str>,
     ) -> Result<Snapshot, String> {
         if manifest.kind != "flight" {
             return Err(format!("a snapshot must be a flight run, not a {} run", manifest.kind));
@@ -136,6 +140,18 @@ impl Snapshot {
                  digests of different versions cannot be compared: record the baseline again \
                  with this sqlflight (`sqlflight flight`) and use that run as the snapshot"
             ));
+        }
+        if manifest.digest_key_id.as_deref() != key_id {
+            return Err(match (&manifest.digest_key_id, key_id) {
+                (Some(theirs), _) => format!(
+                    "its result digests are sealed with digest key {theirs} and this flight's key is {}; \
+                     set the key the snapshot was recorded with (SQLFLIGHT_DIGEST_KEY or flight.digest_key_file)",
+                    key_id.unwrap_or("not set")
+                ),
+                (None, _) => "its result digests are unkeyed and this flight has a digest key; \
+                     run without SQLFLIGHT_DIGEST_KEY / flight.digest_key_file, or record the snapshot again with the key"
+                    .to_string(),
+            });
         }
         Ok(Snapshot {
             baseline: manifest.baseline.clone(),
@@ -200,6 +216,7 @@ impl Default for FlightOptions {
             stop: Arc::new(AtomicBool::new(false)),
             snapshot: None,
             dialect_failures: false,
+            digest_key: None,
         }
     }
 }
@@ -234,6 +251,7 @@ pub fn run_flight(
         config: opts.config.clone(),
         dialect_failures: opts.dialect_failures,
         digest_version: Some(sqlflight_diffing::digest::DIGEST_VERSION),
+        digest_key_id: opts.digest_key.as_ref().map(|k| k.id()),
     };
     let started = Instant::now();
     // The budget never stops a run before its first query: a run that verifies
@@ -290,14 +308,20 @@ fn order_columns(keys: &[OrderKey], schema: &SchemaRef) -> Option<Vec<usize>> {
         .collect()
 }
 
-fn run_side(engine: &Arc<dyn Engine>, sql: &str, order: Option<&[OrderKey]>, limits: &ExecLimits) -> Exec {
+fn run_side(
+    engine: &Arc<dyn Engine>,
+    sql: &str,
+    order: Option<&[OrderKey]>,
+    limits: &ExecLimits,
+    key: Option<&sqlflight_diffing::DigestKey>,
+) -> Exec {
     let start = Instant::now();
     let mut builder: Option<DigestBuilder> = None;
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         engine.execute(sql, limits, &mut |batch| {
             let b = builder.get_or_insert_with(|| {
                 let schema = batch.schema();
-                DigestBuilder::new(&schema, order.and_then(|k| order_columns(k, &schema)))
+                DigestBuilder::new(&schema, order.and_then(|k| order_columns(k, &schema))).keyed(key)
             });
             b.update(batch);
             Ok(())
@@ -309,8 +333,8 @@ fn run_side(engine: &Arc<dyn Engine>, sql: &str, order: Option<&[OrderKey]>, lim
             let b = match builder {
                 Some(b) => b,
                 None => match &stats.schema {
-                    Some(s) => DigestBuilder::new(s, order.and_then(|k| order_columns(k, s))),
-                    None => DigestBuilder::new(&sqlflight_engines::arrow::datatypes::Schema::empty(), None),
+                    Some(s) => DigestBuilder::new(s, order.and_then(|k| order_columns(k, s))).keyed(key),
+                    None => DigestBuilder::new(&sqlflight_engines::arrow::datatypes::Schema::empty(), None).keyed(key),
                 },
             };
             return Exec {
@@ -415,9 +439,9 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
     // Warm-up: the first run of each side; its digest is the one compared.
     let wb = match snapped {
         Some(r) => from_snapshot(r),
-        None => run_side(b, &rec.sql, order, limits),
+        None => run_side(b, &rec.sql, order, limits, opts.digest_key.as_ref()),
     };
-    let wc = run_side(c, &rec.sql, order, limits);
+    let wc = run_side(c, &rec.sql, order, limits, opts.digest_key.as_ref());
     let mut detail = FlightDetail {
         nondeterminism: analysis.nondeterminism.clone(),
         ..Default::default()
@@ -435,7 +459,7 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
                 if side == 0 && snapped.is_some() {
                     continue;
                 }
-                let x = run_side(eng, &rec.sql, order, limits);
+                let x = run_side(eng, &rec.sql, order, limits, opts.digest_key.as_ref());
                 let (first, times, peak, unstable) = if side == 0 {
                     (&wb, &mut times_b, &mut peak_b, &mut b_unstable)
                 } else {
@@ -494,7 +518,7 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
                         let reruns = if snapped.is_some() { 0 } else { opts.reruns };
                         for _ in 0..reruns {
                             detail.reruns += 1;
-                            let again = run_side(b, &rec.sql, order, limits);
+                            let again = run_side(b, &rec.sql, order, limits, opts.digest_key.as_ref());
                             if !again.result.as_ref().is_ok_and(|d| agrees(db, d, opts.tolerance)) {
                                 disagrees = true;
                                 break;

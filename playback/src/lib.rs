@@ -118,6 +118,8 @@ pub struct RunSetup<'a> {
     pub dialect_failures: bool,
     /// The result-digest version of the outcomes (flight), recorded in the manifest.
     pub digest_version: Option<u32>,
+    /// The id of the key the digests are sealed with (flight), recorded in the manifest.
+    pub digest_key_id: Option<String>,
 }
 
 /// The shared driver of playback and flight: opens (or resumes) the run's
@@ -157,6 +159,7 @@ pub fn drive(
         resumed: 0,
         stopped_reason: None,
         digest_version: setup.digest_version,
+        digest_key_id: setup.digest_key_id,
         counts: Default::default(),
     };
     let journal = Journal::open(setup.out, manifest, setup.resume)?;
@@ -232,6 +235,7 @@ pub fn run_playback(
         config: opts.config.clone(),
         dialect_failures: opts.dialect_failures,
         digest_version: None,
+        digest_key_id: None,
     };
     let (manifest, outcomes) = drive(setup, progress, &|| None, &|rec| {
         play_one(rec, &baseline, &candidate, opts.timeout)

@@ -192,6 +192,13 @@ fn mismatch(old: &RunManifest, new: &RunManifest) -> Option<String> {
             new.digest_version().unwrap_or(0)
         ));
     }
+    if old.digest_key_id != new.digest_key_id {
+        return Some(format!(
+            "result digest key ({}; this flight's is {})",
+            old.digest_key_id.as_deref().unwrap_or("none"),
+            new.digest_key_id.as_deref().unwrap_or("none")
+        ));
+    }
     None
 }
 

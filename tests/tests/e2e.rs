@@ -1133,6 +1133,7 @@ fn fixed_run() -> sqlflight_reports::RunView {
         resumed: 0,
         stopped_reason: None,
         digest_version: None,
+        digest_key_id: None,
         counts: Default::default(),
     };
     let plan = |p: &str| NormalizedPlan::new("Projection: a", Some(p));
@@ -1578,6 +1579,137 @@ fn query_bank_compares_a_candidate_against_a_snapshot() {
         "-q",
     ];
     assert_eq!(sqlflight::run_cli(args), 2);
+    // Digests sealed with a key: the bank records the key's id (never the key);
+    // a later flight compares against it only with the same key.
+    let key_file = tmp.path().join("digest.key");
+    std::fs::write(&key_file, "correct horse battery staple\n").unwrap();
+    let keyed = tmp.path().join("keyed.yaml");
+    std::fs::write(
+        &keyed,
+        std::fs::read_to_string(cfg).unwrap().replace(
+            "flight: { repeat: 1 }",
+            &format!("flight: {{ repeat: 1, digest_key_file: {} }}", key_file.display()),
+        ),
+    )
+    .unwrap();
+    let keyed = keyed.to_str().unwrap();
+    assert_eq!(
+        sqlflight::run_cli(["sqlflight", "flight", "-c", keyed, "--out", &p("kbank"), "-q"]),
+        0
+    );
+    let (km, kbank) = sqlflight_runs::read_run(Path::new(&p("kbank"))).unwrap();
+    let key_id = km.digest_key_id.clone().expect("the key id is recorded");
+    assert_eq!(
+        key_id,
+        sqlflight_diffing::DigestKey::derive(b"correct horse battery staple").id()
+    );
+    let digest = |os: &[sqlflight_diffing::OutcomeRecord]| {
+        os[0]
+            .flight
+            .as_ref()
+            .unwrap()
+            .baseline
+            .digest
+            .as_ref()
+            .unwrap()
+            .multiset
+            .clone()
+    };
+    assert_ne!(digest(&kbank), digest(&bank), "keyed and unkeyed digests differ");
+    for f in std::fs::read_dir(p("kbank")).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap_or_default();
+        assert!(
+            !text.contains("correct horse"),
+            "the key never reaches the run directory"
+        );
+    }
+    let args = [
+        "sqlflight",
+        "flight",
+        "-c",
+        keyed,
+        "--out",
+        &p("klater"),
+        "--snapshot",
+        &p("kbank"),
+        "-q",
+    ];
+    assert_eq!(sqlflight::run_cli(args), 0);
+    let (_, klater) = sqlflight_runs::read_run(Path::new(&p("klater"))).unwrap();
+    assert!(klater.iter().all(|o| o.class == OutcomeClass::Match));
+    // SQLFLIGHT_DIGEST_KEY with the same secret is the same key (a child process:
+    // the environment is the process's).
+    let status = cli_child(&[
+        "flight",
+        "-c",
+        cfg,
+        "--out",
+        &p("kenv"),
+        "--snapshot",
+        &p("kbank"),
+        "-q",
+    ])
+    .env("SQLFLIGHT_DIGEST_KEY", "correct horse battery staple")
+    .status()
+    .unwrap();
+    assert_eq!(status.code(), Some(0));
+    // Without the key, or with another one, the keyed bank is refused; so is the
+    // unkeyed bank with a key, and resuming a run with another key.
+    let args = [
+        "sqlflight",
+        "flight",
+        "-c",
+        cfg,
+        "--out",
+        &p("k1"),
+        "--snapshot",
+        &p("kbank"),
+        "-q",
+    ];
+    assert_eq!(sqlflight::run_cli(args), 2);
+    let args = [
+        "sqlflight",
+        "flight",
+        "-c",
+        keyed,
+        "--out",
+        &p("k2"),
+        "--snapshot",
+        &p("bank"),
+        "-q",
+    ];
+    assert_eq!(sqlflight::run_cli(args), 2);
+    std::fs::write(&key_file, "another secret").unwrap();
+    let args = [
+        "sqlflight",
+        "flight",
+        "-c",
+        keyed,
+        "--out",
+        &p("k3"),
+        "--snapshot",
+        &p("kbank"),
+        "-q",
+    ];
+    assert_eq!(sqlflight::run_cli(args), 2);
+    let args = [
+        "sqlflight",
+        "flight",
+        "-c",
+        keyed,
+        "--out",
+        &p("kbank"),
+        "--resume",
+        "-q",
+    ];
+    assert_eq!(sqlflight::run_cli(args), 2);
+    std::fs::write(&key_file, "  \n").unwrap();
+    let args = ["sqlflight", "flight", "-c", keyed, "--out", &p("k4"), "-q"];
+    assert_eq!(
+        sqlflight::run_cli(args),
+        2,
+        "an empty key file is an error, not an unkeyed run"
+    );
     // A snapshot of another corpus is refused.
     let other = tmp.path().join("o.yaml");
     std::fs::write(
@@ -1599,6 +1731,47 @@ fn query_bank_compares_a_candidate_against_a_snapshot() {
         "-q",
     ];
     assert_eq!(sqlflight::run_cli(args), 2);
+}
+
+fn flight_manifest(extra: serde_json::Value) -> sqlflight_diffing::RunManifest {
+    let mut m = serde_json::json!({
+        "format": "sqlflight-run", "version": 1, "kind": "flight", "tool_version": "0.1.0",
+        "corpus": {"name": "t", "hash": "h", "queries": 1},
+        "baseline": {"engine": "datafusion", "version": "55", "profile": "baseline"},
+        "candidate": {"engine": "datafusion", "version": "55", "profile": "candidate"},
+        "selected": 1, "jobs": 1, "timeout_ms": 1000, "started_at": "x", "status": "complete"
+    });
+    if let (Some(m), Some(e)) = (m.as_object_mut(), extra.as_object()) {
+        m.extend(e.clone());
+    }
+    serde_json::from_value(m).unwrap()
+}
+
+/// A snapshot is usable only with the digest version and key it was made with,
+/// and the refusal says what to do.
+#[test]
+fn snapshots_need_the_same_digest_version_and_key() {
+    let v = sqlflight_diffing::digest::DIGEST_VERSION;
+    let key = sqlflight_diffing::DigestKey::derive(b"k").id();
+    let old =
+        sqlflight_flighting::Snapshot::from_run(&flight_manifest(serde_json::json!({})), vec![], None).unwrap_err();
+    assert!(
+        old.contains("version 1") && old.contains("record the baseline again"),
+        "{old}"
+    );
+    let current = flight_manifest(serde_json::json!({"digest_version": v}));
+    assert!(sqlflight_flighting::Snapshot::from_run(&current, vec![], None).is_ok());
+    let e = sqlflight_flighting::Snapshot::from_run(&current, vec![], Some(&key)).unwrap_err();
+    assert!(e.contains("unkeyed"), "{e}");
+    let keyed = flight_manifest(serde_json::json!({"digest_version": v, "digest_key_id": key}));
+    assert!(sqlflight_flighting::Snapshot::from_run(&keyed, vec![], Some(&key)).is_ok());
+    let e = sqlflight_flighting::Snapshot::from_run(&keyed, vec![], None).unwrap_err();
+    assert!(
+        e.contains(&key) && e.contains("not set") && e.contains("SQLFLIGHT_DIGEST_KEY"),
+        "{e}"
+    );
+    let e = sqlflight_flighting::Snapshot::from_run(&keyed, vec![], Some("0123456789abcdef")).unwrap_err();
+    assert!(e.contains("0123456789abcdef"), "{e}");
 }
 
 mod rollout;

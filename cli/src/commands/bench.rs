@@ -439,6 +439,7 @@ fn generate_run(dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
         resumed: 0,
         stopped_reason: None,
         digest_version: Some(sqlflight_diffing::digest::DIGEST_VERSION),
+        digest_key_id: None,
         counts: Default::default(),
     };
     let journal = sqlflight_runs::Journal::open(dir, manifest, false)?;

@@ -95,13 +95,32 @@ pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
         (None, Some(p)) => load_accepted(&cfg.resolve(p))?,
         (None, None) => Vec::new(),
     };
+    let digest_key = match std::env::var_os("SQLFLIGHT_DIGEST_KEY").filter(|v| !v.is_empty()) {
+        Some(v) => Some(sqlflight_diffing::DigestKey::derive(v.as_encoded_bytes())),
+        None => match &spec.digest_key_file {
+            None => None,
+            Some(f) => {
+                let path = cfg.resolve(f);
+                let secret = std::fs::read(&path)
+                    .with_context(|| format!("flight.digest_key_file: cannot read {}", path.display()))?;
+                let secret = secret.trim_ascii();
+                if secret.is_empty() {
+                    anyhow::bail!(
+                        "flight.digest_key_file: {} is empty; put a secret in it (e.g. `openssl rand -hex 32`)",
+                        path.display()
+                    );
+                }
+                Some(sqlflight_diffing::DigestKey::derive(secret))
+            }
+        },
+    };
     let snapshot = match &args.snapshot {
         None => None,
         Some(p) => {
             let (m, o) =
                 sqlflight_runs::read_run(p).with_context(|| format!("reading the snapshot {}", p.display()))?;
-            let snap =
-                sqlflight_flighting::Snapshot::from_run(&m, o).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            let snap = sqlflight_flighting::Snapshot::from_run(&m, o, digest_key.as_ref().map(|k| k.id()).as_deref())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
             if snap.corpus_hash != r.corpus.hash {
                 anyhow::bail!(
                     "{}: the snapshot was made with a different corpus (its content hash differs)",
@@ -130,6 +149,7 @@ pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
         stop,
         snapshot,
         dialect_failures: r.config.file.dialect_failures,
+        digest_key,
     };
     Ok(FlightJob {
         corpus: r.corpus,
