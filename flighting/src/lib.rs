@@ -142,13 +142,13 @@ impl Snapshot {
             ));
         }
         if manifest.digest_key_id.as_deref() != key_id {
-            return Err(match (&manifest.digest_key_id, key_id) {
-                (Some(theirs), _) => format!(
+            return Err(match &manifest.digest_key_id {
+                Some(theirs) => format!(
                     "its result digests are sealed with digest key {theirs} and this flight's key is {}; \
                      set the key the snapshot was recorded with (SQLFLIGHT_DIGEST_KEY or flight.digest_key_file)",
                     key_id.unwrap_or("not set")
                 ),
-                (None, _) => "its result digests are unkeyed and this flight has a digest key; \
+                None => "its result digests are unkeyed and this flight has a digest key; \
                      run without SQLFLIGHT_DIGEST_KEY / flight.digest_key_file, or record the snapshot again with the key"
                     .to_string(),
             });

@@ -1523,6 +1523,12 @@ fn query_bank_compares_a_candidate_against_a_snapshot() {
     // The baseline's timings are the bank's.
     let t = |os: &[sqlflight_diffing::OutcomeRecord]| os[0].flight.as_ref().unwrap().baseline.times_ms.clone();
     assert_eq!(t(&o), t(&bank));
+    // `sqlflight flight -c <config> --out <dir> -q <extra>`: its exit code.
+    let fly = |config: &str, out: &str, extra: &[&str]| {
+        let mut args = vec!["flight", "-c", config, "--out", out, "-q"];
+        args.extend_from_slice(extra);
+        run_args(&args)
+    };
     // Result digests are versioned: the bank records its version; a bank of another
     // version (here one written before versions were recorded: version 1) is
     // refused, and so is resuming a run made with another version.
@@ -1549,36 +1555,13 @@ fn query_bank_compares_a_candidate_against_a_snapshot() {
             .digest_version(),
         Some(1)
     );
-    let args = [
-        "sqlflight",
-        "flight",
-        "-c",
-        cfg,
-        "--out",
-        &p("y"),
-        "--snapshot",
-        &p("v1-bank"),
-        "-q",
-    ];
-    assert_eq!(sqlflight::run_cli(args), 2);
+    assert_eq!(fly(cfg, &p("y"), &["--snapshot", &p("v1-bank")]), 2);
     assert!(
         !Path::new(&p("y")).exists(),
         "nothing is written for a refused snapshot"
     );
     set_version(&p("later"), Some(1));
-    let args = [
-        "sqlflight",
-        "flight",
-        "-c",
-        cfg,
-        "--out",
-        &p("later"),
-        "--snapshot",
-        &p("bank"),
-        "--resume",
-        "-q",
-    ];
-    assert_eq!(sqlflight::run_cli(args), 2);
+    assert_eq!(fly(cfg, &p("later"), &["--snapshot", &p("bank"), "--resume"]), 2);
     // Digests sealed with a key: the bank records the key's id (never the key);
     // a later flight compares against it only with the same key.
     let key_file = tmp.path().join("digest.key");
@@ -1593,10 +1576,7 @@ fn query_bank_compares_a_candidate_against_a_snapshot() {
     )
     .unwrap();
     let keyed = keyed.to_str().unwrap();
-    assert_eq!(
-        sqlflight::run_cli(["sqlflight", "flight", "-c", keyed, "--out", &p("kbank"), "-q"]),
-        0
-    );
+    assert_eq!(fly(keyed, &p("kbank"), &[]), 0);
     let (km, kbank) = sqlflight_runs::read_run(Path::new(&p("kbank"))).unwrap();
     let key_id = km.digest_key_id.clone().expect("the key id is recorded");
     assert_eq!(
@@ -1623,18 +1603,7 @@ fn query_bank_compares_a_candidate_against_a_snapshot() {
             "the key never reaches the run directory"
         );
     }
-    let args = [
-        "sqlflight",
-        "flight",
-        "-c",
-        keyed,
-        "--out",
-        &p("klater"),
-        "--snapshot",
-        &p("kbank"),
-        "-q",
-    ];
-    assert_eq!(sqlflight::run_cli(args), 0);
+    assert_eq!(fly(keyed, &p("klater"), &["--snapshot", &p("kbank")]), 0);
     let (_, klater) = sqlflight_runs::read_run(Path::new(&p("klater"))).unwrap();
     assert!(klater.iter().all(|o| o.class == OutcomeClass::Match));
     // SQLFLIGHT_DIGEST_KEY with the same secret is the same key (a child process:
@@ -1655,58 +1624,14 @@ fn query_bank_compares_a_candidate_against_a_snapshot() {
     assert_eq!(status.code(), Some(0));
     // Without the key, or with another one, the keyed bank is refused; so is the
     // unkeyed bank with a key, and resuming a run with another key.
-    let args = [
-        "sqlflight",
-        "flight",
-        "-c",
-        cfg,
-        "--out",
-        &p("k1"),
-        "--snapshot",
-        &p("kbank"),
-        "-q",
-    ];
-    assert_eq!(sqlflight::run_cli(args), 2);
-    let args = [
-        "sqlflight",
-        "flight",
-        "-c",
-        keyed,
-        "--out",
-        &p("k2"),
-        "--snapshot",
-        &p("bank"),
-        "-q",
-    ];
-    assert_eq!(sqlflight::run_cli(args), 2);
+    assert_eq!(fly(cfg, &p("k1"), &["--snapshot", &p("kbank")]), 2);
+    assert_eq!(fly(keyed, &p("k2"), &["--snapshot", &p("bank")]), 2);
     std::fs::write(&key_file, "another secret").unwrap();
-    let args = [
-        "sqlflight",
-        "flight",
-        "-c",
-        keyed,
-        "--out",
-        &p("k3"),
-        "--snapshot",
-        &p("kbank"),
-        "-q",
-    ];
-    assert_eq!(sqlflight::run_cli(args), 2);
-    let args = [
-        "sqlflight",
-        "flight",
-        "-c",
-        keyed,
-        "--out",
-        &p("kbank"),
-        "--resume",
-        "-q",
-    ];
-    assert_eq!(sqlflight::run_cli(args), 2);
+    assert_eq!(fly(keyed, &p("k3"), &["--snapshot", &p("kbank")]), 2);
+    assert_eq!(fly(keyed, &p("kbank"), &["--resume"]), 2);
     std::fs::write(&key_file, "  \n").unwrap();
-    let args = ["sqlflight", "flight", "-c", keyed, "--out", &p("k4"), "-q"];
     assert_eq!(
-        sqlflight::run_cli(args),
+        fly(keyed, &p("k4"), &[]),
         2,
         "an empty key file is an error, not an unkeyed run"
     );
