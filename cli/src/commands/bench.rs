@@ -172,97 +172,86 @@ pub(super) fn emit(cli: &Cli, title: &str, v: &serde_json::Value) -> anyhow::Res
         println!("{}", serde_json::to_string_pretty(v)?);
     } else {
         println!("{title}");
-        if let Some(obj) = v.as_object() {
-            for (k, x) in obj {
-                println!("  {k:<34} {x}");
-            }
-        }
+        print_fields(v, 1);
     }
     Ok(())
 }
 
-/// A generated result: id, a 16-byte string, a float, a decimal, a date.
-fn bench_batches(rows: usize) -> anyhow::Result<Vec<sqlflight_engines::arrow::record_batch::RecordBatch>> {
+/// A bench's figures as indented `name value` lines; nested objects as sections.
+fn print_fields(v: &serde_json::Value, depth: usize) {
+    let Some(obj) = v.as_object() else { return };
+    let pad = "  ".repeat(depth);
+    for (k, x) in obj {
+        if x.is_object() {
+            println!("{pad}{k}:");
+            print_fields(x, depth + 1);
+        } else {
+            println!("{pad}{k:<width$} {x}", width = 36 - 2 * depth);
+        }
+    }
+}
+
+/// One generated batch of the digest bench: id, a 16-byte string, a float, a
+/// decimal, a date, for rows `start..start + n`.
+fn bench_batch(start: usize, n: usize) -> anyhow::Result<sqlflight_engines::arrow::record_batch::RecordBatch> {
     use sqlflight_engines::arrow::array::{
         ArrayRef, Date32Array, Decimal128Array, Float64Array, Int64Array, StringArray,
     };
     use sqlflight_engines::arrow::record_batch::RecordBatch;
-    let mut out = Vec::new();
-    let batch = 8192;
-    let mut start = 0usize;
-    while start < rows {
-        let n = batch.min(rows - start);
-        let ids: Int64Array = (start..start + n)
-            .map(|i| (i as i64).wrapping_mul(2654435761))
-            .collect();
-        let names: StringArray = (start..start + n).map(|i| Some(format!("customer#{i:07}"))).collect();
-        let xs: Float64Array = (start..start + n).map(|i| i as f64 * 0.25).collect();
-        let ds: Decimal128Array = Decimal128Array::from_iter_values((start..start + n).map(|i| i as i128 * 100 + 7))
-            .with_precision_and_scale(15, 2)?;
-        let dates = Date32Array::from_iter_values((start..start + n).map(|i| (i % 3650) as i32));
-        out.push(RecordBatch::try_from_iter(vec![
-            ("id", std::sync::Arc::new(ids) as ArrayRef),
-            ("name", std::sync::Arc::new(names) as ArrayRef),
-            ("x", std::sync::Arc::new(xs) as ArrayRef),
-            ("amount", std::sync::Arc::new(ds) as ArrayRef),
-            ("day", std::sync::Arc::new(dates) as ArrayRef),
-        ])?);
-        start += n;
-    }
-    Ok(out)
+    let ids: Int64Array = (start..start + n)
+        .map(|i| (i as i64).wrapping_mul(2654435761))
+        .collect();
+    let names: StringArray = (start..start + n).map(|i| Some(format!("customer#{i:07}"))).collect();
+    let xs: Float64Array = (start..start + n).map(|i| i as f64 * 0.25).collect();
+    let ds: Decimal128Array = Decimal128Array::from_iter_values((start..start + n).map(|i| i as i128 * 100 + 7))
+        .with_precision_and_scale(15, 2)?;
+    let dates = Date32Array::from_iter_values((start..start + n).map(|i| (i % 3650) as i32));
+    Ok(RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(ids) as ArrayRef),
+        ("name", Arc::new(names) as ArrayRef),
+        ("x", Arc::new(xs) as ArrayRef),
+        ("amount", Arc::new(ds) as ArrayRef),
+        ("day", Arc::new(dates) as ArrayRef),
+    ])?)
 }
 
-fn bench_digest(args: &DigestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
-    use sqlflight_diffing::DigestBuilder;
-    use sqlflight_engines::arrow::array::Array;
-    use sqlflight_engines::arrow::row::{RowConverter, SortField};
-    let batches = bench_batches(args.rows.max(1))?;
-    let bytes: usize = batches
-        .iter()
-        .flat_map(|b| b.columns())
-        .map(|c| c.get_buffer_memory_size())
-        .sum();
-    let schema = batches[0].schema();
-    let mut runs = Vec::new();
-    let mut last = None;
-    for _ in 0..args.repeat.max(1) {
-        // 1. The digest, as flight computes it.
-        let t = Instant::now();
-        let mut d = DigestBuilder::new(&schema, None);
-        if args.portable {
-            d = d.portable();
+/// The bench's batch boundaries: 8,192-row batches (DataFusion's default) covering `rows`.
+fn bench_spans(rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    const BATCH: usize = 8192;
+    (0..rows).step_by(BATCH).map(move |s| (s, BATCH.min(rows - s)))
+}
+
+/// The digest bench's consumers of a result, each timed on its own:
+/// 0 the digest as flight computes it, 1 xxh3 over every buffer in bulk (the raw
+/// hash speed over the same bytes), 2 the digest's per-value hash alone, 3 and 4
+/// the sort-based comparison encoding the baseline's and the candidate's rows.
+struct DigestConsumers {
+    digest: sqlflight_diffing::DigestBuilder,
+    xxh3: u64,
+    values: Vec<u64>,
+    values_acc: u64,
+    conv: sqlflight_engines::arrow::row::RowConverter,
+    encoded: [sqlflight_engines::arrow::row::Rows; 2],
+    times: [Duration; 5],
+}
+
+impl DigestConsumers {
+    const DIGEST: usize = 0;
+    const XXH3: usize = 1;
+    const VALUES: usize = 2;
+    const ENCODE: [usize; 2] = [3, 4];
+
+    fn new(
+        schema: &sqlflight_engines::arrow::datatypes::Schema,
+        portable: bool,
+        rows: usize,
+        bytes: usize,
+    ) -> anyhow::Result<Self> {
+        use sqlflight_engines::arrow::row::{RowConverter, SortField};
+        let mut digest = sqlflight_diffing::DigestBuilder::new(schema, None);
+        if portable {
+            digest = digest.portable();
         }
-        for b in &batches {
-            d.update(b);
-        }
-        let digest = d.finish();
-        let t_digest = t.elapsed();
-        // 2. The limit: xxh3 over the same buffers (every byte of every column once).
-        let t = Instant::now();
-        let mut acc = 0u64;
-        for b in &batches {
-            for c in b.columns() {
-                for buf in c.to_data().buffers() {
-                    acc ^= xxhash_rust::xxh3::xxh3_64(buf.as_slice());
-                }
-            }
-        }
-        let t_raw = t.elapsed();
-        // 2b. The digest's own per-value hash over the same buffers, nothing else:
-        // the limit of any digest that must hash every value on its own.
-        let t = Instant::now();
-        let mut hv = Vec::new();
-        let mut acc2 = 0u64;
-        for b in &batches {
-            for c in b.columns() {
-                sqlflight_diffing::digest::value_hashes(c.as_ref(), &mut hv);
-                acc2 = hv.iter().fold(acc2, |a, v| a ^ v);
-            }
-        }
-        let t_values = t.elapsed();
-        // 3. What row-comparing verifiers do: encode rows, sort both results, then
-        // walk the two sorted sequences comparing row by row.
-        let t = Instant::now();
         let conv = RowConverter::new(
             schema
                 .fields()
@@ -270,70 +259,191 @@ fn bench_digest(args: &DigestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
                 .map(|f| SortField::new(f.data_type().clone()))
                 .collect(),
         )?;
-        let mut encoded = Vec::new();
-        for _ in 0..2 {
-            let mut rows = conv.empty_rows(args.rows, bytes);
-            for b in &batches {
-                conv.append(&mut rows, b.columns())?;
-            }
-            encoded.push(rows);
-        }
-        let t_encode = t.elapsed();
-        let mut sorted: Vec<Vec<_>> = encoded.iter().map(|rows| rows.iter().collect()).collect();
-        for v in &mut sorted {
-            v.sort_unstable();
-        }
-        let t_sorted = t.elapsed();
-        let differing = sorted[0].iter().zip(&sorted[1]).filter(|(a, b)| a != b).count()
-            + sorted[0].len().abs_diff(sorted[1].len());
-        let sides: Vec<usize> = sorted
-            .iter()
-            .map(|v| v.iter().map(|r| r.as_ref().len()).sum::<usize>())
-            .collect();
-        drop(sorted);
-        drop(encoded);
-        let t_sort = t.elapsed();
-        let t_walk = t_sort - t_sorted;
-        let t_sorting = t_sorted - t_encode;
-        runs.push((t_digest, t_raw, t_values, t_sort, t_encode, t_sorting, t_walk));
-        last = Some((digest, acc, acc2, sides, differing));
+        let encoded = [conv.empty_rows(rows, bytes), conv.empty_rows(rows, bytes)];
+        Ok(DigestConsumers {
+            digest,
+            xxh3: 0,
+            values: Vec::new(),
+            values_acc: 0,
+            conv,
+            encoded,
+            times: [Duration::ZERO; 5],
+        })
     }
-    type Run = (Duration, Duration, Duration, Duration, Duration, Duration, Duration);
-    let med = |f: fn(&Run) -> Duration| median(runs.iter().map(f).collect());
-    let (t_digest, t_raw, t_values, t_sort) = (med(|r| r.0), med(|r| r.1), med(|r| r.2), med(|r| r.3));
-    let (t_encode, t_sorting, t_walk) = (med(|r| r.4), med(|r| r.5), med(|r| r.6));
+
+    fn feed(&mut self, consumer: usize, b: &sqlflight_engines::arrow::record_batch::RecordBatch) -> anyhow::Result<()> {
+        let t = Instant::now();
+        match consumer {
+            Self::DIGEST => self.digest.update(b),
+            Self::XXH3 => {
+                for c in b.columns() {
+                    for buf in c.to_data().buffers() {
+                        self.xxh3 ^= xxhash_rust::xxh3::xxh3_64(buf.as_slice());
+                    }
+                }
+            }
+            Self::VALUES => {
+                for c in b.columns() {
+                    sqlflight_diffing::digest::value_hashes(c.as_ref(), &mut self.values);
+                    self.values_acc = self.values.iter().fold(self.values_acc, |a, v| a ^ v);
+                }
+            }
+            side => self
+                .conv
+                .append(&mut self.encoded[side - Self::ENCODE[0]], b.columns())?,
+        }
+        self.times[consumer] += t.elapsed();
+        Ok(())
+    }
+}
+
+/// One repetition's times.
+#[derive(Clone, Copy)]
+struct DigestRun {
+    digest: Duration,
+    raw: Duration,
+    values: Duration,
+    encode: Duration,
+    sorting: Duration,
+    walk: Duration,
+}
+
+impl DigestRun {
+    fn sort_based(&self) -> Duration {
+        self.encode + self.sorting + self.walk
+    }
+}
+
+/// One repetition of the digest bench. Materialized: the result is in memory and
+/// each consumer reads all of it in turn (every consumer streams it from DRAM).
+/// Streamed: each batch is produced just before it is consumed, as an engine's
+/// output reaches flight, and every consumer reads it while it is still in cache
+/// (the consumers take turns going first). The sort-based comparison must then
+/// still hold all encoded rows, sort them and walk them.
+fn digest_repetition(
+    batches: Option<&[sqlflight_engines::arrow::record_batch::RecordBatch]>,
+    args: &DigestBenchArgs,
+    schema: &sqlflight_engines::arrow::datatypes::Schema,
+    bytes: usize,
+) -> anyhow::Result<(DigestRun, String)> {
+    let mut c = DigestConsumers::new(schema, args.portable, args.rows, bytes)?;
+    match batches {
+        Some(batches) => {
+            for consumer in 0..5 {
+                for b in batches {
+                    c.feed(consumer, b)?;
+                }
+            }
+        }
+        None => {
+            for (i, (start, n)) in bench_spans(args.rows).enumerate() {
+                let b = bench_batch(start, n)?;
+                for k in 0..5 {
+                    c.feed((i + k) % 5, &b)?;
+                }
+            }
+        }
+    }
+    let t = Instant::now();
+    let digest = c.digest.finish();
+    let t_digest = c.times[DigestConsumers::DIGEST] + t.elapsed();
+    let t = Instant::now();
+    let mut sorted: Vec<Vec<_>> = c.encoded.iter().map(|rows| rows.iter().collect()).collect();
+    for v in &mut sorted {
+        v.sort_unstable();
+    }
+    let sorting = t.elapsed();
+    let t = Instant::now();
+    let differing =
+        sorted[0].iter().zip(&sorted[1]).filter(|(a, b)| a != b).count() + sorted[0].len().abs_diff(sorted[1].len());
+    let sides: Vec<usize> = sorted
+        .iter()
+        .map(|v| v.iter().map(|r| r.as_ref().len()).sum::<usize>())
+        .collect();
+    drop(sorted);
+    drop(c.encoded);
+    let walk = t.elapsed();
+    let run = DigestRun {
+        digest: t_digest,
+        raw: c.times[DigestConsumers::XXH3],
+        values: c.times[DigestConsumers::VALUES],
+        encode: DigestConsumers::ENCODE.iter().map(|&k| c.times[k]).sum(),
+        sorting,
+        walk,
+    };
+    let checks = format!(
+        "{} rows digested, xor {:x} / {:x}, sorted {} + {} bytes, {differing} rows differ",
+        digest.rows, c.xxh3, c.values_acc, sides[0], sides[1]
+    );
+    Ok((run, checks))
+}
+
+/// The digest bench's figures over the repetitions of one mode.
+fn digest_figures(runs: &[DigestRun], rows: usize, bytes: usize, checks: &str) -> serde_json::Value {
+    let med = |f: fn(&DigestRun) -> Duration| median(runs.iter().map(f).collect());
     // Ratios are taken per repetition (the measurements of one repetition run
     // back to back, so host noise hits them alike), then their median.
-    let ratio = |f: fn(&Run) -> f64| sqlflight_flighting::stats::median(&runs.iter().map(f).collect::<Vec<_>>());
-    let share_raw = ratio(|r| r.1.as_secs_f64() / r.0.as_secs_f64());
-    let share_values = ratio(|r| r.2.as_secs_f64() / r.0.as_secs_f64());
-    let speedup = ratio(|r| r.3.as_secs_f64() / (2.0 * r.0.as_secs_f64()));
-    let Some((digest, acc, acc2, sides, differing)) = last else {
-        anyhow::bail!("no runs")
-    };
-    let rate = |d: Duration| args.rows as f64 / d.as_secs_f64();
+    let ratio = |f: fn(&DigestRun) -> f64| sqlflight_flighting::stats::median(&runs.iter().map(f).collect::<Vec<_>>());
+    let secs = |f: fn(&DigestRun) -> Duration| runs.iter().map(|r| f(r).as_secs_f64()).collect::<Vec<_>>();
+    let (t_digest, t_raw, t_values) = (med(|r| r.digest), med(|r| r.raw), med(|r| r.values));
+    let rate = |d: Duration| rows as f64 / d.as_secs_f64();
     let gbps = |d: Duration| bytes as f64 / d.as_secs_f64() / 1e9;
-    let v = serde_json::json!({
-        "rows": args.rows,
-        "arrow_bytes": bytes,
-        "digest_build": if args.portable { "portable" } else { DigestBuilder::new(&schema, None).build_name() },
+    serde_json::json!({
         "digest_s": t_digest.as_secs_f64(),
-        "digest_runs_s": runs.iter().map(|r| r.0.as_secs_f64()).collect::<Vec<_>>(),
-        "raw_xxh3_runs_s": runs.iter().map(|r| r.1.as_secs_f64()).collect::<Vec<_>>(),
+        "digest_runs_s": secs(|r| r.digest),
         "digest_rows_per_s": rate(t_digest),
         "digest_gb_per_s": gbps(t_digest),
         "raw_xxh3_s": t_raw.as_secs_f64(),
+        "raw_xxh3_runs_s": secs(|r| r.raw),
         "raw_xxh3_gb_per_s": gbps(t_raw),
-        "digest_share_of_raw_hash_speed": share_raw,
+        "digest_share_of_raw_hash_speed": ratio(|r| r.raw.as_secs_f64() / r.digest.as_secs_f64()),
         "per_value_hash_only_s": t_values.as_secs_f64(),
         "per_value_hash_only_gb_per_s": gbps(t_values),
-        "digest_share_of_per_value_hash_speed": share_values,
-        "sort_based_compare_s": t_sort.as_secs_f64(),
-        "sort_based_encode_both_s": t_encode.as_secs_f64(),
-        "sort_based_sort_both_s": t_sorting.as_secs_f64(),
-        "sort_based_walk_rows_s": t_walk.as_secs_f64(),
-        "digest_speedup_vs_sort_based": speedup,
-        "checks": format!("{} rows digested, xor {acc:x} / {acc2:x}, sorted {} + {} bytes, {differing} rows differ", digest.rows, sides[0], sides[1]),
+        "digest_share_of_per_value_hash_speed": ratio(|r| r.values.as_secs_f64() / r.digest.as_secs_f64()),
+        "sort_based_compare_s": med(|r| r.sort_based()).as_secs_f64(),
+        "sort_based_runs_s": secs(|r| r.sort_based()),
+        "sort_based_encode_both_s": med(|r| r.encode).as_secs_f64(),
+        "sort_based_sort_both_s": med(|r| r.sorting).as_secs_f64(),
+        "sort_based_walk_rows_s": med(|r| r.walk).as_secs_f64(),
+        "digest_speedup_vs_sort_based": ratio(|r| r.sort_based().as_secs_f64() / (2.0 * r.digest.as_secs_f64())),
+        "checks": checks,
+    })
+}
+
+fn bench_digest(args: &DigestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
+    let rows = args.rows.max(1);
+    let args = &DigestBenchArgs { rows, ..*args };
+    let batches = bench_spans(rows)
+        .map(|(start, n)| bench_batch(start, n))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let bytes: usize = batches
+        .iter()
+        .flat_map(|b| b.columns())
+        .map(|c| c.get_buffer_memory_size())
+        .sum();
+    let schema = batches[0].schema();
+    let build = if args.portable {
+        "portable"
+    } else {
+        sqlflight_diffing::DigestBuilder::new(&schema, None).build_name()
+    };
+    let mut modes = serde_json::Map::new();
+    for (mode, held) in [("materialized", Some(&batches[..])), ("streamed", None)] {
+        let mut runs = Vec::new();
+        let mut checks = String::new();
+        for _ in 0..args.repeat.max(1) {
+            let (run, c) = digest_repetition(held, args, &schema, bytes)?;
+            runs.push(run);
+            checks = c;
+        }
+        modes.insert(mode.into(), digest_figures(&runs, rows, bytes, &checks));
+    }
+    let v = serde_json::json!({
+        "rows": rows,
+        "arrow_bytes": bytes,
+        "digest_build": build,
+        "materialized": modes["materialized"],
+        "streamed": modes["streamed"],
     });
     emit(
         cli,
