@@ -772,8 +772,9 @@ impl std::fmt::Debug for DigestKey {
 }
 
 /// Seals an aggregate for storage: BLAKE3 (keyed when the run has a key) of the
-/// version, the kind of aggregate, its column and its words, as `bytes` bytes of hex.
-fn seal(key: Option<&DigestKey>, kind: &str, column: usize, words: &[u64], bytes: usize) -> String {
+/// version, the kind of aggregate, its column and its words, as many bytes (in hex)
+/// as the words hold.
+fn seal(key: Option<&DigestKey>, kind: &str, column: usize, words: &[u64]) -> String {
     let mut h = match key {
         Some(k) => blake3::Hasher::new_keyed(&k.0),
         None => blake3::Hasher::new(),
@@ -785,7 +786,7 @@ fn seal(key: Option<&DigestKey>, kind: &str, column: usize, words: &[u64], bytes
         h.update(&w.to_le_bytes());
     }
     let hex = h.finalize().to_hex();
-    hex[..(2 * bytes).min(hex.len())].to_string()
+    hex[..(16 * words.len()).min(hex.len())].to_string()
 }
 
 /// Builds a [`ResultDigest`] batch by batch.
@@ -931,11 +932,11 @@ impl DigestBuilder {
         let ordered = self
             .order_keys
             .as_ref()
-            .map(|_| seal(key, "ordered", 0, &[self.ordered], 8));
+            .map(|_| seal(key, "ordered", 0, &[self.ordered]));
         ResultDigest {
             schema: self.schema,
             rows: self.rows,
-            multiset: seal(key, "multiset", 0, &[self.multiset.0, self.multiset.1], 16),
+            multiset: seal(key, "multiset", 0, &[self.multiset.0, self.multiset.1]),
             ordered,
             columns: self
                 .cols
@@ -946,7 +947,7 @@ impl DigestBuilder {
                     values: if c.float {
                         String::new()
                     } else {
-                        seal(key, "values", i, &[c.values], 8)
+                        seal(key, "values", i, &[c.values])
                     },
                     float: c.float.then(|| FloatStats {
                         sum: c.fsum.value(),
@@ -954,7 +955,7 @@ impl DigestBuilder {
                         nan: c.nan,
                         pos_inf: c.pos_inf,
                         neg_inf: c.neg_inf,
-                        exact: seal(key, "exact", i, &[c.exact], 8),
+                        exact: seal(key, "exact", i, &[c.exact]),
                     }),
                 })
                 .collect(),
@@ -1022,12 +1023,16 @@ impl Pump {
                 let len = v.len();
                 [Some((v, 0, len)), None]
             }
-            dt if dt.primitive_width().is_some() => {
-                let d = a.to_data();
-                let b = d.buffers().first().cloned();
-                [b.map(|b| (b.clone(), 0, b.len())), None]
-            }
-            _ => [None, None],
+            // The values buffer without building an `ArrayData` (this runs per
+            // column per batch).
+            _ => arrow::array::downcast_primitive_array!(
+                a => {
+                    let b = a.values().inner().clone();
+                    let len = b.len();
+                    [Some((b, 0, len)), None]
+                }
+                _ => [None, None]
+            ),
         };
         let lines: usize = ranges
             .iter()

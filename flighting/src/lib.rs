@@ -316,13 +316,12 @@ fn run_side(
     key: Option<&sqlflight_diffing::DigestKey>,
 ) -> Exec {
     let start = Instant::now();
+    let new_builder =
+        |schema: &SchemaRef| DigestBuilder::new(schema, order.and_then(|k| order_columns(k, schema))).keyed(key);
     let mut builder: Option<DigestBuilder> = None;
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         engine.execute(sql, limits, &mut |batch| {
-            let b = builder.get_or_insert_with(|| {
-                let schema = batch.schema();
-                DigestBuilder::new(&schema, order.and_then(|k| order_columns(k, &schema))).keyed(key)
-            });
+            let b = builder.get_or_insert_with(|| new_builder(&batch.schema()));
             b.update(batch);
             Ok(())
         })
@@ -333,7 +332,7 @@ fn run_side(
             let b = match builder {
                 Some(b) => b,
                 None => match &stats.schema {
-                    Some(s) => DigestBuilder::new(s, order.and_then(|k| order_columns(k, s))).keyed(key),
+                    Some(s) => new_builder(s),
                     None => DigestBuilder::new(&sqlflight_engines::arrow::datatypes::Schema::empty(), None).keyed(key),
                 },
             };

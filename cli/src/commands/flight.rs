@@ -72,6 +72,26 @@ fn stop_flag() -> Arc<AtomicBool> {
     .clone()
 }
 
+/// The key that seals the run's digests: `SQLFLIGHT_DIGEST_KEY`, else the
+/// config's `flight.digest_key_file` (relative to the config); none: unkeyed.
+fn digest_key(cfg: &Config, file: Option<&str>) -> anyhow::Result<Option<sqlflight_diffing::DigestKey>> {
+    if let Some(v) = std::env::var_os("SQLFLIGHT_DIGEST_KEY").filter(|v| !v.is_empty()) {
+        return Ok(Some(sqlflight_diffing::DigestKey::derive(v.as_encoded_bytes())));
+    }
+    let Some(f) = file else { return Ok(None) };
+    let path = cfg.resolve(f);
+    let secret =
+        std::fs::read(&path).with_context(|| format!("flight.digest_key_file: cannot read {}", path.display()))?;
+    let secret = secret.trim_ascii();
+    if secret.is_empty() {
+        anyhow::bail!(
+            "flight.digest_key_file: {} is empty; put a secret in it (e.g. `openssl rand -hex 32`)",
+            path.display()
+        );
+    }
+    Ok(Some(sqlflight_diffing::DigestKey::derive(secret)))
+}
+
 pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
     let r = resolve_run(&args.run, "flight")?;
     let spec = r.config.file.flight.clone().unwrap_or_default();
@@ -95,25 +115,7 @@ pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
         (None, Some(p)) => load_accepted(&cfg.resolve(p))?,
         (None, None) => Vec::new(),
     };
-    let digest_key = match std::env::var_os("SQLFLIGHT_DIGEST_KEY").filter(|v| !v.is_empty()) {
-        Some(v) => Some(sqlflight_diffing::DigestKey::derive(v.as_encoded_bytes())),
-        None => match &spec.digest_key_file {
-            None => None,
-            Some(f) => {
-                let path = cfg.resolve(f);
-                let secret = std::fs::read(&path)
-                    .with_context(|| format!("flight.digest_key_file: cannot read {}", path.display()))?;
-                let secret = secret.trim_ascii();
-                if secret.is_empty() {
-                    anyhow::bail!(
-                        "flight.digest_key_file: {} is empty; put a secret in it (e.g. `openssl rand -hex 32`)",
-                        path.display()
-                    );
-                }
-                Some(sqlflight_diffing::DigestKey::derive(secret))
-            }
-        },
-    };
+    let digest_key = digest_key(cfg, spec.digest_key_file.as_deref())?;
     let snapshot = match &args.snapshot {
         None => None,
         Some(p) => {
