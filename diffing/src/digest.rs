@@ -322,7 +322,9 @@ fn value_hashes_avx512(array: &dyn Array, out: &mut Vec<u64>) {
 /// calls the explicitly vectorized string hashing.
 #[inline(always)]
 fn value_hashes_body(array: &dyn Array, out: &mut Vec<u64>, pump: &mut Pump, build: Build) {
-    if fixed_and_bytes(array, out, pump, build) {
+    // Every path writes every slot, so the buffer is only resized, not cleared.
+    out.resize(array.len(), 0);
+    if fixed_and_bytes(array, &mut Keep(out), pump, build) {
         if let Some(nulls) = array.logical_nulls() {
             for_each_null(&nulls, |i| out[i] = NULL_HASH);
         }
@@ -351,22 +353,78 @@ fn for_each_null(nulls: &NullBuffer, mut f: impl FnMut(usize)) {
     }
 }
 
+/// Where the hot hash loops put a column's value hashes, one chunk of at most
+/// `STEP` rows at a time.
+trait Sink {
+    /// The slots for the hashes of rows `start..start + len`.
+    fn chunk(&mut self, start: usize, len: usize) -> &mut [u64];
+    /// The slots `chunk` gave for rows `start..start + len` are filled.
+    fn done(&mut self, start: usize, len: usize);
+}
+
+/// Keeps a column's value hashes, one per row.
+struct Keep<'a>(&'a mut [u64]);
+
+impl Sink for Keep<'_> {
+    #[inline(always)]
+    fn chunk(&mut self, start: usize, len: usize) -> &mut [u64] {
+        &mut self.0[start..start + len]
+    }
+
+    #[inline(always)]
+    fn done(&mut self, _: usize, _: usize) {}
+}
+
+/// Folds each chunk of a column's value hashes into the row hashes and their sum
+/// while the chunk is still in L1: the column's hashes are never written out and
+/// read back (what `Keep` + `fold_column` would do, with the same results).
+struct Fold<'a> {
+    rows: &'a mut [u64],
+    first: bool,
+    sum: u64,
+    buf: [u64; STEP],
+}
+
+impl<'a> Fold<'a> {
+    fn new(rows: &'a mut [u64], first: bool) -> Self {
+        Fold {
+            rows,
+            first,
+            sum: 0,
+            buf: [0; STEP],
+        }
+    }
+}
+
+impl Sink for Fold<'_> {
+    #[inline(always)]
+    fn chunk(&mut self, _: usize, len: usize) -> &mut [u64] {
+        &mut self.buf[..len]
+    }
+
+    #[inline(always)]
+    fn done(&mut self, start: usize, len: usize) {
+        let rows = &mut self.rows[start..start + len];
+        self.sum = self.sum.wrapping_add(fold_column(rows, &self.buf[..len], self.first));
+    }
+}
+
 /// The hot types: fixed-width values and byte strings, one vectorizable pass
-/// each (nulls are fixed up by the caller). `false` for every other type.
+/// each (nulls are fixed up by the caller). `false` for every other type, before
+/// touching the sink.
 #[inline(always)]
-fn fixed_and_bytes(array: &dyn Array, out: &mut Vec<u64>, pump: &mut Pump, build: Build) -> bool {
-    // Plain zipped loops over a sized output (no iterator adapters that might not
-    // be inlined into the vectorized build). Every path below writes every slot,
-    // so the buffer is only resized, not cleared.
-    out.resize(array.len(), 0);
+fn fixed_and_bytes(array: &dyn Array, sink: &mut impl Sink, pump: &mut Pump, build: Build) -> bool {
+    // Plain zipped loops over each chunk (no iterator adapters that might not be
+    // inlined into the vectorized build).
     macro_rules! prim {
         ($t:ty, $f:expr) => {{
             let src = array.as_primitive::<$t>().values();
-            for (o, v) in out.chunks_mut(STEP).zip(src.chunks(STEP)) {
+            for (ci, v) in src.chunks(STEP).enumerate() {
                 pump.step();
-                for (o, v) in o.iter_mut().zip(v) {
+                for (o, v) in sink.chunk(ci * STEP, v.len()).iter_mut().zip(v) {
                     *o = $f(*v);
                 }
+                sink.done(ci * STEP, v.len());
             }
         }};
     }
@@ -399,11 +457,13 @@ fn fixed_and_bytes(array: &dyn Array, out: &mut Vec<u64>, pump: &mut Pump, build
             let src = array.as_primitive::<Decimal128Type>().values();
             if src.inner().as_ptr().align_offset(std::mem::align_of::<u64>()) == 0 {
                 let words: &[u64] = src.inner().typed_data();
-                for (o, w) in out.chunks_mut(STEP).zip(words.chunks(2 * STEP)) {
+                for (ci, w) in words.chunks(2 * STEP).enumerate() {
                     pump.step();
-                    for (o, w) in o.iter_mut().zip(w.chunks_exact(2)) {
+                    let len = w.len() / 2;
+                    for (o, w) in sink.chunk(ci * STEP, len).iter_mut().zip(w.chunks_exact(2)) {
                         *o = h128_words(w[0], w[1]);
                     }
+                    sink.done(ci * STEP, len);
                 }
             } else {
                 prim!(Decimal128Type, h128)
@@ -426,27 +486,27 @@ fn fixed_and_bytes(array: &dyn Array, out: &mut Vec<u64>, pump: &mut Pump, build
         DataType::Interval(IntervalUnit::YearMonth) => int!(IntervalYearMonthType),
         DataType::Utf8 => {
             let a = array.as_string::<i32>();
-            offsets_like(out, a.value_offsets(), a.value_data(), pump, build)
+            offsets_like(array.len(), sink, a.value_offsets(), a.value_data(), pump, build)
         }
         DataType::LargeUtf8 => {
             let a = array.as_string::<i64>();
-            offsets_like(out, a.value_offsets(), a.value_data(), pump, build)
+            offsets_like(array.len(), sink, a.value_offsets(), a.value_data(), pump, build)
         }
         DataType::Binary => {
             let a = array.as_binary::<i32>();
-            offsets_like(out, a.value_offsets(), a.value_data(), pump, build)
+            offsets_like(array.len(), sink, a.value_offsets(), a.value_data(), pump, build)
         }
         DataType::LargeBinary => {
             let a = array.as_binary::<i64>();
-            offsets_like(out, a.value_offsets(), a.value_data(), pump, build)
+            offsets_like(array.len(), sink, a.value_offsets(), a.value_data(), pump, build)
         }
         DataType::Utf8View => {
             let a = array.as_string_view();
-            bytes_column(out, |i| a.value(i).as_bytes(), pump, build)
+            bytes_column(array.len(), sink, |i| a.value(i).as_bytes(), pump, build)
         }
         DataType::BinaryView => {
             let a = array.as_binary_view();
-            bytes_column(out, |i| a.value(i), pump, build)
+            bytes_column(array.len(), sink, |i| a.value(i), pump, build)
         }
         _ => return false,
     }
@@ -455,15 +515,22 @@ fn fixed_and_bytes(array: &dyn Array, out: &mut Vec<u64>, pump: &mut Pump, build
 
 /// Hashes each value of an offsets + data layout (nulls are fixed up by the caller).
 #[inline(always)]
-fn offsets_like<O: OffsetSizeTrait>(out: &mut [u64], offsets: &[O], data: &[u8], pump: &mut Pump, build: Build) {
+fn offsets_like<O: OffsetSizeTrait>(
+    rows: usize,
+    sink: &mut impl Sink,
+    offsets: &[O],
+    data: &[u8],
+    pump: &mut Pump,
+    build: Build,
+) {
     // Offsets are monotone, so when the first and the last are inside the data,
     // every value is.
-    let rows = out.len();
     let first = offsets.first().and_then(|o| o.to_usize());
     let last = offsets.get(rows).and_then(|o| o.to_usize());
     if matches!((first, last), (Some(f), Some(l)) if f <= l && l <= data.len()) {
         bytes_column(
-            out,
+            rows,
+            sink,
             // SAFETY: i < rows, so offsets[i + 1] exists, and the value lies in data[first..last].
             |i| unsafe {
                 let (s, e) = (
@@ -481,25 +548,33 @@ fn offsets_like<O: OffsetSizeTrait>(out: &mut [u64], offsets: &[O], data: &[u8],
             (Some(s), Some(e)) => data.get(at(s)..at(e)).unwrap_or(&[]),
             _ => &[],
         };
-        bytes_column(out, value, pump, build)
+        bytes_column(rows, sink, value, pump, build)
     }
 }
 
 /// `hbytes` of every value of a byte column, `value(i)` giving row i's bytes.
 #[inline(always)]
-fn bytes_column<'a>(out: &mut [u64], value: impl Fn(usize) -> &'a [u8], pump: &mut Pump, build: Build) {
+fn bytes_column<'a>(
+    rows: usize,
+    sink: &mut impl Sink,
+    value: impl Fn(usize) -> &'a [u8],
+    pump: &mut Pump,
+    build: Build,
+) {
     #[cfg(target_arch = "x86_64")]
     if build == Build::Avx512 {
         // SAFETY: `Build::Avx512` is only chosen when the CPU has these features.
-        unsafe { bytes_column_avx512(out, value, pump) };
+        unsafe { bytes_column_avx512(rows, sink, value, pump) };
         return;
     }
     let _ = build;
-    for (c, chunk) in out.chunks_mut(STEP).enumerate() {
+    for start in (0..rows).step_by(STEP) {
         pump.step();
-        for (k, o) in chunk.iter_mut().enumerate() {
-            *o = hbytes(value(c * STEP + k));
+        let len = STEP.min(rows - start);
+        for (k, o) in sink.chunk(start, len).iter_mut().enumerate() {
+            *o = hbytes(value(start + k));
         }
+        sink.done(start, len);
     }
 }
 
@@ -510,16 +585,17 @@ fn bytes_column<'a>(out: &mut [u64], value: impl Fn(usize) -> &'a [u8], pump: &m
 /// has no vector high multiply). Values over 16 bytes go to xxh3 one by one.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
-fn bytes_column_avx512<'a>(out: &mut [u64], value: impl Fn(usize) -> &'a [u8], pump: &mut Pump) {
+fn bytes_column_avx512<'a>(rows: usize, sink: &mut impl Sink, value: impl Fn(usize) -> &'a [u8], pump: &mut Pump) {
     use std::arch::x86_64::*;
     let (ka, kc) = (_mm512_set1_epi64(SHORT_A as i64), _mm512_set1_epi64(SHORT_C as i64));
     // Slots of values over 16 bytes keep stale words; their hashes are overwritten.
     let (mut words_a, mut words_c, mut lens) = ([0u64; STEP], [0u64; STEP], [0u64; STEP]);
-    for (ci, chunk) in out.chunks_mut(STEP).enumerate() {
+    for start in (0..rows).step_by(STEP) {
         pump.step();
+        let chunk = sink.chunk(start, STEP.min(rows - start));
         let mut long = 0u64;
         for k in 0..chunk.len() {
-            let b = value(ci * STEP + k);
+            let b = value(start + k);
             if b.len() > 16 {
                 long |= 1 << k;
             } else {
@@ -545,9 +621,11 @@ fn bytes_column_avx512<'a>(out: &mut [u64], value: impl Fn(usize) -> &'a [u8], p
         }
         while long != 0 {
             let k = long.trailing_zeros() as usize;
-            chunk[k] = hbytes(value(ci * STEP + k));
+            chunk[k] = hbytes(value(start + k));
             long &= long - 1;
         }
+        let len = chunk.len();
+        sink.done(start, len);
     }
 }
 
@@ -894,7 +972,8 @@ impl DigestBuilder {
         }
         for (ci, (col, acc)) in batch.columns().iter().zip(self.cols.iter_mut()).enumerate() {
             let mut pump = Pump::new(batch.columns().get(ci + 1).map(|c| c.as_ref()), n);
-            acc.nulls += col.logical_null_count() as u64;
+            let nulls = col.logical_null_count();
+            acc.nulls += nulls as u64;
             let is_key = self.order_keys.as_ref().is_some_and(|keys| keys.contains(&ci));
             if acc.float {
                 float_column(col, acc, &mut self.floats, &mut self.vals, &mut pump, self.build);
@@ -902,8 +981,15 @@ impl DigestBuilder {
                     value_hashes_body(col.as_ref(), &mut self.vals, &mut pump, self.build);
                 }
             } else {
-                value_hashes_body(col.as_ref(), &mut self.vals, &mut pump, self.build);
-                acc.values = acc.values.wrapping_add(fold_column(&mut self.row, &self.vals, !seeded));
+                // Hot types without nulls hash and fold in one pass; the rest
+                // (and order keys, whose hashes are needed twice) keep their hashes.
+                let mut fold = Fold::new(&mut self.row, !seeded);
+                if nulls == 0 && !is_key && fixed_and_bytes(col.as_ref(), &mut fold, &mut pump, self.build) {
+                    acc.values = acc.values.wrapping_add(fold.sum);
+                } else {
+                    value_hashes_body(col.as_ref(), &mut self.vals, &mut pump, self.build);
+                    acc.values = acc.values.wrapping_add(fold_column(&mut self.row, &self.vals, !seeded));
+                }
                 seeded = true;
             }
             if is_key {
@@ -1155,8 +1241,64 @@ struct FloatLanes {
     neg_inf: u64,
 }
 
+/// The lanes of a batch's float column. Most batches hold finite values only, so a
+/// first pass assumes that (no NaN/infinity counting, no masking of non-finite
+/// values) and only counts the values that are not finite; a batch with any is
+/// summed again by the full pass. Both give the same lanes for finite values.
 #[inline(always)]
 fn float_lanes(values: &[f64], pump: &mut Pump) -> FloatLanes {
+    let finite = float_lanes_finite(values, pump);
+    if finite.nan == 0 {
+        return finite;
+    }
+    float_lanes_full(values)
+}
+
+/// `float_lanes` assuming finite values; counts the others in `nan` (so the caller
+/// knows to run the full pass) and does nothing else with them.
+#[inline(always)]
+fn float_lanes_finite(values: &[f64], pump: &mut Pump) -> FloatLanes {
+    const EXP: u64 = 0x7ff0_0000_0000_0000;
+    let mut sum = [0f64; 8];
+    let mut comp = [0f64; 8];
+    let mut exact = [0u64; 8];
+    let mut other = [0u64; 8];
+    let mut add = |i: usize, x: f64| {
+        // For finite x, `float_bits` only has to fold -0.0 into 0.0.
+        let bits = if x == 0.0 { 0 } else { x.to_bits() };
+        exact[i] = exact[i].wrapping_add(h64(bits));
+        other[i] += u64::from(x.to_bits() & EXP == EXP);
+        let s = sum[i] + x;
+        let b = s - sum[i];
+        comp[i] += (sum[i] - (s - b)) + (x - b);
+        sum[i] = s;
+    };
+    let mut chunks = values.chunks_exact(8);
+    for (k, ch) in (&mut chunks).enumerate() {
+        if k % (STEP / 8) == 0 {
+            pump.step();
+        }
+        for (i, x) in ch.iter().enumerate() {
+            add(i, *x);
+        }
+    }
+    for (i, x) in chunks.remainder().iter().enumerate() {
+        add(i, *x);
+    }
+    let total = |v: [u64; 8]| v.iter().fold(0u64, |s, x| s.wrapping_add(*x));
+    FloatLanes {
+        sum,
+        comp,
+        exact: total(exact),
+        nan: total(other),
+        pos_inf: 0,
+        neg_inf: 0,
+    }
+}
+
+/// `float_lanes` for a batch with NaN or infinite values (rare: not inlined).
+#[inline(never)]
+fn float_lanes_full(values: &[f64]) -> FloatLanes {
     let mut sum = [0f64; 8];
     let mut comp = [0f64; 8];
     let mut exact = [0u64; 8];
@@ -1176,10 +1318,7 @@ fn float_lanes(values: &[f64], pump: &mut Pump) -> FloatLanes {
         sum[i] = s;
     };
     let mut chunks = values.chunks_exact(8);
-    for (k, ch) in (&mut chunks).enumerate() {
-        if k % (STEP / 8) == 0 {
-            pump.step();
-        }
+    for ch in &mut chunks {
         for (i, x) in ch.iter().enumerate() {
             add(i, *x);
         }
