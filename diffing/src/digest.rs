@@ -1962,6 +1962,62 @@ mod tests {
             }
         }
 
+        /// Null-free hot columns that are not order keys are hashed and folded in
+        /// one pass (`Fold`); order keys keep their hashes (`Keep` + `fold_column`).
+        /// Both must give the same multiset and column sums, in both builds.
+        #[test]
+        fn fused_and_kept_hashes_digest_alike(
+            rows in proptest::collection::vec((
+                any::<i64>(),
+                any::<i32>(),
+                any::<i128>(),
+                "\\PC{0,24}",
+                proptest::collection::vec(any::<u8>(), 0..24),
+            ), 1..300),
+            cut in any::<usize>(),
+        ) {
+            let b = RecordBatch::try_from_iter(vec![
+                ("id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef),
+                ("day", Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.1))) as ArrayRef),
+                ("amount", Arc::new(Decimal128Array::from_iter_values(rows.iter().map(|r| r.2))) as ArrayRef),
+                ("name", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3.as_str()))) as ArrayRef),
+                ("bytes", Arc::new(BinaryArray::from_iter_values(rows.iter().map(|r| r.4.as_slice()))) as ArrayRef),
+                ("sview", Arc::new(StringViewArray::from_iter_values(rows.iter().map(|r| r.3.as_str()))) as ArrayRef),
+            ])
+            .unwrap();
+            let start = cut % b.num_rows();
+            for batch in [b.clone(), b.slice(start, b.num_rows() - start)] {
+                let all = Some((0..batch.num_columns()).collect::<Vec<_>>());
+                let kept = digest_on(Build::Portable, std::slice::from_ref(&batch), all);
+                for build in [Build::Portable, Build::detect()] {
+                    let fused = digest_on(build, std::slice::from_ref(&batch), None);
+                    prop_assert_eq!(&fused.multiset, &kept.multiset);
+                    prop_assert_eq!(&fused.columns, &kept.columns);
+                }
+            }
+        }
+
+        /// The pass for batches of finite floats gives the same lanes, bit for bit,
+        /// as the full pass it stands in for.
+        #[test]
+        fn finite_float_pass_matches_the_full_pass(xs in proptest::collection::vec(-1e300f64..1e300, 0..100), zeros in any::<u8>()) {
+            let mut xs = xs;
+            // Signed zeros are the one value the finite pass normalizes itself.
+            for (i, x) in xs.iter_mut().enumerate() {
+                if zeros & (1 << (i % 8)) != 0 && i % 3 == 0 {
+                    *x = if i % 2 == 0 { 0.0 } else { -0.0 };
+                }
+            }
+            let fast = float_lanes_finite(&xs, &mut Pump::default());
+            let full = float_lanes_full(&xs);
+            let bits = |l: &FloatLanes| (l.sum.map(f64::to_bits), l.comp.map(f64::to_bits), l.exact, l.nan, l.pos_inf, l.neg_inf);
+            prop_assert_eq!(bits(&fast), bits(&full));
+            let mut with_inf = xs.clone();
+            with_inf.push(f64::INFINITY);
+            prop_assert_eq!(float_lanes_finite(&with_inf, &mut Pump::default()).nan, 1);
+            prop_assert_eq!(float_lanes(&with_inf, &mut Pump::default()).pos_inf, 1);
+        }
+
         #[test]
         fn float_noise_within_margin_is_tolerated_and_beyond_is_not(xs in proptest::collection::vec(1.0f64..1e6, 1..30), i in any::<usize>()) {
             let n = xs.len();
