@@ -28,6 +28,9 @@
 //! is fixed by the code), which `portable_and_vectorized_builds_agree` checks. Short
 //! byte values, whose folded 64x64→128 multiply no compiler vectorizes, have one
 //! hand-written AVX-512 path (`bytes_column_avx512`) computing the same hashes.
+//! The hash loops hand their hashes to a [`Sink`] 64 rows at a time: null-free
+//! columns (not order keys) are folded into the row hashes straight from that
+//! L1-resident chunk, so no per-column hash buffer is written and read back.
 //!
 //! Stored values are sealed: every aggregate a digest keeps (row multiset, order
 //! digest, column sums, float bit digests) is written as a BLAKE3 hash of the
@@ -502,11 +505,11 @@ fn fixed_and_bytes(array: &dyn Array, sink: &mut impl Sink, pump: &mut Pump, bui
         }
         DataType::Utf8View => {
             let a = array.as_string_view();
-            bytes_column(array.len(), sink, |i| a.value(i).as_bytes(), pump, build)
+            bytes_column(array.len(), sink, |i| a.value(i).as_bytes(), no_short_cut, pump, build)
         }
         DataType::BinaryView => {
             let a = array.as_binary_view();
-            bytes_column(array.len(), sink, |i| a.value(i), pump, build)
+            bytes_column(array.len(), sink, |i| a.value(i), no_short_cut, pump, build)
         }
         _ => return false,
     }
@@ -539,6 +542,33 @@ fn offsets_like<O: OffsetSizeTrait>(
                 );
                 data.get_unchecked(s..e)
             },
+            |start: usize, words: &mut ShortWords| {
+                // Lengths first (a vectorizable pass); when every value of the step
+                // is 8 to 16 bytes long, each one's words are two plain loads.
+                let n = words.len.len();
+                let Some(o) = offsets.get(start..start + n + 1) else {
+                    return false;
+                };
+                let mut mid = true;
+                for (l, w) in words.len.iter_mut().zip(o.windows(2)) {
+                    let len = w[1].as_usize().wrapping_sub(w[0].as_usize());
+                    mid &= len.wrapping_sub(8) <= 8;
+                    *l = len as u64;
+                }
+                if !mid {
+                    return false;
+                }
+                for ((a, c), w) in words.a.iter_mut().zip(words.c.iter_mut()).zip(o.windows(2)) {
+                    let (s, e) = (w[0].as_usize(), w[1].as_usize());
+                    // SAFETY: data[s..e] is a value (monotone offsets inside the data,
+                    // checked above) and 8 <= e - s, so both 8-byte loads are inside it.
+                    unsafe {
+                        *a = u64::from_le(data.as_ptr().add(s).cast::<u64>().read_unaligned());
+                        *c = u64::from_le(data.as_ptr().add(e - 8).cast::<u64>().read_unaligned());
+                    }
+                }
+                true
+            },
             pump,
             build,
         )
@@ -548,7 +578,7 @@ fn offsets_like<O: OffsetSizeTrait>(
             (Some(s), Some(e)) => data.get(at(s)..at(e)).unwrap_or(&[]),
             _ => &[],
         };
-        bytes_column(rows, sink, value, pump, build)
+        bytes_column(rows, sink, value, no_short_cut, pump, build)
     }
 }
 
@@ -558,16 +588,17 @@ fn bytes_column<'a>(
     rows: usize,
     sink: &mut impl Sink,
     value: impl Fn(usize) -> &'a [u8],
+    short_cut: impl Fn(usize, &mut ShortWords) -> bool,
     pump: &mut Pump,
     build: Build,
 ) {
     #[cfg(target_arch = "x86_64")]
     if build == Build::Avx512 {
         // SAFETY: `Build::Avx512` is only chosen when the CPU has these features.
-        unsafe { bytes_column_avx512(rows, sink, value, pump) };
+        unsafe { bytes_column_avx512(rows, sink, value, short_cut, pump) };
         return;
     }
-    let _ = build;
+    let _ = (build, short_cut);
     for start in (0..rows).step_by(STEP) {
         pump.step();
         let len = STEP.min(rows - start);
@@ -585,7 +616,13 @@ fn bytes_column<'a>(
 /// has no vector high multiply). Values over 16 bytes go to xxh3 one by one.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
-fn bytes_column_avx512<'a>(rows: usize, sink: &mut impl Sink, value: impl Fn(usize) -> &'a [u8], pump: &mut Pump) {
+fn bytes_column_avx512<'a>(
+    rows: usize,
+    sink: &mut impl Sink,
+    value: impl Fn(usize) -> &'a [u8],
+    short_cut: impl Fn(usize, &mut ShortWords) -> bool,
+    pump: &mut Pump,
+) {
     use std::arch::x86_64::*;
     let (ka, kc) = (_mm512_set1_epi64(SHORT_A as i64), _mm512_set1_epi64(SHORT_C as i64));
     // Slots of values over 16 bytes keep stale words; their hashes are overwritten.
@@ -593,14 +630,22 @@ fn bytes_column_avx512<'a>(rows: usize, sink: &mut impl Sink, value: impl Fn(usi
     for start in (0..rows).step_by(STEP) {
         pump.step();
         let chunk = sink.chunk(start, STEP.min(rows - start));
+        let n = chunk.len();
         let mut long = 0u64;
-        for k in 0..chunk.len() {
-            let b = value(start + k);
-            if b.len() > 16 {
-                long |= 1 << k;
-            } else {
-                (words_a[k], words_c[k]) = short_words(b);
-                lens[k] = b.len() as u64;
+        let mut words = ShortWords {
+            a: &mut words_a[..n],
+            c: &mut words_c[..n],
+            len: &mut lens[..n],
+        };
+        if !short_cut(start, &mut words) {
+            for k in 0..n {
+                let b = value(start + k);
+                if b.len() > 16 {
+                    long |= 1 << k;
+                } else {
+                    (words_a[k], words_c[k]) = short_words(b);
+                    lens[k] = b.len() as u64;
+                }
             }
         }
         for q in 0..chunk.len().div_ceil(8) {
@@ -627,6 +672,18 @@ fn bytes_column_avx512<'a>(rows: usize, sink: &mut impl Sink, value: impl Fn(usi
         let len = chunk.len();
         sink.done(start, len);
     }
+}
+
+/// A step's short values as `hbytes` folds them: the two words and the length.
+struct ShortWords<'a> {
+    a: &'a mut [u64],
+    c: &'a mut [u64],
+    len: &'a mut [u64],
+}
+
+/// The `short_cut` of layouts without one: every value goes through `short_words`.
+fn no_short_cut(_: usize, _: &mut ShortWords) -> bool {
+    false
 }
 
 /// `fold_mul` on eight lanes: the 128-bit product from four 32x32→64 multiplies,
@@ -1930,12 +1987,16 @@ mod tests {
                 proptest::option::of(any::<f64>()),
                 proptest::option::of(proptest::collection::vec(any::<u8>(), 0..24)),
             ), 1..300),
+            mid in proptest::collection::vec("[ -~]{8,16}", 1..300),
             cut in any::<usize>(),
         ) {
             let ids: Vec<Option<i64>> = rows.iter().map(|r| r.0).collect();
             let names: Vec<Option<&str>> = rows.iter().map(|r| r.1.as_deref()).collect();
             let xs: Vec<Option<f64>> = rows.iter().map(|r| r.2).collect();
             let bytes: Vec<Option<&[u8]>> = rows.iter().map(|r| r.3.as_deref()).collect();
+            // Values of 8 to 16 bytes only, so whole steps take the offsets
+            // layout's short cut.
+            let mid: Vec<&str> = (0..rows.len()).map(|i| mid[i % mid.len()].as_str()).collect();
             // Every byte length 0..24 (each load width, the xxh3 cut-over at 16) in
             // the offsets and the view layouts.
             let b = RecordBatch::try_from_iter(vec![
@@ -1946,6 +2007,8 @@ mod tests {
                 ("large", Arc::new(LargeBinaryArray::from(bytes.clone())) as ArrayRef),
                 ("view", Arc::new(BinaryViewArray::from(bytes)) as ArrayRef),
                 ("sview", Arc::new(StringViewArray::from(names)) as ArrayRef),
+                ("mid", Arc::new(StringArray::from(mid.clone())) as ArrayRef),
+                ("lmid", Arc::new(LargeStringArray::from(mid)) as ArrayRef),
             ])
             .unwrap();
             // Also from an offset into the buffers: sliced arrays take other paths.
@@ -1973,6 +2036,7 @@ mod tests {
                 any::<i128>(),
                 "\\PC{0,24}",
                 proptest::collection::vec(any::<u8>(), 0..24),
+                "[ -~]{8,16}",
             ), 1..300),
             cut in any::<usize>(),
         ) {
@@ -1983,6 +2047,7 @@ mod tests {
                 ("name", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3.as_str()))) as ArrayRef),
                 ("bytes", Arc::new(BinaryArray::from_iter_values(rows.iter().map(|r| r.4.as_slice()))) as ArrayRef),
                 ("sview", Arc::new(StringViewArray::from_iter_values(rows.iter().map(|r| r.3.as_str()))) as ArrayRef),
+                ("mid", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.5.as_str()))) as ArrayRef),
             ])
             .unwrap();
             let start = cut % b.num_rows();
