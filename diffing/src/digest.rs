@@ -28,7 +28,7 @@
 //! is fixed by the code), which `portable_and_vectorized_builds_agree` checks. Short
 //! byte values, whose folded 64x64→128 multiply no compiler vectorizes, have one
 //! hand-written AVX-512 path (`bytes_column_avx512`) computing the same hashes.
-//! The hash loops hand their hashes to a [`Sink`] 64 rows at a time: null-free
+//! The hash loops hand their hashes to a `Sink` 64 rows at a time: null-free
 //! columns (not order keys) are folded into the row hashes straight from that
 //! L1-resident chunk, so no per-column hash buffer is written and read back.
 //!
