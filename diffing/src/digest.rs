@@ -669,8 +669,7 @@ fn bytes_column_avx512<'a>(
             chunk[k] = hbytes(value(start + k));
             long &= long - 1;
         }
-        let len = chunk.len();
-        sink.done(start, len);
+        sink.done(start, n);
     }
 }
 
@@ -1315,33 +1314,17 @@ fn float_lanes_finite(values: &[f64], pump: &mut Pump) -> Option<FloatLanes> {
     let mut comp = [0f64; 8];
     let mut exact = [0u64; 8];
     let mut other = [0u64; 8];
-    let mut add = |i: usize, x: f64| {
+    for_each_lane(values, pump, |i, x| {
         // For finite x, `float_bits` only has to fold -0.0 into 0.0.
         let bits = if x == 0.0 { 0 } else { x.to_bits() };
         exact[i] = exact[i].wrapping_add(h64(bits));
         other[i] += u64::from(x.to_bits() & EXP == EXP);
-        let s = sum[i] + x;
-        let b = s - sum[i];
-        comp[i] += (sum[i] - (s - b)) + (x - b);
-        sum[i] = s;
-    };
-    let mut chunks = values.chunks_exact(8);
-    for (k, ch) in (&mut chunks).enumerate() {
-        if k % (STEP / 8) == 0 {
-            pump.step();
-        }
-        for (i, x) in ch.iter().enumerate() {
-            add(i, *x);
-        }
-    }
-    for (i, x) in chunks.remainder().iter().enumerate() {
-        add(i, *x);
-    }
-    let total = |v: [u64; 8]| v.iter().fold(0u64, |s, x| s.wrapping_add(*x));
-    (total(other) == 0).then(|| FloatLanes {
+        two_sum(&mut sum[i], &mut comp[i], x);
+    });
+    (lane_total(other) == 0).then(|| FloatLanes {
         sum,
         comp,
-        exact: total(exact),
+        exact: lane_total(exact),
         nan: 0,
         pos_inf: 0,
         neg_inf: 0,
@@ -1357,20 +1340,32 @@ fn float_lanes_full(values: &[f64]) -> FloatLanes {
     let mut nan = [0u64; 8];
     let mut pos_inf = [0u64; 8];
     let mut neg_inf = [0u64; 8];
-    let mut add = |i: usize, x: f64| {
+    for_each_lane(values, &mut Pump::default(), |i, x| {
         exact[i] = exact[i].wrapping_add(hf64(x));
         nan[i] += u64::from(x.is_nan());
         pos_inf[i] += u64::from(x == f64::INFINITY);
         neg_inf[i] += u64::from(x == f64::NEG_INFINITY);
-        let y = if x.is_finite() { x } else { 0.0 };
-        // TwoSum (Knuth): the exact rounding error of each addition, branch-free.
-        let s = sum[i] + y;
-        let b = s - sum[i];
-        comp[i] += (sum[i] - (s - b)) + (y - b);
-        sum[i] = s;
-    };
+        two_sum(&mut sum[i], &mut comp[i], if x.is_finite() { x } else { 0.0 });
+    });
+    FloatLanes {
+        sum,
+        comp,
+        exact: lane_total(exact),
+        nan: lane_total(nan),
+        pos_inf: lane_total(pos_inf),
+        neg_inf: lane_total(neg_inf),
+    }
+}
+
+/// Calls `add(lane, value)` for every value, value i in lane i % 8, stepping the
+/// pump once per `STEP` values.
+#[inline(always)]
+fn for_each_lane(values: &[f64], pump: &mut Pump, mut add: impl FnMut(usize, f64)) {
     let mut chunks = values.chunks_exact(8);
-    for ch in &mut chunks {
+    for (k, ch) in (&mut chunks).enumerate() {
+        if k % (STEP / 8) == 0 {
+            pump.step();
+        }
         for (i, x) in ch.iter().enumerate() {
             add(i, *x);
         }
@@ -1378,15 +1373,21 @@ fn float_lanes_full(values: &[f64]) -> FloatLanes {
     for (i, x) in chunks.remainder().iter().enumerate() {
         add(i, *x);
     }
-    let total = |v: [u64; 8]| v.iter().fold(0u64, |s, x| s.wrapping_add(*x));
-    FloatLanes {
-        sum,
-        comp,
-        exact: total(exact),
-        nan: total(nan),
-        pos_inf: total(pos_inf),
-        neg_inf: total(neg_inf),
-    }
+}
+
+/// Adds `y` to a lane's sum, keeping the exact rounding error in `comp` (TwoSum,
+/// Knuth; branch-free).
+#[inline(always)]
+fn two_sum(sum: &mut f64, comp: &mut f64, y: f64) {
+    let s = *sum + y;
+    let b = s - *sum;
+    *comp += (*sum - (s - b)) + (y - b);
+    *sum = s;
+}
+
+#[inline(always)]
+fn lane_total(v: [u64; 8]) -> u64 {
+    v.iter().fold(0u64, |s, x| s.wrapping_add(*x))
 }
 
 /// Tolerances for float columns (defaults as Presto Verifier).
