@@ -145,11 +145,13 @@ impl Config {
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let file: ConfigFile = parse_yaml(path, text, fix_for)?;
-        Ok(Config {
+        let cfg = Config {
             file,
             path: Some(path.to_path_buf()),
             text: text.to_string(),
-        })
+        };
+        cfg.validate()?;
+        Ok(cfg)
     }
 
     /// An error pointing at the first occurrence of `needle` in the file.
@@ -282,6 +284,7 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     text: &str,
     fix: fn(&str) -> String,
 ) -> Result<T, ConfigError> {
+    check_yaml_shape(path, text)?;
     serde_yaml::from_str(text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let msg = e.to_string();
@@ -377,4 +380,268 @@ pub fn build_catalog(cfg: &Config, corpus: &Corpus) -> anyhow::Result<Catalog> {
             .insert(name.clone(), TableSource { path: resolved, format });
     }
     Ok(catalog)
+}
+
+/// Largest YAML file sqlflight reads (configs, policies, known differences).
+pub const MAX_YAML_BYTES: usize = 1 << 20;
+/// Deepest nesting of flow collections (`[`/`{`) or indentation levels accepted.
+pub const MAX_YAML_DEPTH: usize = 64;
+
+/// Rejects YAML that no config of sqlflight's looks like before the parser sees it:
+/// too large, or nested deeper than [`MAX_YAML_DEPTH`] (a parser's time on such
+/// input grows with the depth; 200 KB of nesting took 39 s to reject).
+pub fn check_yaml_shape(path: &Path, text: &str) -> Result<(), ConfigError> {
+    let err = |line: usize, column: usize, message: String, fix: &str| ConfigError {
+        file: path.display().to_string(),
+        line,
+        column,
+        message,
+        fix: fix.into(),
+    };
+    if text.len() > MAX_YAML_BYTES {
+        return Err(err(
+            1,
+            1,
+            format!("the file is {} bytes; at most {MAX_YAML_BYTES} are read", text.len()),
+            "sqlflight's YAML files are small; check that this is the file you meant",
+        ));
+    }
+    let mut indents: Vec<usize> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches([' ', '-']);
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - body.len();
+        while indents.last().is_some_and(|&l| l >= indent) {
+            indents.pop();
+        }
+        indents.push(indent);
+        let mut flow = indents.len();
+        let mut quote = None;
+        for (c, ch) in line.char_indices() {
+            match (quote, ch) {
+                (None, '\'' | '"') => quote = Some(ch),
+                (Some(q), _) if ch == q => quote = None,
+                (None, '#') if c == 0 || line[..c].ends_with(' ') => break,
+                (None, '[' | '{') => flow += 1,
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            if flow > MAX_YAML_DEPTH {
+                return Err(err(
+                    i + 1,
+                    c + 1,
+                    format!("nested more than {MAX_YAML_DEPTH} levels deep"),
+                    "sqlflight's YAML files nest a few levels; flatten the structure",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Line and column (1-based) of the key at `path` in block-style YAML text (the
+/// last key of the path), or of the first occurrence of the last key, or 0:0.
+pub fn locate_key(text: &str, path: &[&str]) -> (usize, usize) {
+    let mut stack: Vec<(usize, &str)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches([' ', '-']);
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - body.len();
+        let Some((key, _)) = body.split_once(':') else { continue };
+        let key = key.trim().trim_matches(['"', '\'']);
+        while stack.last().is_some_and(|&(l, _)| l >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, key));
+        if stack.len() == path.len() && stack.iter().zip(path).all(|((_, k), p)| k == p) {
+            return (i + 1, indent + 1);
+        }
+    }
+    let last = path.last().copied().unwrap_or_default();
+    text.lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find(&format!("{last}:")).map(|c| (i + 1, c + 1)))
+        .unwrap_or((0, 0))
+}
+
+impl Config {
+    /// An error located at the key `path` (e.g. `["flight", "repeat"]`).
+    pub fn error_at_key(&self, path: &[&str], message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+        let (line, column) = locate_key(&self.text, path);
+        ConfigError {
+            file: self
+                .path
+                .as_ref()
+                .map_or("<command line>".into(), |p| p.display().to_string()),
+            line,
+            column,
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+
+    /// An error of a file this config names (its `line` 0: unreadable) is placed
+    /// at the key that names the file.
+    pub fn locate_unplaced(&self, e: ConfigError, path: &[&str]) -> ConfigError {
+        if e.line != 0 {
+            return e;
+        }
+        let key = path.join(".");
+        self.error_at_key(
+            path,
+            format!("{key}: {}", e.message),
+            format!("fix the path in `{key}`"),
+        )
+    }
+
+    /// Range-checks every setting of the file; the first refusal names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let f = &self.file;
+        if let Some(pb) = &f.playback {
+            check_count(self, &["playback", "jobs"], pb.jobs, 1, MAX_JOBS)?;
+            self.positive_duration(&["playback", "timeout"], pb.timeout.as_deref())?;
+        }
+        let Some(fl) = &f.flight else { return Ok(()) };
+        check_count(self, &["flight", "repeat"], fl.repeat, 1, MAX_REPEAT)?;
+        check_count(self, &["flight", "max_concurrency"], fl.max_concurrency, 1, MAX_JOBS)?;
+        check_count(self, &["flight", "reruns"], fl.reruns, 0, MAX_RERUNS)?;
+        self.positive_duration(&["flight", "timeout"], fl.timeout.as_deref())?;
+        self.positive_duration(&["flight", "budget"], fl.budget.as_deref())?;
+        if let Some(m) = self.size("memory_limit", fl.memory_limit.as_deref())?
+            && m < MIN_MEMORY_LIMIT
+        {
+            return Err(self.error_at_key(
+                &["flight", "memory_limit"],
+                format!("memory_limit {m} bytes is below 1 MiB: no query can run in it"),
+                "write a size such as 512MiB or 2GiB, or remove the key for no limit",
+            ));
+        }
+        if let Some(t) = &fl.tolerance {
+            check_real(self, &["flight", "tolerance", "relative"], t.relative, 0.0, 1.0)?;
+            check_real(self, &["flight", "tolerance", "absolute"], t.absolute, 0.0, f64::MAX)?;
+        }
+        if let Some(p) = &fl.perf {
+            check_real(self, &["flight", "perf", "alpha"], p.alpha, f64::MIN_POSITIVE, 0.5)?;
+            check_real(self, &["flight", "perf", "floor_ms"], p.floor_ms, 0.0, 3.6e6)?;
+            check_real(self, &["flight", "perf", "min_effect"], p.min_effect, 0.0, 100.0)?;
+            check_real(
+                self,
+                &["flight", "perf", "regression_ratio"],
+                p.regression_ratio,
+                1.0 + f64::EPSILON,
+                1e6,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn positive_duration(&self, path: &[&str], value: Option<&str>) -> Result<(), ConfigError> {
+        let key = path.last().copied().unwrap_or_default();
+        let Some(raw) = value else { return Ok(()) };
+        let d = humantime::parse_duration(raw).map_err(|e| {
+            self.error_at_key(
+                path,
+                format!("{key} `{raw}`: {e}"),
+                "write a duration such as 30s, 2m or 500ms",
+            )
+        })?;
+        if d < Duration::from_millis(1) {
+            return Err(self.error_at_key(
+                path,
+                format!("{key} `{raw}` is zero: nothing could run in it"),
+                "write a positive duration such as 30s, 2m or 500ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Most worker threads or queries in flight accepted.
+pub const MAX_JOBS: usize = 4096;
+/// Most timed runs per side accepted.
+pub const MAX_REPEAT: usize = 1000;
+/// Most nondeterminism re-runs accepted.
+pub const MAX_RERUNS: usize = 100;
+/// Smallest per-query memory limit accepted.
+pub const MIN_MEMORY_LIMIT: usize = 1 << 20;
+
+fn check_count(cfg: &Config, path: &[&str], v: Option<usize>, min: usize, max: usize) -> Result<(), ConfigError> {
+    match v {
+        Some(n) if n < min || n > max => Err(cfg.error_at_key(
+            path,
+            format!("{} is {n}; it must be between {min} and {max}", path.join(".")),
+            format!("write a whole number from {min} to {max}, or remove the key for the default"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_real(cfg: &Config, path: &[&str], v: f64, min: f64, max: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v >= min && v <= max {
+        return Ok(());
+    }
+    let shown = |x: f64| {
+        if x == f64::MAX {
+            "any".to_string()
+        } else {
+            format!("{x}")
+        }
+    };
+    Err(cfg.error_at_key(
+        path,
+        format!(
+            "{} is {v}; it must be from {} to {}",
+            path.join("."),
+            shown(min),
+            shown(max)
+        ),
+        "write a number in that range, or remove the key for the default",
+    ))
+}
+
+/// Flag value parsers with ranges (clap reports the flag and the fix).
+pub mod flags {
+    use std::time::Duration;
+
+    /// A count of 1 or more (`--jobs`, `--repeat`).
+    pub fn positive_count(s: &str) -> Result<usize, String> {
+        let n: usize = s.parse().map_err(|_| format!("`{s}` is not a whole number"))?;
+        if n == 0 || n > super::MAX_JOBS.max(super::MAX_REPEAT) {
+            return Err(format!("{n} is out of range: write a whole number from 1 to 4096"));
+        }
+        Ok(n)
+    }
+
+    /// A per-query memory limit of at least 1 MiB (`--memory-limit`).
+    pub fn memory_limit(s: &str) -> Result<usize, String> {
+        let n = super::parse_size(s)?;
+        if n < super::MIN_MEMORY_LIMIT {
+            return Err(format!("{n} bytes is below 1 MiB: write a size such as 512MiB or 2GiB"));
+        }
+        Ok(n)
+    }
+
+    /// A record-size limit from 1 KiB to 1 GiB (`--max-record-size`).
+    pub fn record_size(s: &str) -> Result<usize, String> {
+        let n = super::parse_size(s)?;
+        if !(1 << 10..=1 << 30).contains(&n) {
+            return Err(format!(
+                "{n} bytes is out of range: write a size from 1KiB to 1GiB, e.g. 64MiB"
+            ));
+        }
+        Ok(n)
+    }
+
+    /// A duration of at least 1 ms (`--timeout`, `--budget`).
+    pub fn positive_duration(s: &str) -> Result<Duration, String> {
+        let d = humantime::parse_duration(s).map_err(|e| format!("{e}: write a duration such as 30s or 2m"))?;
+        if d < Duration::from_millis(1) {
+            return Err("a zero duration lets nothing run: write a positive duration such as 30s".into());
+        }
+        Ok(d)
+    }
 }

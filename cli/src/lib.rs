@@ -15,6 +15,7 @@
 pub mod commands;
 pub mod config;
 pub mod progress;
+pub mod supervise;
 
 use std::ffi::OsString;
 

@@ -2,5 +2,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     sqlflight::install_panic_hook();
-    ExitCode::from(sqlflight::run_cli(std::env::args_os()))
+    ExitCode::from(sqlflight::supervise::main_with_supervisor(
+        std::env::args_os().collect(),
+    ))
 }

@@ -62,12 +62,47 @@ pub fn logical_name(path: &Path) -> String {
     name
 }
 
+/// The largest record ingest reads by default (a log line, a statement):
+/// anything longer is skipped and counted, so memory never depends on the input.
+pub const DEFAULT_MAX_RECORD: usize = 8 << 20;
+
+thread_local! {
+    static MAX_RECORD: std::cell::Cell<usize> = const { std::cell::Cell::new(DEFAULT_MAX_RECORD) };
+}
+
+/// The record-size limit in force on this thread (set around an ingest).
+pub fn max_record() -> usize {
+    MAX_RECORD.with(|m| m.get())
+}
+
+/// Sets this thread's record-size limit until the guard is dropped.
+pub fn limit_records(max: usize) -> RecordLimit {
+    let previous = MAX_RECORD.with(|m| m.replace(max.max(1)));
+    RecordLimit { previous }
+}
+
+/// Restores the previous record-size limit when dropped.
+pub struct RecordLimit {
+    previous: usize,
+}
+
+impl Drop for RecordLimit {
+    fn drop(&mut self) {
+        MAX_RECORD.with(|m| m.set(self.previous));
+    }
+}
+
 /// Reads lines as bytes with their 1-based numbers; a line keeps no `\n` (nor
-/// `\r\n`). Bytes are not required to be UTF-8: callers decide per record.
+/// `\r\n`). Bytes are not required to be UTF-8: callers decide per record. A
+/// line longer than [`max_record`] is not kept: it reads as empty and
+/// [`Lines::oversized`] gives its length, so memory stays bounded (a file of NUL
+/// bytes or `/dev/zero` is one endless line).
 pub struct Lines<R> {
     reader: R,
     buf: Vec<u8>,
     line: u64,
+    max: usize,
+    oversized: Option<u64>,
 }
 
 impl<R: BufRead> Lines<R> {
@@ -76,6 +111,8 @@ impl<R: BufRead> Lines<R> {
             reader,
             buf: Vec::with_capacity(4096),
             line: 0,
+            max: max_record(),
+            oversized: None,
         }
     }
 
@@ -84,14 +121,53 @@ impl<R: BufRead> Lines<R> {
         self.line
     }
 
-    /// The next line, or None at the end of input.
-    pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
+    /// The length in bytes of the last line read when it was over the limit.
+    pub fn oversized(&self) -> Option<u64> {
+        self.oversized
+    }
+
+    /// Reads the next line; its number, or None at the end of input.
+    pub fn advance(&mut self) -> io::Result<Option<u64>> {
         self.buf.clear();
-        let n = self.reader.read_until(b'\n', &mut self.buf)?;
-        if n == 0 {
+        self.oversized = None;
+        let mut total = 0u64;
+        loop {
+            let avail = match self.reader.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if avail.is_empty() {
+                break;
+            }
+            let (len, done) = match memchr::memchr(b'\n', avail) {
+                Some(p) => (p + 1, true),
+                None => (avail.len(), false),
+            };
+            total += len as u64;
+            if self.oversized.is_none() && self.buf.len() + len <= self.max.saturating_add(2) {
+                self.buf.extend_from_slice(&avail[..len]);
+            } else {
+                self.oversized = Some(total);
+                self.buf = Vec::with_capacity(4096);
+            }
+            self.reader.consume(len);
+            if done {
+                break;
+            }
+        }
+        if total == 0 {
             return Ok(None);
         }
         self.line += 1;
+        if let Some(n) = &mut self.oversized {
+            *n = total;
+        }
+        Ok(Some(self.line))
+    }
+
+    /// The last line read, without its line end (empty when it was oversized).
+    pub fn current(&self) -> &[u8] {
         let mut end = self.buf.len();
         if end > 0 && self.buf[end - 1] == b'\n' {
             end -= 1;
@@ -99,7 +175,12 @@ impl<R: BufRead> Lines<R> {
         if end > 0 && self.buf[end - 1] == b'\r' {
             end -= 1;
         }
-        Ok(Some((self.line, &self.buf[..end])))
+        &self.buf[..end]
+    }
+
+    /// The next line, or None at the end of input.
+    pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
+        Ok(self.advance()?.map(|n| (n, self.current())))
     }
 }
 

@@ -26,6 +26,12 @@ pub(crate) fn skip_quoted(bytes: &[u8], mut i: usize, quote: u8, backslash: bool
 /// Skips a (nested) block comment whose `/*` starts at `i`; returns the index
 /// after its `*/` (or the end of input).
 pub(crate) fn skip_block_comment(bytes: &[u8], i: usize) -> usize {
+    block_comment_end(bytes, i).0
+}
+
+/// Like [`skip_block_comment`], and whether the comment was closed (`false`: the
+/// input ends inside it).
+pub(crate) fn block_comment_end(bytes: &[u8], i: usize) -> (usize, bool) {
     let n = bytes.len();
     let mut depth = 1usize;
     let mut i = i + 2;
@@ -40,7 +46,7 @@ pub(crate) fn skip_block_comment(bytes: &[u8], i: usize) -> usize {
             i += 1;
         }
     }
-    i.min(n)
+    (i.min(n), depth == 0)
 }
 
 /// Index of the next `\n` at or after `from` (or the end of input).

@@ -29,6 +29,7 @@ mod lex;
 pub mod logs;
 pub mod mask;
 pub mod record;
+pub mod redact;
 pub mod sample;
 pub mod split;
 pub mod stats;

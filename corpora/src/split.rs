@@ -8,7 +8,7 @@
 //! `"quoted identifiers"`, `` `backticks` ``, `-- line comments`, `/* nested block
 //! comments */` and PostgreSQL `$tag$ dollar-quoted bodies $tag$`.
 
-use crate::lex::{line_end, skip_block_comment, skip_quoted};
+use crate::lex::{block_comment_end, line_end, skip_quoted};
 
 /// One statement found in a text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct SplitOptions {
 /// whitespace and comments are not statements and are dropped.
 pub fn split_statements(input: &str, opts: SplitOptions) -> Vec<SplitStatement> {
     let bytes = input.as_bytes();
-    let (frags, _) = scan(bytes, opts);
+    let (frags, _, _) = scan(bytes, opts);
     let mut out = Vec::new();
     // Line numbers in one forward pass over the input.
     let mut line = 1u64;
@@ -66,7 +66,10 @@ pub(crate) fn newlines(b: &[u8]) -> u64 {
 /// comments), untrimmed, the last one running to the end of `bytes`; and the index
 /// after the last top-level `;` (0 when there is none). Everything before that
 /// index is final whatever bytes follow, so a stream can split what it has read.
-pub(crate) fn scan(bytes: &[u8], opts: SplitOptions) -> (Vec<(usize, usize)>, usize) {
+/// Third: where a block comment opens that the input ends inside of (everything
+/// after it was read as comment), if one does.
+pub(crate) fn scan(bytes: &[u8], opts: SplitOptions) -> (Vec<(usize, usize)>, usize, Option<usize>) {
+    let mut open_comment = None;
     let mut frags = Vec::new();
     let mut last_end = 0usize;
     let mut start = 0usize;
@@ -94,7 +97,11 @@ pub(crate) fn scan(bytes: &[u8], opts: SplitOptions) -> (Vec<(usize, usize)>, us
                 i = line_end(bytes, i + 1);
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = skip_block_comment(bytes, i);
+                let (end, closed) = block_comment_end(bytes, i);
+                if !closed {
+                    open_comment = Some(i);
+                }
+                i = end;
             }
             b'\'' => {
                 has_code = true;
@@ -131,7 +138,7 @@ pub(crate) fn scan(bytes: &[u8], opts: SplitOptions) -> (Vec<(usize, usize)>, us
     if has_code {
         frags.push((start, n));
     }
-    (frags, last_end)
+    (frags, last_end, open_comment)
 }
 
 fn is_ident_byte(b: u8) -> bool {

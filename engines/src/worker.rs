@@ -644,3 +644,50 @@ pub fn serve(
         write_frame(&mut output, &answer, payload.as_deref())?;
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid_frame(header: &Value, payload: Option<&[u8]>) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_frame(&mut out, header, payload).unwrap();
+        out
+    }
+
+    proptest! {
+        /// The host's frame decoder takes any bytes a broken worker may write: an
+        /// error or a frame, never a panic, and never more than the bytes given.
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let mut r = &bytes[..];
+            while let Ok(Some(_)) = read_frame(&mut r) {}
+        }
+
+        /// Structure-aware: valid frames with bytes flipped, cut, or lengths lied.
+        #[test]
+        fn mutated_frames_decode_or_fail_cleanly(
+            payload in proptest::collection::vec(any::<u8>(), 0..256),
+            at in 0usize..4096, b in any::<u8>(), cut in proptest::option::of(0usize..4096)
+        ) {
+            let mut bytes = valid_frame(&json!({"ok": true, "kind": "batches"}), Some(&payload));
+            bytes.extend(valid_frame(&json!({"ok": false, "error_class": "plan", "message": "x"}), None));
+            let i = at % bytes.len();
+            bytes[i] = b;
+            if let Some(c) = cut { bytes.truncate(c % (bytes.len() + 1)); }
+            let mut r = &bytes[..];
+            let mut frames = 0;
+            while let Ok(Some(_)) = read_frame(&mut r) { frames += 1; }
+            prop_assert!(frames <= 2);
+        }
+    }
+
+    #[test]
+    fn a_valid_frame_round_trips() {
+        let bytes = valid_frame(&json!({"id": 7}), Some(b"abc"));
+        let (h, p) = read_frame(&mut &bytes[..]).unwrap().unwrap();
+        assert_eq!(h["id"], 7);
+        assert_eq!(p.as_deref(), Some(&b"abc"[..]));
+    }
+}

@@ -15,18 +15,17 @@
 //! It must never write a raw result value to any file, log or report: results
 //! become [`sqlflight_diffing::ResultDigest`]s inside the sink and are dropped;
 //! float sums (which for one row would be the value) stay in memory; error
-//! messages are scrubbed of quoted text before they are journaled. It must never
+//! messages are rebuilt from an allow-list (`sqlflight_corpora::redact`) before they are journaled. It must never
 //! run a statement it cannot prove is a read (writes, DDL, SET, transactions are
 //! `skipped(write_statement)`, unparseable text is `skipped(unsupported)`).
 
 pub mod stats;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sqlflight_corpora::analysis::{OrderKey, StatementKind, analyze, dialect};
 use sqlflight_corpora::{Corpus, QueryRecord};
@@ -277,13 +276,11 @@ pub fn run_flight(
     })
 }
 
-static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"'(?:[^']|'')*'").expect("static regex"));
-
-/// Removes quoted text from an error message: engines quote the values they
-/// could not handle (`Cannot cast string 'alice@example.com'`), and raw values
-/// must not reach the journal.
-pub fn scrub(message: &str) -> String {
-    QUOTED.replace_all(message, "'…'").into_owned()
+/// An error message as it may be journaled: only words on the allow-list of
+/// [`sqlflight_corpora::redact`] survive (the driver applies the same to every
+/// outcome; this is for messages used before that).
+pub fn scrub(message: &str, sql: &str) -> String {
+    sqlflight_corpora::redact::Redactor::for_query(sql).redact(message)
 }
 
 /// One execution of one side: its digest, time and memory, or its error.
@@ -379,7 +376,7 @@ fn side_result(e: &Result<ResultDigest, EngineError>, ms: f64) -> SideResult {
         },
         Err(err) => SideResult::Error {
             error_class: err.class,
-            error: scrub(&err.message),
+            error: err.message.clone(),
             elapsed_us: (ms * 1000.0) as u64,
         },
     }
@@ -401,7 +398,10 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
             return OutcomeRecord::skipped(
                 rec.id.clone(),
                 template,
-                format!("unsupported: cannot prove the statement is read-only ({})", scrub(&e)),
+                format!(
+                    "unsupported: cannot prove the statement is read-only ({})",
+                    scrub(&e, &rec.sql)
+                ),
             );
         }
     };

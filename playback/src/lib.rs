@@ -32,6 +32,25 @@ use sqlflight_engines::{Engine, EngineError};
 
 pub use sqlflight_runs::{Journal, JournalError};
 
+/// Stack of a compile thread. Parsers, planners and the `Drop` of expression trees
+/// recurse once per nesting level, so a statement of 20,000 `+` terms needs far
+/// more than a default stack. The size is reserved address space: only the pages a
+/// compile touches are ever backed by memory. `SQLFLIGHT_COMPILE_STACK` (bytes,
+/// at least 64 KiB) overrides it.
+pub const COMPILE_STACK: usize = 256 << 20;
+
+/// The compile thread's stack size: [`COMPILE_STACK`] or `SQLFLIGHT_COMPILE_STACK`.
+pub fn compile_stack() -> usize {
+    static SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        std::env::var("SQLFLIGHT_COMPILE_STACK")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n >= 64 << 10)
+            .unwrap_or(COMPILE_STACK)
+    })
+}
+
 /// Name prefix of the threads that run compiles; a panic hook can recognise them.
 pub const COMPILE_THREAD_PREFIX: &str = "sqlflight-compile";
 
@@ -163,7 +182,7 @@ pub fn drive(
         counts: Default::default(),
     };
     let journal = Journal::open(setup.out, manifest, setup.resume)?;
-    let todo: Vec<&QueryRecord> = selected.into_iter().filter(|r| !journal.is_done(&r.id)).collect();
+    let interrupted = journal.interrupted().clone();
     progress.start(journal.manifest().selected, journal.done_count() as u64);
     let kind = setup.kind.to_string();
     let pool = rayon::ThreadPoolBuilder::new()
@@ -176,34 +195,60 @@ pub fn drive(
         })?;
     let stopped = Mutex::new(None::<String>);
     let write_err = Mutex::new(None::<JournalError>);
+    let record = |outcome: &OutcomeRecord| match journal.append(outcome) {
+        Ok(()) => progress.completed(outcome),
+        Err(e) => {
+            if let Ok(mut slot) = write_err.lock() {
+                slot.get_or_insert(e);
+            }
+        }
+    };
+    // Runs one query: stop checks, the start marker, the work, the outcome line.
+    let run_one = |rec: &QueryRecord, solo: bool| {
+        if write_err.lock().is_ok_and(|e| e.is_some()) {
+            return; // the journal failed: stop taking work
+        }
+        if let Some(reason) = should_stop() {
+            if let Ok(mut s) = stopped.lock() {
+                s.get_or_insert(reason);
+            }
+            return;
+        }
+        if let Err(e) = journal.mark_started(&rec.id, solo) {
+            if let Ok(mut slot) = write_err.lock() {
+                slot.get_or_insert(e);
+            }
+            return;
+        }
+        let mut outcome = work(rec);
+        if setup.dialect_failures {
+            sqlflight_diffing::outcome::mark_dialect_failure(&mut outcome);
+        }
+        if outcome.tenant.is_none() {
+            outcome.tenant = rec.tenant.clone();
+        }
+        redact_outcome(&mut outcome, &rec.sql);
+        record(&outcome);
+    };
+    let todo: Vec<&QueryRecord> = selected.into_iter().filter(|r| !journal.is_done(&r.id)).collect();
+    // A query that took an earlier process down when it ran alone: `crash`, never again.
+    for rec in todo.iter().filter(|r| interrupted.crashed.contains(&r.id)) {
+        let mut outcome = process_crash_outcome(rec);
+        outcome.tenant = rec.tenant.clone();
+        record(&outcome);
+    }
+    // Queries in flight when an earlier process died: again, one at a time, first,
+    // so that a second death names its one culprit.
     pool.install(|| {
-        todo.par_iter().with_max_len(1).for_each(|rec| {
-            if write_err.lock().is_ok_and(|e| e.is_some()) {
-                return; // the journal failed: stop taking work
-            }
-            if let Some(reason) = should_stop() {
-                if let Ok(mut s) = stopped.lock() {
-                    s.get_or_insert(reason);
-                }
-                return;
-            }
-            let mut outcome = work(rec);
-            if setup.dialect_failures {
-                sqlflight_diffing::outcome::mark_dialect_failure(&mut outcome);
-            }
-            if outcome.tenant.is_none() {
-                outcome.tenant = rec.tenant.clone();
-            }
-            match journal.append(&outcome) {
-                Ok(()) => progress.completed(&outcome),
-                Err(e) => {
-                    if let Ok(mut slot) = write_err.lock() {
-                        slot.get_or_insert(e);
-                    }
-                }
-            }
-        })
+        for rec in todo.iter().filter(|r| interrupted.retry.contains(&r.id)) {
+            run_one(rec, true);
+        }
     });
+    let rest: Vec<&QueryRecord> = todo
+        .into_iter()
+        .filter(|r| !interrupted.crashed.contains(&r.id) && !interrupted.retry.contains(&r.id))
+        .collect();
+    pool.install(|| rest.par_iter().with_max_len(1).for_each(|rec| run_one(rec, false)));
     progress.finish();
     if let Some(e) = write_err.into_inner().ok().flatten() {
         return Err(e.into());
@@ -212,6 +257,34 @@ pub fn drive(
         Some(reason) => journal.stop(now(), reason)?,
         None => journal.complete(now())?,
     })
+}
+
+/// Rebuilds the engine messages of an outcome (the sides' errors) from the
+/// allow-list of [`sqlflight_corpora::redact`]: engines echo table values and the
+/// query's literals in their errors, in any quoting, and neither may reach the run.
+/// (Skip reasons are sqlflight's own words; where one quotes a parser's message,
+/// its maker redacts it.)
+pub fn redact_outcome(outcome: &mut OutcomeRecord, sql: &str) {
+    let redactor = sqlflight_corpora::redact::Redactor::for_query(sql);
+    for side in [&mut outcome.baseline, &mut outcome.candidate].into_iter().flatten() {
+        if let SideResult::Error { error, .. } = side {
+            *error = redactor.redact(error);
+        }
+    }
+}
+
+/// The outcome of a query that ended an earlier process of the run while it ran
+/// alone (stack overflow, abort, killed for memory): `crash`, with the reason.
+pub fn process_crash_outcome(rec: &QueryRecord) -> OutcomeRecord {
+    let mut o = OutcomeRecord::skipped(rec.id.clone(), rec.template().to_string(), "");
+    o.class = OutcomeClass::Crash;
+    o.skip_reason = None;
+    o.detail = Some(
+        "the sqlflight process died while this query ran alone (stack overflow, abort or out of memory); \
+         recorded as crash on resume and not run again"
+            .into(),
+    );
+    o
 }
 
 /// Replays `corpus` through both engines into the run directory `opts.out`.
@@ -278,7 +351,7 @@ pub fn compile_guarded(engine: &Arc<dyn Engine>, sql: &str, timeout: Duration) -
     let thread_sql = sql.to_string();
     let spawned = std::thread::Builder::new()
         .name(format!("{COMPILE_THREAD_PREFIX}-{}", engine.info().profile))
-        .stack_size(16 * 1024 * 1024)
+        .stack_size(compile_stack())
         .spawn(move || {
             let r = catch_unwind(AssertUnwindSafe(|| thread_engine.compile(&thread_sql)));
             let _ = tx.send(r); // the receiver is gone only after a timeout

@@ -64,6 +64,73 @@ pub struct RuleResult {
     pub pass: bool,
 }
 
+/// A setting of a gate policy out of its range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyProblem {
+    /// The key path, e.g. `["coverage", "min_fraction"]` (empty: the whole file).
+    pub path: Vec<&'static str>,
+    pub message: String,
+    pub fix: String,
+}
+
+impl GatePolicy {
+    /// The first setting out of range, if any. A policy without any rule is a
+    /// mistake (it would pass everything), not a policy.
+    pub fn problem(&self) -> Option<PolicyProblem> {
+        let no_perf = self.perf.as_ref().is_none_or(|p| {
+            p.max_geomean_ratio.is_none()
+                && p.max_total_ratio.is_none()
+                && p.max_slowdowns.is_none()
+                && p.max_memory_ratio.is_none()
+        });
+        let no_coverage = self
+            .coverage
+            .as_ref()
+            .is_none_or(|c| c.min_queries.is_none() && c.min_fraction.is_none());
+        if self.max.is_empty() && no_perf && no_coverage {
+            return Some(PolicyProblem {
+                path: Vec::new(),
+                message: "the gate policy has no rules, so it would pass any run".into(),
+                fix: "add rules, e.g. `max: {wrong_result: 0, new_failure: 0, crash: 0}`".into(),
+            });
+        }
+        let range = |path: Vec<&'static str>, v: Option<f64>, ok: fn(f64) -> bool, want: &str| {
+            v.filter(|x| !ok(*x)).map(|x| PolicyProblem {
+                message: format!("{} is {x}; it must be {want}", path.join(".")),
+                path,
+                fix: format!("write a number {want}"),
+            })
+        };
+        let ratio = |x: f64| x.is_finite() && x > 0.0;
+        let p = self.perf.clone().unwrap_or_default();
+        let c = self.coverage.clone().unwrap_or_default();
+        range(
+            vec!["perf", "max_geomean_ratio"],
+            p.max_geomean_ratio,
+            ratio,
+            "above 0 (1.1 = 10% slower)",
+        )
+        .or_else(|| range(vec!["perf", "max_total_ratio"], p.max_total_ratio, ratio, "above 0"))
+        .or_else(|| range(vec!["perf", "max_memory_ratio"], p.max_memory_ratio, ratio, "above 0"))
+        .or_else(|| {
+            range(
+                vec!["perf", "slowdown_over"],
+                p.slowdown_over,
+                |x| x.is_finite() && x >= 0.0,
+                "0 or more (0.2 = 20% slower)",
+            )
+        })
+        .or_else(|| {
+            range(
+                vec!["coverage", "min_fraction"],
+                c.min_fraction,
+                |x| (0.0..=1.0).contains(&x),
+                "from 0 to 1 (a share of the selected queries)",
+            )
+        })
+    }
+}
+
 /// Evaluates `policy` over the outcomes of all `runs` together (owned or
 /// borrowed run views).
 pub fn evaluate<R: std::borrow::Borrow<RunView>>(policy: &GatePolicy, runs: &[R]) -> Vec<RuleResult> {

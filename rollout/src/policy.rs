@@ -107,10 +107,14 @@ pub struct PhaseFile {
     /// Minimum time this phase runs before the next one may start, e.g. `2h`.
     #[serde(default)]
     pub bake: Option<String>,
-    /// Distinct approvers needed to enter this phase.
+    /// Distinct approvers needed to enter this phase (omitted: none; when written,
+    /// at least 1).
     #[serde(default)]
-    pub approvals: u32,
+    pub approvals: Option<u32>,
 }
+
+/// Most approvers a phase may require.
+pub const MAX_APPROVALS: u32 = 64;
 
 /// A gate frozen into the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -282,6 +286,20 @@ impl PolicyFile {
                 }
                 _ => {}
             }
+            let approvals = match p.approvals {
+                None => 0,
+                Some(n @ 1..=MAX_APPROVALS) => n,
+                Some(n) => {
+                    return Ok(Err(issue(
+                        &format!("approvals: {n}"),
+                        format!(
+                            "phase `{}`: approvals is {n}; it must be from 1 to {MAX_APPROVALS}",
+                            p.name
+                        ),
+                        "write how many distinct approvers must approve, or remove the key when the phase needs none",
+                    )));
+                }
+            };
             let bake_ms = match &p.bake {
                 None => 0,
                 Some(b) => match humantime::parse_duration(b) {
@@ -303,7 +321,7 @@ impl PolicyFile {
                 require: p.require.clone(),
                 gate: p.gate.clone(),
                 bake_ms,
-                approvals: p.approvals,
+                approvals,
             });
         }
         Ok(Ok(Policy {

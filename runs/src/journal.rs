@@ -5,10 +5,23 @@
 //! kill the file holds complete lines and at most one torn last line. Resume drops
 //! the torn line (that query runs again) and skips every query with a complete
 //! line, so a resumed run holds exactly the outcomes of an uninterrupted one.
+//!
+//! A query that takes the whole process down (a stack overflow, an abort, the
+//! kernel's out-of-memory killer) must not be retried forever: before a query runs
+//! the driver appends its id to `started.jsonl` ([`Journal::mark_started`]). On
+//! resume, a query started but without an outcome was in flight when the process
+//! died. If it ran *alone* (`solo`) it is the culprit: [`Interrupted::crashed`].
+//! Otherwise it is a suspect among its neighbours: [`Interrupted::retry`], to be
+//! run again alone before anything else. So every two deaths settle at least one
+//! query, and innocent neighbours get their normal outcome.
+//!
+//! One writer per run directory: [`Journal::open`] takes an exclusive lock on
+//! `run.lock` (released when the journal is dropped, or by the kernel when the
+//! process dies); a second writer gets [`JournalError::Locked`] naming the holder.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -16,6 +29,10 @@ use sqlflight_diffing::{OutcomeRecord, RunManifest, RunStatus};
 
 pub const MANIFEST: &str = "manifest.json";
 pub const OUTCOMES: &str = "outcomes.jsonl";
+/// Queries started, one `{"query_id", "solo"}` line each, written before they run.
+pub const STARTED: &str = "started.jsonl";
+/// The lock file of the process writing the run (its content names the holder).
+pub const LOCK: &str = "run.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -37,6 +54,30 @@ pub enum JournalError {
     },
     #[error("{0}: not a run directory (no manifest.json)")]
     NotARun(PathBuf),
+    #[error(
+        "run directory {dir} is being written by another sqlflight ({holder}); wait for it to end or stop it, then --resume"
+    )]
+    Locked { dir: PathBuf, holder: String },
+}
+
+/// One line of `started.jsonl`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Started {
+    query_id: String,
+    /// Run alone (no other query in flight), after an earlier process died.
+    #[serde(default)]
+    solo: bool,
+}
+
+/// What a resumed run learns from queries that were in flight when an earlier
+/// process died.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interrupted {
+    /// Started alone and never finished: the query took the process down. The
+    /// driver records it as `crash` and never runs it again.
+    pub crashed: HashSet<String>,
+    /// Started beside other queries and never finished: run again, alone, first.
+    pub retry: HashSet<String>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -51,7 +92,61 @@ pub struct Journal {
     dir: PathBuf,
     manifest: RunManifest,
     done: HashSet<String>,
+    interrupted: Interrupted,
     file: Mutex<File>,
+    started: Mutex<File>,
+    /// Held (locked) for the journal's lifetime.
+    _lock: File,
+}
+
+/// How long [`Journal::open`] waits for another writer to let go of a run directory.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Takes the run directory's exclusive lock, or names who holds it.
+fn lock_dir(dir: &Path) -> Result<File, JournalError> {
+    let path = dir.join(LOCK);
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    // A writer that was just killed may take a moment to be gone: wait a little.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut attempt = f.try_lock();
+    while matches!(attempt, Err(fs::TryLockError::WouldBlock)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        attempt = f.try_lock();
+    }
+    match attempt {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(JournalError::Locked {
+                dir: dir.to_path_buf(),
+                holder: if holder.is_empty() {
+                    "holder unknown".into()
+                } else {
+                    holder.to_string()
+                },
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+    }
+    let me = format!(
+        "pid {} since {}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    );
+    f.set_len(0).map_err(io(&path))?;
+    f.rewind().map_err(io(&path))?;
+    f.write_all(me.as_bytes()).map_err(io(&path))?;
+    Ok(f)
 }
 
 impl Journal {
@@ -60,7 +155,11 @@ impl Journal {
     pub fn open(dir: &Path, mut manifest: RunManifest, resume: bool) -> Result<Journal, JournalError> {
         let mpath = dir.join(MANIFEST);
         let opath = dir.join(OUTCOMES);
+        let spath = dir.join(STARTED);
         let mut done = HashSet::new();
+        let mut interrupted = Interrupted::default();
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock = lock_dir(dir)?;
         if mpath.exists() || opath.exists() {
             if !resume {
                 return Err(JournalError::AlreadyExists(dir.to_path_buf()));
@@ -75,11 +174,24 @@ impl Journal {
             for o in read_outcomes(&opath, true)? {
                 done.insert(o.query_id);
             }
+            for s in read_started(&spath)? {
+                if done.contains(&s.query_id) {
+                    continue;
+                }
+                if s.solo {
+                    interrupted.retry.remove(&s.query_id);
+                    interrupted.crashed.insert(s.query_id);
+                } else if !interrupted.crashed.contains(&s.query_id) {
+                    interrupted.retry.insert(s.query_id);
+                }
+            }
             manifest.started_at = old.started_at;
             manifest.resumed = old.resumed + 1;
             manifest.stopped_reason = None;
-        } else {
-            fs::create_dir_all(dir).map_err(io(dir))?;
+        } else if spath.exists() {
+            // A started list without a run: left from a run that died before its
+            // manifest was written; it says nothing about this run.
+            fs::remove_file(&spath).map_err(io(&spath))?;
         }
         write_manifest(dir, &manifest)?;
         let file = OpenOptions::new()
@@ -87,12 +199,39 @@ impl Journal {
             .append(true)
             .open(&opath)
             .map_err(io(&opath))?;
+        let started = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spath)
+            .map_err(io(&spath))?;
         Ok(Journal {
             dir: dir.to_path_buf(),
             manifest,
             done,
+            interrupted,
             file: Mutex::new(file),
+            started: Mutex::new(started),
+            _lock: lock,
         })
+    }
+
+    /// Queries in flight when an earlier process of this run died.
+    pub fn interrupted(&self) -> &Interrupted {
+        &self.interrupted
+    }
+
+    /// Records that a query is about to run (`solo`: nothing else in flight), with
+    /// one `write`, so that a death while it runs is attributed on resume.
+    pub fn mark_started(&self, query_id: &str, solo: bool) -> Result<(), JournalError> {
+        let spath = self.dir.join(STARTED);
+        let mut line = serde_json::to_vec(&Started {
+            query_id: query_id.to_string(),
+            solo,
+        })
+        .map_err(|e| io(&spath)(e.into()))?;
+        line.push(b'\n');
+        let mut f = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        f.write_all(&line).map_err(io(&spath))
     }
 
     pub fn manifest(&self) -> &RunManifest {
@@ -254,6 +393,25 @@ fn read_outcomes(path: &Path, repair: bool) -> Result<Vec<OutcomeRecord>, Journa
     }
     out.sort_by(|a, b| a.query_id.cmp(&b.query_id));
     Ok(out)
+}
+
+/// Reads `started.jsonl`, cutting off a torn last line (the process died inside
+/// the write); unreadable lines are ignored (the file only ever helps resume).
+fn read_started(path: &Path) -> Result<Vec<Started>, JournalError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    if complete < bytes.len() {
+        let f = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+        f.set_len(complete as u64).map_err(io(path))?;
+    }
+    Ok(bytes[..complete]
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect())
 }
 
 /// Reads a run directory (complete or interrupted).

@@ -14,4 +14,4 @@
 
 pub mod journal;
 
-pub use journal::{Journal, JournalError, read_manifest, read_run};
+pub use journal::{Interrupted, Journal, JournalError, read_manifest, read_run};

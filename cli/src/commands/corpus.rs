@@ -97,6 +97,10 @@ pub struct IngestArgs {
     /// Tag added to every record (repeatable).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
+    /// Largest record read (a log line, a statement), e.g. 64MiB; longer ones are
+    /// skipped and counted [default: 8MiB].
+    #[arg(long, value_parser = crate::config::flags::record_size)]
+    pub max_record_size: Option<usize>,
 }
 
 pub fn run(cmd: &CorpusCmd, cli: &Cli) -> anyhow::Result<u8> {
@@ -129,6 +133,9 @@ fn run_ingest(a: &IngestArgs, cli: &Cli) -> anyhow::Result<u8> {
         },
         tags: a.tags.clone(),
         dialect: a.dialect.clone(),
+        max_record: a
+            .max_record_size
+            .unwrap_or(sqlflight_corpora::input::DEFAULT_MAX_RECORD),
     };
     let report = match ingest(&a.inputs, &opts, &mut writer) {
         Ok(r) => r,
@@ -177,6 +184,12 @@ fn run_ingest(a: &IngestArgs, cli: &Cli) -> anyhow::Result<u8> {
         }
         for (what, n) in &report.ignored {
             println!("  not a statement {n:>8}  {what}");
+        }
+        for (what, n) in &report.dropped_attributes {
+            println!("  attribute dropped {n:>6}  {what} (statements kept)");
+        }
+        for d in report.dropped.iter().take(10) {
+            eprintln!("attribute dropped {}:{}: {}", d.file, d.line, d.reason);
         }
     }
     Ok(EXIT_OK)

@@ -43,13 +43,13 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 0.1)]
     pub scale: f64,
     /// Worker threads [default: all cores].
-    #[arg(long, short = 'j')]
+    #[arg(long, short = 'j', value_parser = crate::config::flags::positive_count)]
     pub jobs: Option<usize>,
     /// Cache for generated data [default: $SQLFLIGHT_CACHE or ~/.cache/sqlflight].
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
     /// Timed runs per side in the TPC-H flight.
-    #[arg(long, default_value_t = super::flight::DEFAULT_REPEAT)]
+    #[arg(long, default_value_t = super::flight::DEFAULT_REPEAT, value_parser = crate::config::flags::positive_count)]
     pub repeat: usize,
     /// Playback only: skip the flight.
     #[arg(long)]

@@ -13,7 +13,7 @@ use sqlflight_flighting::{FlightOptions, FlightSummary, run_flight};
 use sqlflight_reports::{RunView, markdown, perf, write_markdown};
 
 use super::playback::{RunArgs, make_engine, resolve_run};
-use crate::config::{Config, load_accepted, parse_size};
+use crate::config::{Config, load_accepted};
 use crate::progress::{RunProgress, UiMode};
 use crate::{Cli, EXIT_ERROR, EXIT_OK, EXIT_REGRESSION};
 
@@ -25,16 +25,16 @@ pub struct FlightArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Timed runs per side after a warm-up [default: 5; 5 is the fewest for which a 5% significance test can say "slower"].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::config::flags::positive_count)]
     pub repeat: Option<usize>,
     /// Per-query time limit; the query is cancelled [default: 30s].
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::flags::positive_duration)]
     pub timeout: Option<Duration>,
     /// Per-query memory limit, e.g. 2GiB [default: none].
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = crate::config::flags::memory_limit)]
     pub memory_limit: Option<usize>,
     /// Stop taking new queries after this long, e.g. 10m (resume later).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::flags::positive_duration)]
     pub budget: Option<Duration>,
     /// Extra baseline runs when results differ [default: 2].
     #[arg(long)]
@@ -112,7 +112,9 @@ pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
     };
     let accepted = match (&args.accepted, &spec.accepted) {
         (Some(p), _) => load_accepted(p)?,
-        (None, Some(p)) => load_accepted(&cfg.resolve(p))?,
+        (None, Some(p)) => {
+            load_accepted(&cfg.resolve(p)).map_err(|e| cfg.locate_unplaced(e, &["flight", "accepted"]))?
+        }
         (None, None) => Vec::new(),
     };
     let digest_key = digest_key(cfg, spec.digest_key_file.as_deref())?;
@@ -138,7 +140,7 @@ pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
         out: r.out,
         jobs: args.run.jobs.or(spec.max_concurrency).unwrap_or(1).max(1),
         partition: args.run.partition,
-        resume: args.run.resume,
+        resume: args.run.resumes(),
         repeat: args.repeat.or(spec.repeat).unwrap_or(DEFAULT_REPEAT).max(1),
         limits: ExecLimits { timeout, memory_limit },
         budget,

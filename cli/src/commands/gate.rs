@@ -6,7 +6,7 @@ use anyhow::Context;
 use sqlflight_reports::RunView;
 use sqlflight_reports::gate::{GatePolicy, evaluate};
 
-use crate::config::ConfigError;
+use crate::config::{Config, ConfigError};
 use crate::{Cli, EXIT_OK, EXIT_REGRESSION};
 
 #[derive(Debug, clap::Args)]
@@ -25,9 +25,45 @@ pub struct GateArgs {
 
 /// Reads a policy with located errors.
 pub fn load_policy(path: &Path) -> Result<GatePolicy, ConfigError> {
-    crate::config::load_yaml(path, "gate policy", "check the path given to --policy", |_| {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read the gate policy: {e}"),
+        fix: "check the path given to --policy".into(),
+    })?;
+    let policy: GatePolicy = crate::config::parse_yaml(path, &text, |_| {
         "a policy has `max: {class: n}`, `perf: {max_geomean_ratio, max_total_ratio, max_slowdowns, slowdown_over, max_memory_ratio}`, `coverage: {min_queries, min_fraction}` and `accepted: file`".into()
-    })
+    })?;
+    let located = Config {
+        path: Some(path.to_path_buf()),
+        text,
+        ..Default::default()
+    };
+    if let Some(p) = policy.problem() {
+        return Err(if p.path.is_empty() {
+            ConfigError {
+                file: path.display().to_string(),
+                line: 1,
+                column: 1,
+                message: p.message,
+                fix: p.fix,
+            }
+        } else {
+            located.error_at_key(&p.path, p.message, p.fix)
+        });
+    }
+    if let Some(a) = &policy.accepted {
+        let file = path.parent().unwrap_or(Path::new(".")).join(a);
+        if !file.is_file() {
+            return Err(located.error_at_key(
+                &["accepted"],
+                format!("accepted: {} does not exist", file.display()),
+                "fix the path (relative to the policy) or remove the key",
+            ));
+        }
+    }
+    Ok(policy)
 }
 
 pub fn run(args: &GateArgs, cli: &Cli) -> anyhow::Result<u8> {

@@ -46,5 +46,8 @@ pub fn default_jobs() -> usize {
 
 /// A timestamp for default run directory names.
 pub fn stamp() -> String {
+    if let Some(s) = std::env::var_os(crate::supervise::ENV_STAMP) {
+        return s.to_string_lossy().into_owned();
+    }
     chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string()
 }

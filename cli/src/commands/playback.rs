@@ -40,7 +40,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub partition: Option<PartitionSpec>,
     /// Worker threads [playback default: all cores; flight default: 1].
-    #[arg(long, short = 'j')]
+    #[arg(long, short = 'j', value_parser = crate::config::flags::positive_count)]
     pub jobs: Option<usize>,
     /// Continue an interrupted run in --out.
     #[arg(long)]
@@ -52,7 +52,7 @@ pub struct PlaybackArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Per-compile time limit, e.g. 30s [default: 60s].
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::flags::positive_duration)]
     pub timeout: Option<Duration>,
 }
 
@@ -88,12 +88,13 @@ pub fn resolve_run(args: &RunArgs, kind: &str) -> anyhow::Result<Resolved> {
     let catalog = build_catalog(&cfg, &corpus)?;
     let baseline = pick_engine(&cfg, args.baseline.as_ref(), cfg.file.baseline.as_ref(), "baseline")?;
     let candidate = pick_engine(&cfg, args.candidate.as_ref(), cfg.file.candidate.as_ref(), "candidate")?;
-    if args.resume && args.out.is_none() {
+    if args.resume && args.out.is_none() && !crate::supervise::restarted() {
         anyhow::bail!("--resume needs --out: the run directory to continue");
     }
     let out = args.out.clone().unwrap_or_else(|| {
         Path::new("sqlflight-runs").join(format!("{}-{kind}-{}", corpus.manifest.name, super::stamp()))
     });
+    crate::supervise::note_run_dir(&out);
     let mut config_json = serde_json::to_value(&cfg.file)?;
     if let Some(obj) = config_json.as_object_mut() {
         obj.insert(
@@ -112,6 +113,14 @@ pub fn resolve_run(args: &RunArgs, kind: &str) -> anyhow::Result<Resolved> {
         config: cfg,
         config_json,
     })
+}
+
+impl RunArgs {
+    /// Whether to continue the run in `--out`: asked for, or a supervised restart
+    /// after the run process died.
+    pub fn resumes(&self) -> bool {
+        self.resume || crate::supervise::restarted()
+    }
 }
 
 /// Everything a playback needs, resolved.
@@ -214,7 +223,7 @@ pub fn resolve(args: &PlaybackArgs) -> anyhow::Result<PlaybackJob> {
             out: r.out,
             jobs,
             partition: args.run.partition,
-            resume: args.run.resume,
+            resume: args.run.resumes(),
             timeout,
             dialect_failures: r.config.file.dialect_failures,
             config: r.config_json,

@@ -43,6 +43,11 @@ pub trait Sink {
     /// A log entry that is not a statement (connections, checkpoints, protocol
     /// steps, ...): counted, not reported one by one.
     fn ignore(&mut self, what: &'static str);
+    /// An attribute of a statement (user, duration, ...) that could not be read:
+    /// the attribute is dropped and counted, the statement is kept.
+    fn dropped_attribute(&mut self, line: u64, what: &'static str) {
+        let _ = (line, what);
+    }
 }
 
 /// Why a parser stopped early.
@@ -71,14 +76,27 @@ pub(crate) type TextLine<'l> = (u64, std::borrow::Cow<'l, str>, Option<String>);
 
 pub(crate) fn next_text<R: io::BufRead>(lines: &mut crate::input::Lines<R>) -> Result<Option<TextLine<'_>>, LogError> {
     let next = lines.line() + 1;
-    match lines.next_line() {
-        Ok(Some((line, bytes))) => Ok(Some(match utf8(bytes) {
-            Ok(t) => (line, std::borrow::Cow::Borrowed(t), None),
-            Err(reason) => (line, String::from_utf8_lossy(bytes), Some(reason)),
-        })),
-        Ok(None) => Ok(None),
-        Err(e) => Err(read_err(next)(e)),
+    let line = match lines.advance() {
+        Ok(Some(line)) => line,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(read_err(next)(e)),
+    };
+    if let Some(len) = lines.oversized() {
+        return Ok(Some((line, std::borrow::Cow::Borrowed(""), Some(oversized(len)))));
     }
+    let bytes = lines.current();
+    Ok(Some(match utf8(bytes) {
+        Ok(t) => (line, std::borrow::Cow::Borrowed(t), None),
+        Err(reason) => (line, String::from_utf8_lossy(bytes), Some(reason)),
+    }))
+}
+
+/// The skip reason of a record over the record-size limit.
+pub(crate) fn oversized(len: u64) -> String {
+    format!(
+        "record too large: {len} bytes, over the maximum record size of {} bytes; raise --max-record-size to read it",
+        crate::input::max_record()
+    )
 }
 
 /// Runs `f` on every non-empty line decoded as JSON into `T`; lines that are not
@@ -193,6 +211,7 @@ pub(crate) mod testing {
         pub statements: Vec<Captured>,
         pub skipped: Vec<(u64, String)>,
         pub ignored: BTreeMap<&'static str, u64>,
+        pub dropped: Vec<(u64, &'static str)>,
     }
 
     impl Sink for Collect {
@@ -205,6 +224,9 @@ pub(crate) mod testing {
         }
         fn ignore(&mut self, what: &'static str) {
             *self.ignored.entry(what).or_insert(0) += 1;
+        }
+        fn dropped_attribute(&mut self, line: u64, what: &'static str) {
+            self.dropped.push((line, what));
         }
     }
 }

@@ -38,6 +38,8 @@ struct SlowEntry {
     body_line: u64,
     admin: bool,
     bad: Option<String>,
+    /// Header attributes that could not be read (dropped, the statement kept).
+    dropped: Vec<&'static str>,
 }
 
 impl SlowEntry {
@@ -50,7 +52,11 @@ impl SlowEntry {
     }
 
     fn is_empty(&self) -> bool {
-        self.user.is_none() && self.body.is_empty() && self.duration_ms.is_none() && self.bad.is_none()
+        self.user.is_none()
+            && self.body.is_empty()
+            && self.duration_ms.is_none()
+            && self.bad.is_none()
+            && self.dropped.is_empty()
     }
 }
 
@@ -82,12 +88,12 @@ pub fn read_slow<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogEr
         if let Some(u) = text.strip_prefix("# User@Host: ") {
             flush_slow(&mut entry, &mut last_db, &mut stamps, sink)?;
             entry.begin(line, &last_time);
-            match u.split_once('[') {
-                Some((user, _)) if !user.trim().is_empty() => entry.user = Some(user.trim().to_string()),
-                _ => entry.bad = Some(format!("malformed slow-log header `# User@Host: {u}`")),
+            match user_at_host(u) {
+                Some(user) => entry.user = Some(user),
+                None => entry.dropped.push("mysql-slow: unreadable User@Host (user dropped)"),
             }
             if let Some((_, id)) = u.split_once("Id:") {
-                entry.session = Some(id.trim().to_string());
+                entry.session = id.split_whitespace().next().map(str::to_string);
             }
             continue;
         }
@@ -97,12 +103,10 @@ pub fn read_slow<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogEr
         }
         if entry.body.is_empty() && text.starts_with("# ") {
             entry.begin(line, &last_time);
-            if let Err(reason) = slow_header_fields(&text[2..], &mut entry) {
-                entry.bad.get_or_insert(reason);
-            }
+            slow_header_fields(&text[2..], &mut entry);
             continue;
         }
-        if text.is_empty() && entry.body.is_empty() {
+        if text.is_empty() && bad.is_none() && entry.body.is_empty() {
             continue;
         }
         entry.begin(line, &last_time);
@@ -119,8 +123,28 @@ pub fn read_slow<R: BufRead>(reader: R, sink: &mut dyn Sink) -> Result<(), LogEr
     flush_slow(&mut entry, &mut last_db, &mut stamps, sink)
 }
 
-/// Reads `Key: value  Key: value` header fields.
-fn slow_header_fields(s: &str, e: &mut SlowEntry) -> Result<(), String> {
+/// The user of a `# User@Host:` header: `user[priv_user] @ host [ip]` (MySQL and
+/// MariaDB), `[priv_user] @ host [ip]` (no login user), `user @ host` (others).
+fn user_at_host(u: &str) -> Option<String> {
+    let (who, _) = u.split_once('@').unwrap_or((u, ""));
+    let (login, rest) = who.split_once('[').unwrap_or((who, ""));
+    let plausible = |s: &str| {
+        !s.is_empty()
+            && !s
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '[' | ']' | '@'))
+    };
+    let login = login.trim();
+    if plausible(login) {
+        return Some(login.to_string());
+    }
+    let privileged = rest.split(']').next().unwrap_or("").trim();
+    plausible(privileged).then(|| privileged.to_string())
+}
+
+/// Reads `Key: value  Key: value` header fields; a value that cannot be read is
+/// dropped (and counted), never the entry.
+fn slow_header_fields(s: &str, e: &mut SlowEntry) {
     let mut words = s.split_ascii_whitespace().peekable();
     while let Some(key) = words.next() {
         let Some(key) = key.strip_suffix(':') else { continue };
@@ -129,12 +153,10 @@ fn slow_header_fields(s: &str, e: &mut SlowEntry) -> Result<(), String> {
         };
         words.next();
         match key {
-            "Query_time" => {
-                let secs: f64 = value
-                    .parse()
-                    .map_err(|_| format!("malformed slow-log header: Query_time `{value}` is not a number"))?;
-                e.duration_ms = Some(secs * 1000.0);
-            }
+            "Query_time" => match value.parse::<f64>() {
+                Ok(secs) if secs.is_finite() && secs >= 0.0 => e.duration_ms = Some(secs * 1000.0),
+                _ => e.dropped.push("mysql-slow: unreadable Query_time (duration dropped)"),
+            },
             "Schema" => e.schema = Some(value.to_string()),
             "Thread_id" | "Id" => e.session = Some(value.to_string()),
             "Rows_sent" => e.rows_sent = Some(value.to_string()),
@@ -142,7 +164,6 @@ fn slow_header_fields(s: &str, e: &mut SlowEntry) -> Result<(), String> {
             _ => {}
         }
     }
-    Ok(())
 }
 
 /// `SET timestamp=N` (and MySQL's `SET last_insert_id=.., insert_id=.., timestamp=..`).
@@ -220,6 +241,9 @@ fn flush_entry(
     if body.trim().is_empty() {
         sink.skip(e.start_line, "slow-log entry without a statement".into());
         return Ok(());
+    }
+    for what in &e.dropped {
+        sink.dropped_attribute(e.start_line, what);
     }
     let mut time = e.time;
     let mut statements = Vec::new();
@@ -431,7 +455,7 @@ mod tests {
         let mut sink = Collect::default();
         read_slow(SLOW.as_bytes(), &mut sink).unwrap();
         let s = &sink.statements;
-        assert_eq!(s.len(), 4, "{s:#?}");
+        assert_eq!(s.len(), 5, "{s:#?}");
         assert_eq!(
             s[0].sql,
             "select *\n  from t where a = 'x;y' # trailing comment\n  and b = 1"
@@ -450,14 +474,51 @@ mod tests {
         assert_eq!((s[1].line, s[2].line), (18, 18));
         assert_eq!(s[2].database.as_deref(), Some("shop"));
         assert_eq!(s[2].attrs.get("block_statements").map(String::as_str), Some("2"));
-        assert_eq!(s[3].sql, "select 2");
-        assert_eq!(s[3].session.as_deref(), Some("8"));
-        assert_eq!(s[3].captured_at.as_deref(), Some("2023-11-21T10:00:05.000001Z"));
-        assert_eq!(sink.skipped.len(), 2, "{:?}", sink.skipped);
-        assert_eq!(sink.skipped[0].0, 24);
-        assert!(sink.skipped[0].1.contains("Query_time `fast`"));
-        assert_eq!(sink.skipped[1], (27, "slow-log entry without a statement".to_string()));
+        // An unreadable Query_time costs the duration, not the statement.
+        assert_eq!(s[3].sql, "select 1");
+        assert_eq!(s[3].duration_ms, None);
+        assert_eq!(s[3].user.as_deref(), Some("root"));
+        assert_eq!(
+            sink.dropped,
+            vec![(24, "mysql-slow: unreadable Query_time (duration dropped)")]
+        );
+        assert_eq!(s[4].sql, "select 2");
+        assert_eq!(s[4].session.as_deref(), Some("8"));
+        assert_eq!(s[4].captured_at.as_deref(), Some("2023-11-21T10:00:05.000001Z"));
+        assert_eq!(sink.skipped.len(), 1, "{:?}", sink.skipped);
+        assert_eq!(sink.skipped[0], (27, "slow-log entry without a statement".to_string()));
         assert_eq!(sink.ignored.get("mysql: administrator commands"), Some(&1));
+    }
+
+    /// Issue 20, reproduction 7: whatever shape the `# User@Host:` line has, the
+    /// statement is kept; a user that cannot be read is dropped and counted.
+    #[test]
+    fn every_user_at_host_shape_keeps_its_statement() {
+        let shapes = [
+            ("app[app] @ localhost [127.0.0.1]", Some("app")),
+            ("[root] @ localhost []", Some("root")),
+            ("root[root] @ localhost []  Id:     8", Some("root")),
+            (
+                "event_scheduler[event_scheduler] @ localhost []",
+                Some("event_scheduler"),
+            ),
+            ("app @ 10.0.0.7", Some("app")),
+            ("[] @  []", None),
+            ("@", None),
+            ("", None),
+            ("\u{1}\u{2} garbage [[[ @@@", None),
+        ];
+        for (shape, user) in shapes {
+            let log =
+                format!("# Time: 231121 10:00:00\n# User@Host: {shape}\n# Query_time: 0.5  Lock_time: 0\nselect 42;\n");
+            let mut sink = Collect::default();
+            read_slow(log.as_bytes(), &mut sink).unwrap();
+            assert_eq!(sink.statements.len(), 1, "`{shape}`: {:?}", sink.skipped);
+            assert_eq!(sink.statements[0].sql, "select 42");
+            assert_eq!(sink.statements[0].duration_ms, Some(500.0));
+            assert_eq!(sink.statements[0].user.as_deref(), user, "`{shape}`");
+            assert_eq!(sink.dropped.len(), usize::from(user.is_none()), "`{shape}`");
+        }
     }
 
     const GENERAL: &str = include_str!("../../fixtures/logs/mariadb-general.log");

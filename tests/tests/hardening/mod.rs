@@ -1,0 +1,493 @@
+//! Issue 20: one query never ends a run, one writer per run directory, every
+//! setting range-checked, error messages desensitized by allow-list.
+
+use std::path::Path;
+use std::process::Command;
+
+use sqlflight::config::Config;
+use sqlflight_diffing::{OutcomeClass, SideResult};
+use sqlflight_tests::sqlflight_bin;
+
+/// A corpus of TPC-H's 22 queries and one statement of 20,000 `+` terms.
+fn deep_corpus(dir: &Path) -> std::path::PathBuf {
+    let tpch = sqlflight_corpora::bundled::Workload::Tpch.corpus().unwrap();
+    let mut sql = String::new();
+    for r in &tpch.records {
+        sql.push_str(r.sql.trim().trim_end_matches(';'));
+        sql.push_str(";\n");
+    }
+    sql.push_str(&format!("select {} from nation;\n", vec!["1"; 20_000].join("+")));
+    let script = dir.join("mix.sql");
+    std::fs::write(&script, sql).unwrap();
+    let corpus = dir.join("mix");
+    let code = sqlflight::run_cli([
+        "sqlflight",
+        "corpus",
+        "ingest",
+        script.to_str().unwrap(),
+        "--out",
+        corpus.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, 0);
+    let cfg = dir.join("mix.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "corpus: mix\ncatalog:\n  ddl: {}\n{}",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../corpora/tpch/schema.sql")
+                .display(),
+            sqlflight::commands::demo::DEMO_ENGINES
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Issue 20, reproduction 1: a statement that overflows the compile thread's
+/// stack (for real: the embedded DataFusion, a compile stack made small so the
+/// test is quick) aborts the process. The supervisor resumes the run, the journal
+/// attributes the death, the query is a `crash`, and the run completes with every
+/// other query's normal outcome — from one command, and a later `--resume` does
+/// not run the query again.
+#[test]
+fn a_query_that_overflows_the_stack_is_a_crash_and_the_run_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = deep_corpus(tmp.path());
+    let run = tmp.path().join("run");
+    let out = Command::new(sqlflight_bin())
+        .args(["playback", "-c", cfg.to_str().unwrap(), "--jobs", "2", "-q", "--out"])
+        .arg(&run)
+        .env("SQLFLIGHT_COMPILE_STACK", (2u32 << 20).to_string())
+        .env_remove("SQLFLIGHT_NO_SUPERVISOR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("overflowed its stack"),
+        "a real overflow happened: {stderr}"
+    );
+    assert!(stderr.contains("resuming"), "{stderr}");
+    let (manifest, outcomes) = sqlflight_runs::read_run(&run).unwrap();
+    assert_eq!(manifest.status, sqlflight_diffing::RunStatus::Complete);
+    assert_eq!(outcomes.len(), 23, "every query has exactly one outcome");
+    let crashed: Vec<_> = outcomes.iter().filter(|o| o.class == OutcomeClass::Crash).collect();
+    assert_eq!(crashed.len(), 1, "{crashed:#?}");
+    assert!(
+        crashed[0]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("died while this query ran alone")
+    );
+    assert!(
+        outcomes
+            .iter()
+            .filter(|o| o.class != OutcomeClass::Crash)
+            .all(|o| matches!(o.class, OutcomeClass::PlanChanged | OutcomeClass::SamePlan)),
+        "the 22 TPC-H queries have their normal outcomes"
+    );
+    // Resuming the finished run does not run the culprit again.
+    let again = Command::new(sqlflight_bin())
+        .args(["playback", "-c", cfg.to_str().unwrap(), "-q", "--resume", "--out"])
+        .arg(&run)
+        .env("SQLFLIGHT_COMPILE_STACK", (2u32 << 20).to_string())
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("overflowed"));
+}
+
+/// Without the supervisor, each death still moves the run on: the first resume
+/// runs the suspects alone, the next records the one that died alone as `crash`.
+#[test]
+fn resume_after_process_deaths_attributes_the_culprit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = deep_corpus(tmp.path());
+    let run = tmp.path().join("run");
+    let mut codes = Vec::new();
+    for attempt in 0..6 {
+        let mut cmd = Command::new(sqlflight_bin());
+        cmd.args(["playback", "-c", cfg.to_str().unwrap(), "--jobs", "2", "-q", "--out"])
+            .arg(&run)
+            .env("SQLFLIGHT_COMPILE_STACK", (2u32 << 20).to_string())
+            .env("SQLFLIGHT_NO_SUPERVISOR", "1");
+        if attempt > 0 {
+            cmd.arg("--resume");
+        }
+        let out = cmd.output().unwrap();
+        codes.push(out.status.code());
+        if out.status.code().is_some() {
+            break;
+        }
+    }
+    assert_eq!(codes.last(), Some(&Some(1)), "{codes:?}");
+    assert!(codes.len() <= 3, "at most two deaths settle the one culprit: {codes:?}");
+    let (_, outcomes) = sqlflight_runs::read_run(&run).unwrap();
+    assert_eq!(outcomes.len(), 23);
+    assert_eq!(outcomes.iter().filter(|o| o.class == OutcomeClass::Crash).count(), 1);
+}
+
+/// Issue 20, reproduction 5: a second writer of a run directory is refused while
+/// the first holds it, naming the holder.
+#[test]
+fn a_second_writer_of_a_run_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!("corpus: bundled:tpcds\n{}", sqlflight::commands::demo::DEMO_ENGINES),
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let mut first = Command::new(sqlflight_bin())
+        .args(["playback", "-c", cfg.to_str().unwrap(), "--jobs", "1", "-q", "--out"])
+        .arg(&run)
+        .spawn()
+        .unwrap();
+    let started = run.join("started.jsonl");
+    let t0 = std::time::Instant::now();
+    while std::fs::metadata(&started).map_or(0, |m| m.len()) == 0 && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let second = Command::new(sqlflight_bin())
+        .args(["playback", "-c", cfg.to_str().unwrap(), "-q", "--resume", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let first_code = first.wait().unwrap().code();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert!(err.contains("is being written by another sqlflight (pid"), "{err}");
+    assert_eq!(first_code, Some(0));
+    let text = std::fs::read_to_string(run.join("outcomes.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 99, "one writer: no duplicated outcome lines");
+}
+
+fn refused(yaml: &str) -> sqlflight::config::ConfigError {
+    Config::parse(Path::new("c.yaml"), yaml).expect_err(yaml)
+}
+
+/// Issue 20, reproduction 4: nonsense settings are refused when the config is
+/// read, at the key's line and column, with the fix.
+#[test]
+fn nonsense_settings_are_refused_with_their_place() {
+    let cases = [
+        ("playback:\n  timeout: 0s\n", (2, 3), "zero"),
+        ("playback:\n  jobs: 0\n", (2, 3), "playback.jobs is 0"),
+        ("flight:\n  repeat: 0\n", (2, 3), "flight.repeat is 0"),
+        ("flight:\n  timeout: 0s\n", (2, 3), "zero"),
+        ("flight:\n  memory_limit: 0\n", (2, 3), "below 1 MiB"),
+        ("flight:\n  max_concurrency: 0\n", (2, 3), "max_concurrency is 0"),
+        ("flight:\n  perf:\n    alpha: 2\n", (3, 5), "flight.perf.alpha is 2"),
+        (
+            "flight:\n  tolerance:\n    relative: -1\n",
+            (3, 5),
+            "flight.tolerance.relative is -1",
+        ),
+        (
+            "flight:\n  perf:\n    regression_ratio: 0.5\n",
+            (3, 5),
+            "regression_ratio",
+        ),
+        ("flight:\n  budget: 0s\n", (2, 3), "zero"),
+    ];
+    for (yaml, place, words) in cases {
+        let e = refused(yaml);
+        assert_eq!((e.line, e.column), place, "{yaml}: {e}");
+        assert!(e.message.contains(words), "{yaml}: {e}");
+        assert!(!e.fix.is_empty());
+    }
+    // Sane values pass.
+    Config::parse(
+        Path::new("c.yaml"),
+        "playback: { jobs: 2, timeout: 30s }\nflight:\n  repeat: 3\n  perf: { alpha: 0.01 }\n",
+    )
+    .unwrap();
+    // Flags are range-checked too (usage error, exit 2).
+    for args in [
+        &["playback", "--jobs", "0"][..],
+        &["playback", "--timeout", "0s"],
+        &["flight", "--repeat", "0"],
+        &["flight", "--memory-limit", "0"],
+    ] {
+        let mut v = vec!["sqlflight"];
+        v.extend_from_slice(args);
+        assert_eq!(sqlflight::run_cli(v), 2, "{args:?}");
+    }
+}
+
+/// 200 KB of nesting is refused at once, not after the parser's 39 s.
+#[test]
+fn deeply_nested_yaml_is_refused_quickly() {
+    let deep = format!("corpus: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let e = refused(&deep);
+    assert!(e.message.contains("nested more than"), "{e}");
+    let mut block = String::new();
+    for i in 0..200 {
+        block.push_str(&" ".repeat(i));
+        block.push_str("k:\n");
+    }
+    assert!(refused(&block).message.contains("nested more than"));
+    let huge = format!("corpus: x\n# {}\n", "x".repeat(2 << 20));
+    assert!(refused(&huge).message.contains("bytes"));
+}
+
+/// Gate policies: out-of-range values and empty policies are configuration
+/// errors (exit 2), a missing `accepted:` file is located at its key.
+#[test]
+fn gate_policy_mistakes_are_config_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("gate.yaml");
+    let check = |yaml: &str, place: (usize, usize), words: &str| {
+        std::fs::write(&p, yaml).unwrap();
+        let e = sqlflight::commands::gate::load_policy(&p).expect_err(yaml);
+        assert_eq!((e.line, e.column), place, "{yaml}: {e}");
+        assert!(e.message.contains(words), "{yaml}: {e}");
+    };
+    check("coverage:\n  min_fraction: 1.5\n", (2, 3), "min_fraction is 1.5");
+    check("perf:\n  max_geomean_ratio: -1\n", (2, 3), "max_geomean_ratio is -1");
+    check("{}\n", (1, 1), "no rules");
+    check("max: { crash: 0 }\naccepted: nowhere.yaml\n", (2, 1), "does not exist");
+    // Through the CLI: exit 2, not a failed gate.
+    std::fs::write(&p, "coverage:\n  min_fraction: 1.5\n").unwrap();
+    let code = sqlflight::run_cli(["sqlflight", "gate", "--policy", p.to_str().unwrap(), "nowhere"]);
+    assert_eq!(code, 2);
+    // A config's missing known-differences file is located at `flight.accepted`.
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "corpus: bundled:tpch\n{}flight:\n  accepted: missing.yaml\n",
+            sqlflight::commands::demo::DEMO_ENGINES
+        ),
+    )
+    .unwrap();
+    let job = sqlflight::commands::flight::resolve(&flight_args(&cfg));
+    let e = format!("{:#}", job.err().expect("missing accepted file"));
+    let lines = sqlflight::commands::demo::DEMO_ENGINES.lines().count();
+    assert!(e.contains(&format!("c.yaml:{}:3", lines + 3)), "{e}");
+}
+
+fn flight_args(cfg: &Path) -> sqlflight::commands::flight::FlightArgs {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        a: sqlflight::commands::flight::FlightArgs,
+    }
+    Wrap::parse_from(["x", "-c", cfg.to_str().unwrap()]).a
+}
+
+/// A rollout phase with `approvals: 0` is a mistake (omit the key for none).
+#[test]
+fn rollout_approvals_zero_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("gate.yaml"), "max: { crash: 0 }\n").unwrap();
+    let p = tmp.path().join("rollout.yaml");
+    std::fs::write(
+        &p,
+        "name: r\nbaseline: { version: '1' }\ncandidate: { version: '2' }\ngates:\n  g: { policy: gate.yaml }\nphases:\n  - { name: canary, tenants: [a], approvals: 0 }\n",
+    )
+    .unwrap();
+    let e = sqlflight::commands::rollout::load_policy(&p).unwrap_err();
+    assert!(e.message.contains("approvals is 0"), "{e}");
+    assert_eq!(e.line, 7, "{e}");
+}
+
+/// Issue 20, reproduction 3, for playback: an engine's compile error that echoes a
+/// literal of the query in any quoting reaches no outcome.
+#[test]
+fn playback_error_messages_lose_the_literals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = "Zq7PlantedLiteral";
+    let dir = tmp.path().join("c");
+    let mut w =
+        sqlflight_corpora::CorpusWriter::create(&dir, sqlflight_corpora::CorpusManifest::new("secrets")).unwrap();
+    for (i, sql) in [
+        format!("select cast('{secret}' as int)"),
+        format!("select * from nation where n_name ~ '{secret}['"),
+        format!("select to_timestamp('{secret}')"),
+        format!("select arrow_cast(1, '{secret}')"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        w.write(&sqlflight_corpora::QueryRecord::new(format!("q{i}"), sql.clone()))
+            .unwrap();
+    }
+    w.finish().unwrap();
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "corpus: c\ncatalog:\n  ddl: {}\n{}",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../corpora/tpch/schema.sql")
+                .display(),
+            sqlflight::commands::demo::DEMO_ENGINES
+        ),
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let code = sqlflight::run_cli([
+        "sqlflight",
+        "playback",
+        "-c",
+        cfg.to_str().unwrap(),
+        "-q",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(code <= 1);
+    let (_, outcomes) = sqlflight_runs::read_run(&run).unwrap();
+    let errors: Vec<&str> = outcomes
+        .iter()
+        .flat_map(|o| [&o.baseline, &o.candidate])
+        .flatten()
+        .filter_map(|s| match s {
+            SideResult::Error { error, .. } => Some(error.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(!errors.is_empty(), "the statements fail to compile: {outcomes:#?}");
+    for (path, bytes) in sqlflight_tests::all_files(&run) {
+        assert!(
+            !sqlflight_tests::contains_bytes(&bytes, secret),
+            "{} holds the literal",
+            path.display()
+        );
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+    /// The config loader takes any text: a located error or a config, never a
+    /// panic; structure-aware mutations of the example config included.
+    #[test]
+    fn config_loader_never_panics(
+        text in "[ -~\n]{0,400}",
+        at in 0usize..2000, insert in "[ -~\n:\\[\\]{}\\-]{0,12}"
+    ) {
+        let _ = Config::parse(Path::new("fuzz.yaml"), &text);
+        let mut example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/playback.yaml"),
+        )
+        .unwrap();
+        let mut i = at % (example.len() + 1);
+        while !example.is_char_boundary(i) {
+            i -= 1;
+        }
+        example.insert_str(i, &insert);
+        if let Err(e) = Config::parse(Path::new("fuzz.yaml"), &example) {
+            proptest::prop_assert!(e.line <= example.lines().count() + 1, "{e}");
+        }
+    }
+}
+
+/// Issue 20, reproduction 3, for flight: table values that make the embedded
+/// DataFusion fail in its own words (casts, regex, date and timestamp parsing,
+/// decimals) reach no file of the run, no report format, no output stream,
+/// whatever the quoting of the engine's message.
+#[test]
+fn flight_error_messages_never_carry_table_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secrets = ["Zq7SecretA", "Zq7SecretB(", "Zq7SecretC", "Zq7SecretD", "Zq7SecretE"];
+    let csv = tmp.path().join("t.csv");
+    let mut data = String::from("id,v\n");
+    for (i, s) in secrets.iter().enumerate() {
+        data.push_str(&format!("{i},{s}\n"));
+    }
+    std::fs::write(&csv, data).unwrap();
+    let queries = [
+        "select cast(v as int) from t",
+        "select regexp_like('abc', v) from t",
+        "select to_timestamp(v) from t",
+        "select to_date(v) from t",
+        "select cast(v as decimal(10, 2)) from t",
+        "select arrow_cast(v, 'Int64') from t",
+        "select v from t where cast(v as double) > 1",
+    ];
+    let mut sql = String::new();
+    for q in queries {
+        sql.push_str(q);
+        sql.push_str(";\n");
+    }
+    std::fs::write(tmp.path().join("q.sql"), sql).unwrap();
+    let corpus = tmp.path().join("c");
+    assert_eq!(
+        sqlflight::run_cli([
+            "sqlflight",
+            "corpus",
+            "ingest",
+            tmp.path().join("q.sql").to_str().unwrap(),
+            "--out",
+            corpus.to_str().unwrap(),
+            "-q"
+        ]),
+        0
+    );
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "corpus: c\ncatalog:\n  tables:\n    t: {{ path: t.csv, format: csv }}\n{}",
+            sqlflight::commands::demo::DEMO_ENGINES
+        ),
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let out = Command::new(sqlflight_bin())
+        .args(["flight", "-c", cfg.to_str().unwrap(), "--repeat", "1", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, outcomes) = sqlflight_runs::read_run(&run).unwrap();
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o.candidate, Some(SideResult::Error { .. })))
+        .count();
+    assert!(failed >= 5, "the queries fail in the engine: {outcomes:#?}");
+    let mut streams = vec![out.stdout, out.stderr];
+    for format in ["md", "json", "junit", "html"] {
+        let o = Command::new(sqlflight_bin())
+            .args(["report", "--format", format])
+            .arg(&run)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{format}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        streams.push(o.stdout);
+        streams.push(o.stderr);
+    }
+    let files = sqlflight_tests::all_files(&run);
+    assert!(files.len() >= 3);
+    for s in secrets {
+        let needle = s.trim_end_matches('(');
+        for (path, bytes) in &files {
+            assert!(
+                !sqlflight_tests::contains_bytes(bytes, needle),
+                "{} holds the table value {needle}",
+                path.display()
+            );
+        }
+        for (i, bytes) in streams.iter().enumerate() {
+            assert!(
+                !sqlflight_tests::contains_bytes(bytes, needle),
+                "output stream {i} holds the table value {needle}: {}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+}
