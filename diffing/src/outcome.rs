@@ -74,16 +74,20 @@ pub enum OutcomeClass {
     Nondeterministic,
     /// A difference listed in the known-differences file.
     Accepted,
+    /// Flight: results equal, but the candidate is significantly slower beyond
+    /// the policy's factor, confirmed by a second block.
+    PerfRegression,
 }
 
 impl OutcomeClass {
-    pub const ALL: [OutcomeClass; 16] = [
+    pub const ALL: [OutcomeClass; 17] = [
         OutcomeClass::WrongResult,
         OutcomeClass::NewFailure,
         OutcomeClass::NewInternalError,
         OutcomeClass::Crash,
         OutcomeClass::Timeout,
         OutcomeClass::ResourceLimit,
+        OutcomeClass::PerfRegression,
         OutcomeClass::PlanChanged,
         OutcomeClass::Nondeterministic,
         OutcomeClass::Accepted,
@@ -114,6 +118,7 @@ impl OutcomeClass {
             OutcomeClass::ResourceLimit => "resource_limit",
             OutcomeClass::Nondeterministic => "nondeterministic",
             OutcomeClass::Accepted => "accepted",
+            OutcomeClass::PerfRegression => "perf_regression",
         }
     }
 
@@ -127,6 +132,7 @@ impl OutcomeClass {
                 | OutcomeClass::Timeout
                 | OutcomeClass::WrongResult
                 | OutcomeClass::ResourceLimit
+                | OutcomeClass::PerfRegression
         )
     }
 }
@@ -227,6 +233,8 @@ pub enum PerfVerdict {
     Slower,
     Same,
     Inconclusive,
+    /// Both sides run faster than this machine can time reliably: not judged.
+    TooShort,
 }
 
 /// Candidate against baseline timings of one query.
@@ -234,13 +242,101 @@ pub enum PerfVerdict {
 pub struct PerfComparison {
     /// Candidate median / baseline median.
     pub ratio: f64,
-    /// Two-sided Mann-Whitney U p-value (None: too few runs).
+    /// Two-sided p-value of the randomization test of mean log times at the
+    /// deciding look (None: too few runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p_value: Option<f64>,
     pub verdict: PerfVerdict,
-    /// A significant slowdown beyond the policy's factor: counts as a regression.
+    /// A significant slowdown beyond the policy's factor, confirmed by a second
+    /// block: counts as a regression.
     #[serde(default)]
     pub regression: bool,
+    /// Confidence interval of the ratio of geometric means (bootstrap, 1 - alpha).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<[f64; 2]>,
+    /// Interleaved ABBA blocks measured (each: two runs per side).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pairs: u32,
+    /// Why the procedure stopped where it did (decided, cap, unstable, too short).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A slowdown re-measured in a fresh block: whether it reproduced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed: Option<bool>,
+    /// Still undecided at the cap, but observed beyond the regression factor:
+    /// counts as a regression (no silent pass).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undecided_slowdown: bool,
+    /// Coefficient of variation of the baseline's and the candidate's times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv: Option<[f64; 2]>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl PerfComparison {
+    /// A comparison with only a ratio, verdict and p-value (older runs, tests).
+    pub fn simple(ratio: f64, p_value: Option<f64>, verdict: PerfVerdict, regression: bool) -> Self {
+        PerfComparison {
+            ratio,
+            p_value,
+            verdict,
+            regression,
+            ci: None,
+            pairs: 0,
+            reason: None,
+            confirmed: None,
+            undecided_slowdown: false,
+            cv: None,
+        }
+    }
+
+    /// Whether this counts as a performance regression: a confirmed significant
+    /// slowdown beyond the policy, or an undecided one observed beyond it.
+    pub fn counts(&self) -> bool {
+        self.regression || self.undecided_slowdown
+    }
+
+    /// One line for people: `2.31x slower (95% CI 2.10-2.52x, 6 pairs, p=0.002, confirmed)`.
+    pub fn describe(&self) -> String {
+        let what = match self.verdict {
+            PerfVerdict::Slower => format!("{:.2}x slower", self.ratio),
+            PerfVerdict::Faster => format!("{:.2}x faster", 1.0 / self.ratio.max(f64::MIN_POSITIVE)),
+            PerfVerdict::Same => format!("same ({:.2}x)", self.ratio),
+            PerfVerdict::TooShort => "too short to time".to_string(),
+            PerfVerdict::Inconclusive if self.undecided_slowdown => {
+                format!("undecided slowdown {:.2}x", self.ratio)
+            }
+            PerfVerdict::Inconclusive => format!("undecided ({:.2}x)", self.ratio),
+        };
+        let mut parts = Vec::new();
+        if let Some([lo, hi]) = self.ci {
+            parts.push(format!("CI {lo:.2}-{hi:.2}x"));
+        }
+        if self.pairs > 0 {
+            parts.push(format!("{} pairs", self.pairs));
+        }
+        if let Some(p) = self.p_value {
+            parts.push(format!("p={p:.3}"));
+        }
+        match self.confirmed {
+            Some(true) => parts.push("confirmed".into()),
+            Some(false) => parts.push("not confirmed".into()),
+            None => {}
+        }
+        if let Some(r) = &self.reason
+            && self.verdict == PerfVerdict::Inconclusive
+        {
+            parts.push(r.clone());
+        }
+        if parts.is_empty() {
+            what
+        } else {
+            format!("{what} ({})", parts.join(", "))
+        }
+    }
 }
 
 /// Flight figures of one query.
@@ -284,7 +380,7 @@ impl OutcomeRecord {
                 .flight
                 .as_ref()
                 .and_then(|f| f.perf.as_ref())
-                .is_some_and(|p| p.regression)
+                .is_some_and(PerfComparison::counts)
     }
 
     /// The record without timings: what must be identical between two runs of the

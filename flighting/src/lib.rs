@@ -2,12 +2,14 @@
 //!
 //! The shadow-execution driver. [`run_flight`] executes every read query of a
 //! corpus on live data with the baseline and the candidate engine, digests the
-//! result batches as they stream (no row is kept), repeats each query to compare
-//! timings (warm-up, then baseline and candidate interleaved), re-runs the baseline
-//! when results differ to tell nondeterminism from regressions, and journals one
-//! outcome per query (`match`, `match_within_tolerance`, `wrong_result(...)`,
+//! result batches as they stream (no row is kept), times each query until its
+//! performance verdict is decided ([`perf`]: warm-up, then sequential ABBA blocks
+//! judged by a randomization test, slowdowns confirmed by a second sequence),
+//! re-runs the baseline when results differ to tell nondeterminism from
+//! regressions, and journals one outcome per query (`match`,
+//! `match_within_tolerance`, `wrong_result(...)`, `perf_regression(...)`,
 //! `new_failure`, `resource_limit`, `nondeterministic(...)`, `skipped(...)`, ...)
-//! with per-side median time, peak memory and a performance verdict.
+//! with per-side median time, peak memory and the performance verdict.
 //!
 //! Main types: [`FlightOptions`], [`PerfPolicy`], [`AcceptedDifference`],
 //! [`FlightSummary`].
@@ -19,6 +21,7 @@
 //! run a statement it cannot prove is a read (writes, DDL, SET, transactions are
 //! `skipped(write_statement)`, unparseable text is `skipped(unsupported)`).
 
+pub mod perf;
 pub mod stats;
 
 use std::path::PathBuf;
@@ -31,8 +34,7 @@ use sqlflight_corpora::analysis::{OrderKey, StatementKind, analyze, dialect};
 use sqlflight_corpora::{Corpus, QueryRecord};
 use sqlflight_diffing::digest::{DigestBuilder, DigestComparison, FloatTolerance, ResultDigest, compare_digests};
 use sqlflight_diffing::{
-    ErrorClass, FlightDetail, FlightSide, OutcomeClass, OutcomeRecord, PartitionSpec, PerfComparison, PerfVerdict,
-    SideResult,
+    ErrorClass, FlightDetail, FlightSide, OutcomeClass, OutcomeRecord, PartitionSpec, PerfComparison, SideResult,
 };
 use sqlflight_engines::arrow::datatypes::SchemaRef;
 use sqlflight_engines::{Engine, EngineError, ExecLimits};
@@ -45,10 +47,22 @@ pub struct PerfPolicy {
     pub floor_ms: f64,
     /// Relative change below this (0.1 = 10%) is `same`.
     pub min_effect: f64,
-    /// Significance level of the Mann-Whitney U test.
+    /// False-alarm rate of a query's verdict (split over its looks), and the
+    /// false discovery rate reported across the corpus.
     pub alpha: f64,
     /// A significant slowdown at or beyond this ratio is a regression.
     pub regression_ratio: f64,
+    /// Most ABBA blocks (two runs per side each) measured per query.
+    pub max_pairs: usize,
+    /// Most milliseconds of timed runs per query before the procedure stops.
+    pub max_measure_ms: f64,
+    /// Queries whose sides both run faster than this are `too_short`, not judged.
+    pub min_time_ms: f64,
+    /// Undecided queries whose timings vary more than this (coefficient of
+    /// variation) are reported as unstable.
+    pub max_cv: f64,
+    /// Re-measure a slowdown beyond `regression_ratio` before calling it one.
+    pub confirm: bool,
 }
 
 impl Default for PerfPolicy {
@@ -58,6 +72,11 @@ impl Default for PerfPolicy {
             min_effect: 0.1,
             alpha: 0.05,
             regression_ratio: 1.5,
+            max_pairs: 10,
+            max_measure_ms: 60_000.0,
+            min_time_ms: 0.5,
+            max_cv: 0.5,
+            confirm: true,
         }
     }
 }
@@ -451,31 +470,34 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
     let mut times_c = Vec::new();
     let mut b_unstable = false;
     let mut c_unstable = false;
+    let mut perf_outcome = None;
     if wb.result.is_ok() && wc.result.is_ok() {
-        // Timed runs, interleaved so drift in machine load hits both sides alike.
-        for _ in 0..opts.repeat.max(1) {
-            for (side, eng) in [(0, b), (1, c)] {
-                if side == 0 && snapped.is_some() {
-                    continue;
-                }
-                let x = run_side(eng, &rec.sql, order, limits, opts.digest_key.as_ref());
-                let (first, times, peak, unstable) = if side == 0 {
-                    (&wb, &mut times_b, &mut peak_b, &mut b_unstable)
-                } else {
-                    (&wc, &mut times_c, &mut peak_c, &mut c_unstable)
-                };
-                times.push(x.ms);
-                *peak = (*peak).max(x.peak);
-                match (&x.result, &first.result) {
-                    (Ok(d), Ok(f)) if !agrees(f, d, opts.tolerance) => *unstable = true,
-                    (Err(_), _) => *unstable = true,
-                    _ => {}
-                }
+        // Timed runs in interleaved ABBA blocks, as many as the sequential
+        // procedure needs (see `perf`); each run also checks its side's result.
+        let fixed: Option<Vec<f64>> = snapped
+            .and_then(|r| r.flight.as_ref())
+            .map(|f| f.baseline.times_ms.clone());
+        let mut run = |side: perf::Side| {
+            let (eng, first, peak, unstable) = match side {
+                perf::Side::Baseline => (b, &wb, &mut peak_b, &mut b_unstable),
+                perf::Side::Candidate => (c, &wc, &mut peak_c, &mut c_unstable),
+            };
+            let x = run_side(eng, &rec.sql, order, limits, opts.digest_key.as_ref());
+            *peak = (*peak).max(x.peak);
+            match (&x.result, &first.result) {
+                (Ok(d), Ok(f)) if !agrees(f, d, opts.tolerance) => *unstable = true,
+                (Err(_), _) => *unstable = true,
+                _ => {}
             }
-        }
+            // A run that fails gives no timing: stop measuring this query.
+            x.result.is_ok().then_some(x.ms)
+        };
+        let measured = perf::measure(&opts.perf, opts.repeat.div_ceil(2), fixed.as_deref(), &mut run);
+        times_b = measured.baseline_ms;
+        times_c = measured.candidate_ms;
+        perf_outcome = measured.perf;
     }
     if let Some(f) = snapped.and_then(|r| r.flight.as_ref()) {
-        times_b = f.baseline.times_ms.clone();
         peak_b = f.baseline.peak_memory;
     }
     let med_b = stats::median(&times_b);
@@ -550,7 +572,13 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
                     out.detail = Some("the candidate's results differ between its own runs".into());
                 }
             }
-            detail.perf = perf_verdict(&times_b, &times_c, &opts.perf);
+            detail.perf = perf_outcome;
+            if matches!(out.class, OutcomeClass::Match | OutcomeClass::MatchWithinTolerance)
+                && detail.perf.as_ref().is_some_and(|p| p.regression)
+            {
+                out.class = OutcomeClass::PerfRegression;
+                out.detail = detail.perf.as_ref().map(PerfComparison::describe);
+            }
         }
         (Ok(_), Err(e)) => {
             out.class = match e.class {
@@ -589,29 +617,11 @@ fn agrees(a: &ResultDigest, b: &ResultDigest, tol: FloatTolerance) -> bool {
     )
 }
 
-/// The performance verdict of candidate timings `c` against baseline timings `b`.
+/// The performance verdict of candidate timings `c` against baseline timings `b`
+/// in one look at fixed samples (the run-to-run comparison and tests; flights use
+/// the sequential procedure of [`perf`]).
 pub fn perf_verdict(b: &[f64], c: &[f64], policy: &PerfPolicy) -> Option<PerfComparison> {
-    let (mb, mc) = (stats::median(b)?, stats::median(c)?);
-    let ratio = if mb > 0.0 { mc / mb } else { 1.0 };
-    let p = stats::mann_whitney_p(b, c);
-    let big = (mc - mb).abs() >= policy.floor_ms && (ratio - 1.0).abs() >= policy.min_effect;
-    let verdict = if !big {
-        PerfVerdict::Same
-    } else if p.is_some_and(|p| p < policy.alpha) {
-        if mc > mb {
-            PerfVerdict::Slower
-        } else {
-            PerfVerdict::Faster
-        }
-    } else {
-        PerfVerdict::Inconclusive
-    };
-    Some(PerfComparison {
-        ratio,
-        p_value: p,
-        verdict,
-        regression: verdict == PerfVerdict::Slower && ratio >= policy.regression_ratio,
-    })
+    perf::judge(b, c, policy, policy.alpha, 0, true)
 }
 
 /// Turns an outcome listed in the known differences into `accepted`.

@@ -1,7 +1,15 @@
-//! Statistics for performance verdicts: median and the two-sided Mann-Whitney U
-//! test (normal approximation with tie correction; exact enumeration would add
-//! little at the sample sizes flights use, and the approximation errs towards
-//! "inconclusive" for tiny samples).
+//! Statistics for performance verdicts.
+//!
+//! The verdict of a query is decided by [`randomization_p`]: a two-sided
+//! randomization (permutation) test of the difference of mean log times, exact
+//! over every split of the pooled sample when there are at most
+//! [`EXACT_SPLITS`] splits, otherwise over [`MC_ROUNDS`] seeded random splits. It
+//! assumes only that, without a difference, the labels of the timings are
+//! exchangeable (which interleaved ABBA blocks make true for drift); no normal
+//! approximation. [`ratio_ci`] is a seeded percentile bootstrap of the ratio of
+//! geometric means, (the Benjamini-Hochberg adjustment across a corpus is
+//! `sqlflight_reports::perf::bh_qvalues`), [`cv`] the coefficient of variation. [`mann_whitney_p`] (normal
+//! approximation) is kept for the run-to-run comparison of medians.
 
 /// Median of a non-empty sample.
 pub fn median(xs: &[f64]) -> Option<f64> {
@@ -55,4 +63,140 @@ pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> Option<f64> {
     // Continuity correction.
     let z = ((u1 - mu).abs() - 0.5).max(0.0) / sigma2.sqrt();
     Some((libm::erfc(z / std::f64::consts::SQRT_2)).clamp(0.0, 1.0))
+}
+
+/// Most splits [`randomization_p`] enumerates exactly (8 + 8 timings: 12,870).
+pub const EXACT_SPLITS: u64 = 13_000;
+/// Random splits when there are more (p-values resolve to 1/5,001).
+pub const MC_ROUNDS: u32 = 5_000;
+
+fn binomial(n: u64, k: u64) -> u64 {
+    let k = k.min(n - k);
+    let mut r: u64 = 1;
+    for i in 0..k {
+        r = r.saturating_mul(n - i) / (i + 1);
+        if r > EXACT_SPLITS * 1000 {
+            return u64::MAX;
+        }
+    }
+    r
+}
+
+/// Two-sided p-value of the randomization test of mean(`a`) against mean(`b`):
+/// the share of splits of the pooled values into groups of the same sizes whose
+/// difference of means is at least as large as the observed one. None when a
+/// side is empty.
+pub fn randomization_p(a: &[f64], b: &[f64]) -> Option<f64> {
+    let (n1, n2) = (a.len(), b.len());
+    if n1 == 0 || n2 == 0 {
+        return None;
+    }
+    let pooled: Vec<f64> = a.iter().chain(b).copied().collect();
+    let total: f64 = pooled.iter().sum();
+    let stat = |sum_a: f64| (sum_a / n1 as f64 - (total - sum_a) / n2 as f64).abs();
+    let observed = stat(a.iter().sum());
+    // Splits with a difference equal to the observed one (up to rounding) count.
+    let eps = 1e-9 * (1.0 + observed.abs());
+    let n = pooled.len();
+    if binomial(n as u64, n1 as u64) <= EXACT_SPLITS {
+        let (mut hits, mut splits) = (0u64, 0u64);
+        let mut idx: Vec<usize> = (0..n1).collect();
+        loop {
+            let sum: f64 = idx.iter().map(|&i| pooled[i]).sum();
+            splits += 1;
+            if stat(sum) >= observed - eps {
+                hits += 1;
+            }
+            // Next combination in lexicographic order.
+            let mut i = n1;
+            while i > 0 && idx[i - 1] == n - n1 + i - 1 {
+                i -= 1;
+            }
+            if i == 0 {
+                break;
+            }
+            idx[i - 1] += 1;
+            for j in i..n1 {
+                idx[j] = idx[j - 1] + 1;
+            }
+        }
+        return Some(hits as f64 / splits as f64);
+    }
+    // Seeded by the data, so the same timings always give the same p-value.
+    let seed = pooled.iter().fold(0u64, |h, x| h.rotate_left(5) ^ x.to_bits());
+    let mut rng = SplitMix(seed);
+    let mut work = pooled.clone();
+    let mut hits = 0u32;
+    for _ in 0..MC_ROUNDS {
+        // Partial Fisher-Yates: the first n1 positions are a uniform random group.
+        for i in 0..n1 {
+            let j = i + (rng.next() % (n - i) as u64) as usize;
+            work.swap(i, j);
+        }
+        let sum: f64 = work[..n1].iter().sum();
+        if stat(sum) >= observed - eps {
+            hits += 1;
+        }
+    }
+    Some((f64::from(hits) + 1.0) / (f64::from(MC_ROUNDS) + 1.0))
+}
+
+/// A small, seedable generator for resampling (SplitMix64).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+/// Percentile-bootstrap confidence interval (`level`, e.g. 0.95) of
+/// exp(mean(`log_c`) - mean(`log_b`)): the ratio of geometric means. Seeded by
+/// the data. None when a side is empty.
+pub fn ratio_ci(log_b: &[f64], log_c: &[f64], level: f64) -> Option<(f64, f64)> {
+    if log_b.is_empty() || log_c.is_empty() {
+        return None;
+    }
+    const ROUNDS: usize = 1000;
+    let seed = log_b
+        .iter()
+        .chain(log_c)
+        .fold(7u64, |h, x| h.rotate_left(7) ^ x.to_bits());
+    let mut rng = SplitMix(seed);
+    let mut draw = |xs: &[f64]| {
+        let n = xs.len();
+        (0..n).map(|_| xs[(rng.next() % n as u64) as usize]).sum::<f64>() / n as f64
+    };
+    let mut diffs: Vec<f64> = (0..ROUNDS).map(|_| draw(log_c) - draw(log_b)).collect();
+    diffs.sort_by(f64::total_cmp);
+    let tail = ((1.0 - level.clamp(0.0, 1.0)) / 2.0 * ROUNDS as f64).floor() as usize;
+    let lo = diffs[tail.min(ROUNDS - 1)];
+    let hi = diffs[(ROUNDS - 1).saturating_sub(tail)];
+    Some((lo.exp(), hi.exp()))
+}
+
+/// Ratio of geometric means, exp(mean(`log_c`) - mean(`log_b`)).
+pub fn geomean_ratio(log_b: &[f64], log_c: &[f64]) -> Option<f64> {
+    (!log_b.is_empty() && !log_c.is_empty()).then(|| (mean(log_c) - mean(log_b)).exp())
+}
+
+/// Coefficient of variation (sample standard deviation / mean); None below 2 values.
+pub fn cv(xs: &[f64]) -> Option<f64> {
+    if xs.len() < 2 {
+        return None;
+    }
+    let m = mean(xs);
+    if m <= 0.0 {
+        return None;
+    }
+    let var = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (xs.len() - 1) as f64;
+    Some(var.sqrt() / m)
 }

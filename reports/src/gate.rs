@@ -42,6 +42,17 @@ pub struct PerfRules {
     /// Highest allowed ratio of candidate to baseline peak memory, per query.
     #[serde(default)]
     pub max_memory_ratio: Option<f64>,
+    /// Highest allowed number of queries whose verdict stayed undecided
+    /// (`inconclusive`: too noisy or too few runs within the caps).
+    #[serde(default)]
+    pub max_inconclusive: Option<u64>,
+    /// Highest allowed number of undecided slowdowns (observed beyond the
+    /// regression factor, not significant within the caps).
+    #[serde(default)]
+    pub max_undecided_slowdowns: Option<u64>,
+    /// Highest allowed share (0 to 1) of timed queries too short to time.
+    #[serde(default)]
+    pub max_too_short_fraction: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -82,6 +93,9 @@ impl GatePolicy {
                 && p.max_total_ratio.is_none()
                 && p.max_slowdowns.is_none()
                 && p.max_memory_ratio.is_none()
+                && p.max_inconclusive.is_none()
+                && p.max_undecided_slowdowns.is_none()
+                && p.max_too_short_fraction.is_none()
         });
         let no_coverage = self
             .coverage
@@ -118,6 +132,14 @@ impl GatePolicy {
                 p.slowdown_over,
                 |x| x.is_finite() && x >= 0.0,
                 "0 or more (0.2 = 20% slower)",
+            )
+        })
+        .or_else(|| {
+            range(
+                vec!["perf", "max_too_short_fraction"],
+                p.max_too_short_fraction,
+                |x| (0.0..=1.0).contains(&x),
+                "from 0 to 1",
             )
         })
         .or_else(|| {
@@ -177,6 +199,41 @@ pub fn evaluate<R: std::borrow::Borrow<RunView>>(policy: &GatePolicy, runs: &[R]
                 measured: n,
                 limit: limit as f64,
                 pass: n <= limit as f64,
+            });
+        }
+        let counted = |f: &dyn Fn(&sqlflight_diffing::PerfComparison) -> bool| {
+            all.iter()
+                .filter_map(|o| o.flight.as_ref()?.perf.as_ref())
+                .filter(|p| f(p))
+                .count() as f64
+        };
+        if let Some(limit) = p.max_inconclusive {
+            let n = counted(&|p| p.verdict == PerfVerdict::Inconclusive);
+            out.push(RuleResult {
+                rule: "max undecided performance verdicts".into(),
+                measured: n,
+                limit: limit as f64,
+                pass: n <= limit as f64,
+            });
+        }
+        if let Some(limit) = p.max_undecided_slowdowns {
+            let n = counted(&|p| p.undecided_slowdown);
+            out.push(RuleResult {
+                rule: "max undecided slowdowns".into(),
+                measured: n,
+                limit: limit as f64,
+                pass: n <= limit as f64,
+            });
+        }
+        if let Some(limit) = p.max_too_short_fraction {
+            let timed = counted(&|_| true);
+            let short = counted(&|p| p.verdict == PerfVerdict::TooShort);
+            let f = if timed > 0.0 { short / timed } else { 0.0 };
+            out.push(RuleResult {
+                rule: "max share of queries too short to time".into(),
+                measured: f,
+                limit,
+                pass: f <= limit,
             });
         }
         if let Some(limit) = p.max_memory_ratio {

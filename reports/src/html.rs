@@ -318,8 +318,22 @@ pub fn html_report(run: &RunView) -> String {
             .or_else(|| match &x.candidate {
                 Some(SideResult::Error { error, .. }) => Some(error.lines().next().unwrap_or("").to_string()),
                 _ => None,
+            })
+            .or_else(|| {
+                let p = x.flight.as_ref()?.perf.as_ref()?;
+                p.counts().then(|| p.describe())
             });
         let ratio = x.flight.as_ref().and_then(|f| f.perf.as_ref()).map(|p| p.ratio);
+        let undecided = x
+            .flight
+            .as_ref()
+            .and_then(|f| f.perf.as_ref())
+            .is_some_and(|p| p.undecided_slowdown);
+        let class = if undecided {
+            format!("{} · undecided slowdown", x.class)
+        } else {
+            x.class.to_string()
+        };
         let num = |v: Option<f64>| v.map_or("<td></td>".to_string(), |v| format!("<td data-v=\"{v}\">{v:.2}</td>"));
         let _ = write!(
             out,
@@ -327,7 +341,7 @@ pub fn html_report(run: &RunView) -> String {
             esc(&x.query_id),
             esc(&x.template_id),
             if x.is_regression() { "reg" } else { "" },
-            x.class,
+            class,
             esc(detail.as_deref().unwrap_or("")),
             num(ms(x, false)),
             num(ms(x, true)),

@@ -82,14 +82,22 @@ pub fn junit(runs: &[RunView]) -> String {
                 if let Some(SideResult::Error { error_class, error, .. }) = &o.candidate {
                     let _ = writeln!(body, "candidate {error_class} error: {error}");
                 }
-                if let Some(p) = o.flight.as_ref().and_then(|f| f.perf.as_ref()) {
+                let perf = o.flight.as_ref().and_then(|f| f.perf.as_ref());
+                if let Some(p) = perf {
                     let _ = writeln!(body, "time ratio ×{:.3} ({:?})", p.ratio, p.verdict);
                 }
+                // An undecided slowdown keeps its result class; its failure says so.
+                let (kind, detail) = match perf {
+                    Some(p) if p.undecided_slowdown && !o.class.is_regression() => {
+                        ("undecided_slowdown".to_string(), Some(p.describe()))
+                    }
+                    _ => (o.class.to_string(), o.detail.clone()),
+                };
                 let _ = writeln!(
                     x,
                     ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>",
-                    o.class,
-                    esc(&format!("{} {}", o.class, o.detail.as_deref().unwrap_or(""))),
+                    kind,
+                    esc(&format!("{kind} {}", detail.as_deref().unwrap_or(""))),
                     esc(&body)
                 );
             } else if o.class == OutcomeClass::Skipped {

@@ -197,7 +197,7 @@ pub fn run_markdown(run: &RunView) -> String {
         let _ = writeln!(out, "\n## Performance\n");
         let _ = writeln!(
             out,
-            "{} queries timed: geometric mean ratio **×{:.3}**, total {:.1} ms → {:.1} ms (×{:.3}); {} faster, {} slower, {} same, {} inconclusive; {} slowdown regression(s).\n",
+            "{} queries timed: geometric mean ratio **×{:.3}**, total {:.1} ms → {:.1} ms (×{:.3}); {} faster, {} slower, {} same, {} inconclusive, {} too short to time; {} slowdown regression(s) ({} undecided); {} decided at a false discovery rate of 5%.\n",
             p.queries,
             p.geomean_ratio,
             p.total_baseline_ms,
@@ -207,12 +207,16 @@ pub fn run_markdown(run: &RunView) -> String {
             p.slower,
             p.same,
             p.inconclusive,
-            p.regressions
+            p.too_short,
+            p.regressions,
+            p.undecided_slowdowns,
+            p.discoveries_fdr05
         );
         let _ = writeln!(
             out,
-            "| query | baseline ms | candidate ms | ratio | p | verdict | peak memory (B/C) |\n|---|---:|---:|---:|---:|---|---|"
+            "| query | baseline ms | candidate ms | ratio | p | q | verdict | peak memory (B/C) |\n|---|---:|---:|---:|---:|---:|---|---|"
         );
+        let qvalues = crate::perf::qvalues(o);
         for (q, ratio) in crate::perf::by_ratio(o).into_iter().take(10) {
             let f = q.flight.as_ref();
             let med = |s: Option<f64>| s.map_or("-".into(), |x| format!("{x:.1}"));
@@ -220,12 +224,13 @@ pub fn run_markdown(run: &RunView) -> String {
             let perf = f.and_then(|f| f.perf.as_ref());
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | ×{ratio:.2} | {} | {} | {} / {} |",
+                "| {} | {} | {} | ×{ratio:.2} | {} | {} | {} | {} / {} |",
                 q.query_id,
                 med(f.and_then(|f| f.baseline.median_ms)),
                 med(f.and_then(|f| f.candidate.median_ms)),
                 perf.and_then(|p| p.p_value).map_or("-".into(), |p| format!("{p:.3}")),
-                perf.map_or("-".into(), |p| format!("{:?}", p.verdict).to_lowercase()),
+                qvalues.get(&q.query_id).map_or("-".into(), |q| format!("{q:.3}")),
+                perf.map_or("-".into(), |p| p.describe()),
                 mem(f.and_then(|f| f.baseline.peak_memory)),
                 mem(f.and_then(|f| f.candidate.peak_memory)),
             );

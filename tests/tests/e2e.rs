@@ -711,11 +711,22 @@ fn flight_tpch_matches_with_identical_and_with_demo_profiles() {
             engine("candidate", c, &catalog),
             &flight_options(&tmp.path().join(name)),
         );
-        let odd: Vec<_> = s.outcomes.iter().filter(|o| o.class != OutcomeClass::Match).collect();
+        // Results always match; the demo's sort-merge joins may also be confirmed
+        // slowdowns, an A/A flight never.
+        let odd: Vec<_> = s
+            .outcomes
+            .iter()
+            .filter(|o| o.class != OutcomeClass::Match && (name == "same" || o.class != OutcomeClass::PerfRegression))
+            .collect();
         assert!(odd.is_empty(), "{name}: {odd:#?}");
         for o in &s.outcomes {
             let f = o.flight.as_ref().unwrap();
-            assert_eq!(f.baseline.times_ms.len(), 2, "{}", o.query_id);
+            let n = f.baseline.times_ms.len();
+            assert!(
+                n >= 2 && n % 2 == 0,
+                "ABBA blocks: {} has {n} baseline runs",
+                o.query_id
+            );
             assert!(f.candidate.median_ms.is_some());
             assert!(f.perf.is_some());
             assert!(f.baseline.digest.is_some() && f.candidate.digest.is_some());
@@ -1002,12 +1013,16 @@ fn killed_flight_resumes_without_loss_or_duplicates() {
     let before = std::fs::read_to_string(&outcomes).unwrap().lines().count();
     assert!(before < 22, "finished before the kill");
     let code = sqlflight::run_cli(["sqlflight", "flight", "-c", cfg, "--out", run_s, "--resume", "-q"]);
-    assert_eq!(code, 0);
+    // 1: the demo profile's sort-merge joins may be confirmed slowdowns.
+    assert!(code < 2, "{code}");
     let (m, o) = sqlflight_runs::read_run(&run).unwrap();
     assert_eq!((m.status, m.resumed), (RunStatus::Complete, 1));
     assert_eq!(o.len(), 22);
     assert_eq!(std::fs::read_to_string(&outcomes).unwrap().lines().count(), 22);
-    assert!(o.iter().all(|o| o.class == OutcomeClass::Match));
+    assert!(
+        o.iter()
+            .all(|o| matches!(o.class, OutcomeClass::Match | OutcomeClass::PerfRegression))
+    );
 }
 
 #[test]

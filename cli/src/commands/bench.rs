@@ -606,12 +606,7 @@ fn generate_run(dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
                     times_ms: vec![c; 3],
                     ..Default::default()
                 },
-                perf: Some(PerfComparison {
-                    ratio: c / b,
-                    p_value: Some(0.01),
-                    verdict,
-                    regression: false,
-                }),
+                perf: Some(PerfComparison::simple(c / b, Some(0.01), verdict, false)),
                 reruns: 0,
                 nondeterminism: vec![],
             });

@@ -290,9 +290,7 @@ fn print_table(
         for o in f.outcomes.iter().filter(|o| o.is_regression()).take(10) {
             let what = match (&o.detail, o.flight.as_ref().and_then(|f| f.perf.as_ref())) {
                 (Some(d), _) => format!("{}({d})", o.class),
-                (None, Some(p)) if p.regression => {
-                    format!("{:.2}x slower (p={:.3})", p.ratio, p.p_value.unwrap_or(1.0))
-                }
+                (None, Some(p)) if p.counts() => p.describe(),
                 _ => o.class.to_string(),
             };
             println!("  regression: {} {what}", o.query_id);

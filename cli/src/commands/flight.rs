@@ -17,14 +17,14 @@ use crate::config::{Config, load_accepted};
 use crate::progress::{RunProgress, UiMode};
 use crate::{Cli, EXIT_ERROR, EXIT_OK, EXIT_REGRESSION};
 
-pub const DEFAULT_REPEAT: usize = 5;
+pub const DEFAULT_REPEAT: usize = 2;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, clap::Args)]
 pub struct FlightArgs {
     #[command(flatten)]
     pub run: RunArgs,
-    /// Timed runs per side after a warm-up [default: 5; 5 is the fewest for which a 5% significance test can say "slower"].
+    /// Fewest timed runs per side before the first performance verdict; runs come in ABBA blocks (two per side) until the verdict is decided or `perf.max_pairs` blocks [default: 2].
     #[arg(long, value_parser = crate::config::flags::positive_count)]
     pub repeat: Option<usize>,
     /// Per-query time limit; the query is cancelled [default: 30s].
@@ -236,9 +236,13 @@ pub fn print_summary(s: &FlightSummary, report: &Path) {
                     .flight
                     .as_ref()
                     .and_then(|f| f.perf.as_ref())
-                    .map_or(String::new(), |p| format!("×{:.2} slower", p.ratio)),
+                    .map_or(String::new(), |p| p.describe()),
             };
-            println!("  {:<18} {}  {what}", r.class.as_str(), r.query_id);
+            let label = match r.flight.as_ref().and_then(|f| f.perf.as_ref()) {
+                Some(p) if p.undecided_slowdown && !r.class.is_regression() => "undecided_slowdown",
+                _ => r.class.as_str(),
+            };
+            println!("  {label:<18} {}  {what}", r.query_id);
         }
     }
     for o in s

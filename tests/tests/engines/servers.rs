@@ -84,16 +84,17 @@ fn tpch_between_profiles(
     }
     assert!(run(&["flight", "-c", cfg, "--out", fl.to_str().unwrap(), "-q"]) < 2);
     let report = tmp.join("report.html");
-    assert_eq!(
-        run(&[
-            "report",
-            fl.to_str().unwrap(),
-            "--format",
-            "html",
-            "--out",
-            report.to_str().unwrap()
-        ]),
-        0
+    let code = run(&[
+        "report",
+        fl.to_str().unwrap(),
+        "--format",
+        "html",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(
+        code < 2,
+        "the report is written (exit 1 only says the run has regressions): {code}"
     );
     for (path, bytes) in all_files(&pb)
         .into_iter()
@@ -106,10 +107,21 @@ fn tpch_between_profiles(
     let (_, f) = sqlflight_runs::read_run(&fl).unwrap();
     assert_eq!(p.len(), 22);
     assert_eq!(f.len(), 22);
+    // Plans change, results do not. A planner flip that disables a join algorithm
+    // can make queries really slower (confirmed `perf_regression`) or slow enough
+    // to time out: findings about speed, not about results.
     let regressions: Vec<String> = p
         .iter()
         .chain(&f)
         .filter(|o| o.class.is_regression())
+        .filter(|o| {
+            let confirmed = o
+                .flight
+                .as_ref()
+                .and_then(|f| f.perf.as_ref())
+                .and_then(|p| p.confirmed);
+            !(o.class == OutcomeClass::PerfRegression && confirmed == Some(true) || o.class == OutcomeClass::Timeout)
+        })
         .map(|o| format!("{} {} {:?}", o.query_id, o.class, o.detail))
         .collect();
     assert!(regressions.is_empty(), "{regressions:#?}");
@@ -133,7 +145,10 @@ fn postgres_tpch_planner_profile_changes_plans_not_results() {
     let changed = count(&p, |c| c == OutcomeClass::PlanChanged);
     assert!(changed >= 5, "only {changed} plans changed: {p:#?}");
     let matched = count(&f, |c| {
-        matches!(c, OutcomeClass::Match | OutcomeClass::MatchWithinTolerance)
+        matches!(
+            c,
+            OutcomeClass::Match | OutcomeClass::MatchWithinTolerance | OutcomeClass::PerfRegression
+        )
     });
     assert!(matched >= 18, "only {matched} of 22 match: {f:#?}");
     // The loaded tables are stamped and not loaded again by the second profile.
@@ -310,7 +325,10 @@ fn mariadb_tpch_optimizer_switch_changes_plans_not_results() {
     let changed = count(&p, |c| c == OutcomeClass::PlanChanged);
     assert!(changed >= 5, "only {changed} plans changed: {p:#?}");
     let matched = count(&f, |c| {
-        matches!(c, OutcomeClass::Match | OutcomeClass::MatchWithinTolerance)
+        matches!(
+            c,
+            OutcomeClass::Match | OutcomeClass::MatchWithinTolerance | OutcomeClass::PerfRegression
+        )
     });
     assert!(matched >= 15, "only {matched} of 22 match: {f:#?}");
     let comment = db.root_sql(

@@ -491,3 +491,70 @@ fn flight_error_messages_never_carry_table_values() {
         }
     }
 }
+
+/// Issue 18: a real slowdown of the embedded DataFusion (the candidate's
+/// `execution.batch_size` of 4 rows multiplies per-batch work by about 2,000) is a
+/// confirmed `perf_regression` at every allowed minimum of repetitions, the
+/// smallest included; the same profile on both sides is not.
+#[test]
+fn a_real_slowdown_is_a_confirmed_regression_at_every_minimum_repetition() {
+    use sqlflight_corpora::{Catalog, Corpus, CorpusManifest, QueryRecord, TableFormat, TableSource};
+    let tmp = tempfile::tempdir().unwrap();
+    let data =
+        sqlflight_corpora::tpch::ensure_tpch_data(&sqlflight::commands::cache_dir().join("tpch-tests"), 0.01).unwrap();
+    let mut catalog = Catalog::default();
+    for (t, p) in data.tables {
+        catalog.tables.insert(
+            t,
+            TableSource {
+                path: p,
+                format: TableFormat::Parquet,
+            },
+        );
+    }
+    let corpus = Corpus::from_records(
+        CorpusManifest::new("slow"),
+        vec![QueryRecord::new(
+            "agg",
+            "select l_returnflag, sum(l_quantity), count(*) from lineitem group by l_returnflag",
+        )],
+        None,
+    );
+    let base = sqlflight_tests::datafusion(&[("datafusion.execution.target_partitions", "2")], &[]);
+    let slow = sqlflight_tests::datafusion(
+        &[
+            ("datafusion.execution.target_partitions", "2"),
+            ("datafusion.execution.batch_size", "4"),
+        ],
+        &[],
+    );
+    for repeat in [1, 2, 3, 4] {
+        for (name, cand) in [("slow", &slow), ("same", &base)] {
+            let opts = sqlflight_flighting::FlightOptions {
+                out: tmp.path().join(format!("{name}-{repeat}")),
+                repeat,
+                jobs: 1,
+                ..Default::default()
+            };
+            let s = sqlflight_flighting::run_flight(
+                &corpus,
+                sqlflight_tests::engine("baseline", &base, &catalog),
+                sqlflight_tests::engine("candidate", cand, &catalog),
+                &opts,
+                &sqlflight_playback::NoProgress,
+            )
+            .unwrap();
+            let o = &s.outcomes[0];
+            let p = o.flight.as_ref().and_then(|f| f.perf.as_ref()).expect("a verdict");
+            if name == "slow" {
+                assert_eq!(o.class, OutcomeClass::PerfRegression, "repeat {repeat}: {p:?}");
+                assert_eq!(p.confirmed, Some(true));
+                assert!(o.detail.as_deref().unwrap_or("").contains("slower"), "{:?}", o.detail);
+                assert!(o.is_regression());
+            } else {
+                assert_eq!(o.class, OutcomeClass::Match, "repeat {repeat}: {p:?}");
+                assert!(!o.is_regression(), "A/A: {p:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! The performance procedure of one query: sequential, adaptive, confirmed.
+//!
+//! Timings come in interleaved blocks of four runs, ABBA (baseline, candidate,
+//! candidate, baseline; the next block BAAB), so linear drift of the machine hits
+//! both sides alike. After each block from the minimum on, the procedure looks:
+//!
+//! - both medians under `min_time_ms`: `too_short` (not judged);
+//! - randomization test of mean log times ([`stats::randomization_p`], exact for
+//!   small samples) at level `alpha / looks` (Bonferroni over the looks the cap
+//!   allows, so repeated looking keeps the false-alarm rate at `alpha`), and a
+//!   ratio beyond `min_effect` and `floor_ms`: `slower` / `faster`;
+//! - the bootstrap interval of the ratio inside `1 ± min_effect`, or the whole
+//!   interval of the difference under `floor_ms`: `same`;
+//! - otherwise another block, up to `max_pairs` blocks or `max_measure_ms`.
+//!
+//! At the cap: a ratio within the thresholds is `same`; anything else is
+//! `inconclusive` with the reason (unstable when a side's coefficient of
+//! variation passes `max_cv`), and an observed ratio at or beyond
+//! `regression_ratio` is an undecided slowdown, which counts as a regression.
+//! A decided slowdown beyond `regression_ratio` is measured again in a fresh
+//! sequence (starting with the other side) and is a regression only if that
+//! sequence finds a significant slowdown too.
+//!
+//! Everything here is pure: runs arrive through a callback, so the tests drive it
+//! with seeded synthetic timings.
+
+use sqlflight_diffing::{PerfComparison, PerfVerdict};
+
+use crate::PerfPolicy;
+use crate::stats;
+
+/// Which side a run is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Baseline,
+    Candidate,
+}
+
+/// Timings of both sides and the verdict.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub baseline_ms: Vec<f64>,
+    pub candidate_ms: Vec<f64>,
+    pub perf: Option<PerfComparison>,
+}
+
+/// Runs the sequential procedure with `run` measuring one run of a side (its wall
+/// time in ms; `None` stops measuring, e.g. the run failed). `fixed_baseline`:
+/// query-bank mode, the baseline's recorded times stand in for its runs.
+/// `min_pairs` is the fewest blocks before the first look (at least 1).
+pub fn measure(
+    policy: &PerfPolicy,
+    min_pairs: usize,
+    fixed_baseline: Option<&[f64]>,
+    run: &mut dyn FnMut(Side) -> Option<f64>,
+) -> Measured {
+    let mut first = sequence(policy, min_pairs, fixed_baseline, false, run);
+    if fixed_baseline.is_some() {
+        // Recorded timings were taken at another time, under other load: the
+        // comparison is not interleaved, so it informs but never counts.
+        if let Some(p) = &mut first.perf {
+            p.regression = false;
+            p.undecided_slowdown = false;
+            p.reason = Some(format!(
+                "against the snapshot's recorded timings (not interleaved: not counted as a regression){}",
+                p.reason.as_deref().map_or(String::new(), |r| format!("; {r}"))
+            ));
+        }
+        return first;
+    }
+    let Some(perf) = &first.perf else { return first };
+    if !(policy.confirm && perf.verdict == PerfVerdict::Slower && perf.regression) {
+        return first;
+    }
+    // A second opinion: a fresh sequence that starts with the other side.
+    let second = sequence(policy, min_pairs, fixed_baseline, true, run);
+    let Some(again) = second.perf else { return first };
+    // Reproduced: the second sequence also finds a significant slowdown.
+    let reproduced = again.verdict == PerfVerdict::Slower;
+    let mut baseline_ms = first.baseline_ms;
+    let mut candidate_ms = first.candidate_ms;
+    baseline_ms.extend(&second.baseline_ms);
+    candidate_ms.extend(&second.candidate_ms);
+    let mut perf = perf.clone();
+    perf.confirmed = Some(reproduced);
+    perf.pairs += again.pairs;
+    if !reproduced {
+        perf.regression = false;
+        perf.verdict = again.verdict;
+        perf.undecided_slowdown = again.undecided_slowdown;
+        perf.reason = Some(format!(
+            "a {:.2}x slowdown did not reproduce in a second block ({})",
+            perf.ratio,
+            again.describe()
+        ));
+        perf.ratio = again.ratio;
+        perf.p_value = again.p_value;
+        perf.ci = again.ci;
+    }
+    Measured {
+        baseline_ms,
+        candidate_ms,
+        perf: Some(perf),
+    }
+}
+
+fn sequence(
+    policy: &PerfPolicy,
+    min_pairs: usize,
+    fixed_baseline: Option<&[f64]>,
+    start_with_candidate: bool,
+    run: &mut dyn FnMut(Side) -> Option<f64>,
+) -> Measured {
+    let min_pairs = min_pairs.max(1);
+    let max_pairs = policy.max_pairs.max(min_pairs);
+    let looks = (max_pairs - min_pairs + 1) as f64;
+    let look_alpha = policy.alpha / looks;
+    let mut b: Vec<f64> = fixed_baseline.map(<[f64]>::to_vec).unwrap_or_default();
+    let mut c: Vec<f64> = Vec::new();
+    let mut spent = 0.0;
+    let mut pairs = 0u32;
+    let order = |block: u32| {
+        let abba = [Side::Baseline, Side::Candidate, Side::Candidate, Side::Baseline];
+        let baab = [Side::Candidate, Side::Baseline, Side::Baseline, Side::Candidate];
+        if (block % 2 == 1) ^ start_with_candidate {
+            baab
+        } else {
+            abba
+        }
+    };
+    loop {
+        for side in order(pairs) {
+            if side == Side::Baseline && fixed_baseline.is_some() {
+                continue;
+            }
+            let Some(ms) = run(side) else {
+                return Measured {
+                    baseline_ms: b,
+                    candidate_ms: c,
+                    perf: None,
+                };
+            };
+            spent += ms;
+            match side {
+                Side::Baseline => b.push(ms),
+                Side::Candidate => c.push(ms),
+            }
+        }
+        pairs += 1;
+        if (pairs as usize) < min_pairs {
+            continue;
+        }
+        let capped = pairs as usize >= max_pairs || spent >= policy.max_measure_ms;
+        if let Some(perf) = judge(&b, &c, policy, look_alpha, pairs, capped) {
+            return Measured {
+                baseline_ms: b,
+                candidate_ms: c,
+                perf: Some(perf),
+            };
+        }
+    }
+}
+
+/// One look at the timings so far: a verdict, or `None` to measure another block
+/// (never `None` when `capped`).
+pub fn judge(
+    b: &[f64],
+    c: &[f64],
+    policy: &PerfPolicy,
+    look_alpha: f64,
+    pairs: u32,
+    capped: bool,
+) -> Option<PerfComparison> {
+    let (mb, mc) = (stats::median(b)?, stats::median(c)?);
+    let ratio = if mb > 0.0 { mc / mb } else { 1.0 };
+    let ln = |xs: &[f64]| xs.iter().map(|x| x.max(1e-6).ln()).collect::<Vec<f64>>();
+    let (lb, lc) = (ln(b), ln(c));
+    let p = stats::randomization_p(&lb, &lc);
+    let ci = stats::ratio_ci(&lb, &lc, 1.0 - policy.alpha).map(|(lo, hi)| [lo, hi]);
+    let cv = stats::cv(b).zip(stats::cv(c)).map(|(x, y)| [x, y]);
+    let mut out = PerfComparison::simple(ratio, p, PerfVerdict::Inconclusive, false);
+    out.ci = ci;
+    out.pairs = pairs;
+    out.cv = cv;
+    let effect = (ratio - 1.0).abs() >= policy.min_effect && (mc - mb).abs() >= policy.floor_ms;
+    if mb < policy.min_time_ms && mc < policy.min_time_ms {
+        out.verdict = PerfVerdict::TooShort;
+        out.reason = Some(format!(
+            "both sides run under {} ms: below what this machine times reliably",
+            policy.min_time_ms
+        ));
+        return Some(out);
+    }
+    if effect && p.is_some_and(|p| p <= look_alpha) {
+        out.verdict = if mc > mb {
+            PerfVerdict::Slower
+        } else {
+            PerfVerdict::Faster
+        };
+        out.regression = out.verdict == PerfVerdict::Slower && ratio >= policy.regression_ratio;
+        out.reason = Some(format!("decided after {pairs} pairs (p <= {look_alpha:.4})"));
+        return Some(out);
+    }
+    let band = 1.0 + policy.min_effect;
+    let equivalent = ci.is_some_and(|[lo, hi]| {
+        (lo >= 1.0 / band && hi <= band) || (mb * (hi - 1.0)).abs().max((mb * (lo - 1.0)).abs()) < policy.floor_ms
+    });
+    if equivalent {
+        out.verdict = PerfVerdict::Same;
+        out.reason = Some(format!(
+            "the ratio's interval lies within the thresholds after {pairs} pairs"
+        ));
+        return Some(out);
+    }
+    if !capped {
+        return None;
+    }
+    if !effect {
+        out.verdict = PerfVerdict::Same;
+        out.reason = Some(format!("no change beyond the thresholds after {pairs} pairs"));
+        return Some(out);
+    }
+    let unstable = cv.is_some_and(|[x, y]| x.max(y) > policy.max_cv);
+    out.reason = Some(if unstable {
+        format!(
+            "unstable: timings vary by {:.0}% (over {:.0}%), undecided after {pairs} pairs",
+            cv.map_or(0.0, |[x, y]| x.max(y)) * 100.0,
+            policy.max_cv * 100.0
+        )
+    } else {
+        format!(
+            "undecided after {pairs} pairs: p={:.3}, needed <= {look_alpha:.4}",
+            p.unwrap_or(1.0)
+        )
+    });
+    out.undecided_slowdown = ratio >= policy.regression_ratio;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seeded log-normal timings: `median * exp(N(0, sigma))`, with a heavy-tailed
+    /// outlier (x3) in `outliers` of the runs.
+    struct Timings {
+        state: u64,
+    }
+
+    impl Timings {
+        fn new(seed: u64) -> Self {
+            Timings {
+                state: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            }
+        }
+        fn uniform(&mut self) -> f64 {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            (self.state >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn normal(&mut self) -> f64 {
+            let (u1, u2) = (self.uniform().max(1e-12), self.uniform());
+            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        }
+        fn draw(&mut self, median: f64, cv: f64, outliers: f64) -> f64 {
+            let sigma = (1.0 + cv * cv).ln().sqrt();
+            let x = median * (sigma * self.normal()).exp();
+            if self.uniform() < outliers { x * 3.0 } else { x }
+        }
+    }
+
+    fn simulate(seed: u64, base: f64, ratio: f64, cv: f64, outliers: f64, min_pairs: usize) -> Measured {
+        let mut t = Timings::new(seed);
+        let policy = PerfPolicy::default();
+        measure(&policy, min_pairs, None, &mut |side| {
+            Some(match side {
+                Side::Baseline => t.draw(base, cv, outliers),
+                Side::Candidate => t.draw(base * ratio, cv, outliers),
+            })
+        })
+    }
+
+    fn verdict(m: &Measured) -> PerfVerdict {
+        m.perf.as_ref().map_or(PerfVerdict::Inconclusive, |p| p.verdict)
+    }
+
+    #[test]
+    fn a_a_false_alarms_stay_under_alpha_at_every_noise_level() {
+        for (cv, outliers) in [(0.02, 0.0), (0.1, 0.0), (0.3, 0.0), (0.1, 0.1)] {
+            let runs = 150;
+            let results: Vec<Measured> = (0..runs).map(|s| simulate(s, 40.0, 1.0, cv, outliers, 1)).collect();
+            let alarms = results
+                .iter()
+                .filter(|m| matches!(verdict(m), PerfVerdict::Slower | PerfVerdict::Faster))
+                .count();
+            let rate = alarms as f64 / runs as f64;
+            assert!(
+                rate <= PerfPolicy::default().alpha,
+                "cv {cv}, outliers {outliers}: {rate}"
+            );
+            let regressions = results
+                .iter()
+                .filter(|m| m.perf.as_ref().is_some_and(|p| p.regression))
+                .count();
+            assert_eq!(regressions, 0, "cv {cv}: an A/A run reported a confirmed regression");
+        }
+    }
+
+    #[test]
+    fn a_one_and_a_half_fold_slowdown_at_ten_percent_noise_is_found() {
+        let runs = 200;
+        let results: Vec<Measured> = (0..runs).map(|s| simulate(s, 40.0, 1.5, 0.1, 0.0, 1)).collect();
+        let found = results.iter().filter(|m| verdict(m) == PerfVerdict::Slower).count();
+        assert!(found as f64 >= 0.95 * runs as f64, "{found} of {runs}");
+        // Those observed beyond the regression factor are regressions, confirmed.
+        let regressions = results
+            .iter()
+            .filter(|m| m.perf.as_ref().is_some_and(|p| p.regression))
+            .count();
+        assert!(regressions as f64 >= 0.3 * runs as f64, "{regressions} of {runs}");
+    }
+
+    #[test]
+    fn a_five_fold_slowdown_without_overlap_is_decided_within_three_pairs() {
+        for min_pairs in 1..=3 {
+            for seed in 0..50 {
+                let m = simulate(seed, 1000.0, 5.0, 0.03, 0.0, min_pairs);
+                let p = m.perf.as_ref().expect("a verdict");
+                assert_eq!(p.verdict, PerfVerdict::Slower, "{p:?}");
+                assert!(p.regression && p.confirmed == Some(true), "{p:?}");
+                // First sequence within 3 pairs, the confirmation as well.
+                assert!(p.pairs <= 6, "{p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_slowdown_that_does_not_reproduce_is_not_a_regression() {
+        let mut t = Timings::new(3);
+        let mut runs = 0;
+        let policy = PerfPolicy::default();
+        // The candidate is slow for its first 6 runs only (a noisy neighbour).
+        let m = measure(&policy, 1, None, &mut |side| {
+            runs += 1;
+            Some(match side {
+                Side::Baseline => t.draw(50.0, 0.02, 0.0),
+                Side::Candidate if runs <= 12 => t.draw(150.0, 0.02, 0.0),
+                Side::Candidate => t.draw(50.0, 0.02, 0.0),
+            })
+        });
+        let p = m.perf.unwrap();
+        assert_eq!(p.confirmed, Some(false), "{p:?}");
+        assert!(!p.regression && !p.counts(), "{p:?}");
+        assert!(p.reason.unwrap_or_default().contains("did not reproduce"));
+    }
+
+    #[test]
+    fn too_short_unstable_and_undecided_are_told_apart() {
+        let m = simulate(1, 0.05, 3.0, 0.1, 0.0, 1);
+        assert_eq!(verdict(&m), PerfVerdict::TooShort);
+        // Very noisy and twice as slow: undecided at the cap, but it counts.
+        let policy = PerfPolicy {
+            max_pairs: 2,
+            ..PerfPolicy::default()
+        };
+        let mut t = Timings::new(9);
+        let m = measure(&policy, 1, None, &mut |side| {
+            Some(match side {
+                Side::Baseline => t.draw(100.0, 1.5, 0.0),
+                Side::Candidate => t.draw(200.0, 1.5, 0.0),
+            })
+        });
+        let p = m.perf.unwrap();
+        if p.verdict == PerfVerdict::Inconclusive && p.ratio >= policy.regression_ratio {
+            assert!(p.undecided_slowdown && p.counts(), "{p:?}");
+            assert!(p.reason.as_deref().unwrap_or("").contains("unstable"), "{p:?}");
+        }
+        assert!(!m.baseline_ms.is_empty() && m.baseline_ms.len() <= 4);
+    }
+
+    #[test]
+    fn the_randomization_test_is_exact_for_small_samples() {
+        // 20 splits of six values; the observed one and its mirror are the extremes.
+        let p = stats::randomization_p(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]).unwrap();
+        assert!((p - 0.1).abs() < 1e-12, "{p}");
+        let p = stats::randomization_p(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]).unwrap();
+        assert!((p - 2.0 / 924.0).abs() < 1e-12, "{p}");
+    }
+
+    proptest::proptest! {
+        /// p-values are probabilities, symmetric in the sides (exact sizes), and
+        /// the same for the same timings.
+        #[test]
+        fn randomization_p_is_a_symmetric_probability(
+            a in proptest::collection::vec(0.1f64..1000.0, 1..9),
+            b in proptest::collection::vec(0.1f64..1000.0, 1..9),
+        ) {
+            let p = stats::randomization_p(&a, &b).unwrap();
+            proptest::prop_assert!((0.0..=1.0).contains(&p));
+            let q = stats::randomization_p(&b, &a).unwrap();
+            proptest::prop_assert!((p - q).abs() < 1e-9, "{} {}", p, q);
+            proptest::prop_assert_eq!(p, stats::randomization_p(&a, &b).unwrap());
+        }
+    }
+}
