@@ -486,6 +486,9 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
             *peak = (*peak).max(x.peak);
             match (&x.result, &first.result) {
                 (Ok(d), Ok(f)) if !agrees(f, d, opts.tolerance) => *unstable = true,
+                // A timed run past the time or memory limit says nothing about the
+                // result: it only ends the measuring (no verdict from a partial sample).
+                (Err(e), _) if matches!(e.class, ErrorClass::Timeout | ErrorClass::Resource) => {}
                 (Err(_), _) => *unstable = true,
                 _ => {}
             }
