@@ -1593,7 +1593,10 @@ fn query_bank_compares_a_candidate_against_a_snapshot() {
     )
     .unwrap();
     let keyed = keyed.to_str().unwrap();
-    assert!(fly(keyed, &p("kbank"), &[]) < 2, "recorded (slowdowns may be confirmed)");
+    assert!(
+        fly(keyed, &p("kbank"), &[]) < 2,
+        "recorded (slowdowns may be confirmed)"
+    );
     let (km, kbank) = sqlflight_runs::read_run(Path::new(&p("kbank"))).unwrap();
     let key_id = km.digest_key_id.clone().expect("the key id is recorded");
     assert_eq!(
