@@ -162,6 +162,11 @@ impl Config {
             .enumerate()
             .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + 1)))
             .unwrap_or((0, 0));
+        self.error_at_place(line, column, message.into(), fix.into())
+    }
+
+    /// An error at `line`:`column` of this config's file.
+    fn error_at_place(&self, line: usize, column: usize, message: String, fix: String) -> ConfigError {
         ConfigError {
             file: self
                 .path
@@ -169,8 +174,8 @@ impl Config {
                 .map_or("<command line>".into(), |p| p.display().to_string()),
             line,
             column,
-            message: message.into(),
-            fix: fix.into(),
+            message,
+            fix,
         }
     }
 
@@ -472,16 +477,7 @@ impl Config {
     /// An error located at the key `path` (e.g. `["flight", "repeat"]`).
     pub fn error_at_key(&self, path: &[&str], message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
         let (line, column) = locate_key(&self.text, path);
-        ConfigError {
-            file: self
-                .path
-                .as_ref()
-                .map_or("<command line>".into(), |p| p.display().to_string()),
-            line,
-            column,
-            message: message.into(),
-            fix: fix.into(),
-        }
+        self.error_at_place(line, column, message.into(), fix.into())
     }
 
     /// An error of a file this config names (its `line` 0: unreadable) is placed
