@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::facts::{PlanFact, plan_facts};
 use crate::plan::{NormalizedPlan, change_signature, plan_diff};
 
 /// What kind of error an engine returned. Classified, not just stored as text, so
@@ -198,6 +199,9 @@ pub struct OutcomeRecord {
     /// Root-cause group of a plan change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_signature: Option<String>,
+    /// What the candidate's plan does differently, as named facts (plan changes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan_facts: Vec<PlanFact>,
     /// Unified diff of the normalized plans, for plan changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
@@ -355,6 +359,14 @@ pub struct FlightDetail {
 }
 
 impl OutcomeRecord {
+    /// A plan change whose facts are all cosmetic (display-only details, ids,
+    /// a logical-only difference): reported apart, and gates can ignore it.
+    pub fn is_cosmetic_plan_change(&self) -> bool {
+        self.class == OutcomeClass::PlanChanged
+            && !self.plan_facts.is_empty()
+            && self.plan_facts.iter().all(|f| f.cosmetic)
+    }
+
     /// A skipped query.
     pub fn skipped(query_id: String, template_id: String, reason: impl Into<String>) -> Self {
         OutcomeRecord {
@@ -366,6 +378,7 @@ impl OutcomeRecord {
             baseline: None,
             candidate: None,
             change_signature: None,
+            plan_facts: Vec::new(),
             diff: None,
             detail: None,
             flight: None,
@@ -481,12 +494,13 @@ pub fn playback_outcome(
     candidate: SideResult,
 ) -> OutcomeRecord {
     let class = classify_playback(&baseline, &candidate);
-    let (mut change_signature_, mut diff) = (None, None);
+    let (mut change_signature_, mut diff, mut facts) = (None, None, Vec::new());
     if class == OutcomeClass::PlanChanged
         && let (SideResult::Ok { plan: Some(a), .. }, SideResult::Ok { plan: Some(b), .. }) = (&baseline, &candidate)
     {
         change_signature_ = Some(change_signature(a, b));
         diff = Some(plan_diff(a, b));
+        facts = plan_facts(a, b);
     }
     OutcomeRecord {
         query_id,
@@ -497,6 +511,7 @@ pub fn playback_outcome(
         baseline: Some(baseline),
         candidate: Some(candidate),
         change_signature: change_signature_,
+        plan_facts: facts,
         diff,
         detail: None,
         flight: None,

@@ -18,6 +18,10 @@ pub struct GatePolicy {
     pub perf: Option<PerfRules>,
     #[serde(default)]
     pub coverage: Option<CoverageRules>,
+    /// Whether `max: {plan_changed: N}` counts plan changes whose facts are all
+    /// cosmetic (display-only details, ids, logical-only changes). Default: no.
+    #[serde(default)]
+    pub count_cosmetic_plan_changes: bool,
     /// Known differences file (relative to the policy): matching outcomes count as
     /// `accepted` before the rules are evaluated.
     #[serde(default)]
@@ -159,7 +163,10 @@ pub fn evaluate<R: std::borrow::Borrow<RunView>>(policy: &GatePolicy, runs: &[R]
     let all: Vec<&OutcomeRecord> = runs.iter().flat_map(|r| &r.borrow().outcomes).collect();
     let mut out = Vec::new();
     for (class, limit) in &policy.max {
-        let n = all.iter().filter(|o| o.class == *class).count() as f64;
+        let n = all
+            .iter()
+            .filter(|o| o.class == *class && (policy.count_cosmetic_plan_changes || !o.is_cosmetic_plan_change()))
+            .count() as f64;
         out.push(RuleResult {
             rule: format!("max {class}"),
             measured: n,

@@ -247,6 +247,12 @@ fn ms(o: &OutcomeRecord, candidate: bool) -> Option<f64> {
 
 /// Renders one run as a self-contained HTML page.
 pub fn html_report(run: &RunView) -> String {
+    html_report_with(run, None)
+}
+
+/// The page; `flight` is a flight run of the same corpus, whose measurements
+/// rank the plan facts by impact.
+pub fn html_report_with(run: &RunView, flight: Option<&RunView>) -> String {
     let m = &run.manifest;
     let o = &run.outcomes;
     let regressions = o.iter().filter(|x| x.is_regression()).count();
@@ -349,32 +355,93 @@ pub fn html_report(run: &RunView) -> String {
         );
     }
     out.push_str("</tbody></table>");
-    let groups = markdown::change_groups(o);
-    if !groups.is_empty() {
-        out.push_str("<h2>Plan changes</h2>");
-        for g in groups.iter().take(50) {
-            let _ = write!(
-                out,
-                "<h3>{} ({} queries)</h3><p>{}</p>",
-                esc(&g.signature),
-                g.queries.len(),
-                esc(&g.queries.iter().take(30).cloned().collect::<Vec<_>>().join(", "))
-            );
-            if let Some(d) = o
-                .iter()
-                .find(|x| x.query_id == g.queries[0])
-                .and_then(|x| x.diff.as_deref())
-            {
-                let _ = write!(
-                    out,
-                    "<details><summary>side-by-side diff of {}</summary>",
-                    esc(&g.queries[0])
-                );
-                side_by_side(&mut out, d);
-                out.push_str("</details>");
-            }
-        }
-    }
+    plan_facts_html(&mut out, o, flight);
     let _ = writeln!(out, "<script>{SCRIPT}</script></body></html>");
     out
+}
+
+/// "What changed in the optimizer": the fact table (cosmetic facts collapsed),
+/// facts by measured impact when a flight run is given, then one side-by-side
+/// diff per fact.
+fn plan_facts_html(out: &mut String, o: &[OutcomeRecord], flight: Option<&RunView>) {
+    let t = crate::facts::FactTable::build(o, flight.map(|f| f.outcomes.as_slice()));
+    if t.changed == 0 {
+        return;
+    }
+    let real: Vec<_> = t.facts.iter().filter(|r| !r.fact.cosmetic).collect();
+    let cosmetic: Vec<_> = t.facts.iter().filter(|r| r.fact.cosmetic).collect();
+    let _ = write!(
+        out,
+        "<h2>What changed in the optimizer</h2><p>{} plan changes: {} named facts, {} cosmetic; {} changes only cosmetic; the top {} facts explain {} of {} changed plans.</p>",
+        t.changed,
+        real.len(),
+        cosmetic.len(),
+        t.cosmetic_only,
+        crate::facts::TOP.min(real.len()),
+        t.covered_by_top,
+        t.changed
+    );
+    let row = |out: &mut String, r: &crate::facts::FactRow| {
+        let impact = r.impact.as_ref().map_or(String::new(), |i| {
+            format!(
+                "<td>{}</td><td>{}</td><td>{}</td>",
+                i.slower,
+                i.regressions,
+                i.median_ratio.map_or("-".into(), |x| format!("×{x:.2}"))
+            )
+        });
+        let _ = write!(
+            out,
+            "<tr><td><code>{}</code></td><td>{}</td><td data-v=\"{}\">{}</td><td>{}</td>{impact}<td>{}</td></tr>",
+            esc(&r.fact.fact),
+            r.fact.kind.as_str(),
+            r.queries.len(),
+            r.queries.len(),
+            esc(&r.where_text(3)),
+            esc(&r.queries.iter().take(12).cloned().collect::<Vec<_>>().join(", "))
+        );
+    };
+    let head = if flight.is_some() {
+        "<th>slower</th><th>regressions</th><th>median ratio</th>"
+    } else {
+        ""
+    };
+    if !real.is_empty() {
+        let _ = write!(
+            out,
+            "<table id=\"facts\"><thead><tr><th>fact</th><th>kind</th><th>queries</th><th>where</th>{head}<th>examples</th></tr></thead><tbody>"
+        );
+        for r in &real {
+            row(out, r);
+        }
+        out.push_str("</tbody></table>");
+    }
+    if !cosmetic.is_empty() {
+        let _ = write!(
+            out,
+            "<details><summary>{} cosmetic facts (display-only details, ids, logical-only changes)</summary><table><thead><tr><th>fact</th><th>kind</th><th>queries</th><th>where</th>{head}<th>examples</th></tr></thead><tbody>",
+            cosmetic.len()
+        );
+        for r in &cosmetic {
+            row(out, r);
+        }
+        out.push_str("</tbody></table></details>");
+    }
+    for r in real.iter().take(50) {
+        let Some(d) = o
+            .iter()
+            .find(|x| x.query_id == r.queries[0])
+            .and_then(|x| x.diff.as_deref())
+        else {
+            continue;
+        };
+        let _ = write!(
+            out,
+            "<details><summary><code>{}</code>: side-by-side diff of {}</summary>",
+            esc(&r.fact.fact),
+            esc(&r.queries[0])
+        );
+        side_by_side(out, d);
+        out.push_str("</details>");
+    }
 }

@@ -2,12 +2,17 @@
 //!
 //! Schema `sqlflight-report` version 1:
 //! `{format, version, runs: [{manifest, counts: {class: n}, regressions: [outcome],
-//! change_groups: [{signature, queries}], performance: {...} | null,
+//! change_groups: [{signature, queries}], plan_changes: {changed, cosmetic_only,
+//! covered_by_top, facts: [{fact, kind, operator, cosmetic, queries, impact}]},
+//! performance: {...} | null,
 //! analysis: {queries, ratios: {queries, p50, p90, p99, max} | null, by_template:
 //! [group], by_tenant: [group]} | null, outcomes: [outcome]}]}` where `manifest` and
 //! `outcome` are the run directory's `manifest.json` and `outcomes.jsonl` objects and
 //! `group` is `{key, queries, regressions, slower, p50_ratio, p90_ratio,
 //! regression_slowdown, impact}` ([`crate::analysis::GroupStats`], sorted by impact).
+//! A fact's `kind` is `inserted`, `removed`, `replaced` or `attribute`; `cosmetic`
+//! is present and true for display-only facts; `impact` (`{timed, slower,
+//! regressions, median_ratio}`) is present when a flight run was given alongside.
 //! Keys are only ever added within a version.
 
 use std::io::Write;
@@ -30,6 +35,7 @@ pub fn json_report(runs: &[RunView]) -> Value {
 /// Streams the report as JSON: outcomes are serialized one by one, so a run of a
 /// million outcomes never sits in memory as a document tree.
 pub fn write_json_report(runs: &[RunView], w: &mut dyn Write) -> std::io::Result<()> {
+    let flight = crate::flight_run(runs);
     write!(
         w,
         "{{\"format\":\"{JSON_FORMAT}\",\"version\":{JSON_VERSION},\"runs\":["
@@ -53,6 +59,9 @@ pub fn write_json_report(runs: &[RunView], w: &mut dyn Write) -> std::io::Result
         serde_json::to_writer(&mut *w, &counts)?;
         w.write_all(b",\"change_groups\":")?;
         serde_json::to_writer(&mut *w, &groups)?;
+        w.write_all(b",\"plan_changes\":")?;
+        let facts = crate::facts::FactTable::build(&r.outcomes, flight.map(|f| f.outcomes.as_slice()));
+        serde_json::to_writer(&mut *w, &facts)?;
         w.write_all(b",\"performance\":")?;
         serde_json::to_writer(&mut *w, &p)?;
         w.write_all(b",\"analysis\":")?;

@@ -2,21 +2,23 @@
 //!
 //! Turns runs into something a person reads. Today: the Markdown summary of a
 //! playback or flight run ([`markdown::run_markdown`]): verdict, counts per outcome
-//! class, every regression with its error or mismatch, the plan-change groups by
-//! change signature with one example diff each, and a flight's performance
+//! class, what changed in the optimizer as named plan facts ranked by queries
+//! touched and, with a flight run, by measured impact ([`facts`]), every
+//! regression with its error or mismatch, and a flight's performance
 //! figures ([`perf`]); JSON ([`json`]) and JUnit ([`junit`]) renderings; gate
 //! policies ([`gate`]); run comparison ([`compare`]) and merge of partitioned runs
 //! ([`merge`]); a self-contained HTML page with charts ([`html`]); polars analyses
 //! per template and tenant, ratio percentiles and top regressions by impact
 //! ([`analysis`]).
 //!
-//! Main types: [`markdown::ChangeGroup`], [`RunView`].
+//! Main types: [`facts::FactTable`], [`markdown::ChangeGroup`], [`RunView`].
 //!
 //! It must never run an engine, and never print anything that is not already in
 //! the run directory (a report adds no data, so it cannot leak any).
 
 pub mod analysis;
 pub mod compare;
+pub mod facts;
 pub mod gate;
 pub mod html;
 pub mod json;
@@ -54,6 +56,12 @@ impl RunView {
         let (manifest, outcomes) = sqlflight_runs::read_run(dir)?;
         Ok(RunView { manifest, outcomes })
     }
+}
+
+/// The first flight run among `runs`: its measurements rank the plan facts of
+/// the playback runs reported with it.
+pub fn flight_run(runs: &[RunView]) -> Option<&RunView> {
+    runs.iter().find(|r| r.manifest.kind == "flight")
 }
 
 /// Writes `report.md` into the run directory and returns its path.

@@ -52,7 +52,7 @@ pub fn counts(outcomes: &[OutcomeRecord]) -> Vec<(OutcomeClass, usize)> {
 }
 
 /// A fenced block that no content can close early.
-fn fenced(out: &mut String, lang: &str, body: &str) {
+pub(crate) fn fenced(out: &mut String, lang: &str, body: &str) {
     let mut fence = "```".to_string();
     while body.contains(&fence) {
         fence.push('`');
@@ -77,6 +77,12 @@ fn error_text(s: &Option<SideResult>) -> Option<&str> {
 
 /// Renders the report.
 pub fn run_markdown(run: &RunView) -> String {
+    run_markdown_with(run, None)
+}
+
+/// Renders the report; `flight` is a flight run of the same corpus, whose
+/// measurements rank the plan facts by impact.
+pub fn run_markdown_with(run: &RunView, flight: Option<&RunView>) -> String {
     let m = &run.manifest;
     let o = &run.outcomes;
     let mut out = String::new();
@@ -151,6 +157,8 @@ pub fn run_markdown(run: &RunView) -> String {
         let _ = writeln!(out, "| `{c}`{mark} | {n} |");
     }
 
+    crate::facts::FactTable::build(o, flight.map(|f| f.outcomes.as_slice())).markdown(o, &mut out);
+
     if !regressions.is_empty() {
         let _ = writeln!(out, "\n## Regressions\n");
         for r in &regressions {
@@ -164,31 +172,6 @@ pub fn run_markdown(run: &RunView) -> String {
             if let Some(e) = error_text(&r.candidate) {
                 fenced(&mut out, "text", e);
                 out.push('\n');
-            }
-        }
-    }
-
-    let groups = change_groups(o);
-    if !groups.is_empty() {
-        let changed: usize = groups.iter().map(|g| g.queries.len()).sum();
-        let _ = writeln!(
-            out,
-            "\n## Plan changes: {changed} quer{} in {} group{}\n",
-            if changed == 1 { "y" } else { "ies" },
-            groups.len(),
-            if groups.len() == 1 { "" } else { "s" }
-        );
-        let _ = writeln!(out, "| change signature | queries |\n|---|---:|");
-        for g in &groups {
-            let _ = writeln!(out, "| `{}` | {} |", g.signature, g.queries.len());
-        }
-        for g in &groups {
-            let _ = writeln!(out, "\n### `{}`\n", g.signature);
-            let _ = writeln!(out, "Queries: {}\n", g.queries.join(", "));
-            if let Some(ex) = o.iter().find(|x| x.query_id == g.queries[0]) {
-                let _ = writeln!(out, "<details><summary>Example diff: {}</summary>\n", ex.query_id);
-                fenced(&mut out, "diff", ex.diff.as_deref().unwrap_or(""));
-                let _ = writeln!(out, "\n</details>");
             }
         }
     }

@@ -16,7 +16,7 @@ use sqlflight_corpora::{Catalog, Corpus};
 pub mod flight_sql_server;
 pub mod servers;
 
-use sqlflight_diffing::OutcomeRecord;
+use sqlflight_diffing::{OutcomeClass, OutcomeRecord};
 use sqlflight_engines::arrow::record_batch::RecordBatch;
 use sqlflight_engines::{
     CompiledPlan, Engine, EngineError, EngineInfo, EngineSpec, ExecLimits, ExecStats, build_engine,
@@ -256,4 +256,78 @@ pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 /// Whether `needle` occurs in `hay`.
 pub fn contains_bytes(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// The plan facts of a playback, one line per fact (`queries  kind  fact`, cosmetic
+/// facts marked), then the coverage line: what snapshot tests of real version
+/// pairs compare.
+pub fn fact_lines(outcomes: &[OutcomeRecord]) -> String {
+    let t = sqlflight_reports::facts::FactTable::build(outcomes, None);
+    let mut out = format!(
+        "{} plan changes, {} only cosmetic, top {} facts cover {}\n",
+        t.changed,
+        t.cosmetic_only,
+        sqlflight_reports::facts::TOP,
+        t.covered_by_top
+    );
+    for r in &t.facts {
+        out.push_str(&format!(
+            "{:>4}  {:<9}  {}{}\n",
+            r.queries.len(),
+            r.fact.kind.as_str(),
+            r.fact.fact,
+            if r.fact.cosmetic { "  [cosmetic]" } else { "" }
+        ));
+    }
+    out
+}
+
+/// Checks the promises of plan facts on a run: every change of operator kind or
+/// join type visible in a diff is a named fact of that query, and the top facts
+/// explain at least `min_coverage` of the changed plans.
+pub fn assert_facts_explain(outcomes: &[OutcomeRecord], min_coverage: f64) {
+    let t = sqlflight_reports::facts::FactTable::build(outcomes, None);
+    assert!(
+        t.changed == 0 || t.covered_by_top as f64 >= min_coverage * t.changed as f64,
+        "the top facts explain {} of {} changed plans:\n{}",
+        t.covered_by_top,
+        t.changed,
+        fact_lines(outcomes)
+    );
+    for o in outcomes.iter().filter(|o| o.class == OutcomeClass::PlanChanged) {
+        let diff = o.diff.as_deref().unwrap_or("");
+        let physical = diff.split("--- baseline/logical").next().unwrap_or("");
+        let changed_join_type = physical
+            .lines()
+            .any(|l| (l.starts_with('-') || l.starts_with('+')) && l.contains("join_type="));
+        if changed_join_type {
+            let before: Vec<&str> = physical
+                .lines()
+                .filter(|l| l.starts_with('-') && !l.starts_with("---"))
+                .filter_map(|l| l.split("join_type=").nth(1))
+                .collect();
+            let after: Vec<&str> = physical
+                .lines()
+                .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+                .filter_map(|l| l.split("join_type=").nth(1))
+                .collect();
+            let word = |s: &str| s.split([',', ' ']).next().unwrap_or("").to_string();
+            let mut b: Vec<String> = before.iter().map(|s| word(s)).collect();
+            let mut a: Vec<String> = after.iter().map(|s| word(s)).collect();
+            b.sort();
+            a.sort();
+            if a != b {
+                // Named as a join_type change, or explained by a join inserted,
+                // removed or replaced.
+                let join = |op: &str| op.to_ascii_lowercase().contains("join");
+                assert!(
+                    o.plan_facts.iter().any(|f| f.fact.contains(".join_type")
+                        || (f.kind != sqlflight_diffing::FactKind::Attribute && join(&f.operator))),
+                    "{}: a join type changed ({b:?} -> {a:?}) but no fact names it: {:#?}",
+                    o.query_id,
+                    o.plan_facts
+                );
+            }
+        }
+    }
 }

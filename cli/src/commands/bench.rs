@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use sqlflight_corpora::bundled::Workload;
 use sqlflight_corpora::{Catalog, Corpus, QueryRecord};
+use sqlflight_diffing::{NormalizedPlan, plan_facts};
 use sqlflight_engines::datafusion_engine::DataFusionEngine;
 use sqlflight_engines::{Engine, EngineSpec};
 use sqlflight_playback::{NoProgress, PlaybackOptions, run_playback};
@@ -671,6 +672,31 @@ fn bench_report(args: &ReportBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// The changed plans of the workloads, normalized (what fact extraction reads).
+fn changed_plans(loads: &[Load]) -> Vec<(NormalizedPlan, NormalizedPlan)> {
+    let mut out = Vec::new();
+    for l in loads {
+        for r in &l.corpus.records {
+            let (Ok(a), Ok(b)) = (l.base.compile(&r.sql), l.cand.compile(&r.sql)) else {
+                continue;
+            };
+            let a = NormalizedPlan::new(&a.logical, a.physical.as_deref());
+            let b = NormalizedPlan::new(&b.logical, b.physical.as_deref());
+            if a != b {
+                out.push((a, b));
+            }
+        }
+    }
+    out
+}
+
+/// Time to extract the plan facts of every changed plan once.
+fn fact_extraction(plans: &[(NormalizedPlan, NormalizedPlan)]) -> (Duration, usize) {
+    let t = Instant::now();
+    let facts: usize = plans.iter().map(|(a, b)| plan_facts(a, b).len()).sum();
+    (t.elapsed(), facts)
+}
+
 fn bench_playback(args: &BenchArgs, cli: &Cli) -> anyhow::Result<u8> {
     let cfg = Config::parse(std::path::Path::new("<demo profiles>"), DEMO_ENGINES)?;
     let (Some(bspec), Some(cspec)) = (cfg.file.engines.get("baseline"), cfg.file.engines.get("candidate")) else {
@@ -696,6 +722,15 @@ fn bench_playback(args: &BenchArgs, cli: &Cli) -> anyhow::Result<u8> {
     }
     bare(&loads, 1)?;
     sqlflight(&loads, 1)?;
+    let changed = changed_plans(&loads);
+    let mut tf = Vec::new();
+    let mut fact_count = 0;
+    for _ in 0..repeat {
+        let (t, n) = fact_extraction(&changed);
+        tf.push(t);
+        fact_count = n;
+    }
+    let facts_time = median(tf);
     let mut rows = Vec::new();
     for &jobs in &args.jobs {
         let jobs = jobs.max(1);
@@ -721,6 +756,10 @@ fn bench_playback(args: &BenchArgs, cli: &Cli) -> anyhow::Result<u8> {
                 "sqlflight_queries_per_s": queries as f64 / s.as_secs_f64(),
                 "ratio_to_bare": s.as_secs_f64() / b.as_secs_f64(),
                 "speedup_vs_1_job": s1.map(|s1| s1.as_secs_f64() / s.as_secs_f64()),
+                "changed_plans": changed.len(),
+                "plan_facts": fact_count,
+                "fact_extraction_s": facts_time.as_secs_f64(),
+                "fact_extraction_share": facts_time.as_secs_f64() / (s.as_secs_f64() * *jobs as f64),
             })
         })
         .collect();
@@ -743,6 +782,16 @@ fn bench_playback(args: &BenchArgs, cli: &Cli) -> anyhow::Result<u8> {
                 v["speedup_vs_1_job"]
                     .as_f64()
                     .map_or("-".into(), |x| format!("{x:.2}x")),
+            );
+        }
+        if let Some(v) = out.first() {
+            println!(
+                "plan facts: {} changed plans -> {} facts in {:.1} ms, {:.2}% of playback's CPU time at {} job(s)",
+                changed.len(),
+                fact_count,
+                facts_time.as_secs_f64() * 1e3,
+                v["fact_extraction_share"].as_f64().unwrap_or(0.0) * 100.0,
+                v["jobs"]
             );
         }
     }

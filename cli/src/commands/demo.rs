@@ -262,18 +262,8 @@ fn print_table(
         println!("{}", if class.is_regression() { "  <- regression" } else { "" });
     }
     for (s, r) in summaries {
-        let groups = markdown::change_groups(&s.outcomes);
-        println!(
-            "\n{}: plan changes by signature ({} groups)",
-            s.manifest.corpus.name,
-            groups.len()
-        );
-        for g in groups.iter().take(6) {
-            println!("  {:>4}  {}", g.queries.len(), g.signature);
-        }
-        if groups.len() > 6 {
-            println!("  ... {} more groups", groups.len() - 6);
-        }
+        println!();
+        super::playback::print_facts(&s.outcomes, &format!("{}: ", s.manifest.corpus.name));
         for o in s.outcomes.iter().filter(|o| o.is_regression()).take(10) {
             println!("  regression: {} {}", o.class, o.query_id);
         }

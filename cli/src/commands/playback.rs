@@ -269,16 +269,7 @@ pub fn print_summary(s: &PlaybackSummary, report: &Path) {
         let mark = if class.is_regression() { "  <- regression" } else { "" };
         println!("  {:<20} {n:>6}{mark}", class.as_str());
     }
-    let groups = markdown::change_groups(&s.outcomes);
-    if !groups.is_empty() {
-        println!("plan changes by signature:");
-        for g in groups.iter().take(10) {
-            println!("  {:>5}  {}", g.queries.len(), g.signature);
-        }
-        if groups.len() > 10 {
-            println!("  ... {} more groups in the report", groups.len() - 10);
-        }
-    }
+    print_facts(&s.outcomes, "");
     let regs: Vec<_> = s.outcomes.iter().filter(|o| o.is_regression()).collect();
     if !regs.is_empty() {
         println!("regressions:");
@@ -295,6 +286,28 @@ pub fn print_summary(s: &PlaybackSummary, report: &Path) {
     }
     println!("run:    {}", s.dir.display());
     println!("report: {}", report.display());
+}
+
+/// "What changed in the optimizer", for the terminal: the top real facts with
+/// their query counts, and how many changes are only cosmetic.
+pub fn print_facts(outcomes: &[sqlflight_diffing::OutcomeRecord], label: &str) {
+    let t = sqlflight_reports::facts::FactTable::build(outcomes, None);
+    if t.changed == 0 {
+        return;
+    }
+    let real: Vec<_> = t.facts.iter().filter(|r| !r.fact.cosmetic).collect();
+    println!(
+        "{label}what changed in the optimizer ({} plan changes, {} facts, {} only cosmetic):",
+        t.changed,
+        real.len(),
+        t.cosmetic_only
+    );
+    for r in real.iter().take(10) {
+        println!("  {:>5}  {}", r.queries.len(), r.fact.fact);
+    }
+    if real.len() > 10 {
+        println!("  ... {} more facts in the report", real.len() - 10);
+    }
 }
 
 /// The `--json` summary of one run.
@@ -331,5 +344,6 @@ pub fn summary_json(s: &PlaybackSummary, report: &Path) -> serde_json::Value {
         "plan_changed": s.outcomes.iter().filter(|o| o.class == OutcomeClass::PlanChanged).count(),
         "regressions": regressions,
         "change_groups": groups,
+        "plan_changes": sqlflight_reports::facts::FactTable::build(&s.outcomes, None),
     })
 }

@@ -51,11 +51,16 @@ pub fn run(args: &ReportArgs, cli: &Cli) -> anyhow::Result<u8> {
         // Streamed: large runs never sit in memory as one document.
         Format::Json => json::write_json_report(&views, &mut w),
         Format::Md => {
-            let md: Vec<String> = views.iter().map(markdown::run_markdown).collect();
+            let flight = sqlflight_reports::flight_run(&views);
+            let md: Vec<String> = views.iter().map(|v| markdown::run_markdown_with(v, flight)).collect();
             w.write_all(md.join("\n---\n\n").as_bytes())
         }
         Format::Html => {
-            let pages: Vec<String> = views.iter().map(sqlflight_reports::html::html_report).collect();
+            let flight = sqlflight_reports::flight_run(&views);
+            let pages: Vec<String> = views
+                .iter()
+                .map(|v| sqlflight_reports::html::html_report_with(v, flight))
+                .collect();
             w.write_all(pages.join("\n").as_bytes())
         }
         Format::Junit => w.write_all(junit::junit(&views).as_bytes()),

@@ -280,6 +280,56 @@ fn tpch_on_two_datafusion_python_releases_reports_no_false_regression() {
     tpch_between_releases("datafusion-python", "51.0.0", "52.3.0");
 }
 
+/// Playback of TPC-H (with data) between two published releases of one engine:
+/// the plan facts are snapshotted, every join change is a named fact, and the
+/// top facts explain at least 90% of the changed plans.
+fn plan_facts_between_releases(kind: &str, old: &str, new: &str, settings: &str) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sqlflight_corpora::tpch::ensure_tpch_data(&tmp.path().join("data"), 0.002).unwrap();
+    let mut yaml = tpch_config(&data);
+    yaml.push_str(&format!(
+        "engines:\n  old: {{ kind: {kind}, version: \"{old}\", settings: {{ {settings} }} }}\n  new: {{ kind: {kind}, version: \"{new}\", settings: {{ {settings} }} }}\n\
+         baseline: old\ncandidate: new\n"
+    ));
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = tmp.path().join("pb");
+    let code = run(&[
+        "playback",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, 0, "no playback regression between {old} and {new}");
+    let (_, o) = sqlflight_runs::read_run(&out).unwrap();
+    assert_eq!(o.len(), 22);
+    sqlflight_tests::assert_facts_explain(&o, 0.9);
+    sqlflight_tests::fact_lines(&o)
+}
+
+#[test]
+fn plan_facts_of_two_datafusion_python_releases() {
+    let facts = plan_facts_between_releases(
+        "datafusion-python",
+        "51.0.0",
+        "52.3.0",
+        "datafusion.execution.target_partitions: \"2\"",
+    );
+    // DataFusion 52 folded CoalesceBatchesExec into the operators: one fact.
+    assert!(facts.contains("- CoalesceBatchesExec"), "{facts}");
+    insta::assert_snapshot!("facts-datafusion-python-51-52-tpch", facts);
+}
+
+#[test]
+fn plan_facts_of_two_duckdb_releases() {
+    let facts = plan_facts_between_releases("duckdb", "1.1.3", "1.2.1", "");
+    // DuckDB 1.2 stopped adding `IS NOT NULL` to pushed-down comparison filters.
+    assert!(facts.contains("lost \"AND _ IS NOT NULL\""), "{facts}");
+    insta::assert_snapshot!("facts-duckdb-1.1.3-1.2.1-tpch", facts);
+}
+
 /// The per-query memory limit reaches datafusion-python (a greedy pool in a
 /// session of its own): past it the query fails as `resource`, within it the
 /// same worker still answers.

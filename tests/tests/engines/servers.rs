@@ -151,6 +151,8 @@ fn postgres_tpch_planner_profile_changes_plans_not_results() {
         )
     });
     assert!(matched >= 18, "only {matched} of 22 match: {f:#?}");
+    sqlflight_tests::assert_facts_explain(&p, 0.9);
+    insta::assert_snapshot!("facts-postgres-planner-flip-tpch", sqlflight_tests::fact_lines(&p));
     // The loaded tables are stamped and not loaded again by the second profile.
     let comment = pg.psql("tpch", "SELECT obj_description('lineitem'::regclass, 'pg_class')");
     assert!(comment.starts_with("sqlflight:"), "{comment}");
@@ -331,6 +333,8 @@ fn mariadb_tpch_optimizer_switch_changes_plans_not_results() {
         )
     });
     assert!(matched >= 15, "only {matched} of 22 match: {f:#?}");
+    sqlflight_tests::assert_facts_explain(&p, 0.9);
+    insta::assert_snapshot!("facts-mariadb-optimizer-switch-tpch", sqlflight_tests::fact_lines(&p));
     let comment = db.root_sql(
         "SELECT table_comment FROM information_schema.tables WHERE table_schema='tpch' AND table_name='lineitem'",
     );

@@ -1,0 +1,342 @@
+//! "What changed in the optimizer": plan facts ([`sqlflight_diffing::facts`])
+//! counted across a run, ranked by the number of queries they touch, with their
+//! queries and an example; and, when a flight run of the same corpus is given,
+//! their measured impact (queries slower, regressions, median time ratio among the
+//! queries that carry the fact).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+
+use serde::Serialize;
+use sqlflight_diffing::{FactKind, OutcomeClass, OutcomeRecord, PerfVerdict, PlanFact};
+
+/// How many top facts the coverage figure counts.
+pub const TOP: usize = 8;
+
+/// One fact across a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FactRow {
+    #[serde(flatten)]
+    pub fact: PlanFact,
+    /// Query ids carrying the fact, sorted.
+    pub queries: Vec<String>,
+    /// Where an inserted or removed operator sits, with how many queries show
+    /// it there, most frequent first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contexts: Vec<FactContext>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impact: Option<FactImpact>,
+}
+
+impl FactRow {
+    /// The most frequent contexts: `in HashJoinExec, over DataSourceExec (12); …`.
+    pub fn where_text(&self, most: usize) -> String {
+        let mut parts: Vec<String> = self
+            .contexts
+            .iter()
+            .take(most)
+            .map(|c| format!("{} ({})", c.context, c.queries))
+            .collect();
+        if self.contexts.len() > most {
+            parts.push(format!("{} more", self.contexts.len() - most));
+        }
+        parts.join("; ")
+    }
+}
+
+/// One context of an inserted or removed operator.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FactContext {
+    pub context: String,
+    pub queries: usize,
+}
+
+/// What a flight measured on the queries that carry a fact.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FactImpact {
+    /// Queries with a performance comparison.
+    pub timed: usize,
+    pub slower: usize,
+    /// Regressions of any class (wrong results, failures, confirmed slowdowns).
+    pub regressions: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_ratio: Option<f64>,
+}
+
+/// The facts of a run.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct FactTable {
+    /// Real facts first (by queries touched, then text), cosmetic facts after.
+    pub facts: Vec<FactRow>,
+    /// Plan changes in the run.
+    pub changed: usize,
+    /// Plan changes whose facts are all cosmetic.
+    pub cosmetic_only: usize,
+    /// Plan changes carrying at least one of the top [`TOP`] real facts (cosmetic-only
+    /// changes count as covered: they are explained).
+    pub covered_by_top: usize,
+}
+
+impl FactTable {
+    /// Builds the table from a run's outcomes and, optionally, a flight run's
+    /// outcomes of the same corpus (joined by query id).
+    pub fn build<'a>(outcomes: impl IntoIterator<Item = &'a OutcomeRecord>, flight: Option<&[OutcomeRecord]>) -> Self {
+        // Facts keyed without their context; contexts counted per fact.
+        let mut by: BTreeMap<PlanFact, (Vec<&str>, BTreeMap<&str, usize>)> = BTreeMap::new();
+        let mut changes: Vec<&OutcomeRecord> = Vec::new();
+        for o in outcomes {
+            if o.class != OutcomeClass::PlanChanged {
+                continue;
+            }
+            changes.push(o);
+            for f in &o.plan_facts {
+                let e = by
+                    .entry(PlanFact {
+                        context: None,
+                        ..f.clone()
+                    })
+                    .or_default();
+                if e.0.last() != Some(&o.query_id.as_str()) {
+                    e.0.push(&o.query_id);
+                }
+                if let Some(c) = &f.context {
+                    *e.1.entry(c).or_default() += 1;
+                }
+            }
+        }
+        let flown: HashMap<&str, &OutcomeRecord> = flight
+            .unwrap_or_default()
+            .iter()
+            .map(|o| (o.query_id.as_str(), o))
+            .collect();
+        let mut facts: Vec<FactRow> = by
+            .into_iter()
+            .map(|(fact, (mut q, contexts))| {
+                q.sort_unstable();
+                q.dedup();
+                let impact = flight.map(|_| impact(q.iter().filter_map(|id| flown.get(id).copied())));
+                let mut contexts: Vec<FactContext> = contexts
+                    .into_iter()
+                    .map(|(c, n)| FactContext {
+                        context: c.to_string(),
+                        queries: n,
+                    })
+                    .collect();
+                contexts.sort_by(|a, b| b.queries.cmp(&a.queries).then(a.context.cmp(&b.context)));
+                FactRow {
+                    fact,
+                    queries: q.into_iter().map(str::to_string).collect(),
+                    contexts,
+                    impact,
+                }
+            })
+            .collect();
+        facts.sort_by(|a, b| {
+            a.fact
+                .cosmetic
+                .cmp(&b.fact.cosmetic)
+                .then(b.queries.len().cmp(&a.queries.len()))
+                .then(rank(&a.fact).cmp(&rank(&b.fact)))
+                .then(a.fact.fact.cmp(&b.fact.fact))
+        });
+        let top: std::collections::HashSet<&str> = facts
+            .iter()
+            .filter(|r| !r.fact.cosmetic)
+            .take(TOP)
+            .map(|r| r.fact.fact.as_str())
+            .collect();
+        let cosmetic_only = changes.iter().filter(|o| o.is_cosmetic_plan_change()).count();
+        let covered_by_top = changes
+            .iter()
+            .filter(|o| {
+                o.is_cosmetic_plan_change()
+                    || o.plan_facts
+                        .iter()
+                        .any(|f| !f.cosmetic && top.contains(f.fact.as_str()))
+            })
+            .count();
+        FactTable {
+            facts,
+            changed: changes.len(),
+            cosmetic_only,
+            covered_by_top,
+        }
+    }
+
+    /// Real facts ranked by measured impact: regressions, then slower queries,
+    /// then median ratio (only with a flight run).
+    pub fn by_impact(&self) -> Vec<&FactRow> {
+        let mut rows: Vec<&FactRow> = self
+            .facts
+            .iter()
+            .filter(|r| !r.fact.cosmetic && r.impact.as_ref().is_some_and(|i| i.timed > 0 || i.regressions > 0))
+            .collect();
+        let key = |r: &FactRow| {
+            let i = r.impact.as_ref();
+            (
+                i.map_or(0, |i| i.regressions),
+                i.map_or(0, |i| i.slower),
+                i.and_then(|i| i.median_ratio).unwrap_or(0.0),
+            )
+        };
+        rows.sort_by(|a, b| {
+            let (ka, kb) = (key(a), key(b));
+            kb.0.cmp(&ka.0)
+                .then(kb.1.cmp(&ka.1))
+                .then(kb.2.total_cmp(&ka.2))
+                .then(a.fact.fact.cmp(&b.fact.fact))
+        });
+        rows
+    }
+
+    /// The Markdown section (empty when the run has no plan change).
+    pub fn markdown(&self, outcomes: &[OutcomeRecord], out: &mut String) {
+        if self.changed == 0 {
+            return;
+        }
+        let real: Vec<&FactRow> = self.facts.iter().filter(|r| !r.fact.cosmetic).collect();
+        let cosmetic: Vec<&FactRow> = self.facts.iter().filter(|r| r.fact.cosmetic).collect();
+        let _ = writeln!(
+            out,
+            "\n## What changed in the optimizer\n\n{} plan change{}: {} named fact{} ({} cosmetic); {} change{} only cosmetic; the top {} facts explain {} of {} changed plans.\n",
+            self.changed,
+            if self.changed == 1 { "" } else { "s" },
+            real.len(),
+            if real.len() == 1 { "" } else { "s" },
+            cosmetic.len(),
+            self.cosmetic_only,
+            if self.cosmetic_only == 1 { " is" } else { "s are" },
+            TOP.min(real.len()),
+            self.covered_by_top,
+            self.changed
+        );
+        if !real.is_empty() {
+            let _ = writeln!(
+                out,
+                "| fact | kind | queries | where | examples |\n|---|---|---:|---|---|"
+            );
+            for r in &real {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {} | {} | {} |",
+                    r.fact.fact.replace('|', "\\|"),
+                    r.fact.kind.as_str(),
+                    r.queries.len(),
+                    r.where_text(3),
+                    examples(&r.queries)
+                );
+            }
+        }
+        if !cosmetic.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n<details><summary>{} cosmetic fact{} (display-only details, ids, logical-only changes)</summary>\n\n| fact | queries | examples |\n|---|---:|---|",
+                cosmetic.len(),
+                if cosmetic.len() == 1 { "" } else { "s" }
+            );
+            for r in &cosmetic {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {} |",
+                    r.fact.fact.replace('|', "\\|"),
+                    r.queries.len(),
+                    examples(&r.queries)
+                );
+            }
+            let _ = writeln!(out, "\n</details>");
+        }
+        let ranked = self.by_impact();
+        if !ranked.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n### Facts by measured impact (flight)\n\n| fact | queries timed | slower | regressions | median ratio |\n|---|---:|---:|---:|---:|"
+            );
+            for r in ranked.iter().take(20) {
+                let i = r.impact.as_ref().expect("filtered on impact");
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {} | {} | {} |",
+                    r.fact.fact.replace('|', "\\|"),
+                    i.timed,
+                    i.slower,
+                    i.regressions,
+                    i.median_ratio.map_or("-".into(), |x| format!("×{x:.2}"))
+                );
+            }
+        }
+        for r in real.iter().take(20) {
+            let Some(ex) = outcomes.iter().find(|x| x.query_id == r.queries[0]) else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "\n<details><summary><code>{}</code>: example {}</summary>\n",
+                html_escape(&r.fact.fact),
+                ex.query_id
+            );
+            crate::markdown::fenced(out, "diff", ex.diff.as_deref().unwrap_or(""));
+            let _ = writeln!(out, "\n</details>");
+        }
+    }
+}
+
+/// Among facts touching as many queries, root causes first: replacements, then
+/// detail changes, removals, insertions; facts about enforcers and projections
+/// (operators optimizers add as a consequence) after the others.
+fn rank(f: &PlanFact) -> (bool, u8) {
+    let secondary = sqlflight_diffing::plan::SECONDARY_KINDS.contains(&f.operator.as_str());
+    let kind = match f.kind {
+        FactKind::Replaced => 0,
+        FactKind::Attribute => 1,
+        FactKind::Removed => 2,
+        FactKind::Inserted => 3,
+    };
+    (secondary, kind)
+}
+
+fn examples(q: &[String]) -> String {
+    let shown: Vec<&str> = q.iter().take(8).map(String::as_str).collect();
+    if q.len() > shown.len() {
+        format!("{}, … {} more", shown.join(", "), q.len() - shown.len())
+    } else {
+        shown.join(", ")
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn impact<'a>(flown: impl Iterator<Item = &'a OutcomeRecord>) -> FactImpact {
+    let (mut timed, mut slower, mut regressions) = (0, 0, 0);
+    let mut ratios = Vec::new();
+    for o in flown {
+        if o.is_regression() {
+            regressions += 1;
+        }
+        if let Some(p) = o.flight.as_ref().and_then(|f| f.perf.as_ref()) {
+            timed += 1;
+            if p.verdict == PerfVerdict::Slower {
+                slower += 1;
+            }
+            if p.ratio.is_finite() {
+                ratios.push(p.ratio);
+            }
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median_ratio = (!ratios.is_empty()).then(|| {
+        let n = ratios.len();
+        if n % 2 == 1 {
+            ratios[n / 2]
+        } else {
+            (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+        }
+    });
+    FactImpact {
+        timed,
+        slower,
+        regressions,
+        median_ratio,
+    }
+}
