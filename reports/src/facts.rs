@@ -75,6 +75,10 @@ pub struct FactTable {
     /// Plan changes carrying at least one of the top [`TOP`] real facts (cosmetic-only
     /// changes count as covered: they are explained).
     pub covered_by_top: usize,
+    /// The fewest facts (greedy set cover, at most [`TOP`]) that together touch
+    /// every plan change that is not only cosmetic, each with the changes it adds:
+    /// the upgrade in a few sentences.
+    pub explanation: Vec<(String, usize)>,
 }
 
 impl FactTable {
@@ -155,11 +159,13 @@ impl FactTable {
                         .any(|f| !f.cosmetic && top.contains(f.fact.as_str()))
             })
             .count();
+        let explanation = explain(&changes);
         FactTable {
             facts,
             changed: changes.len(),
             cosmetic_only,
             covered_by_top,
+            explanation,
         }
     }
 
@@ -210,6 +216,21 @@ impl FactTable {
             self.covered_by_top,
             self.changed
         );
+        if !self.explanation.is_empty() {
+            let parts: Vec<String> = self
+                .explanation
+                .iter()
+                .enumerate()
+                .map(|(i, (f, n))| {
+                    if i == 0 {
+                        format!("`{f}` ({n})")
+                    } else {
+                        format!("`{f}` (+{n})")
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "Explained by: {}.\n", parts.join(", "));
+        }
         if !real.is_empty() {
             let _ = writeln!(
                 out,
@@ -280,6 +301,40 @@ impl FactTable {
     }
 }
 
+/// Greedy set cover of the real plan changes by their non-cosmetic facts; among
+/// facts covering as many changes, root causes first ([`rank`]), then by text.
+fn explain(changes: &[&OutcomeRecord]) -> Vec<(String, usize)> {
+    let mut ranks: BTreeMap<&str, (bool, u8)> = BTreeMap::new();
+    let mut open: Vec<std::collections::BTreeSet<&str>> = Vec::new();
+    for o in changes.iter().filter(|o| !o.is_cosmetic_plan_change()) {
+        let mut set = std::collections::BTreeSet::new();
+        for f in o.plan_facts.iter().filter(|f| !f.cosmetic) {
+            ranks.entry(f.fact.as_str()).or_insert_with(|| rank(f));
+            set.insert(f.fact.as_str());
+        }
+        open.push(set);
+    }
+    let mut out = Vec::new();
+    while !open.is_empty() && out.len() < TOP {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for set in &open {
+            for f in set {
+                *counts.entry(f).or_default() += 1;
+            }
+        }
+        let Some((best, n)) = counts.into_iter().min_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then(ranks.get(a.0).cmp(&ranks.get(b.0)))
+                .then(a.0.cmp(b.0))
+        }) else {
+            break;
+        };
+        out.push((best.to_string(), n));
+        open.retain(|set| !set.contains(best));
+    }
+    out
+}
+
 /// Among facts touching as many queries, root causes first: replacements, then
 /// detail changes, removals, insertions; facts about enforcers and projections
 /// (operators optimizers add as a consequence) after the others.
@@ -338,5 +393,84 @@ fn impact<'a>(flown: impl Iterator<Item = &'a OutcomeRecord>) -> FactImpact {
         slower,
         regressions,
         median_ratio,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlflight_diffing::{FlightDetail, NormalizedPlan, PerfComparison, SideResult, playback_outcome};
+
+    fn changed(id: &str, a: &str, b: &str) -> OutcomeRecord {
+        playback_outcome(
+            id.into(),
+            "t".into(),
+            SideResult::ok(NormalizedPlan::new("L", Some(a)), 1),
+            SideResult::ok(NormalizedPlan::new("L", Some(b)), 1),
+        )
+    }
+
+    fn flown(id: &str, ratio: f64, verdict: PerfVerdict) -> OutcomeRecord {
+        let mut o = OutcomeRecord::skipped(id.into(), "t".into(), "x");
+        o.class = OutcomeClass::Match;
+        o.skip_reason = None;
+        o.flight = Some(FlightDetail {
+            perf: Some(PerfComparison::simple(ratio, Some(0.01), verdict, false)),
+            ..Default::default()
+        });
+        o
+    }
+
+    const HJ: &str = "HashJoinExec: join_type=Inner\n  DataSourceExec: file_groups={[[…/a.parquet]]}\n  DataSourceExec: file_groups={[[…/b.parquet]]}\n";
+
+    #[test]
+    fn facts_rank_explain_and_join_a_flight() {
+        let smj = HJ.replace("HashJoinExec", "SortMergeJoinExec");
+        let semi = HJ.replace("Inner", "LeftSemi");
+        let cosmetic = HJ.replace("b.parquet]]}", "b.parquet]]}, dynamic_rg_pruning=eligible");
+        let run = vec![
+            changed("q1", HJ, &smj),
+            changed("q2", HJ, &smj),
+            changed("q3", HJ, &semi),
+            changed("q4", HJ, &cosmetic),
+        ];
+        let flight = vec![
+            flown("q1", 1.0, PerfVerdict::Same),
+            flown("q2", 1.1, PerfVerdict::Same),
+            flown("q3", 3.0, PerfVerdict::Slower),
+        ];
+        let t = FactTable::build(&run, Some(&flight));
+        assert_eq!(t.changed, 4);
+        assert_eq!(t.cosmetic_only, 1);
+        assert_eq!(t.covered_by_top, 4);
+        let texts: Vec<&str> = t.facts.iter().map(|r| r.fact.fact.as_str()).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "HashJoinExec -> SortMergeJoinExec",
+                "HashJoinExec.join_type: Inner -> LeftSemi",
+                "DataSourceExec + dynamic_rg_pruning=eligible"
+            ]
+        );
+        assert_eq!(
+            t.explanation,
+            vec![
+                ("HashJoinExec -> SortMergeJoinExec".to_string(), 2),
+                ("HashJoinExec.join_type: Inner -> LeftSemi".to_string(), 1)
+            ]
+        );
+        // By measured impact, the join-type change (one 3x slower query) comes first.
+        let ranked: Vec<&str> = t.by_impact().iter().map(|r| r.fact.fact.as_str()).collect();
+        assert_eq!(ranked[0], "HashJoinExec.join_type: Inner -> LeftSemi");
+        let i = t.facts[0].impact.as_ref().unwrap();
+        assert_eq!((i.timed, i.slower, i.median_ratio), (2, 0, Some(1.05)));
+        let mut md = String::new();
+        t.markdown(&run, &mut md);
+        assert!(
+            md.contains("Explained by: `HashJoinExec -> SortMergeJoinExec` (2)"),
+            "{md}"
+        );
+        assert!(md.contains("1 cosmetic fact"), "{md}");
+        assert!(md.contains("### Facts by measured impact"), "{md}");
     }
 }

@@ -381,6 +381,14 @@ fn plan_facts_html(out: &mut String, o: &[OutcomeRecord], flight: Option<&RunVie
         t.covered_by_top,
         t.changed
     );
+    if !t.explanation.is_empty() {
+        let parts: Vec<String> = t
+            .explanation
+            .iter()
+            .map(|(f, n)| format!("<code>{}</code> ({n})", esc(f)))
+            .collect();
+        let _ = write!(out, "<p>Explained by: {}.</p>", parts.join(", "));
+    }
     let row = |out: &mut String, r: &crate::facts::FactRow| {
         let impact = r.impact.as_ref().map_or(String::new(), |i| {
             format!(

@@ -106,6 +106,18 @@ fn demo_candidate_changes_plans_with_diffs_and_signatures() {
         // The join strategy change is the dominant root cause.
         let groups = sqlflight_reports::markdown::change_groups(&s.outcomes);
         assert_eq!(groups[0].signature, "HashJoinExec -> SortMergeJoinExec");
+        // ... and the first plan fact; at most 3 facts explain every change.
+        let facts = sqlflight_reports::facts::FactTable::build(&s.outcomes, None);
+        assert_eq!(facts.facts[0].fact.fact, "HashJoinExec -> SortMergeJoinExec");
+        assert_eq!(facts.explanation[0].0, "HashJoinExec -> SortMergeJoinExec");
+        assert!(facts.explanation.len() <= 3, "{}: {:?}", w.name(), facts.explanation);
+        let explained: usize = facts.explanation.iter().map(|e| e.1).sum();
+        assert_eq!(
+            explained + facts.cosmetic_only,
+            changed.len(),
+            "{:?}",
+            facts.explanation
+        );
         // The report holds the groups and an example diff.
         let view = sqlflight_reports::RunView::read(&s.dir).unwrap();
         let md = sqlflight_reports::markdown::run_markdown(&view);

@@ -302,6 +302,10 @@ pub fn print_facts(outcomes: &[sqlflight_diffing::OutcomeRecord], label: &str) {
         real.len(),
         t.cosmetic_only
     );
+    if !t.explanation.is_empty() {
+        let parts: Vec<String> = t.explanation.iter().map(|(f, n)| format!("{f} ({n})")).collect();
+        println!("  explained by: {}", parts.join("; "));
+    }
     for r in real.iter().take(10) {
         println!("  {:>5}  {}", r.queries.len(), r.fact.fact);
     }
