@@ -603,6 +603,17 @@ fn check_real(cfg: &Config, path: &[&str], v: f64, min: f64, max: f64) -> Result
 pub mod flags {
     use std::time::Duration;
 
+    /// A data scale factor above 0 and at most 1000 (`--scale`).
+    pub fn positive_scale(s: &str) -> Result<f64, String> {
+        let x: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+        if !(x > 0.0 && x <= 1000.0) {
+            return Err(format!(
+                "{x} is out of range: write a scale factor above 0 and at most 1000, e.g. 0.01"
+            ));
+        }
+        Ok(x)
+    }
+
     /// A count of 1 or more (`--jobs`, `--repeat`).
     pub fn positive_count(s: &str) -> Result<usize, String> {
         let n: usize = s.parse().map_err(|_| format!("`{s}` is not a whole number"))?;

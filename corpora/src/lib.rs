@@ -7,7 +7,7 @@
 //! statement splitting ([`split`]), fingerprints that group equivalent statements
 //! into templates ([`fingerprint`]), corpus figures ([`stats`]), sampling
 //! ([`sample`]) and masking ([`mask`]), the bundled TPC-H and TPC-DS workloads
-//! ([`bundled`]), TPC-H data generation ([`tpch`]), generated logs for benchmarks
+//! ([`bundled`]), TPC-H and TPC-DS data generation ([`tpch`], [`tpcds`]), generated logs for benchmarks
 //! ([`synth`]), and the [`Catalog`] a corpus runs against.
 //!
 //! Main types: [`QueryRecord`], [`Corpus`], [`CorpusManifest`], [`CorpusWriter`],
@@ -34,6 +34,7 @@ pub mod sample;
 pub mod split;
 pub mod stats;
 pub mod synth;
+pub mod tpcds;
 pub mod tpch;
 
 pub use catalog::{Catalog, DdlSource, TableFormat, TableSource};

@@ -87,7 +87,7 @@ pub fn ensure_tpch_data(cache_root: &Path, scale_factor: f64) -> Result<TpchData
     })
 }
 
-fn write_parquet(
+pub(crate) fn write_parquet(
     path: &Path,
     schema: SchemaRef,
     batches: impl Iterator<Item = RecordBatch>,

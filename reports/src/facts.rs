@@ -79,6 +79,10 @@ pub struct FactTable {
     /// every plan change that is not only cosmetic, each with the changes it adds:
     /// the upgrade in a few sentences.
     pub explanation: Vec<(String, usize)>,
+    /// Plan changes where a scan became an empty result (`SEQ_SCAN -> EMPTY_RESULT`,
+    /// `+ EmptyExec`): an engine folding tables it sees as empty. Planning over a
+    /// catalog without data produces them; production, with data, would not.
+    pub empty_folds: usize,
 }
 
 impl FactTable {
@@ -160,12 +164,18 @@ impl FactTable {
             })
             .count();
         let explanation = explain(&changes);
+        let empty = |f: &PlanFact| f.kind != FactKind::Attribute && f.operator.to_ascii_lowercase().contains("empty");
+        let empty_folds = changes
+            .iter()
+            .filter(|o| o.plan_facts.iter().any(|f| !f.cosmetic && empty(f)))
+            .count();
         FactTable {
             facts,
             changed: changes.len(),
             cosmetic_only,
             covered_by_top,
             explanation,
+            empty_folds,
         }
     }
 
@@ -216,6 +226,18 @@ impl FactTable {
             self.covered_by_top,
             self.changed
         );
+        if self.empty_folds > 0 {
+            let _ = writeln!(
+                out,
+                "> **{} plan {} a scan with an empty result**: the engine folds tables it sees as empty. If the catalog has no data (DDL only), these are artifacts of planning without data; give the tables data (`catalog.tables`) to see the plans production will run.\n",
+                self.empty_folds,
+                if self.empty_folds == 1 {
+                    "change replaces"
+                } else {
+                    "changes replace"
+                }
+            );
+        }
         if !self.explanation.is_empty() {
             let parts: Vec<String> = self
                 .explanation
@@ -472,5 +494,20 @@ mod tests {
         );
         assert!(md.contains("1 cosmetic fact"), "{md}");
         assert!(md.contains("### Facts by measured impact"), "{md}");
+    }
+
+    #[test]
+    fn scans_folded_to_empty_results_are_counted_and_warned() {
+        let a = "PROJECTION: x=1\n  SEQ_SCAN: Table=lineitem\n";
+        let b = "PROJECTION: x=1\n  EMPTY_RESULT\n";
+        let run = vec![changed("q1", a, b), changed("q2", HJ, &HJ.replace("Inner", "Left"))];
+        let t = FactTable::build(&run, None);
+        assert_eq!(t.empty_folds, 1);
+        let mut md = String::new();
+        t.markdown(&run, &mut md);
+        assert!(
+            md.contains("1 plan change replaces a scan with an empty result"),
+            "{md}"
+        );
     }
 }

@@ -381,6 +381,13 @@ fn plan_facts_html(out: &mut String, o: &[OutcomeRecord], flight: Option<&RunVie
         t.covered_by_top,
         t.changed
     );
+    if t.empty_folds > 0 {
+        let _ = write!(
+            out,
+            "<p class=\"reg\">{} plan changes replace a scan with an empty result: the engine folds tables it sees as empty. Without data in the catalog these are artifacts; give the tables data to see production plans.</p>",
+            t.empty_folds
+        );
+    }
     if !t.explanation.is_empty() {
         let parts: Vec<String> = t
             .explanation

@@ -23,6 +23,28 @@ pub enum CorpusCmd {
     Sample(SampleArgs),
     /// A shareable corpus whose literals are replaced by keyed pseudonyms.
     Mask(MaskArgs),
+    /// Generate the data of a bundled workload (TPC-H or TPC-DS) as Parquet,
+    /// cached by scale factor, and print the `catalog:` block that uses it.
+    Data(DataArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DataWorkload {
+    Tpch,
+    Tpcds,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DataArgs {
+    /// Which workload's tables.
+    #[arg(value_enum)]
+    pub workload: DataWorkload,
+    /// Scale factor (1 = the benchmark's base size; 0.01 is a few MB).
+    #[arg(long, default_value_t = 0.01, value_parser = crate::config::flags::positive_scale)]
+    pub scale: f64,
+    /// Directory to cache the data under (default: the sqlflight cache directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,7 +131,55 @@ pub fn run(cmd: &CorpusCmd, cli: &Cli) -> anyhow::Result<u8> {
         CorpusCmd::Stats(a) => run_stats(a, cli),
         CorpusCmd::Sample(a) => run_sample(a, cli),
         CorpusCmd::Mask(a) => run_mask(a, cli),
+        CorpusCmd::Data(a) => run_data(a, cli),
     }
+}
+
+fn run_data(a: &DataArgs, cli: &Cli) -> anyhow::Result<u8> {
+    let root = a
+        .dir
+        .clone()
+        .unwrap_or_else(|| sqlflight_engines::python::cache_dir().join("data"));
+    if !cli.quiet && !cli.json {
+        eprintln!(
+            "generating (or reusing) {:?} data at scale {} under {}",
+            a.workload,
+            a.scale,
+            root.display()
+        );
+    }
+    let (corpus, tables, dir, generated) = match a.workload {
+        DataWorkload::Tpch => {
+            let d = sqlflight_corpora::tpch::ensure_tpch_data(&root, a.scale)?;
+            ("bundled:tpch", d.tables, d.dir, d.generated)
+        }
+        DataWorkload::Tpcds => {
+            let d = sqlflight_corpora::tpcds::ensure_tpcds_data(&root, a.scale)?;
+            ("bundled:tpcds", d.tables, d.dir, d.generated)
+        }
+    };
+    if cli.json {
+        let t: serde_json::Map<String, serde_json::Value> = tables
+            .iter()
+            .map(|(n, p)| (n.clone(), p.display().to_string().into()))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"version": 1, "corpus": corpus, "dir": dir, "generated": generated, "tables": t})
+        );
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "# {} data at scale {} ({}); paste into a config:",
+        corpus,
+        a.scale,
+        if generated { "generated" } else { "cached" }
+    );
+    println!("corpus: {corpus}\ncatalog:\n  tables:");
+    for (n, p) in &tables {
+        println!("    {n}: {:?}", p.display().to_string());
+    }
+    Ok(EXIT_OK)
 }
 
 fn run_ingest(a: &IngestArgs, cli: &Cli) -> anyhow::Result<u8> {

@@ -306,6 +306,12 @@ pub fn print_facts(outcomes: &[sqlflight_diffing::OutcomeRecord], label: &str) {
         let parts: Vec<String> = t.explanation.iter().map(|(f, n)| format!("{f} ({n})")).collect();
         println!("  explained by: {}", parts.join("; "));
     }
+    if t.empty_folds > 0 {
+        println!(
+            "  warning: {} plan changes replace a scan with an empty result (tables without data are folded); give the catalog data files to see production plans",
+            t.empty_folds
+        );
+    }
     for r in real.iter().take(10) {
         println!("  {:>5}  {}", r.queries.len(), r.fact.fact);
     }
