@@ -3,7 +3,7 @@
 //! Schema `sqlflight-report` version 1:
 //! `{format, version, runs: [{manifest, counts: {class: n}, regressions: [outcome],
 //! change_groups: [{signature, queries}], plan_changes: {changed, cosmetic_only,
-//! covered_by_top, explanation: [[fact, changes]], facts: [{fact, kind, operator,
+//! covered_by_top, empty_folds, explanation: [[fact, changes]], facts: [{fact, kind, operator,
 //! cosmetic, queries, contexts: [{context, queries}], impact}]},
 //! performance: {...} | null,
 //! analysis: {queries, ratios: {queries, p50, p90, p99, max} | null, by_template:

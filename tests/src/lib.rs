@@ -262,6 +262,14 @@ pub fn contains_bytes(hay: &[u8], needle: &str) -> bool {
 /// facts marked), then the coverage line: what snapshot tests of real version
 /// pairs compare.
 pub fn fact_lines(outcomes: &[OutcomeRecord]) -> String {
+    fact_lines_above(outcomes, 1)
+}
+
+/// [`fact_lines`] keeping only the facts that touch at least `min_queries`
+/// queries: the structure of a large corpus's changes, without the long tail of
+/// one-query facts (where a single plan whose display varies between processes
+/// would make a snapshot flaky).
+pub fn fact_lines_above(outcomes: &[OutcomeRecord], min_queries: usize) -> String {
     let t = sqlflight_reports::facts::FactTable::build(outcomes, None);
     let mut out = format!(
         "{} plan changes, {} only cosmetic, top {} facts cover {}\n",
@@ -270,7 +278,7 @@ pub fn fact_lines(outcomes: &[OutcomeRecord]) -> String {
         sqlflight_reports::facts::TOP,
         t.covered_by_top
     );
-    for r in &t.facts {
+    for r in t.facts.iter().filter(|r| r.queries.len() >= min_queries) {
         out.push_str(&format!(
             "{:>4}  {:<9}  {}{}\n",
             r.queries.len(),

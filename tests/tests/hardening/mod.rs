@@ -393,6 +393,59 @@ proptest::proptest! {
 /// whatever the quoting of the engine's message.
 #[test]
 fn flight_error_messages_never_carry_table_values() {
+    planted_secrets_never_leave(
+        sqlflight::commands::demo::DEMO_ENGINES,
+        &[
+            "select cast(v as int) from t",
+            "select regexp_like('abc', v) from t",
+            "select to_timestamp(v) from t",
+            "select to_date(v) from t",
+            "select cast(v as decimal(10, 2)) from t",
+            "select arrow_cast(v, 'Int64') from t",
+            "select v from t where cast(v as double) > 1",
+        ],
+        5,
+    );
+}
+
+/// The same property on real DuckDB releases (worker processes from PyPI), whose
+/// conversion errors quote the value: `Could not convert string 'X' to INT32`.
+#[test]
+fn duckdb_error_messages_never_carry_table_values() {
+    planted_secrets_never_leave(
+        "engines:\n  old: { kind: duckdb, version: \"1.1.3\" }\n  new: { kind: duckdb, version: \"1.2.1\" }\nbaseline: old\ncandidate: new\n",
+        &[
+            "select cast(v as int) from t",
+            "select cast(v as decimal(10, 2)) from t",
+            "select cast(v as date) from t",
+            "select strptime(v, '%Y-%m-%d') from t",
+            "select v from t where cast(v as double) > 1",
+            "select regexp_matches('abc', v) from t",
+        ],
+        4,
+    );
+}
+
+/// And on real datafusion-python releases (worker processes from PyPI).
+#[test]
+fn datafusion_python_error_messages_never_carry_table_values() {
+    planted_secrets_never_leave(
+        "engines:\n  old: { kind: datafusion-python, version: \"51.0.0\" }\n  new: { kind: datafusion-python, version: \"52.3.0\" }\nbaseline: old\ncandidate: new\n",
+        &[
+            "select cast(v as int) from t",
+            "select regexp_like('abc', v) from t",
+            "select to_timestamp(v) from t",
+            "select cast(v as decimal(10, 2)) from t",
+            "select v from t where cast(v as double) > 1",
+        ],
+        4,
+    );
+}
+
+/// Plants secrets as table values where engines echo them in errors, flies
+/// `queries` between the two engines of `engines_yaml`, and requires that none of
+/// them reaches a run file, a report in any format, stdout or stderr.
+fn planted_secrets_never_leave(engines_yaml: &str, queries: &[&str], min_failed: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let secrets = ["Zq7SecretA", "Zq7SecretB(", "Zq7SecretC", "Zq7SecretD", "Zq7SecretE"];
     let csv = tmp.path().join("t.csv");
@@ -401,17 +454,8 @@ fn flight_error_messages_never_carry_table_values() {
         data.push_str(&format!("{i},{s}\n"));
     }
     std::fs::write(&csv, data).unwrap();
-    let queries = [
-        "select cast(v as int) from t",
-        "select regexp_like('abc', v) from t",
-        "select to_timestamp(v) from t",
-        "select to_date(v) from t",
-        "select cast(v as decimal(10, 2)) from t",
-        "select arrow_cast(v, 'Int64') from t",
-        "select v from t where cast(v as double) > 1",
-    ];
     let mut sql = String::new();
-    for q in queries {
+    for q in queries.iter().copied() {
         sql.push_str(q);
         sql.push_str(";\n");
     }
@@ -432,10 +476,7 @@ fn flight_error_messages_never_carry_table_values() {
     let cfg = tmp.path().join("c.yaml");
     std::fs::write(
         &cfg,
-        format!(
-            "corpus: c\ncatalog:\n  tables:\n    t: {{ path: t.csv, format: csv }}\n{}",
-            sqlflight::commands::demo::DEMO_ENGINES
-        ),
+        format!("corpus: c\ncatalog:\n  tables:\n    t: {{ path: t.csv, format: csv }}\n{engines_yaml}"),
     )
     .unwrap();
     let run = tmp.path().join("run");
@@ -454,7 +495,7 @@ fn flight_error_messages_never_carry_table_values() {
         .iter()
         .filter(|o| matches!(o.candidate, Some(SideResult::Error { .. })))
         .count();
-    assert!(failed >= 5, "the queries fail in the engine: {outcomes:#?}");
+    assert!(failed >= min_failed, "the queries fail in the engine: {outcomes:#?}");
     let mut streams = vec![out.stdout, out.stderr];
     for format in ["md", "json", "junit", "html"] {
         let o = Command::new(sqlflight_bin())
