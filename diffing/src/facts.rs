@@ -122,9 +122,16 @@ pub const SEMANTIC_KEYS: [&str; 36] = [
     "groups",
 ];
 
-/// Above this many node pairs, alignment falls back to counting operator kinds
-/// (quadratic memory must stay bounded on pathological plans).
-const MAX_PAIRS: usize = 4_000_000;
+/// Above this many forest-distance cells (Zhang–Shasha's work: the sum of the
+/// keyroot subtree sizes of one tree times that of the other, which also bounds
+/// the n × m tables), alignment falls back to counting operator kinds. A deep
+/// left-deep join of a thousand tables would otherwise take hours; ordinary
+/// plans of a few hundred operators stay far below.
+const MAX_WORK: usize = 50_000_000;
+
+/// Above this many bytes, a changed value's shape is not diffed word by word
+/// (the diff is quadratic in the worst case): it is only `changed`.
+const MAX_DELTA_BYTES: usize = 4096;
 
 /// Inserting or deleting an operator.
 const INSERT: u32 = 6;
@@ -317,6 +324,9 @@ fn value_delta(from: &str, to: &str) -> String {
     if a == b {
         return "changed (names or literals)".into();
     }
+    if a.len() + b.len() > MAX_DELTA_BYTES {
+        return "changed".into();
+    }
     let diff = similar::TextDiff::from_words(a.as_str(), b.as_str());
     // Contiguous runs of deleted and inserted words, runs joined by ` … `.
     let (mut gone, mut came) = (Vec::<String>::new(), Vec::<String>::new());
@@ -395,10 +405,9 @@ pub fn plan_facts(baseline: &NormalizedPlan, candidate: &NormalizedPlan) -> Vec<
 fn raw_facts(a: &str, b: &str) -> Vec<Raw> {
     let ta = PlanTree::parse(a);
     let tb = PlanTree::parse(b);
-    if ta.len().saturating_mul(tb.len()) > MAX_PAIRS {
+    let Some((map_a, map_b)) = align(&ta.canonical(), &tb.canonical()) else {
         return kind_count_facts(&ta, &tb);
-    }
-    let (map_a, map_b) = align(&ta.canonical(), &tb.canonical());
+    };
     let mut out = Vec::new();
     for (i, n) in ta.nodes.iter().enumerate() {
         match map_a[i] {
@@ -596,6 +605,11 @@ impl Post {
         Post { node, lml, keyroots }
     }
 
+    /// The sum of the keyroots' subtree sizes: this tree's factor of the work.
+    fn work(&self) -> usize {
+        self.keyroots.iter().map(|&k| k + 1 - self.lml[k]).sum()
+    }
+
     fn len(&self) -> usize {
         self.node.len() - 1
     }
@@ -637,10 +651,15 @@ fn relabel_cost(x: &PlanNode, y: &PlanNode) -> u32 {
     }
 }
 
-/// Zhang–Shasha alignment: for each node of `a` its aligned node of `b`, and back.
-fn align(a: &PlanTree, b: &PlanTree) -> (Vec<Option<usize>>, Vec<Option<usize>>) {
+/// Zhang–Shasha alignment: for each node of `a` its aligned node of `b`, and back;
+/// `None` when the plans are too large to align within [`MAX_WORK`].
+#[allow(clippy::type_complexity)]
+fn align(a: &PlanTree, b: &PlanTree) -> Option<(Vec<Option<usize>>, Vec<Option<usize>>)> {
     let pa = Post::new(a);
     let pb = Post::new(b);
+    if pa.work().saturating_mul(pb.work()) > MAX_WORK {
+        return None;
+    }
     let (n, m) = (pa.len(), pb.len());
     let relabel = |i: usize, j: usize| -> u32 {
         match (pa.node[i], pb.node[j]) {
@@ -719,7 +738,7 @@ fn align(a: &PlanTree, b: &PlanTree) -> (Vec<Option<usize>>, Vec<Option<usize>>)
             }
         }
     }
-    (map_a, map_b)
+    Some((map_a, map_b))
 }
 
 #[cfg(test)]
@@ -811,6 +830,31 @@ mod tests {
         assert_eq!(
             facts("ORDER_BY: Order By=lineitem.l_returnflag ASC\n", q),
             vec!["ORDER_BY.Order By changed (names or literals)"]
+        );
+    }
+
+    #[test]
+    fn a_huge_left_deep_join_falls_back_to_kind_counts() {
+        // 1,500 joins deep, one scan on each: Zhang–Shasha's work would be
+        // quadratic in both sizes and depths; the bound makes it counts.
+        let deep = |kind: &str| {
+            let mut s = String::new();
+            for i in 0..1500 {
+                s.push_str(&format!("{}{kind}: on=x\n", "  ".repeat(i)));
+                s.push_str(&format!(
+                    "{}DataSourceExec: file_groups={{[[…/t{i}.parquet]]}}\n",
+                    "  ".repeat(i + 1)
+                ));
+            }
+            s
+        };
+        let f = facts(&deep("HashJoinExec"), &deep("SortMergeJoinExec"));
+        assert_eq!(
+            f,
+            vec![
+                "+ SortMergeJoinExec (plan too large to align)",
+                "- HashJoinExec (plan too large to align)"
+            ]
         );
     }
 

@@ -39,6 +39,10 @@ impl PlanNode {
     }
 }
 
+/// Plans with more operators than this are not put in canonical order (see
+/// [`PlanTree::canonical`]).
+pub const CANONICAL_MAX_NODES: usize = 2000;
+
 /// A plan as a forest of operators, in pre-order (a parent before its children,
 /// children in plan order).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -140,8 +144,13 @@ impl PlanTree {
 
     /// The same tree with every operator's children in a canonical order: by the
     /// tables their subtrees read, then by kind (plan order breaks ties). Inputs an
-    /// optimizer merely swapped (a join's build and probe side) then align.
+    /// optimizer merely swapped (a join's build and probe side) then align. The
+    /// table lists grow with depth (quadratic at worst), so plans above
+    /// [`CANONICAL_MAX_NODES`] operators keep their plan order.
     pub fn canonical(&self) -> PlanTree {
+        if self.nodes.len() > CANONICAL_MAX_NODES {
+            return self.clone();
+        }
         // Tables under each node, children first (pre-order: children come later).
         let mut under: Vec<Vec<&str>> = vec![Vec::new(); self.nodes.len()];
         for i in (0..self.nodes.len()).rev() {

@@ -295,7 +295,9 @@ impl FactTable {
                 "\n### Facts by measured impact (flight)\n\n| fact | queries timed | slower | regressions | median ratio |\n|---|---:|---:|---:|---:|"
             );
             for r in ranked.iter().take(20) {
-                let i = r.impact.as_ref().expect("filtered on impact");
+                let Some(i) = r.impact.as_ref() else {
+                    continue;
+                };
                 let _ = writeln!(
                     out,
                     "| `{}` | {} | {} | {} | {} |",
@@ -314,7 +316,7 @@ impl FactTable {
             let _ = writeln!(
                 out,
                 "\n<details><summary><code>{}</code>: example {}</summary>\n",
-                html_escape(&r.fact.fact),
+                crate::html::esc(&r.fact.fact),
                 ex.query_id
             );
             crate::markdown::fenced(out, "diff", ex.diff.as_deref().unwrap_or(""));
@@ -378,10 +380,6 @@ fn examples(q: &[String]) -> String {
     } else {
         shown.join(", ")
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 fn impact<'a>(flown: impl Iterator<Item = &'a OutcomeRecord>) -> FactImpact {

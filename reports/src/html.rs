@@ -17,7 +17,7 @@ pub const SCATTER_POINTS: usize = 5000;
 /// Most table rows of each kind (regressions, others) in one page.
 pub const TABLE_ROWS: usize = 5000;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
