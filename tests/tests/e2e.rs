@@ -1057,8 +1057,11 @@ fn flight_budget_and_ctrl_c_stop_cleanly_and_resume() {
     let cfg = cfg.to_str().unwrap();
     // A budget of 1 ms: the first query starts, then no new one.
     let run = tmp.path().join("budget");
+    // Exit 0 or 1: the demo's sort-merge joins are really slower, and a slowdown
+    // can be a confirmed `perf_regression` (exit 1); what is tested here is the
+    // budget stop and the resume, not the verdicts.
     let code = sqlflight::run_cli(["sqlflight", "flight", "-c", cfg, "--out", run.to_str().unwrap(), "-q"]);
-    assert_eq!(code, 0);
+    assert!(code < 2, "{code}");
     let (m, o) = sqlflight_runs::read_run(&run).unwrap();
     assert_eq!(m.status, RunStatus::Stopped);
     assert!(
@@ -1081,7 +1084,7 @@ fn flight_budget_and_ctrl_c_stop_cleanly_and_resume() {
         "1h",
         "-q",
     ]);
-    assert_eq!(code, 0);
+    assert!(code < 2, "{code}");
     let (m, o) = sqlflight_runs::read_run(&run).unwrap();
     assert_eq!((m.status, o.len()), (RunStatus::Complete, 22));
 
