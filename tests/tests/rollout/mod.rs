@@ -69,7 +69,11 @@ fn rollout_from_evidence_to_rollback_over_cli_and_http() {
     yaml.push_str(sqlflight::commands::demo::DEMO_ENGINES);
     yaml.push_str("flight: { repeat: 1 }\n");
     std::fs::write(p("flight.yaml"), yaml).unwrap();
-    assert_eq!(run(&["flight", "-c", &p("flight.yaml"), "--out", &p("fl"), "-q"]), 0);
+    // Exit 0 or 1: the demo's sort-merge joins are really slower, and a slowdown
+    // can be a confirmed `perf_regression` (exit 1). The release gate below does
+    // not count slowdowns, so the evidence is the same either way.
+    let code = run(&["flight", "-c", &p("flight.yaml"), "--out", &p("fl"), "-q"]);
+    assert!(code < 2, "{code}");
     // A real new failure: the candidate lost a view the query reads.
     let fx = tmp.path().join("fx");
     std::fs::create_dir(&fx).unwrap();
