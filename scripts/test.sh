@@ -55,6 +55,8 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql-15
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client-15)
 command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
+# Spark releases from PyPI run on a Java 17 runtime.
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -63,6 +65,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 ls /usr/lib/postgresql/*/bin/postgres
 command -v mariadbd
+java -version 2>&1 | head -1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -309,7 +309,7 @@ fn fix_for(msg: &str) -> String {
     if msg.contains("unknown field") {
         "remove or rename the key; the message lists the keys allowed here".into()
     } else if msg.contains("unknown variant") {
-        "use one of the values the message lists (engine kinds: datafusion, duckdb, datafusion-python, worker)".into()
+        "use one of the values the message lists (engine kinds: datafusion, duckdb, datafusion-python, spark, postgres, mysql, flight-sql, worker)".into()
     } else if msg.contains("invalid type") {
         "give the value the type the message asks for (quote numbers and booleans used as setting values)".into()
     } else {

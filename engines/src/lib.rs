@@ -20,6 +20,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod python;
 mod server;
+pub mod spark;
 
 pub use server::{ServerSpec, redact_connection_string};
 pub mod worker;
@@ -142,6 +143,20 @@ pub enum EngineSpec {
         #[serde(default)]
         setup: Vec<String>,
     },
+    /// An Apache Spark release from PyPI (`pyspark`, 3.4 or newer) in local mode,
+    /// run as a worker process: one local session per worker, on loopback, with
+    /// the UI off and nothing downloaded at run time (see [`spark`]).
+    Spark {
+        version: String,
+        /// Spark session configuration (`spark.sql.ansi.enabled: "false"`, ...).
+        #[serde(default)]
+        settings: BTreeMap<String, String>,
+        #[serde(default)]
+        setup: Vec<String>,
+        /// Worker threads of each local session (`local[N]`); 2 unless given.
+        #[serde(default)]
+        cores: Option<u32>,
+    },
     /// A PostgreSQL server (see [`postgres`] for what compile and execute do and
     /// the type mapping).
     Postgres(ServerSpec),
@@ -227,6 +242,24 @@ pub fn build_engine(profile: &str, spec: &EngineSpec, catalog: &Catalog) -> Resu
             setup,
         } => {
             let launch = python_launch(profile, "datafusion", version, &[], "datafusion")?;
+            worker_engine(profile, launch, settings, setup, catalog)
+        }
+        EngineSpec::Spark {
+            version,
+            settings,
+            setup,
+            cores,
+        } => {
+            let (python, script) = spark::provision(profile, version, settings, *cores)?;
+            let launch = worker::Launch {
+                program: python,
+                args: vec![
+                    script.display().to_string(),
+                    "spark".into(),
+                    format!("local[{}]", cores.unwrap_or(spark::DEFAULT_CORES)),
+                ],
+                env: spark::worker_env(),
+            };
             worker_engine(profile, launch, settings, setup, catalog)
         }
         EngineSpec::Postgres(spec) => Ok(Arc::new(postgres::PostgresEngine::new(profile, spec, catalog)?)),

@@ -468,7 +468,14 @@ impl Engine for WorkerEngine {
         limits: &ExecLimits,
         sink: &mut dyn FnMut(&RecordBatch) -> Result<(), EngineError>,
     ) -> Result<ExecStats, EngineError> {
-        let msg = json!({"op": "execute", "sql": sql, "memory_limit": limits.memory_limit});
+        // `timeout_ms` lets a worker cancel the query itself shortly before the
+        // deadline (and stay alive); past the deadline the host kills it.
+        let msg = json!({
+            "op": "execute",
+            "sql": sql,
+            "memory_limit": limits.memory_limit,
+            "timeout_ms": u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+        });
         // The result is decoded straight from the pipe as it arrives: no copy of
         // the whole payload, and batches reach the sink while the rest streams.
         let mut schema = None;

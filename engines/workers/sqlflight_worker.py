@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""sqlflight worker for Python-hosted engines: DuckDB and datafusion-python.
+"""sqlflight worker for Python-hosted engines: DuckDB, datafusion-python and
+Apache Spark (pyspark, local mode).
 
 Speaks the sqlflight worker protocol, version 1 (docs/worker-protocol.md), on
 stdin/stdout:
@@ -8,13 +9,15 @@ stdin/stdout:
     payload = when a JSON header has "payload_len": N, N raw bytes follow it
               (an Arrow IPC stream for `execute` results)
 
-Usage: sqlflight_worker.py duckdb|datafusion
+Usage: sqlflight_worker.py duckdb|datafusion|spark [MASTER]
 
 Nothing but protocol frames is written to stdout; diagnostics go to stderr.
 """
 
 import io
 import json
+import os
+import re
 import struct
 import sys
 import traceback
@@ -22,8 +25,11 @@ import traceback
 PROTOCOL = 1
 
 _in = sys.stdin.buffer
-_out = sys.stdout.buffer
-# Engines (and their native code) must not write into the protocol stream.
+# Engines must not write into the protocol stream: not Python code (sys.stdout),
+# not native code, not child processes (Spark's JVM inherits file descriptor 1).
+# The protocol gets a private copy of the pipe; descriptor 1 becomes stderr.
+_out = os.fdopen(os.dup(1), "wb")
+os.dup2(2, 1)
 sys.stdout = sys.stderr
 
 
@@ -157,7 +163,7 @@ class DuckDB:
             self.con.execute("SET explain_output = 'all'")
         return logical, physical
 
-    def execute(self, sql, memory_limit):
+    def execute(self, sql, memory_limit, timeout_ms=None):
         if memory_limit:
             self.con.execute(f"SET memory_limit = '{int(memory_limit)}B'")
         reader = self.con.execute(sql).fetch_record_batch(65536)
@@ -255,18 +261,262 @@ class DataFusion:
         physical = frame.execution_plan().display_indent()
         return logical, physical
 
-    def execute(self, sql, memory_limit):
+    def execute(self, sql, memory_limit, timeout_ms=None):
         frame = self.context(memory_limit).sql(sql)
         batches = frame.collect()
         schema = batches[0].schema if batches else frame.schema()
         return schema, batches
 
 
+# Spark's tree drawing (`+- `, `:- `, `:  `) before an operator, and the
+# whole-stage codegen marker `*(3) `.
+_SPARK_PREFIX = re.compile(r"^([ :|+\-]*)(\*\(\d+\) )?")
+# Per-session counters: expression ids `a#12L`, `plan_id=7`, `[id=#3]`,
+# `subquery#4`, query stage numbers.
+_SPARK_IDS = re.compile(r"#\d+L?\b")
+_SPARK_PLAN_ID = re.compile(r",? ?\[plan_id=\d+\]|plan_id=\d+")
+_SPARK_KEY = re.compile(r"(^|, )([A-Z][A-Za-z ]*): ")
+
+
+def spark_plan_lines(text):
+    """A Spark tree string, one `Kind: details` line per operator, children
+    indented below their parent (what sqlflight's plan-facts parser reads), with
+    per-session ids removed so the same query renders the same in every worker."""
+    out = []
+    for raw in text.splitlines():
+        if not raw.strip():
+            continue
+        m = _SPARK_PREFIX.match(raw)
+        depth = len(m.group(1))
+        line = raw[m.end():]
+        line = _SPARK_PLAN_ID.sub("", _SPARK_IDS.sub("", line)).rstrip()
+        k = re.match(r"[A-Za-z_][A-Za-z0-9_]*", line)
+        if not k:
+            out.append(" " * depth + line)
+            continue
+        kind, rest = k.group(0), line[k.end():].strip()
+        if rest.startswith("(") and rest.endswith(")"):
+            rest = rest[1:-1]
+        if kind == "FileScan":
+            # `FileScan parquet [cols] Batched: true, Location: ...`
+            f = re.match(r"(\w+) (\[[^\]]*\]) ?(.*)", rest)
+            if f:
+                rest = f"format={f.group(1)}, output={f.group(2)}, " + _SPARK_KEY.sub(
+                    lambda x: x.group(1) + x.group(2).replace(" ", "") + "=", f.group(3)
+                )
+        out.append(" " * depth + (f"{kind}: {rest}" if rest else kind))
+    return "\n".join(out)
+
+
+class Spark:
+    name = "spark"
+
+    def __init__(self, master):
+        import tempfile
+
+        import pyspark
+
+        self.pyspark = pyspark
+        self.version = pyspark.__version__
+        self.master = master
+        self.settings = {}
+        self.session = None
+        self.scratch = tempfile.mkdtemp(prefix="sqlflight-spark-")
+        self.seq = 0
+
+    def spark(self):
+        """The local session, started on first use, after the settings arrived
+        (static settings only apply before the JVM starts)."""
+        if self.session is None:
+            import os.path
+
+            from pyspark.sql import SparkSession
+
+            b = (
+                SparkSession.builder.master(self.master)
+                .appName("sqlflight-worker")
+                .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.driver.host", "127.0.0.1")
+                .config("spark.driver.bindAddress", "127.0.0.1")
+                .config("spark.sql.warehouse.dir", os.path.join(self.scratch, "warehouse"))
+                .config("spark.local.dir", os.path.join(self.scratch, "local"))
+                .config("spark.sql.catalogImplementation", "in-memory")
+                # Plans print scan filters and paths in full, not cut at 100
+                # characters mid-expression (a cut moves with the text).
+                .config("spark.sql.maxMetadataStringLength", "10000")
+                .config("spark.sql.debug.maxToStringFields", "1000")
+            )
+            for k, v in self.settings.items():
+                b = b.config(k, v)
+            self.session = b.getOrCreate()
+            self.session.sparkContext.setLogLevel("ERROR")
+        return self.session
+
+    def error_class(self, e):
+        for getter in ("getCondition", "getErrorClass"):
+            f = getattr(e, getter, None)
+            if f is not None:
+                try:
+                    c = f()
+                except Exception:  # noqa: BLE001 - a JVM that is gone
+                    c = None
+                if c:
+                    return str(c)
+        return ""
+
+    def classify(self, e):
+        if isinstance(e, EngineError):
+            return e.cls
+        kind = type(e).__name__
+        msg = self.message(e)
+        cls = self.error_class(e)
+        if kind in ("Py4JNetworkError", "ConnectionRefusedError", "BrokenPipeError", "EOFError") or (
+            "Answer from Java side is empty" in msg or "Py4JNetworkError" in msg
+        ):
+            return "crash"
+        if "OutOfMemoryError" in msg or kind == "MemoryError":
+            return "resource"
+        if not self.alive():
+            # The JVM exited, or its SparkContext stopped (a query that ends the
+            # JVM fails first with "SparkContext was shut down").
+            return "crash"
+        if cls.startswith("INTERNAL_ERROR") or "INTERNAL_ERROR" in msg[:200]:
+            return "internal"
+        if kind == "ParseException" or cls.startswith("PARSE_SYNTAX_ERROR"):
+            return "parse"
+        if kind == "AnalysisException":
+            return "plan"
+        if "cancelled" in msg and "job group" in msg.lower():
+            return "timeout"
+        return "execution"
+
+    def alive(self):
+        """Whether the JVM answers and its SparkContext still runs."""
+        if self.session is None:
+            return True
+        try:
+            return not self.session.sparkContext._jsc.sc().isStopped()
+        except Exception:  # noqa: BLE001 - no answer from the JVM
+            return False
+
+    def fatal(self, e):
+        # A lost JVM (or one out of heap) is not reused: the host starts a new worker.
+        return self.classify(e) in ("crash", "resource")
+
+    def message(self, e):
+        # An uncaught JVM exception says where it was caught ("An error occurred
+        # while calling o87.getResult"); what went wrong is its deepest cause.
+        msg = str(e)
+        j = getattr(e, "java_exception", None)
+        if j is not None and type(e).__name__ == "Py4JJavaError":
+            try:
+                seen = 0
+                while j.getCause() is not None and seen < 20:
+                    j, seen = j.getCause(), seen + 1
+                msg = j.toString()
+            except Exception:  # noqa: BLE001 - a JVM that is gone
+                pass
+        # Spark's messages end in a JVM stack trace and may quote the statement
+        # (`== SQL ==` and the query text); keep the message.
+        for cut in ("\n== SQL",):
+            msg = msg.split(cut)[0]
+        for cut in ("\n\tat ", "\nJVM stacktrace:", "\n\nJVM stacktrace:"):
+            msg = msg.split(cut)[0]
+        # An analysis error appends the whole unresolved plan after `;`.
+        return msg.split(";\n'")[0].strip()
+
+    def setting(self, key, value):
+        self.settings[key] = value
+        if self.session is not None:
+            self.session.conf.set(key, value)
+
+    def table(self, name, path, fmt):
+        r = self.spark().read
+        df = r.parquet(path) if fmt == "parquet" else r.option("header", "true").option("inferSchema", "true").csv(path)
+        df.createOrReplaceTempView(name)
+
+    def statement(self, sql):
+        self.spark().sql(sql).collect()
+
+    def is_command(self, sql):
+        """Whether `sql` is a command Spark runs eagerly (DDL, INSERT, SET)."""
+        s = self.spark()
+        plan = s._jsparkSession.sessionState().sqlParser().parsePlan(sql)
+        jvm = s._jvm
+        command = jvm.java.lang.Class.forName(
+            "org.apache.spark.sql.catalyst.plans.logical.Command", True, plan.getClass().getClassLoader()
+        )
+        return command.isInstance(plan)
+
+    def compile(self, sql):
+        s = self.spark()
+        if self.is_command(sql):
+            # EXPLAIN plans a command without running it.
+            text = s.sql("EXPLAIN EXTENDED " + sql).collect()[0][0]
+            sections = dict(re.findall(r"== (.+?) ==\n(.*?)(?=\n== |\Z)", text, re.S))
+            # EXPLAIN reports a failed analysis as the plan's text.
+            failed = re.match(r"\S*(?:Exception|Error): (.*)", sections.get("Analyzed Logical Plan", ""), re.S)
+            if failed:
+                raise EngineError("plan", failed.group(1).split(";\n'")[0].strip())
+            logical = sections.get("Optimized Logical Plan") or text
+            physical = sections.get("Physical Plan")
+            return spark_plan_lines(logical), physical and spark_plan_lines(physical)
+        qe = s.sql(sql)._jdf.queryExecution()
+        logical = spark_plan_lines(qe.optimizedPlan().treeString())
+        physical = spark_plan_lines(qe.executedPlan().treeString())
+        return logical, physical
+
+    def execute(self, sql, memory_limit, timeout_ms=None):
+        import threading
+
+        s = self.spark()
+        sc = s.sparkContext
+        self.seq += 1
+        group = f"sqlflight-{os.getpid()}-{self.seq}"
+        sc.setJobGroup(group, "sqlflight query", True)
+        timer = None
+        if timeout_ms:
+            # Cancel a little before the host's deadline, so the answer (a
+            # `timeout`) arrives and the JVM is kept.
+            t = max(float(timeout_ms) / 1000.0 * 0.9, float(timeout_ms) / 1000.0 - 2.0)
+            timer = threading.Timer(t, lambda: sc.cancelJobGroup(group))
+            timer.daemon = True
+            timer.start()
+        try:
+            df = s.sql(sql)
+            batches = df._collect_as_arrow()
+            schema = batches[0].schema if batches else self.arrow_schema(df)
+            return schema, batches
+        except Exception as e:
+            if timer is not None and not timer.is_alive() and "cancel" in str(e).lower():
+                raise TimeoutError(f"cancelled at the timeout ({timeout_ms} ms): job group {group} cancelled") from None
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            sc.clearJobGroup() if hasattr(sc, "clearJobGroup") else None
+
+    @staticmethod
+    def arrow_schema(df):
+        try:
+            from pyspark.sql.pandas.types import to_arrow_schema
+
+            return to_arrow_schema(df.schema)
+        except Exception:  # noqa: BLE001 - a type Arrow cannot hold: no columns known
+            import pyarrow as pa
+
+            return pa.schema([(f.name, pa.string()) for f in df.schema.fields])
+
+
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in ("duckdb", "datafusion"):
-        print("usage: sqlflight_worker.py duckdb|datafusion", file=sys.stderr)
+    args = sys.argv[1:]
+    if not args or args[0] not in ("duckdb", "datafusion", "spark") or len(args) > (2 if args[0] == "spark" else 1):
+        print("usage: sqlflight_worker.py duckdb|datafusion|spark [MASTER]", file=sys.stderr)
         return 2
-    return serve(DuckDB() if sys.argv[1] == "duckdb" else DataFusion())
+    if args[0] == "spark":
+        return serve(Spark(args[1] if len(args) > 1 else "local[2]"))
+    return serve(DuckDB() if args[0] == "duckdb" else DataFusion())
 
 
 def serve(engine, intercept=None):
@@ -302,7 +552,7 @@ def serve(engine, intercept=None):
                 logical, physical = engine.compile(msg["sql"])
                 send({"ok": True, "logical": logical, "physical": physical})
             elif op == "execute":
-                schema, batches = engine.execute(msg["sql"], msg.get("memory_limit"))
+                schema, batches = engine.execute(msg["sql"], msg.get("memory_limit"), msg.get("timeout_ms"))
                 rows = sum(b.num_rows for b in batches)
                 send(
                     {"ok": True, "rows": rows, "batches": len(batches)},
@@ -317,7 +567,7 @@ def serve(engine, intercept=None):
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
             traceback.print_exc(file=sys.stderr)
-            message = str(e).split("\n\nStack Trace")[0]
+            message = engine.message(e) if hasattr(engine, "message") else str(e).split("\n\nStack Trace")[0]
             fatal = engine.fatal(e)
             send({"ok": False, "fatal": fatal, "error": {"class": engine.classify(e), "message": message}})
             if fatal:

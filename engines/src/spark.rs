@@ -1,0 +1,168 @@
+//! Apache Spark in local mode, from PyPI: each `pyspark` release in its own
+//! virtual environment (provisioned like the other PyPI engines), run by the
+//! shipped Python worker (`workers/sqlflight_worker.py spark local[N]`).
+//!
+//! What the worker does, and why:
+//! - One local session per worker process (one JVM each, about 0.4 GB), bound to
+//!   loopback, UI off, a private warehouse and scratch directory; `settings` are
+//!   session configuration given before the JVM starts, so static settings
+//!   (`spark.driver.memory`) work too.
+//! - Compile = the optimized logical plan and the physical plan (with adaptive
+//!   execution, the initial plan under `AdaptiveSparkPlan`), from the query
+//!   execution, rendered one operator per line as the plan-facts parser reads
+//!   them, with expression ids (`#123L`), `plan_id=` and other per-session
+//!   counters removed: the same query compiles to the same text in every worker,
+//!   whatever ran before. Commands (DDL, `INSERT`) are compiled through `EXPLAIN`,
+//!   never run.
+//! - Execute = the Arrow collection path (`_collect_as_arrow`, what `toArrow()`
+//!   uses on 4.x).
+//! - Errors are classified from Spark's exception types and error classes:
+//!   `ParseException` = parse, `AnalysisException` = plan, `INTERNAL_ERROR*` =
+//!   internal, `OutOfMemoryError` = resource, a cancelled job = timeout, a lost
+//!   JVM = crash (the worker exits and the host starts a new one).
+//! - Timeouts cancel the running job (a job group per query, cancelled shortly
+//!   before the host's deadline), so a slow query does not cost a JVM start.
+//!
+//! Never: download at run time (`spark.jars.packages` and friends are refused),
+//! bind beyond loopback, or write protocol frames anywhere but the protocol pipe
+//! (the JVM inherits a stdout that points at stderr).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::BuildError;
+use crate::python;
+
+/// Worker threads of a local session when the profile does not say (`local[2]`).
+pub const DEFAULT_CORES: u32 = 2;
+/// Most worker threads a profile may ask for.
+pub const MAX_CORES: u32 = 256;
+
+/// Settings that make Spark fetch code at run time: refused.
+const DOWNLOADING: [&str; 4] = [
+    "spark.jars.packages",
+    "spark.jars.repositories",
+    "spark.jars.ivy",
+    "spark.jars.ivySettings",
+];
+
+/// The Python packages a `pyspark` release needs for the Arrow result path,
+/// besides itself (measured: 3.5.9 and 4.0.5 both run with the newest pyarrow
+/// and NumPy 2 on this path, which never goes through pandas' converters).
+pub fn extras(_version: &str) -> Vec<&'static str> {
+    vec!["pyarrow", "pandas"]
+}
+
+/// `(major, minor)` of a release number such as `3.5.9`.
+fn release(version: &str) -> Option<(u32, u32)> {
+    let mut it = version.split('.');
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.chars().take_while(char::is_ascii_digit).collect::<String>();
+    Some((major, minor.parse().ok()?))
+}
+
+/// Checks the profile and provisions the release: returns the environment's
+/// `python` and the worker program.
+pub fn provision(
+    profile: &str,
+    version: &str,
+    settings: &BTreeMap<String, String>,
+    cores: Option<u32>,
+) -> Result<(PathBuf, PathBuf), BuildError> {
+    let other = |message: String| BuildError::Other {
+        profile: profile.into(),
+        message,
+    };
+    match release(version) {
+        Some(v) if v >= (3, 4) => {}
+        _ => {
+            return Err(other(format!(
+                "Spark version `{version}`: sqlflight runs pyspark releases from 3.4 on (e.g. \"3.5.9\", \"4.0.5\")"
+            )));
+        }
+    }
+    if let Some(c) = cores
+        && !(1..=MAX_CORES).contains(&c)
+    {
+        return Err(other(format!(
+            "`cores: {c}` is out of range; give 1 to {MAX_CORES} worker threads per local session"
+        )));
+    }
+    for key in settings.keys() {
+        if DOWNLOADING.contains(&key.as_str()) {
+            return Err(BuildError::Setting {
+                profile: profile.into(),
+                key: key.clone(),
+                message: "Spark would download packages at run time; put the jars on the machine and use `spark.jars` with local paths".into(),
+            });
+        }
+    }
+    java().map_err(|message| BuildError::Provision {
+        profile: profile.into(),
+        message,
+    })?;
+    let provision = |e: python::ProvisionError| BuildError::Provision {
+        profile: profile.into(),
+        message: e.to_string(),
+    };
+    let python = python::ensure_venv("pyspark", version, &extras(version)).map_err(provision)?;
+    let script = python::worker_script().map_err(provision)?;
+    Ok((python, script))
+}
+
+/// The environment of a Spark worker: the driver on loopback.
+pub fn worker_env() -> BTreeMap<String, String> {
+    BTreeMap::from([("SPARK_LOCAL_IP".to_string(), "127.0.0.1".to_string())])
+}
+
+/// Checks once per process that a Java runtime starts (`$JAVA_HOME/bin/java`,
+/// else `java` on the path); the error names the Debian package.
+pub fn java() -> Result<(), String> {
+    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
+    CHECK
+        .get_or_init(|| {
+            let java = std::env::var_os("JAVA_HOME")
+                .map(|h| PathBuf::from(h).join("bin").join("java"))
+                .unwrap_or_else(|| "java".into());
+            let fix = "Spark needs a Java 17 runtime: install Debian's openjdk-17-jre-headless \
+                       (apt install openjdk-17-jre-headless) or set JAVA_HOME";
+            match Command::new(&java).arg("-version").output() {
+                Ok(o) if o.status.success() => Ok(()),
+                Ok(o) => Err(format!(
+                    "`{} -version` failed: {}\n  fix: {fix}",
+                    java.display(),
+                    python::last_lines(&String::from_utf8_lossy(&o.stderr), 3)
+                )),
+                Err(e) => Err(format!("cannot run `{}`: {e}\n  fix: {fix}", java.display())),
+            }
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_before_3_4_and_downloads_are_refused_before_anything_is_installed() {
+        let none = BTreeMap::new();
+        for v in ["3.3.4", "2.4.8", "four", ""] {
+            let e = provision("p", v, &none, None).unwrap_err().to_string();
+            assert!(e.contains("from 3.4 on"), "{e}");
+        }
+        let e = provision("p", "3.5.9", &none, Some(0)).unwrap_err().to_string();
+        assert!(e.contains("out of range"), "{e}");
+        let dl = BTreeMap::from([("spark.jars.packages".to_string(), "x:y:1".to_string())]);
+        let e = provision("p", "4.0.5", &dl, None).unwrap_err().to_string();
+        assert!(e.contains("download") && e.contains("spark.jars.packages"), "{e}");
+    }
+
+    #[test]
+    fn release_numbers_parse() {
+        assert_eq!(release("3.5.9"), Some((3, 5)));
+        assert_eq!(release("4.0.0rc1"), Some((4, 0)));
+        assert_eq!(release("4"), None);
+    }
+}

@@ -1,0 +1,293 @@
+//! Apache Spark (issue 21): real pyspark releases from PyPI in local mode on the
+//! machine's Java 17, driven as worker processes. The 3.5 → 4.0 upgrade is the
+//! real test: the public migration cases, TPC-H playback and flight, a real Spark
+//! event log ingested and replayed, and faults caused for real in the JVM.
+
+use std::path::{Path, PathBuf};
+
+use sqlflight_diffing::{OutcomeClass, OutcomeRecord};
+
+use super::{Case, case_config, ingest_sql, run, tpch_config};
+
+/// The releases of the upgrade under test (the cases in `tests/cases/` name them).
+pub const OLD: &str = "3.5.9";
+pub const NEW: &str = "4.0.5";
+
+/// A config's `engines:` part: one Spark release per side.
+fn spark_engines(old: &str, new: &str, extra: &str) -> String {
+    format!(
+        "engines:\n  old: {{ kind: spark, version: \"{old}\"{extra} }}\n  new: {{ kind: spark, version: \"{new}\"{extra} }}\n\
+         baseline: old\ncandidate: new\n"
+    )
+}
+
+fn runs(dir: &Path) -> Vec<OutcomeRecord> {
+    sqlflight_runs::read_run(dir).unwrap().1
+}
+
+/// The outcome of the query whose SQL contains `needle`.
+fn by<'a>(o: &'a [OutcomeRecord], corpus: &Path, needle: &str) -> &'a OutcomeRecord {
+    let c = sqlflight_corpora::Corpus::open(corpus).unwrap();
+    o.iter()
+        .find(|x| c.records.iter().any(|r| r.id == x.query_id && r.sql.contains(needle)))
+        .unwrap_or_else(|| panic!("no outcome for {needle}"))
+}
+
+/// The Spark cases of `../shared/cases` (ANSI mode on by default in 4.0, and the
+/// setting that restores 3.5's behaviour), flown between the two releases: each
+/// is classified as the case expects.
+#[test]
+fn spark_4_0_migration_cases_classify_as_expected() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("spark-")))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "Spark cases missing in {}", root.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let case: Case = serde_yaml::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        assert_eq!(case.engine, "pyspark");
+        let dir = tmp.path().join(format!("c{i}"));
+        let cfg = case_config(&dir, &case, &case.baseline, &case.candidate);
+        let fl = dir.join("fl");
+        let code = run(&[
+            "flight",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--out",
+            fl.to_str().unwrap(),
+            "-q",
+        ]);
+        assert!(code < 2, "{}: flight failed to run", case.issue);
+        let o = runs(&fl);
+        let got = o[0].class;
+        let ok = if case.expect == "no_regression" {
+            !got.is_regression()
+        } else {
+            let expect: OutcomeClass = serde_json::from_value(serde_json::json!(case.expect)).unwrap();
+            got == expect
+        };
+        if !ok {
+            failures.push(format!(
+                "{}: flight says {got}, expected {}: {}",
+                case.issue,
+                case.expect,
+                serde_json::to_string(&o[0]).unwrap()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// TPC-H over generated data between Spark 3.5.9 and 4.0.5: playback explains
+/// the plan changes with a handful of facts (snapshotted), and flight reports no
+/// false wrong result.
+#[test]
+fn tpch_on_spark_3_5_and_4_0_explains_plan_changes_and_reports_no_false_regression() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sqlflight_corpora::tpch::ensure_tpch_data(&tmp.path().join("data"), 0.002).unwrap();
+    let mut yaml = tpch_config(&data);
+    yaml.push_str(&spark_engines(OLD, NEW, ""));
+    // Results are what is tested here, not timings: one ABBA block per query
+    // (Spark's runs of these tiny queries vary by 20-30%, so an adaptive
+    // verdict takes its whole budget of blocks).
+    yaml.push_str("flight: { repeat: 1, perf: { max_pairs: 1 } }\n");
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let pb = tmp.path().join("pb");
+    let code = run(&["playback", "-c", cfg, "--out", pb.to_str().unwrap(), "-q"]);
+    assert!(code < 2, "playback exit {code}");
+    let (m, o) = sqlflight_runs::read_run(&pb).unwrap();
+    assert_eq!(
+        (m.baseline.engine.as_str(), m.baseline.version.as_str()),
+        ("spark", OLD)
+    );
+    assert_eq!(m.candidate.version, NEW);
+    assert_eq!(o.len(), 22);
+    let compiled = o
+        .iter()
+        .filter(|x| matches!(x.class, OutcomeClass::SamePlan | OutcomeClass::PlanChanged))
+        .count();
+    assert!(compiled >= 20, "TPC-H compiles on Spark: {o:#?}");
+    sqlflight_tests::assert_facts_explain(&o, 0.9);
+    insta::assert_snapshot!("spark_tpch_plan_facts", sqlflight_tests::fact_lines(&o));
+
+    let fl = tmp.path().join("fl");
+    let code = run(&["flight", "-c", cfg, "--out", fl.to_str().unwrap(), "-q"]);
+    assert!(code < 2, "flight exit {code}");
+    let o = runs(&fl);
+    assert_eq!(o.len(), 22);
+    let bad: Vec<String> = o
+        .iter()
+        .filter(|x| {
+            let confirmed_slowdown = x.class == OutcomeClass::PerfRegression
+                && x.flight
+                    .as_ref()
+                    .and_then(|f| f.perf.as_ref())
+                    .is_some_and(|p| p.confirmed == Some(true));
+            !confirmed_slowdown && x.class.is_regression()
+        })
+        .map(|x| format!("{} {} {:?}", x.query_id, x.class, x.detail))
+        .collect();
+    assert!(bad.is_empty(), "Spark {OLD} vs {NEW}: {bad:?}");
+    let matched = o
+        .iter()
+        .filter(|x| matches!(x.class, OutcomeClass::Match | OutcomeClass::MatchWithinTolerance))
+        .count();
+    assert!(matched >= 20, "{matched} of 22 match");
+}
+
+/// Faults caused for real in the candidate's JVM: a query that runs past the
+/// timeout is cancelled (`timeout`, the JVM kept), a query that ends the JVM
+/// (`System.exit` through `reflect`) is a `crash` and the JVM is replaced, and
+/// the queries after both still run and match.
+#[test]
+fn spark_timeouts_and_dead_jvms_become_outcomes_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = ingest_sql(
+        tmp.path(),
+        "select 1 as x; select n from slow; select 2 as x; select x from boom; select 3 as x;",
+    );
+    let setup = |slow: &str, boom: &str| {
+        format!(", setup: [\"create temporary view slow as {slow}\", \"create temporary view boom as {boom}\"]")
+    };
+    let yaml = format!(
+        "corpus: corpus\nengines:\n  old: {{ kind: spark, version: \"{NEW}\"{} }}\n  new: {{ kind: spark, version: \"{NEW}\"{} }}\n\
+         baseline: old\ncandidate: new\nflight: {{ repeat: 1, timeout: 8s }}\n",
+        setup("select 1 as n", "select '1' as x"),
+        setup(
+            "select count(*) as n from range(1000000000000)",
+            "select reflect('java.lang.System', 'exit', 3) as x"
+        ),
+    );
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = tmp.path().join("fl");
+    let code = run(&[
+        "flight",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+        "--jobs",
+        "1",
+    ]);
+    assert_eq!(code, 1);
+    let (m, o) = sqlflight_runs::read_run(&out).unwrap();
+    assert_eq!(m.status, sqlflight_diffing::RunStatus::Complete);
+    let err = |x: &OutcomeRecord| serde_json::to_string(&x.candidate).unwrap();
+    for ok in ["1 as x", "2 as x", "3 as x"] {
+        let x = by(&o, &corpus, ok);
+        assert_eq!(x.class, OutcomeClass::Match, "{ok}: {}", err(x));
+    }
+    let slow = by(&o, &corpus, "from slow");
+    assert_eq!(slow.class, OutcomeClass::Timeout, "{}", err(slow));
+    // Cancelled by the worker (a job group), not killed by the host.
+    assert!(err(slow).contains("cancelled"), "{}", err(slow));
+    let boom = by(&o, &corpus, "from boom");
+    assert_eq!(boom.class, OutcomeClass::Crash, "{}", err(boom));
+}
+
+/// A real Spark event log, written by Spark's own SQL command line (`spark-sql`
+/// from the 3.5.9 package, the statements of a `.sql` file with the event log
+/// on), is ingested as a corpus and replayed between the two releases.
+#[test]
+fn a_real_spark_event_log_becomes_a_corpus_replayed_on_two_releases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let python =
+        sqlflight_engines::python::ensure_venv("pyspark", OLD, &sqlflight_engines::spark::extras(OLD)).unwrap();
+    let bin = python.parent().unwrap();
+    // The package's `spark-sql` script sits next to the environment's python.
+    let spark_sql = bin.join("spark-sql");
+    assert!(spark_sql.exists(), "{}", spark_sql.display());
+    let events = tmp.path().join("events");
+    std::fs::create_dir(&events).unwrap();
+    let statements = "create or replace temporary view t as select * from values (1, 'a'), (2, 'b'), (3, 'c') as t(id, name);\n\
+         select id, upper(name) as u from t where id > 1 order by id;\n\
+         select count(*) as n, max(id) as m from t;\n\
+         select name, sum(id) over (order by id) as s from t order by name;\n";
+    std::fs::write(tmp.path().join("app.sql"), statements).unwrap();
+    let status = std::process::Command::new(&spark_sql)
+        .current_dir(tmp.path())
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
+        // The script finds its Spark home with the environment's python.
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()),
+        )
+        .args([
+            "--master",
+            "local[1]",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--conf",
+            "spark.eventLog.enabled=true",
+            "--conf",
+            &format!("spark.eventLog.dir=file://{}", events.display()),
+            "--conf",
+            &format!("spark.sql.warehouse.dir={}", tmp.path().join("wh").display()),
+            "--conf",
+            &format!(
+                "spark.driver.extraJavaOptions=-Dderby.system.home={}",
+                tmp.path().join("derby").display()
+            ),
+            "-f",
+            "app.sql",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "spark-sql failed");
+    let log = std::fs::read_dir(&events).unwrap().next().unwrap().unwrap().path();
+    let corpus = tmp.path().join("corpus");
+    let out = std::process::Command::new(sqlflight_tests::sqlflight_bin())
+        .args(["corpus", "ingest", "--format", "spark-events", "--json"])
+        .arg(&log)
+        .arg("--out")
+        .arg(&corpus)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = sqlflight_corpora::Corpus::open(&corpus).unwrap();
+    let sql: Vec<&str> = c.records.iter().map(|r| r.sql.as_str()).collect();
+    assert_eq!(c.records.len(), 4, "the statements of the log: {sql:?}");
+    assert_eq!(sql.iter().filter(|s| s.starts_with("select")).count(), 3, "{sql:?}");
+    // Flight runs reads only (the view's DDL is `skipped`); the view the app
+    // created is the replay's setup.
+    let yaml = format!(
+        "corpus: corpus\n{}",
+        spark_engines(
+            OLD,
+            NEW,
+            ", setup: [\"create temporary view t as select * from values (1, 'a'), (2, 'b'), (3, 'c') as t(id, name)\"]"
+        )
+    );
+    std::fs::write(tmp.path().join("c.yaml"), yaml).unwrap();
+    let cfg = tmp.path().join("c.yaml");
+    let fl = tmp.path().join("fl");
+    let code = run(&[
+        "flight",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        fl.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(code < 2);
+    let o = runs(&fl);
+    assert_eq!(o.len(), 4);
+    assert_eq!(o.iter().filter(|x| x.class == OutcomeClass::Skipped).count(), 1);
+    assert!(
+        o.iter()
+            .all(|x| matches!(x.class, OutcomeClass::Match | OutcomeClass::Skipped)),
+        "{}",
+        serde_json::to_string_pretty(&o).unwrap()
+    );
+}
