@@ -157,6 +157,24 @@ pub enum EngineSpec {
         #[serde(default)]
         cores: Option<u32>,
     },
+    /// A Spark Connect server (a Spark cluster, a gateway such as Kyuubi, Sail),
+    /// through the `pyspark-client` package in a worker (see [`spark`]).
+    SparkConnect {
+        /// `sc://host:port`, without a token.
+        url: String,
+        /// The `pyspark-client` release that talks to the server (4.0 on).
+        #[serde(default)]
+        client_version: Option<String>,
+        /// Name of the environment variable holding the server's token; the
+        /// token is never written anywhere.
+        #[serde(default)]
+        token_env: Option<String>,
+        /// Spark session configuration set on the remote session.
+        #[serde(default)]
+        settings: BTreeMap<String, String>,
+        #[serde(default)]
+        setup: Vec<String>,
+    },
     /// A PostgreSQL server (see [`postgres`] for what compile and execute do and
     /// the type mapping).
     Postgres(ServerSpec),
@@ -260,6 +278,17 @@ pub fn build_engine(profile: &str, spec: &EngineSpec, catalog: &Catalog) -> Resu
                 ],
                 env: spark::worker_env(),
             };
+            worker_engine(profile, launch, settings, setup, catalog)
+        }
+        EngineSpec::SparkConnect {
+            url,
+            client_version,
+            token_env,
+            settings,
+            setup,
+        } => {
+            let launch =
+                spark::connect_launch(profile, url, client_version.as_deref(), token_env.as_deref(), settings)?;
             worker_engine(profile, launch, settings, setup, catalog)
         }
         EngineSpec::Postgres(spec) => Ok(Arc::new(postgres::PostgresEngine::new(profile, spec, catalog)?)),

@@ -74,7 +74,11 @@ pub fn ensure_venv(package: &str, version: &str, extra: &[&str]) -> Result<PathB
         return Ok(python);
     }
     std::fs::create_dir_all(&venvs).map_err(io(&venvs))?;
-    let tmp = venvs.join(format!(".{package}-{version}.tmp-{}", std::process::id()));
+    // Unique per process and per call: two threads of one process (two tests,
+    // two engines of one config) may provision the same release at once.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = venvs.join(format!(".{package}-{version}.tmp-{}-{seq}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let out = Command::new("python3")
         .args(["-m", "venv"])
@@ -124,7 +128,11 @@ pub fn worker_script() -> Result<PathBuf, ProvisionError> {
     let hash = xxhash_rust::xxh3::xxh3_64(WORKER_PY.as_bytes());
     let path = dir.join(format!("sqlflight_worker-{hash:016x}.py"));
     if !path.exists() {
-        let tmp = dir.join(format!(".worker-{}.tmp", std::process::id()));
+        let tmp = dir.join(format!(
+            ".worker-{}-{:?}.tmp",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::write(&tmp, WORKER_PY).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
     }

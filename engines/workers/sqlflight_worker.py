@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""sqlflight worker for Python-hosted engines: DuckDB, datafusion-python and
-Apache Spark (pyspark, local mode).
+"""sqlflight worker for Python-hosted engines: DuckDB, datafusion-python,
+Apache Spark (pyspark, local mode) and Spark Connect servers (pyspark-client).
 
 Speaks the sqlflight worker protocol, version 1 (docs/worker-protocol.md), on
 stdin/stdout:
@@ -9,7 +9,7 @@ stdin/stdout:
     payload = when a JSON header has "payload_len": N, N raw bytes follow it
               (an Arrow IPC stream for `execute` results)
 
-Usage: sqlflight_worker.py duckdb|datafusion|spark [MASTER]
+Usage: sqlflight_worker.py duckdb|datafusion|spark [MASTER]|spark-connect URL
 
 Nothing but protocol frames is written to stdout; diagnostics go to stderr.
 """
@@ -281,7 +281,11 @@ _SPARK_KEY = re.compile(r"(^|, )([A-Z][A-Za-z ]*): ")
 def spark_plan_lines(text):
     """A Spark tree string, one `Kind: details` line per operator, children
     indented below their parent (what sqlflight's plan-facts parser reads), with
-    per-session ids removed so the same query renders the same in every worker."""
+    per-session ids removed so the same query renders the same in every worker.
+    A plan without Spark's tree drawing (a DataFusion-based server such as Sail
+    prints `Kind: details` lines already) only loses its ids."""
+    if "+- " not in text and ":- " not in text and re.search(r"^\s*\w[\w ]*: ", text, re.M):
+        return "\n".join(_SPARK_IDS.sub("#", l).rstrip() for l in text.splitlines() if l.strip())
     out = []
     for raw in text.splitlines():
         if not raw.strip():
@@ -295,6 +299,8 @@ def spark_plan_lines(text):
             out.append(" " * depth + line)
             continue
         kind, rest = k.group(0), line[k.end():].strip()
+        # Already `Kind: details` (a DataFusion-based server such as Sail).
+        rest = rest[1:].strip() if rest.startswith(":") else rest
         if rest.startswith("(") and rest.endswith(")"):
             rest = rest[1:-1]
         if kind == "FileScan":
@@ -306,6 +312,14 @@ def spark_plan_lines(text):
                 )
         out.append(" " * depth + (f"{kind}: {rest}" if rest else kind))
     return "\n".join(out)
+
+
+def cancel_after(timeout_ms):
+    """Seconds after which a worker cancels its query itself: a quarter of the
+    timeout before the host's deadline (2 s at least, 10 s at most), time for a
+    loaded JVM to stop the job and answer."""
+    t = float(timeout_ms) / 1000.0
+    return max(t - min(max(t * 0.25, 2.0), 10.0), t * 0.5)
 
 
 class Spark:
@@ -351,6 +365,11 @@ class Spark:
                 b = b.config(k, v)
             self.session = b.getOrCreate()
             self.session.sparkContext.setLogLevel("ERROR")
+            # One small job before the first query: a fresh JVM runs its first
+            # jobs several times slower (class loading, JIT), which would read
+            # as a slowdown of whatever query a replaced worker takes next.
+            for _ in range(3):
+                self.session.sql("select id % 7 as k, count(*) as n from range(1000) group by 1")._collect_as_arrow()
         return self.session
 
     def error_class(self, e):
@@ -477,9 +496,9 @@ class Spark:
         sc.setJobGroup(group, "sqlflight query", True)
         timer = None
         if timeout_ms:
-            # Cancel a little before the host's deadline, so the answer (a
-            # `timeout`) arrives and the JVM is kept.
-            t = max(float(timeout_ms) / 1000.0 * 0.9, float(timeout_ms) / 1000.0 - 2.0)
+            # Cancel before the host's deadline, so the answer (a `timeout`)
+            # arrives and the JVM is kept.
+            t = cancel_after(timeout_ms)
             timer = threading.Timer(t, lambda: sc.cancelJobGroup(group))
             timer.daemon = True
             timer.start()
@@ -509,11 +528,121 @@ class Spark:
             return pa.schema([(f.name, pa.string()) for f in df.schema.fields])
 
 
+# Statements that are queries (planned without running); anything else is a
+# command, which Spark Connect runs eagerly on `sql()`.
+_QUERY_START = re.compile(r"^\s*(\(|select\b|with\b|values\b|from\b|table\b)", re.I)
+
+
+class SparkConnect(Spark):
+    """A remote Spark (or any Spark Connect server: a cluster, a gateway such as
+    Kyuubi, Sail) through the pyspark-client package. The server's version is
+    the engine's version; the token, if any, comes from the environment."""
+
+    name = "spark-connect"
+
+    def __init__(self, url):
+        import pyspark
+
+        self.pyspark = pyspark
+        self.url = url
+        token = os.environ.pop("SQLFLIGHT_SPARK_CONNECT_TOKEN", None)
+        if token:
+            self.url = url.rstrip("/") + "/;token=" + token
+        self.settings = {}
+        self.session = None
+        self.seq = 0
+        self._version = None
+
+    @property
+    def version(self):
+        if self._version is None:
+            self._version = str(self.spark().version)
+        return self._version
+
+    def spark(self):
+        if self.session is None:
+            from pyspark.sql import SparkSession
+
+            self.session = SparkSession.builder.remote(self.url).getOrCreate()
+            # Plans in full, as in local sessions (servers that lack the keys,
+            # such as Sail, keep their own rendering).
+            for k, v in (("spark.sql.maxMetadataStringLength", "10000"), ("spark.sql.debug.maxToStringFields", "1000")):
+                try:
+                    self.session.conf.set(k, v)
+                except Exception:  # noqa: BLE001 - a server without the key
+                    pass
+            for k, v in self.settings.items():
+                self.session.conf.set(k, v)
+        return self.session
+
+    def alive(self):
+        return True
+
+    def classify(self, e):
+        msg = self.message(e)
+        if "StatusCode.UNAVAILABLE" in str(e) or "failed to connect" in msg.lower():
+            return "crash"
+        if "OPERATION_CANCELED" in msg or "interrupted" in msg.lower():
+            return "timeout"
+        return super().classify(e)
+
+    def fatal(self, e):
+        # A lost connection: the host starts a new worker, which reconnects.
+        return self.classify(e) == "crash"
+
+    def is_command(self, sql):
+        return not _QUERY_START.match(sql)
+
+    def compile(self, sql):
+        s = self.spark()
+        if self.is_command(sql):
+            text = s.sql("EXPLAIN EXTENDED " + sql).collect()[0][0]
+        else:
+            text = s.sql(sql)._explain_string(extended=True)
+        sections = dict(re.findall(r"== (.+?) ==\n(.*?)(?=\n== |\Z)", text, re.S))
+        failed = re.match(r"\S*(?:Exception|Error): (.*)", sections.get("Analyzed Logical Plan", ""), re.S)
+        if failed:
+            raise EngineError("plan", failed.group(1).split(";\n'")[0].strip())
+        logical = sections.get("Optimized Logical Plan") or sections.get("Logical Plan") or text
+        physical = sections.get("Physical Plan")
+        return spark_plan_lines(logical), physical and spark_plan_lines(physical)
+
+    def execute(self, sql, memory_limit, timeout_ms=None):
+        import threading
+
+        s = self.spark()
+        self.seq += 1
+        tag = f"sqlflight-{os.getpid()}-{self.seq}"
+        timer = None
+        try:
+            s.addTag(tag)
+            if timeout_ms:
+                t = cancel_after(timeout_ms)
+                timer = threading.Timer(t, lambda: s.interruptTag(tag))
+                timer.daemon = True
+                timer.start()
+            table = s.sql(sql).toArrow()
+            return table.schema, table.to_batches()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            try:
+                s.removeTag(tag)
+            except Exception:  # noqa: BLE001 - the server may be gone
+                pass
+
+
 def main():
     args = sys.argv[1:]
-    if not args or args[0] not in ("duckdb", "datafusion", "spark") or len(args) > (2 if args[0] == "spark" else 1):
-        print("usage: sqlflight_worker.py duckdb|datafusion|spark [MASTER]", file=sys.stderr)
+    usage = "usage: sqlflight_worker.py duckdb|datafusion|spark [MASTER]|spark-connect URL"
+    if not args or args[0] not in ("duckdb", "datafusion", "spark", "spark-connect"):
+        print(usage, file=sys.stderr)
         return 2
+    if args[0] == "spark-connect":
+        if len(args) != 2:
+            print(usage, file=sys.stderr)
+            return 2
+        return serve(SparkConnect(args[1]))
     if args[0] == "spark":
         return serve(Spark(args[1] if len(args) > 1 else "local[2]"))
     return serve(DuckDB() if args[0] == "duckdb" else DataFusion())

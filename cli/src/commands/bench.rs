@@ -33,6 +33,8 @@ pub enum BenchCmd {
     /// An engine as a worker process vs embedded: per-query protocol overhead and
     /// result transfer throughput vs in-process Arrow IPC.
     Worker(super::bench_worker::WorkerBenchArgs),
+    /// Spark as a worker vs a bare pyspark loop: per-query overhead.
+    Spark(super::bench_spark::SparkBenchArgs),
     /// Log ingest + fingerprinting vs pt-query-digest on the same slow log; peak
     /// memory of ingesting and sampling a long log.
     Ingest(super::bench_corpus::IngestBenchArgs),
@@ -165,6 +167,7 @@ pub fn run(cmd: &BenchCmd, cli: &Cli) -> anyhow::Result<u8> {
         BenchCmd::Rollout(a) => super::bench_rollout::bench_rollout(a, cli),
         BenchCmd::Worker(a) => super::bench_worker::bench_worker(a, cli),
         BenchCmd::Ingest(a) => super::bench_corpus::bench_ingest(a, cli),
+        BenchCmd::Spark(a) => super::bench_spark::bench_spark(a, cli),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_corpus;
 pub mod bench_rollout;
+pub mod bench_spark;
 pub mod bench_worker;
 pub mod corpus;
 pub mod demo;

@@ -1,0 +1,154 @@
+//! `sqlflight bench spark`: what running Spark as a sqlflight worker costs per
+//! query. The same TPC-H queries on the same data, timed two ways side by side in
+//! one run: a bare pyspark loop in one Python process (`spark.sql(q)` collected
+//! as Arrow, what a hand-written harness does), and the `kind: spark` engine
+//! (the worker protocol, plan-independent bookkeeping, Arrow IPC back to the
+//! host). The per-query difference of the medians is sqlflight's overhead.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use sqlflight_corpora::bundled::Workload;
+use sqlflight_engines::{Engine, EngineSpec, ExecLimits};
+
+use super::bench::{emit, median, tpch_catalog};
+use crate::{Cli, EXIT_OK};
+
+#[derive(Debug, clap::Args)]
+pub struct SparkBenchArgs {
+    /// The pyspark release to measure.
+    #[arg(long, default_value = "4.0.5")]
+    pub version: String,
+    /// TPC-H scale factor.
+    #[arg(long, default_value_t = 0.01)]
+    pub scale: f64,
+    /// Timed runs of each query per side (the median is used).
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+}
+
+/// The bare loop: one local session configured like the worker's, the same
+/// views, each query warmed once then timed `repeat` times; prints JSON
+/// `{query id: [ms, ...]}` into the file named second.
+const BARE_LOOP: &str = r#"
+import json, os, sys, time, tempfile
+from pyspark.sql import SparkSession
+spec = json.load(open(sys.argv[1]))
+scratch = tempfile.mkdtemp(prefix="sqlflight-bench-spark-")
+s = (SparkSession.builder.master("local[2]").appName("bare-loop")
+     .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+     .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+     .config("spark.sql.warehouse.dir", os.path.join(scratch, "warehouse"))
+     .config("spark.local.dir", os.path.join(scratch, "local"))
+     .config("spark.sql.catalogImplementation", "in-memory").getOrCreate())
+s.sparkContext.setLogLevel("ERROR")
+for name, path in spec["tables"].items():
+    s.read.parquet(path).createOrReplaceTempView(name)
+out = {}
+for qid, sql in spec["queries"]:
+    s.sql(sql)._collect_as_arrow()
+    times = []
+    for _ in range(spec["repeat"]):
+        t = time.perf_counter()
+        s.sql(sql)._collect_as_arrow()
+        times.append((time.perf_counter() - t) * 1e3)
+    out[qid] = times
+s.stop()
+open(sys.argv[2], "w").write(json.dumps(out))
+"#;
+
+fn time(e: &dyn Engine, sql: &str) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    e.execute(sql, &ExecLimits::default(), &mut |_| Ok(()))
+        .map_err(|e| anyhow::anyhow!("{sql}: {e}"))?;
+    Ok(t.elapsed())
+}
+
+pub fn bench_spark(args: &SparkBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
+    let catalog = tpch_catalog(args.scale)?;
+    let corpus = Workload::Tpch.corpus()?;
+    let repeat = args.repeat.max(1);
+    let queries: Vec<(String, String)> = corpus.records.iter().map(|r| (r.id.clone(), r.sql.clone())).collect();
+    let tables: BTreeMap<&String, String> = catalog
+        .tables
+        .iter()
+        .map(|(t, s)| (t, s.path.display().to_string()))
+        .collect();
+
+    // The bare loop, in the same environment as the engine's workers.
+    let python = sqlflight_engines::python::ensure_venv(
+        "pyspark",
+        &args.version,
+        &sqlflight_engines::spark::extras(&args.version),
+    )?;
+    let dir = tempfile::tempdir()?;
+    let spec_path = dir.path().join("spec.json");
+    std::fs::write(
+        &spec_path,
+        serde_json::to_vec(&serde_json::json!({"tables": tables, "queries": queries, "repeat": repeat}))?,
+    )?;
+    let script = dir.path().join("bare_loop.py");
+    std::fs::write(&script, BARE_LOOP)?;
+    // Results go to a file the script names, so Spark's console output cannot mix in.
+    let result_path = dir.path().join("bare.json");
+    let status = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&spec_path)
+        .arg(&result_path)
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "the bare pyspark loop failed ({status})");
+    let bare: BTreeMap<String, Vec<f64>> = serde_json::from_slice(&std::fs::read(&result_path)?)?;
+
+    // The engine, as playback and flight use it.
+    let spec = EngineSpec::Spark {
+        version: args.version.clone(),
+        settings: Default::default(),
+        setup: Vec::new(),
+        cores: None,
+    };
+    let started = Instant::now();
+    let engine = sqlflight_engines::build_engine("spark", &spec, &catalog)?;
+    let startup = started.elapsed();
+    let mut overheads_ms = Vec::new();
+    let (mut total_bare, mut total_worker) = (0.0, 0.0);
+    for (id, sql) in &queries {
+        time(engine.as_ref(), sql)?;
+        let mut tw = Vec::new();
+        for _ in 0..repeat {
+            tw.push(time(engine.as_ref(), sql)?);
+        }
+        let mw = median(tw).as_secs_f64() * 1e3;
+        let mut tb = bare.get(id).cloned().unwrap_or_default();
+        anyhow::ensure!(!tb.is_empty(), "the bare loop did not time {id}");
+        tb.sort_by(f64::total_cmp);
+        let mb = tb[tb.len() / 2];
+        total_bare += mb;
+        total_worker += mw;
+        overheads_ms.push(mw - mb);
+    }
+    let mut sorted = overheads_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let v = serde_json::json!({
+        "spark_version": args.version,
+        "scale_factor": args.scale,
+        "queries": queries.len(),
+        "worker_startup_s": startup.as_secs_f64(),
+        "overhead_ms_median": sorted[sorted.len() / 2],
+        "overhead_ms_max": sorted[sorted.len() - 1],
+        "bare_loop_total_ms": total_bare,
+        "worker_total_ms": total_worker,
+        "worker_vs_bare_loop": total_worker / total_bare,
+    });
+    emit(
+        cli,
+        &format!(
+            "Spark {} as a sqlflight worker vs a bare pyspark loop, TPC-H SF {}, median of {repeat} per query:",
+            args.version, args.scale
+        ),
+        &v,
+    )?;
+    Ok(EXIT_OK)
+}
