@@ -514,7 +514,8 @@ class Spark:
         finally:
             if timer is not None:
                 timer.cancel()
-            sc.clearJobGroup() if hasattr(sc, "clearJobGroup") else None
+            if hasattr(sc, "clearJobGroup"):
+                sc.clearJobGroup()
 
     @staticmethod
     def arrow_schema(df):

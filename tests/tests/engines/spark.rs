@@ -278,6 +278,27 @@ fn a_real_spark_event_log_becomes_a_corpus_replayed_on_two_releases() {
     );
     std::fs::write(tmp.path().join("c.yaml"), yaml).unwrap();
     let cfg = tmp.path().join("c.yaml");
+    let pb = tmp.path().join("pb");
+    let code = run(&[
+        "playback",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        pb.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(code < 2);
+    let p = runs(&pb);
+    assert_eq!(p.len(), 4);
+    let planned = p
+        .iter()
+        .filter(|x| matches!(x.class, OutcomeClass::SamePlan | OutcomeClass::PlanChanged))
+        .count();
+    assert!(
+        planned >= 3,
+        "the log's reads plan on both releases: {}",
+        serde_json::to_string_pretty(&p).unwrap()
+    );
     let fl = tmp.path().join("fl");
     let code = run(&[
         "flight",

@@ -533,6 +533,30 @@ fn planted_secrets_never_leave(engines_yaml: &str, queries: &[&str], min_failed:
     }
 }
 
+/// And on a real PostgreSQL server (Debian's, started on loopback): its
+/// conversion errors quote the value (`invalid input syntax for type integer:
+/// "..."`); the table is loaded by `load_catalog` from the planted CSV.
+#[test]
+fn postgres_error_messages_never_carry_table_values() {
+    let pg = sqlflight_tests::servers::Postgres::start();
+    let url = pg.url("postgres");
+    planted_secrets_never_leave(
+        &format!(
+            "engines:\n  old: {{ kind: postgres, url: \"{url}\", load_catalog: true }}\n  \
+             new: {{ kind: postgres, url: \"{url}\", load_catalog: true, settings: {{ enable_hashjoin: \"off\" }} }}\n\
+             baseline: old\ncandidate: new\n"
+        ),
+        &[
+            "select cast(v as int) from t",
+            "select cast(v as numeric) from t",
+            "select cast(v as date) from t",
+            "select cast(v as timestamp) from t",
+            "select v from t where cast(v as float8) > 1",
+        ],
+        4,
+    );
+}
+
 /// And on real Spark releases (3.5.9 and 4.0.5 in local mode): Spark quotes the
 /// value in its conversion errors, `raise_error` makes the value the message,
 /// and its executors log failed tasks with the value to stderr.
