@@ -79,6 +79,18 @@ fn release(version: &str) -> Option<(u32, u32)> {
     Some((major, minor.parse().ok()?))
 }
 
+/// Refuses settings that make Spark fetch code at run time.
+fn refuse_downloads(profile: &str, settings: &BTreeMap<String, String>) -> Result<(), BuildError> {
+    match settings.keys().find(|k| DOWNLOADING.contains(&k.as_str())) {
+        Some(key) => Err(BuildError::Setting {
+            profile: profile.into(),
+            key: key.clone(),
+            message: "Spark would download packages at run time; put the jars on the machine and use `spark.jars` with local paths".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Checks the profile and provisions the release: returns the environment's
 /// `python` and the worker program.
 pub fn provision(
@@ -106,15 +118,7 @@ pub fn provision(
             "`cores: {c}` is out of range; give 1 to {MAX_CORES} worker threads per local session"
         )));
     }
-    for key in settings.keys() {
-        if DOWNLOADING.contains(&key.as_str()) {
-            return Err(BuildError::Setting {
-                profile: profile.into(),
-                key: key.clone(),
-                message: "Spark would download packages at run time; put the jars on the machine and use `spark.jars` with local paths".into(),
-            });
-        }
-    }
+    refuse_downloads(profile, settings)?;
     java().map_err(|message| BuildError::Provision {
         profile: profile.into(),
         message,
@@ -165,15 +169,7 @@ pub fn connect_launch(
             )));
         }
     }
-    for key in settings.keys() {
-        if DOWNLOADING.contains(&key.as_str()) {
-            return Err(BuildError::Setting {
-                profile: profile.into(),
-                key: key.clone(),
-                message: "Spark would download packages at run time".into(),
-            });
-        }
-    }
+    refuse_downloads(profile, settings)?;
     let mut env = BTreeMap::new();
     if let Some(name) = token_env {
         let token = std::env::var(name).map_err(|_| {

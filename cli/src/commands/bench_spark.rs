@@ -6,12 +6,13 @@
 //! host). The per-query difference of the medians is sqlflight's overhead.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sqlflight_corpora::bundled::Workload;
-use sqlflight_engines::{Engine, EngineSpec, ExecLimits};
+use sqlflight_engines::EngineSpec;
 
 use super::bench::{emit, median, tpch_catalog};
+use super::bench_worker::time;
 use crate::{Cli, EXIT_OK};
 
 #[derive(Debug, clap::Args)]
@@ -56,13 +57,6 @@ for qid, sql in spec["queries"]:
 s.stop()
 open(sys.argv[2], "w").write(json.dumps(out))
 "#;
-
-fn time(e: &dyn Engine, sql: &str) -> anyhow::Result<Duration> {
-    let t = Instant::now();
-    e.execute(sql, &ExecLimits::default(), &mut |_| Ok(()))
-        .map_err(|e| anyhow::anyhow!("{sql}: {e}"))?;
-    Ok(t.elapsed())
-}
 
 pub fn bench_spark(args: &SparkBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
     let catalog = tpch_catalog(args.scale)?;

@@ -28,7 +28,8 @@ pub struct WorkerBenchArgs {
     pub repeat: usize,
 }
 
-fn time(e: &dyn Engine, sql: &str) -> anyhow::Result<Duration> {
+/// One execution of `sql`, results dropped.
+pub(super) fn time(e: &dyn Engine, sql: &str) -> anyhow::Result<Duration> {
     let t = Instant::now();
     e.execute(sql, &ExecLimits::default(), &mut |_| Ok(()))
         .map_err(|e| anyhow::anyhow!("{sql}: {e}"))?;
