@@ -500,8 +500,57 @@ const NUMBER_CONTEXT: &[&str] = &[
     "line", "column", "position", "sqlstate", "code", "error", "errno", "col",
 ];
 
+/// Words of the JVM engines' messages (Spark, Flink): their exception types and
+/// error classes, which the generated list (read from sources built or installed
+/// without a JVM) does not have.
+pub const JVM_ENGINE_WORDS: &[&str] = &[
+    "spark",
+    "pyspark",
+    "flink",
+    "pyflink",
+    "streaming",
+    "batch",
+    "analysisexception",
+    "parseexception",
+    "sparkexception",
+    "sparkruntimeexception",
+    "sparkarithmeticexception",
+    "sparknumberformatexception",
+    "sparkdatetimeexception",
+    "sparkillegalargumentexception",
+    "tableexception",
+    "validationexception",
+    "sqlparserexception",
+    "codegenexception",
+    "sqlvalidatorexception",
+    "runtimeexception",
+    "arithmeticexception",
+    "numberformatexception",
+    "illegalargumentexception",
+    "illegalstateexception",
+    "unsupportedoperationexception",
+    "nullpointerexception",
+    "jobexecutionexception",
+    "executionexception",
+    "outofmemoryerror",
+    "stackoverflowerror",
+    "divide_by_zero",
+    "cast_invalid_input",
+    "unresolved_column",
+    "with_suggestion",
+    "parse_syntax_error",
+    "table_or_view_not_found",
+    "internal_error",
+    "arithmetic_overflow",
+    "numeric_value_out_of_range",
+    "datatype_mismatch",
+    "unresolved_routine",
+    "job_group",
+];
+
 static ALLOWED: LazyLock<HashSet<String>> = LazyLock::new(|| {
     let mut s: HashSet<String> = VOCABULARY.iter().map(|w| w.to_string()).collect();
+    s.extend(JVM_ENGINE_WORDS.iter().map(|w| w.to_string()));
     s.extend(
         ENGINE_WORDS
             .lines()

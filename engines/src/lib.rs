@@ -16,6 +16,7 @@
 
 pub mod datafusion_engine;
 pub mod flight_sql;
+pub mod flink;
 pub mod mysql;
 pub mod postgres;
 pub mod python;
@@ -94,6 +95,13 @@ impl Default for ExecLimits {
 /// Implementations are shared across threads; each call is independent.
 pub trait Engine: Send + Sync {
     fn info(&self) -> &EngineInfo;
+
+    /// Whether a result's row order means anything. A streaming engine's result
+    /// is a table folded from a changelog, in no defined order: ORDER BY is then
+    /// not compared (the rows still are).
+    fn results_ordered(&self) -> bool {
+        true
+    }
 
     /// Parses, plans and optimizes `sql` without running it.
     fn compile(&self, sql: &str) -> Result<CompiledPlan, EngineError>;
@@ -174,6 +182,23 @@ pub enum EngineSpec {
         settings: BTreeMap<String, String>,
         #[serde(default)]
         setup: Vec<String>,
+    },
+    /// An Apache Flink release from PyPI (`apache-flink`, 1.18 or newer) as a
+    /// local mini-cluster in batch or streaming mode, run as a worker process
+    /// (see [`flink`]).
+    Flink {
+        version: String,
+        /// `batch` (the default) or `streaming`.
+        #[serde(default)]
+        mode: flink::FlinkMode,
+        /// Flink configuration options (`table.exec.mini-batch.enabled: "true"`, ...).
+        #[serde(default)]
+        settings: BTreeMap<String, String>,
+        #[serde(default)]
+        setup: Vec<String>,
+        /// Default parallelism of the mini-cluster; 2 unless given.
+        #[serde(default)]
+        parallelism: Option<u32>,
     },
     /// A PostgreSQL server (see [`postgres`] for what compile and execute do and
     /// the type mapping).
@@ -290,6 +315,17 @@ pub fn build_engine(profile: &str, spec: &EngineSpec, catalog: &Catalog) -> Resu
             let launch =
                 spark::connect_launch(profile, url, client_version.as_deref(), token_env.as_deref(), settings)?;
             worker_engine(profile, launch, settings, setup, catalog)
+        }
+        EngineSpec::Flink {
+            version,
+            mode,
+            settings,
+            setup,
+            parallelism,
+        } => {
+            let launch = flink::launch(profile, version, *mode, *parallelism)?;
+            let catalog = flink::catalog(profile, catalog)?;
+            worker_engine(profile, launch, settings, setup, &catalog)
         }
         EngineSpec::Postgres(spec) => Ok(Arc::new(postgres::PostgresEngine::new(profile, spec, catalog)?)),
         EngineSpec::FlightSql(spec) => Ok(Arc::new(flight_sql::FlightSqlEngine::new(profile, spec)?)),

@@ -138,3 +138,27 @@ pub fn worker_script() -> Result<PathBuf, ProvisionError> {
     }
     Ok(path)
 }
+
+/// Checks once per process that a Java runtime starts (`$JAVA_HOME/bin/java`,
+/// else `java` on the path); the error names the Debian package.
+pub fn java() -> Result<(), String> {
+    static CHECK: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    CHECK
+        .get_or_init(|| {
+            let java = std::env::var_os("JAVA_HOME")
+                .map(|h| PathBuf::from(h).join("bin").join("java"))
+                .unwrap_or_else(|| "java".into());
+            let fix = "Spark and Flink need a Java 17 runtime: install Debian's openjdk-17-jre-headless \
+                       (apt install openjdk-17-jre-headless) or set JAVA_HOME";
+            match Command::new(&java).arg("-version").output() {
+                Ok(o) if o.status.success() => Ok(()),
+                Ok(o) => Err(format!(
+                    "`{} -version` failed: {}\n  fix: {fix}",
+                    java.display(),
+                    last_lines(&String::from_utf8_lossy(&o.stderr), 3)
+                )),
+                Err(e) => Err(format!("cannot run `{}`: {e}\n  fix: {fix}", java.display())),
+            }
+        })
+        .clone()
+}

@@ -207,13 +207,21 @@ pub(crate) fn source_stamp(source: &TableSource) -> String {
 /// Formats every value of a batch as text (`None` for NULL), row by row.
 pub(crate) fn batch_rows(
     batch: &RecordBatch,
+    row: impl FnMut(&[Option<String>]) -> Result<(), String>,
+) -> Result<(), String> {
+    batch_rows_with(batch, &FormatOptions::default(), row)
+}
+
+/// [`batch_rows`] with the given value formats.
+pub(crate) fn batch_rows_with(
+    batch: &RecordBatch,
+    opts: &FormatOptions<'_>,
     mut row: impl FnMut(&[Option<String>]) -> Result<(), String>,
 ) -> Result<(), String> {
-    let opts = FormatOptions::default();
     let formatters = batch
         .columns()
         .iter()
-        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), opts))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     let mut values = Vec::with_capacity(batch.num_columns());

@@ -45,8 +45,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 
 use crate::BuildError;
 use crate::python;
@@ -119,7 +117,7 @@ pub fn provision(
         )));
     }
     refuse_downloads(profile, settings)?;
-    java().map_err(|message| BuildError::Provision {
+    python::java().map_err(|message| BuildError::Provision {
         profile: profile.into(),
         message,
     })?;
@@ -195,30 +193,6 @@ pub fn connect_launch(
 /// The environment of a Spark worker: the driver on loopback.
 pub fn worker_env() -> BTreeMap<String, String> {
     BTreeMap::from([("SPARK_LOCAL_IP".to_string(), "127.0.0.1".to_string())])
-}
-
-/// Checks once per process that a Java runtime starts (`$JAVA_HOME/bin/java`,
-/// else `java` on the path); the error names the Debian package.
-pub fn java() -> Result<(), String> {
-    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
-    CHECK
-        .get_or_init(|| {
-            let java = std::env::var_os("JAVA_HOME")
-                .map(|h| PathBuf::from(h).join("bin").join("java"))
-                .unwrap_or_else(|| "java".into());
-            let fix = "Spark needs a Java 17 runtime: install Debian's openjdk-17-jre-headless \
-                       (apt install openjdk-17-jre-headless) or set JAVA_HOME";
-            match Command::new(&java).arg("-version").output() {
-                Ok(o) if o.status.success() => Ok(()),
-                Ok(o) => Err(format!(
-                    "`{} -version` failed: {}\n  fix: {fix}",
-                    java.display(),
-                    python::last_lines(&String::from_utf8_lossy(&o.stderr), 3)
-                )),
-                Err(e) => Err(format!("cannot run `{}`: {e}\n  fix: {fix}", java.display())),
-            }
-        })
-        .clone()
 }
 
 #[cfg(test)]

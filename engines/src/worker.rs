@@ -272,6 +272,9 @@ pub struct WorkerEngine {
     setup: Value,
     compile_timeout: Duration,
     idle: Mutex<Vec<Worker>>,
+    /// False when the worker says its results come in no defined order
+    /// (capability `unordered_results`, a streaming engine).
+    ordered: bool,
 }
 
 fn class_of(v: &Value) -> ErrorClass {
@@ -335,10 +338,14 @@ impl WorkerEngine {
             setup: setup_msg,
             compile_timeout,
             idle: Mutex::new(Vec::new()),
+            ordered: true,
         };
         let (w, hello) = engine.spawn().map_err(|e| fail(e.message))?;
         engine.info.engine = hello["engine"].as_str().unwrap_or("worker").to_string();
         engine.info.version = hello["version"].as_str().unwrap_or("unknown").to_string();
+        engine.ordered = !hello["capabilities"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|x| x == "unordered_results"));
         if let Ok(mut idle) = engine.idle.lock() {
             idle.push(w);
         }
@@ -430,7 +437,7 @@ fn failure(f: Failure, during: &str) -> EngineError {
 }
 
 /// Whether a DDL statement creates a table that a data file provides.
-fn defines_data_table(sql: &str, catalog: &Catalog) -> bool {
+pub(crate) fn defines_data_table(sql: &str, catalog: &Catalog) -> bool {
     use datafusion::sql::sqlparser::{ast::Statement, dialect::GenericDialect, parser::Parser};
     if catalog.tables.is_empty() {
         return false;
@@ -449,6 +456,10 @@ fn defines_data_table(sql: &str, catalog: &Catalog) -> bool {
 impl Engine for WorkerEngine {
     fn info(&self) -> &EngineInfo {
         &self.info
+    }
+
+    fn results_ordered(&self) -> bool {
+        self.ordered
     }
 
     fn compile(&self, sql: &str) -> Result<CompiledPlan, EngineError> {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """sqlflight worker for Python-hosted engines: DuckDB, datafusion-python,
-Apache Spark (pyspark, local mode) and Spark Connect servers (pyspark-client).
+Apache Spark (pyspark, local mode), Spark Connect servers (pyspark-client) and
+Apache Flink (pyflink, a local mini-cluster in batch or streaming mode).
 
 Speaks the sqlflight worker protocol, version 1 (docs/worker-protocol.md), on
 stdin/stdout:
@@ -10,6 +11,7 @@ stdin/stdout:
               (an Arrow IPC stream for `execute` results)
 
 Usage: sqlflight_worker.py duckdb|datafusion|spark [MASTER]|spark-connect URL
+       sqlflight_worker.py flink batch|streaming [PARALLELISM]
 
 Nothing but protocol frames is written to stdout; diagnostics go to stderr.
 """
@@ -633,10 +635,246 @@ class SparkConnect(Spark):
                 pass
 
 
+# A Java package path before a class name.
+_JAVA_PACKAGE = re.compile(r"\b(?:[a-z][a-z0-9_]*\.)+(?=[A-Z]\w*(?:Exception|Error)\b)")
+
+
+def flink_scan_tables(line):
+    """`table=[[default_catalog, default_database, t, filter=[..], project=[..],
+    metadata=[]]]` as `table=[t], filter=[..], project=[..]`: the table's name
+    where plan facts look for it, its pushed-down parts as their own details."""
+    start = line.find("table=[[")
+    if start < 0:
+        return line
+    i, depth = start + len("table=["), 0
+    for j in range(i, len(line)):
+        depth += {"[": 1, "]": -1}.get(line[j], 0)
+        if depth == 0:
+            break
+    else:
+        return line
+    inner = line[i + 1 : j]
+    parts, depth, cur = [], 0, ""
+    for ch in inner:
+        depth += {"[": 1, "]": -1, "(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur.strip())
+    path = [p for p in parts if "=" not in p]
+    rest = [p for p in parts if "=" in p and not p.endswith("=[]")]
+    name = path[-1] if path else inner
+    return line[:start] + ", ".join([f"table={name}"] + rest) + line[j + 2 :]
+
+
+class Flink:
+    """Apache Flink (pyflink) in a local mini-cluster, in batch or streaming
+    mode. A streaming query's changelog (+I, -U, +U, -D) is folded into its
+    final table before it is returned, so it compares with a batch result."""
+
+    def __init__(self, mode, parallelism):
+        import pyflink.version
+
+        self.version = pyflink.version.__version__
+        self.mode = mode
+        self.name = "flink-" + mode
+        self.parallelism = parallelism
+        self.settings = {}
+        self.env = None
+
+    def tenv(self):
+        """The table environment, started on first use, after the settings
+        arrived (a mini-cluster's options apply when it starts)."""
+        if self.env is None:
+            from pyflink.common import Configuration
+            from pyflink.table import EnvironmentSettings, TableEnvironment
+
+            c = Configuration()
+            c.set_string("parallelism.default", str(self.parallelism))
+            c.set_string("rest.bind-address", "127.0.0.1")
+            c.set_string("rest.address", "127.0.0.1")
+            for k, v in self.settings.items():
+                c.set_string(k, v)
+            b = EnvironmentSettings.new_instance()
+            b = b.in_batch_mode() if self.mode == "batch" else b.in_streaming_mode()
+            self.env = TableEnvironment.create(b.with_configuration(c).build())
+            # A fresh JVM runs its first jobs several times slower.
+            for _ in range(2):
+                with self.env.execute_sql("select count(*) from (values (1), (2), (3)) as t(x)").collect() as it:
+                    list(it)
+        return self.env
+
+    def java_class(self, e):
+        j = getattr(e, "java_exception", None)
+        try:
+            return j.getClass().getName() if j is not None else ""
+        except Exception:  # noqa: BLE001 - a JVM that is gone
+            return ""
+
+    def classify(self, e):
+        if isinstance(e, EngineError):
+            return e.cls
+        if isinstance(e, TimeoutError):
+            return "timeout"
+        kind = type(e).__name__
+        msg = self.message(e)
+        jc = self.java_class(e)
+        if kind in ("Py4JNetworkError", "ConnectionRefusedError", "BrokenPipeError", "EOFError") or (
+            "Answer from Java side is empty" in msg or "Py4JNetworkError" in msg
+        ):
+            return "crash"
+        if "OutOfMemoryError" in msg or kind == "MemoryError":
+            return "resource"
+        if jc.endswith("SqlParserException") or "SQL parse failed" in msg:
+            return "parse"
+        if jc.endswith("ValidationException") or "SQL validation failed" in msg:
+            return "plan"
+        if "This is a bug" in msg or "Unexpected" in msg[:80] or "CodeGenException" in msg:
+            return "internal"
+        if jc.endswith("TableException") or kind == "TableException":
+            # The planner refuses the query (e.g. a sort a stream cannot do).
+            return "plan"
+        return "execution"
+
+    def fatal(self, e):
+        return self.classify(e) in ("crash", "resource")
+
+    def message(self, e):
+        if isinstance(e, EngineError):
+            return f"flink {self.mode} mode: {e.message}"
+        msg = str(e)
+        j = getattr(e, "java_exception", None)
+        if j is not None:
+            try:
+                seen = 0
+                while j.getCause() is not None and seen < 20:
+                    j, seen = j.getCause(), seen + 1
+                msg = j.toString()
+            except Exception:  # noqa: BLE001 - a JVM that is gone
+                pass
+        msg = msg.split("\n\tat ")[0].split("\nJVM stacktrace:")[0].strip()
+        # `org.apache.calcite.sql.validate.SqlValidatorException: ...` reads as
+        # `SqlValidatorException: ...` (the package path says nothing to a user).
+        msg = _JAVA_PACKAGE.sub("", msg)
+        return f"flink {self.mode} mode: {msg}"
+
+    def setting(self, key, value):
+        self.settings[key] = value
+        if self.env is not None:
+            self.env.get_config().set(key, value)
+
+    def table(self, name, path, fmt):
+        # The host declares Flink's tables itself (converted CSV files, created
+        # by setup statements): a table message means a host that does not.
+        raise EngineError("plan", f"table {name}: Flink tables are declared by sqlflight's setup statements")
+
+    def statement(self, sql):
+        r = self.tenv().execute_sql(sql)
+        if r.get_job_client() is not None:
+            r.wait()
+
+    def compile(self, sql):
+        text = self.tenv().explain_sql(sql)
+        sections = dict(re.findall(r"== (.+?) ==\n(.*?)(?=\n== |\Z)", text, re.S))
+        logical = sections.get("Optimized Physical Plan") or text
+        physical = sections.get("Optimized Execution Plan")
+        lines = lambda t: "\n".join(map(flink_scan_tables, spark_plan_lines(t).splitlines()))  # noqa: E731
+        return lines(logical), physical and lines(physical)
+
+    def submit(self, sql):
+        """Starts the job of `sql` and returns its result. pyflink cannot hand
+        a TIMESTAMP_LTZ value to Python (its pickler fails on
+        `java.time.Instant`), so such columns are cast to TIMESTAMP of the same
+        precision, the wall-clock time in the session's time zone, as Flink's
+        own SQL client prints them."""
+        from pyflink.table import DataTypes
+        from pyflink.table import types as T
+        from pyflink.table.expressions import col
+
+        env = self.tenv()
+        try:
+            t = env.sql_query(sql)
+        except Exception:  # noqa: BLE001 - not a query (SHOW, DDL, ...): run as a statement
+            return env.execute_sql(sql)
+        schema = t.get_schema()
+        kinds = schema.get_field_data_types()
+        if not any(isinstance(k, T.LocalZonedTimestampType) for k in kinds):
+            return t.execute()
+        cols = [
+            col(n).cast(DataTypes.TIMESTAMP(getattr(k, "precision", 3))).alias(n)
+            if isinstance(k, T.LocalZonedTimestampType)
+            else col(n)
+            for n, k in zip(schema.get_field_names(), kinds)
+        ]
+        return t.select(*cols).execute()
+
+    def execute(self, sql, memory_limit, timeout_ms=None):
+        import threading
+
+        import pyarrow as pa
+        from pyflink.table import types as T
+
+        r = self.submit(sql)
+        schema = r.get_table_schema()
+        names = list(schema.get_field_names())
+        try:
+            types = [T.to_arrow_type(t) for t in schema.get_field_data_types()]
+        except Exception:  # noqa: BLE001 - a type Arrow has no match for: inferred from the values
+            types = [None] * len(names)
+        client = r.get_job_client()
+        rows = {}
+        if client is not None:
+            timer = None
+            cancelled = []
+            if timeout_ms:
+
+                def cancel():
+                    cancelled.append(True)
+                    client.cancel()
+
+                timer = threading.Timer(cancel_after(timeout_ms), cancel)
+                timer.daemon = True
+                timer.start()
+            try:
+                # The changelog folded into a multiset: +I/+U add a row, -U/-D
+                # take one back (a batch job only inserts).
+                with r.collect() as it:
+                    for row in it:
+                        kind = str(row.get_row_kind())
+                        key = tuple(row)
+                        if kind in ("+I", "+U"):
+                            rows[key] = rows.get(key, 0) + 1
+                        else:
+                            n = rows.get(key, 0) - 1
+                            if n > 0:
+                                rows[key] = n
+                            else:
+                                rows.pop(key, None)
+            except Exception:
+                if cancelled:
+                    raise TimeoutError(f"job cancelled at the timeout ({timeout_ms} ms)") from None
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        table = [k for k, n in rows.items() for _ in range(n)]
+        arrays = []
+        for i, (n, t) in enumerate(zip(names, types)):
+            values = [row[i] for row in table]
+            try:
+                arrays.append(pa.array(values, type=t))
+            except Exception:  # noqa: BLE001 - values that do not fit the declared type
+                arrays.append(pa.array([None if v is None else str(v) for v in values], type=pa.string()))
+        batch = pa.RecordBatch.from_arrays(arrays, names=names)
+        return batch.schema, [batch] if table else []
+
+
 def main():
     args = sys.argv[1:]
-    usage = "usage: sqlflight_worker.py duckdb|datafusion|spark [MASTER]|spark-connect URL"
-    if not args or args[0] not in ("duckdb", "datafusion", "spark", "spark-connect"):
+    usage = "usage: sqlflight_worker.py duckdb|datafusion|spark [MASTER]|spark-connect URL|flink batch|streaming [PARALLELISM]"
+    if not args or args[0] not in ("duckdb", "datafusion", "spark", "spark-connect", "flink"):
         print(usage, file=sys.stderr)
         return 2
     if args[0] == "spark-connect":
@@ -644,6 +882,11 @@ def main():
             print(usage, file=sys.stderr)
             return 2
         return serve(SparkConnect(args[1]))
+    if args[0] == "flink":
+        if len(args) < 2 or args[1] not in ("batch", "streaming"):
+            print(usage, file=sys.stderr)
+            return 2
+        return serve(Flink(args[1], int(args[2]) if len(args) > 2 else 2))
     if args[0] == "spark":
         return serve(Spark(args[1] if len(args) > 1 else "local[2]"))
     return serve(DuckDB() if args[0] == "duckdb" else DataFusion())
@@ -667,7 +910,8 @@ def serve(engine, intercept=None):
                         "protocol": PROTOCOL,
                         "engine": engine.name,
                         "version": engine.version,
-                        "capabilities": ["compile", "execute", "settings", "tables"],
+                        "capabilities": ["compile", "execute", "settings", "tables"]
+                        + (["unordered_results"] if getattr(engine, "mode", None) == "streaming" else []),
                     }
                 )
             elif op == "setup":

@@ -332,6 +332,7 @@ fn run_side(
     key: Option<&sqlflight_diffing::DigestKey>,
 ) -> Exec {
     let start = Instant::now();
+    let order = order.filter(|_| engine.results_ordered());
     let new_builder =
         |schema: &SchemaRef| DigestBuilder::new(schema, order.and_then(|k| order_columns(k, schema))).keyed(key);
     let mut builder: Option<DigestBuilder> = None;

@@ -410,6 +410,7 @@ fn datafusion_python_enforces_the_memory_limit() {
 }
 
 mod flight_sql;
+mod flink;
 mod servers;
 mod spark;
 
