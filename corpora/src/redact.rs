@@ -508,6 +508,8 @@ pub const JVM_ENGINE_WORDS: &[&str] = &[
     "pyspark",
     "flink",
     "pyflink",
+    "java",
+    "jvm",
     "streaming",
     "batch",
     "analysisexception",

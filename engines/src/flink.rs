@@ -24,11 +24,18 @@
 //! - Execute = the collected result as Arrow. In streaming mode the result of a
 //!   bounded query is a changelog (`+I`, `-U`, `+U`, `-D`): it is folded into the
 //!   final table (retractions applied) before it is returned, so a streaming
-//!   result compares with a batch result.
+//!   result compares with a batch result (as a multiset: the worker announces
+//!   `unordered_results`). `TIMESTAMP_LTZ` columns are cast to `TIMESTAMP` (the
+//!   wall-clock time in the session's time zone): pyflink cannot pickle
+//!   `java.time.Instant`.
 //! - Errors: `SqlParserException` = parse, `ValidationException` and planner
 //!   refusals (`TableException`, e.g. a sort on a non-time attribute in
 //!   streaming) = plan, job failures = execution; every message names the mode.
-//!   A timeout cancels the job; a lost JVM is a `crash`.
+//!   A timeout cancels the job, and the worker is then replaced: the cancel
+//!   runs on a second py4j connection (another Java thread), after which the
+//!   planner's thread-local Calcite metadata providers can be missing for
+//!   later queries. The timer thread never holds the last reference to a py4j
+//!   object for the same reason. A lost JVM is a `crash`.
 //!
 //! Never: bind beyond loopback, or write protocol frames anywhere but the
 //! protocol pipe (the JVM inherits a stdout that points at stderr).
@@ -230,7 +237,11 @@ fn convert(name: &str, source: &TableSource, out: &Path) -> Result<String, Strin
 /// through the filesystem connector, run before the catalog's own setup; DDL
 /// for the same tables is dropped (the files' types win, as for other engines).
 pub fn catalog(profile: &str, catalog: &Catalog) -> Result<Catalog, BuildError> {
-    let dir = python::cache_dir().join("data").join("flink-csv");
+    catalog_in(profile, catalog, &python::cache_dir().join("data").join("flink-csv"))
+}
+
+/// [`catalog`] with the converted files under `dir`.
+pub fn catalog_in(profile: &str, catalog: &Catalog, dir: &Path) -> Result<Catalog, BuildError> {
     let mut setup = Vec::new();
     for (name, source) in &catalog.tables {
         let stamp = server::source_stamp(source);

@@ -683,6 +683,10 @@ class Flink:
         self.parallelism = parallelism
         self.settings = {}
         self.env = None
+        # Set once a job was cancelled from the timer thread (see `execute`).
+        self.tainted = False
+        # Set once the JVM is known to have exited.
+        self.dead = False
 
     def tenv(self):
         """The table environment, started on first use, after the settings
@@ -713,11 +717,26 @@ class Flink:
         except Exception:  # noqa: BLE001 - a JVM that is gone
             return ""
 
+    def jvm_gone(self):
+        """Whether the JVM (this worker's only child process) has exited. A
+        call after that fails with whatever py4j says (`org does not exist in
+        the JVM`, a refused connection), which is a crash, not an error of the
+        query."""
+        if not self.dead and self.env is not None:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+                self.dead = pid != 0
+            except ChildProcessError:
+                self.dead = True
+        return self.dead
+
     def classify(self, e):
         if isinstance(e, EngineError):
             return e.cls
         if isinstance(e, TimeoutError):
             return "timeout"
+        if self.jvm_gone():
+            return "crash"
         kind = type(e).__name__
         msg = self.message(e)
         jc = self.java_class(e)
@@ -739,11 +758,13 @@ class Flink:
         return "execution"
 
     def fatal(self, e):
-        return self.classify(e) in ("crash", "resource")
+        return self.tainted or self.classify(e) in ("crash", "resource")
 
     def message(self, e):
         if isinstance(e, EngineError):
             return f"flink {self.mode} mode: {e.message}"
+        if self.jvm_gone():
+            return f"flink {self.mode} mode: the JVM exited (killed, or out of memory); a new worker takes the next query"
         msg = str(e)
         j = getattr(e, "java_exception", None)
         if j is not None:
@@ -794,14 +815,20 @@ class Flink:
         from pyflink.table.expressions import col
 
         env = self.tenv()
-        try:
-            t = env.sql_query(sql)
-        except Exception:  # noqa: BLE001 - not a query (SHOW, DDL, ...): run as a statement
-            return env.execute_sql(sql)
-        schema = t.get_schema()
-        kinds = schema.get_field_data_types()
+        r = env.execute_sql(sql)
+        kinds = r.get_table_schema().get_field_data_types()
         if not any(isinstance(k, T.LocalZonedTimestampType) for k in kinds):
-            return t.execute()
+            return r
+        # Rare: run it again through the Table API with the casts (the plain
+        # statement path above is the one every other query takes).
+        client = r.get_job_client()
+        if client is not None:
+            try:
+                client.cancel()
+            except Exception:  # noqa: BLE001 - already finished
+                pass
+        t = env.sql_query(sql)
+        schema = t.get_schema()
         cols = [
             col(n).cast(DataTypes.TIMESTAMP(getattr(k, "precision", 3))).alias(n)
             if isinstance(k, T.LocalZonedTimestampType)
@@ -828,11 +855,23 @@ class Flink:
         if client is not None:
             timer = None
             cancelled = []
+            # The timer thread must never hold the last reference to a py4j
+            # object: py4j would release it from that thread over a second
+            # connection, served by another Java thread, and Flink's planner
+            # (whose Calcite metadata providers are thread-local to the thread
+            # that built the environment) then fails later queries with
+            # `NullPointerException: metadataHandlerProvider`. So the job client
+            # is lent through a list the main thread empties.
+            lent = [client]
             if timeout_ms:
 
                 def cancel():
-                    cancelled.append(True)
-                    client.cancel()
+                    if lent:
+                        cancelled.append(True)
+                        # A cancel from this thread opens that second
+                        # connection: the worker is replaced after it.
+                        self.tainted = True
+                        lent[0].cancel()
 
                 timer = threading.Timer(cancel_after(timeout_ms), cancel)
                 timer.daemon = True
@@ -857,6 +896,7 @@ class Flink:
                     raise TimeoutError(f"job cancelled at the timeout ({timeout_ms} ms)") from None
                 raise
             finally:
+                lent.clear()
                 if timer is not None:
                     timer.cancel()
         table = [k for k, n in rows.items() for _ in range(n)]

@@ -9,24 +9,29 @@
 //! [`store::Store`] keeps it in SQLite (WAL, one immediate transaction per
 //! command, append-only audit log, versioned migrations), [`machine::RouteTable`]
 //! answers "which version serves tenant T", and [`serve`] answers the same over
-//! read-only HTTP.
+//! read-only HTTP, also in the shapes Trino Gateway and Kyuubi ask in
+//! ([`gateways`]). Approvals are SSH signatures over a canonical statement, or
+//! explicitly unsigned by OS account ([`trust`]); the audit log is a hash chain.
 //!
 //! Main types: [`policy::PolicyFile`], [`policy::Policy`], [`machine::State`],
 //! [`machine::RouteTable`], [`store::Store`], [`store::EvidenceRun`].
 //!
 //! It must never advance a rollout without the evidence, bake time and approvals
-//! its policy requires, never make rollback wait on any of them, and never change
-//! or delete an audit entry.
+//! its policy requires, never count one signing key twice for a phase, never make
+//! rollback wait on any of them, never change or delete an audit entry, and never
+//! write or serve the status token.
 
+pub mod gateways;
 pub mod machine;
 pub mod policy;
 pub mod serve;
 pub mod status;
 pub mod store;
+pub mod trust;
 
 #[cfg(test)]
 mod tests;
 
 pub use machine::{RouteTable, Side, State, Status, Unmet};
 pub use policy::{Policy, PolicyFile, PolicyIssue, VersionSpec};
-pub use store::{CheckOutcome, EvidenceRun, Rollout, Store, StoreError, Verdict, now_ms};
+pub use store::{Approval, CheckOutcome, EvidenceRun, Rollout, Store, StoreError, Verdict, now_ms};

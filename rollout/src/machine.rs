@@ -241,6 +241,8 @@ pub struct RouteTable {
     tenants: HashSet<String>,
     tiers: HashSet<String>,
     percent_bp: u32,
+    /// The gateway contracts of the policy.
+    pub gateways: crate::policy::Gateways,
 }
 
 /// A tenant's bucket in 0..10,000: xxh3 of the tenant id seeded by the rollout
@@ -273,6 +275,7 @@ impl RouteTable {
             tenants: live.iter().flat_map(|p| p.tenants.iter().cloned()).collect(),
             tiers: live.iter().flat_map(|p| p.tiers.iter().cloned()).collect(),
             percent_bp: live.iter().map(|p| p.percent_bp).max().unwrap_or(0),
+            gateways: policy.gateways.clone(),
         }
     }
 

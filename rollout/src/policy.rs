@@ -22,6 +22,89 @@ pub struct PolicyFile {
     #[serde(default)]
     pub gates: BTreeMap<String, GateRef>,
     pub phases: Vec<PhaseFile>,
+    /// Who may approve: `allowed_signers: FILE` (signed approvals) or
+    /// `unsigned: true`. Omitted: unsigned, marked as such everywhere.
+    #[serde(default)]
+    pub approvers: Option<ApproversFile>,
+    /// How gateways ask which version serves a session.
+    #[serde(default)]
+    pub gateways: Gateways,
+}
+
+/// `approvers:` as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproversFile {
+    /// git's / OpenSSH's `allowed_signers` file (relative to the policy).
+    #[serde(default)]
+    pub allowed_signers: Option<String>,
+    /// The signature namespace (`ssh-keygen -Y sign -n`); default `sqlflight-rollout`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Approvals without signatures: the approver is the OS account running
+    /// the command.
+    #[serde(default)]
+    pub unsigned: bool,
+}
+
+/// Gateway contracts `serve` answers besides `/v1/route`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateways {
+    /// Trino Gateway's external routing rules (`POST /v1/trino-gateway/route`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trino: Option<TrinoGateway>,
+    /// A Kyuubi session conf overlay (`GET /v1/kyuubi/conf?user=U`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kyuubi: Option<KyuubiGateway>,
+}
+
+/// Trino Gateway: where the tenant is in the request, and the routing group of
+/// each side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrinoGateway {
+    /// `user` (the Trino user: `X-Trino-User`, else the analyzed request
+    /// user, else `remoteUser`), `header:NAME`, `source` (`X-Trino-Source`) or
+    /// `client_tag:KEY` (`KEY=value` in `X-Trino-Client-Tags`).
+    #[serde(default = "default_tenant_field")]
+    pub tenant: String,
+    /// Where the tenant's tier is, in the same syntax (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    pub baseline_group: String,
+    pub candidate_group: String,
+}
+
+fn default_tenant_field() -> String {
+    "user".into()
+}
+
+/// Kyuubi: the engine home per side, and the subdomain that keeps sessions of
+/// different versions on different shared engines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KyuubiGateway {
+    /// The conf key that picks the engine's installation.
+    #[serde(default = "default_home_key")]
+    pub home_key: String,
+    pub baseline_home: String,
+    pub candidate_home: String,
+}
+
+fn default_home_key() -> String {
+    "kyuubi.engineEnv.SPARK_HOME".into()
+}
+
+impl TrinoGateway {
+    /// Checks a field spec (`user`, `header:NAME`, `source`, `client_tag:KEY`).
+    pub fn valid_field(spec: &str) -> bool {
+        match spec.split_once(':') {
+            None => matches!(spec, "user" | "source"),
+            Some(("header" | "client_tag", v)) => !v.trim().is_empty(),
+            _ => false,
+        }
+    }
 }
 
 /// Which engine build a side is. `version` must match the run manifests exactly;
@@ -150,6 +233,11 @@ pub struct Policy {
     pub candidate: VersionSpec,
     pub gates: BTreeMap<String, Gate>,
     pub phases: Vec<Phase>,
+    /// The allowed signers of approvals; `None` = unsigned approvals.
+    #[serde(default)]
+    pub signers: Option<crate::trust::Signers>,
+    #[serde(default)]
+    pub gateways: Gateways,
 }
 
 /// A policy mistake: what, where (a text to find in the file), how to fix it.
@@ -324,12 +412,34 @@ impl PolicyFile {
                 approvals,
             });
         }
+        if let Some(a) = &self.approvers
+            && a.unsigned == a.allowed_signers.is_some()
+        {
+            return Ok(Err(issue(
+                "approvers",
+                "`approvers:` must name `allowed_signers: FILE` or say `unsigned: true` (one of the two)".into(),
+                "list the release managers' SSH keys in an allowed_signers file (`alice@example.com ssh-ed25519 AAAA...`) and name it, or write `unsigned: true`",
+            )));
+        }
+        if let Some(t) = &self.gateways.trino {
+            for f in std::iter::once(&t.tenant).chain(t.tier.as_ref()) {
+                if !TrinoGateway::valid_field(f) {
+                    return Ok(Err(issue(
+                        f,
+                        format!("gateways.trino: `{f}` is not a request field"),
+                        "use `user`, `source`, `header:NAME` or `client_tag:KEY`",
+                    )));
+                }
+            }
+        }
         Ok(Ok(Policy {
             name: self.name.clone(),
             baseline: self.baseline.clone(),
             candidate: self.candidate.clone(),
             gates,
             phases,
+            signers: None,
+            gateways: self.gateways.clone(),
         }))
     }
 }

@@ -1,5 +1,8 @@
 //! The read-only HTTP endpoint for gateways: `GET /v1/route?tenant=T[&tier=P]`,
-//! `GET /v1/status`, `GET /healthz`. JSON answers.
+//! `POST /v1/trino-gateway/route` (Trino Gateway's external routing rules),
+//! `GET /v1/kyuubi/conf?user=U[&tier=P]` (a Kyuubi session conf overlay),
+//! `GET /v1/status` (bearer token when one is configured), `GET /healthz`.
+//! JSON answers.
 //!
 //! Every route lookup first asks SQLite whether another connection committed since
 //! the last lookup (`PRAGMA data_version`, no table read) and reloads the routing
@@ -50,7 +53,7 @@ impl Router {
     }
 }
 
-fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
+pub(crate) fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -65,14 +68,69 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
     r
 }
 
-fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json(status, &serde_json::json!({ "error": message }))
 }
 
+/// What `serve` answers besides routes.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// When set, `/v1/status` needs `Authorization: Bearer <token>`.
+    pub status_token: Option<String>,
+}
+
+/// Compares without stopping at the first differing byte.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// One request as `handle` sees it.
+pub struct Req<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a hyper::HeaderMap,
+    pub body: &'a [u8],
+}
+
 /// Answers one request.
-pub fn handle(router: &Mutex<Router>, method: &Method, path: &str, query: Option<&str>) -> Response<Full<Bytes>> {
+pub fn handle(router: &Mutex<Router>, opts: &ServeOptions, req: &Req<'_>) -> Response<Full<Bytes>> {
+    let (method, path, query) = (req.method, req.path, req.query);
+    if path == "/v1/trino-gateway/route" {
+        if method != Method::POST {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Trino Gateway posts its routing request here",
+            );
+        }
+        return crate::gateways::trino_answer(router, req.headers, req.body);
+    }
     if method != Method::GET && method != Method::HEAD {
         return error(StatusCode::METHOD_NOT_ALLOWED, "read-only endpoint: GET only");
+    }
+    if path == "/v1/kyuubi/conf" {
+        return crate::gateways::kyuubi_answer(router, query);
+    }
+    if path == "/v1/status"
+        && let Some(token) = &opts.status_token
+    {
+        let given = req
+            .headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_secret(given.trim().as_bytes(), token.as_bytes()) {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "the status and audit need `Authorization: Bearer <token>`",
+            );
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer realm=\"sqlflight\""),
+            );
+            return r;
+        }
     }
     let Ok(mut r) = router.lock() else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "router lock poisoned");
@@ -111,25 +169,36 @@ pub fn handle(router: &Mutex<Router>, method: &Method, path: &str, query: Option
         }
         _ => error(
             StatusCode::NOT_FOUND,
-            "unknown path; try /v1/route?tenant=T or /v1/status",
+            "unknown path; try /v1/route?tenant=T, /v1/trino-gateway/route, /v1/kyuubi/conf?user=U or /v1/status",
         ),
     }
 }
 
+/// Largest request body read (a Trino Gateway request carries no SQL by default).
+const MAX_BODY: usize = 1 << 20;
+
 /// Accepts connections on `listener` until the process ends, answering each
-/// request with `answer`.
+/// request (its body read up to [`MAX_BODY`]) with `answer`.
 async fn accept<F>(listener: tokio::net::TcpListener, answer: F) -> std::io::Result<()>
 where
-    F: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
+    F: Fn(&hyper::http::request::Parts, &[u8]) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
 {
+    use http_body_util::{BodyExt, Limited};
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         let answer = answer.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let r = answer(&req);
-                async move { Ok::<_, Infallible>(r) }
+                let answer = answer.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let r = match Limited::new(body, MAX_BODY).collect().await {
+                        Ok(b) => answer(&parts, &b.to_bytes()),
+                        Err(_) => error(StatusCode::PAYLOAD_TOO_LARGE, "the request body is over 1 MiB"),
+                    };
+                    Ok::<_, Infallible>(r)
+                }
             });
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
         });
@@ -137,10 +206,24 @@ where
 }
 
 /// Serves `router` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, router: Arc<Mutex<Router>>) -> std::io::Result<()> {
-    accept(listener, move |req| {
-        let uri = req.uri();
-        handle(&router, req.method(), uri.path(), uri.query())
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Arc<Mutex<Router>>,
+    opts: ServeOptions,
+) -> std::io::Result<()> {
+    let opts = Arc::new(opts);
+    accept(listener, move |parts, body| {
+        handle(
+            &router,
+            &opts,
+            &Req {
+                method: &parts.method,
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                body,
+            },
+        )
     })
     .await
 }
@@ -148,7 +231,7 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Arc<Mutex<Router>>
 /// The same HTTP stack answering a fixed body without routing: the benchmark's
 /// reference for what the stack itself costs on this machine.
 pub async fn serve_fixed(listener: tokio::net::TcpListener, body: &'static str) -> std::io::Result<()> {
-    accept(listener, move |_| {
+    accept(listener, move |_, _| {
         json(StatusCode::OK, &serde_json::Value::String(body.to_string()))
     })
     .await
@@ -178,9 +261,14 @@ where
 }
 
 /// Serves the store at `path` on `addr` (see [`on_runtime`]).
-pub fn run_blocking(path: &Path, addr: SocketAddr, bound: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+pub fn run_blocking(
+    path: &Path,
+    addr: SocketAddr,
+    opts: ServeOptions,
+    bound: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
     let router = Arc::new(Mutex::new(Router::new(Store::open_read_only(path)?)?));
-    on_runtime(addr, bound, |l| serve(l, router))
+    on_runtime(addr, bound, |l| serve(l, router, opts))
 }
 
 /// [`serve_fixed`] on `addr`, for the benchmark.

@@ -77,6 +77,10 @@ pub fn status_json(r: &Rollout, audit: &[AuditEntry], now: i64) -> Value {
         "phase_name": s.phase.checked_sub(1).map(|i| p.phases[i].name.clone()),
         "phase_entered": rfc3339(s.phase_entered_ms),
         "complete": s.phase == p.phases.len() && s.status != machine::Status::RolledBack,
+        "approvals": match &p.signers {
+            Some(sg) => json!({"mode": "signed", "namespace": sg.namespace, "allowed_signers": sg.origin}),
+            None => json!({"mode": "unsigned"}),
+        },
         "phases": phases,
         "on_candidate": {
             "tenants": tenants,

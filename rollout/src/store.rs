@@ -18,7 +18,8 @@ use crate::policy::{Gate, Policy};
 /// Hand-rolled rather than a migration crate so the upgrade runs inside one
 /// `BEGIN IMMEDIATE` transaction: two processes opening a new store at once cannot
 /// both apply it.
-const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE rollouts (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
@@ -64,7 +65,28 @@ CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#];
+"#,
+    r#"
+DROP TRIGGER audit_append_only_update;
+DROP TRIGGER audit_append_only_delete;
+ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+ALTER TABLE audit ADD COLUMN hash TEXT;
+ALTER TABLE approvals ADD COLUMN key_fingerprint TEXT;
+ALTER TABLE approvals ADD COLUMN statement TEXT;
+ALTER TABLE approvals ADD COLUMN signature TEXT;
+CREATE UNIQUE INDEX approvals_one_key_per_phase ON approvals (rollout_id, phase, key_fingerprint)
+    WHERE key_fingerprint IS NOT NULL;
+"#,
+];
+
+/// Run after the migrations that drop them (version 2 chains the entries
+/// written before it, then restores the append-only triggers).
+const TRIGGERS: &str = r#"
+CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -100,6 +122,8 @@ pub enum StoreError {
     Unmet(Vec<Unmet>),
     #[error("{path}: the stored policy is unreadable: {message}")]
     Corrupt { path: PathBuf, message: String },
+    #[error("approval refused: {0}")]
+    Approval(String),
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -179,6 +203,42 @@ pub enum Verdict {
     /// A non-critical rule failed: paused for a human (if tenants were on the
     /// candidate), not recorded.
     Inconclusive,
+    /// The rollout is rolled back or past its last phase: nothing is judged,
+    /// recorded or audited.
+    NotRecorded,
+}
+
+/// Why a rollout takes no more evidence, if it does not.
+fn idle(r: &Rollout) -> Option<String> {
+    if r.state.status == Status::RolledBack {
+        return Some(
+            "the rollout is rolled back: evidence counts for no phase; start a new rollout with `rollout init`".into(),
+        );
+    }
+    if r.state.phase >= r.policy.phases.len() {
+        return Some(format!(
+            "the rollout is complete (all {} phases entered): there is no next phase to gather evidence for",
+            r.policy.phases.len()
+        ));
+    }
+    None
+}
+
+/// An approval as given to [`Store::approve`].
+#[derive(Debug, Clone)]
+pub enum Approval {
+    /// A statement from [`Store::statement`] and its `ssh-keygen -Y sign` signature (PEM).
+    Signed { statement: String, signature: String },
+    /// An unsigned approval by the OS account running the command.
+    Unsigned { account: String },
+}
+
+impl Approval {
+    pub fn unsigned(account: &str) -> Approval {
+        Approval::Unsigned {
+            account: account.to_string(),
+        }
+    }
 }
 
 /// The result of `check`.
@@ -262,6 +322,10 @@ impl Store {
             }
             for m in &MIGRATIONS[v as usize..] {
                 tx.execute_batch(m).map_err(&e)?;
+            }
+            if v < 2 {
+                chain_unchained(&tx, path)?;
+                tx.execute_batch(TRIGGERS).map_err(&e)?;
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(&e)?;
             tx.commit().map_err(&e)?;
@@ -428,24 +492,50 @@ impl Store {
         Ok(r)
     }
 
-    /// Records `actor`'s approval of the next phase.
-    pub fn approve(&mut self, actor: &str, note: Option<&str>, now: i64) -> Result<Rollout> {
+    /// Records an approval of the next phase. With allowed signers in the
+    /// policy, `approval` must be `Signed` and verify against the rollout as
+    /// it is inside the transaction (so evidence recorded meanwhile makes an
+    /// older statement stale); without, it must be `Unsigned` (the OS account).
+    pub fn approve(&mut self, approval: &Approval, note: Option<&str>, now: i64) -> Result<Rollout> {
         let (_, r) = self.transact(
             |r| {
-                machine::approve(&r.policy, &mut r.state, actor)?;
+                let (who, key, mode) = match (&r.policy.signers, approval) {
+                    (Some(signers), Approval::Signed { statement, signature }) => {
+                        let s = crate::trust::verify_approval(signers, r, statement, signature, now)
+                            .map_err(StoreError::Approval)?;
+                        (s.identity(), Some(s.fingerprint), "signed")
+                    }
+                    (Some(_), Approval::Unsigned { .. }) => {
+                        return Err(StoreError::Approval(
+                            "this rollout's policy lists allowed signers: approve with a signed statement (`sqlflight rollout statement`, `ssh-keygen -Y sign`, then `rollout approve --signature FILE`)".into(),
+                        ));
+                    }
+                    (None, Approval::Unsigned { account }) => (account.clone(), None, "UNSIGNED"),
+                    (None, Approval::Signed { .. }) => {
+                        return Err(StoreError::Approval(
+                            "this rollout's policy has no allowed signers, so a signature cannot be checked; approvals are unsigned (by OS account)".into(),
+                        ));
+                    }
+                };
+                machine::approve(&r.policy, &mut r.state, &who)?;
                 let target = r.state.phase + 1;
                 let reason = format!(
-                    "approves phase {} ({}){}",
+                    "{mode} approval of phase {} ({}){}",
                     target,
                     r.policy.phases[target - 1].name,
                     note.map(|n| format!(": {n}")).unwrap_or_default()
                 );
-                Ok((target, Some(PendingAudit::new(actor, "approve", Some(reason)))))
+                Ok(((target, who.clone(), key), Some(PendingAudit::new(&who, "approve", Some(reason)))))
             },
-            |tx, r, path, target| {
+            |tx, r, path, (target, who, key)| {
+                let (statement, signature) = match approval {
+                    Approval::Signed { statement, signature } => (Some(statement.as_str()), Some(signature.as_str())),
+                    Approval::Unsigned { .. } => (None, None),
+                };
                 tx.execute(
-                    "INSERT INTO approvals (rollout_id, phase, approver, note, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![r.id, *target as i64, actor, note, now],
+                    "INSERT INTO approvals (rollout_id, phase, approver, note, at_ms, key_fingerprint, statement, signature)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![r.id, *target as i64, who, note, now, key, statement, signature],
                 )
                 .map_err(sql(path))?;
                 Ok(())
@@ -453,6 +543,18 @@ impl Store {
             now,
         )?;
         Ok(r)
+    }
+
+    /// The statement an approval of the next phase signs now.
+    pub fn statement(&self, now: i64) -> Result<String> {
+        let r = self.current_required()?;
+        if r.state.status == Status::RolledBack {
+            return Err(StoreError::Refused(Refusal::RolledBack));
+        }
+        if r.state.phase >= r.policy.phases.len() {
+            return Err(StoreError::Refused(Refusal::Complete));
+        }
+        Ok(crate::trust::statement(&r, now))
     }
 
     /// Enters the next phase, or lists every unmet condition.
@@ -478,11 +580,38 @@ impl Store {
     }
 
     /// Routes every tenant to the baseline: one transaction, no conditions.
-    pub fn rollback(&mut self, actor: &str, reason: &str, now: i64) -> Result<Rollout> {
-        self.change(actor, "rollback", now, |r| {
-            machine::rollback(&mut r.state);
-            Ok(Some(reason.to_string()))
-        })
+    /// Idempotent: on a rollout already rolled back it writes nothing and
+    /// returns `false` (the rollout as it is says when that happened).
+    pub fn rollback(&mut self, actor: &str, reason: &str, now: i64) -> Result<(Rollout, bool)> {
+        let (done, r) = self.transact(
+            |r| {
+                if r.state.status == Status::RolledBack {
+                    return Ok((false, None));
+                }
+                machine::rollback(&mut r.state);
+                Ok((
+                    true,
+                    Some(PendingAudit::new(actor, "rollback", Some(reason.to_string()))),
+                ))
+            },
+            |_, _, _, _| Ok(()),
+            now,
+        )?;
+        Ok((r, done))
+    }
+
+    /// When the current rollout was rolled back (the newest rollback entry).
+    pub fn rolled_back_at(&self) -> Result<Option<(String, String)>> {
+        let Some(r) = self.current()? else { return Ok(None) };
+        self.conn
+            .query_row(
+                "SELECT at_ms, actor FROM audit WHERE rollout_id = ?1 AND action IN ('rollback', 'auto_rollback')
+                 ORDER BY id DESC LIMIT 1",
+                [r.id],
+                |row| Ok((rfc3339(row.get(0)?), row.get(1)?)),
+            )
+            .optional()
+            .map_err(sql(&self.path))
     }
 
     /// Judges runs against the current rollout: binding (exactly this baseline
@@ -495,9 +624,31 @@ impl Store {
         // rollback must not wait for it); judge again inside only if the phase
         // moved to another gate in the meantime.
         let pre = self.current_required()?;
+        if let Some(why) = idle(&pre) {
+            return Ok(CheckOutcome {
+                verdict: Verdict::NotRecorded,
+                gate: None,
+                reasons: vec![why],
+                rules: Vec::new(),
+                runs: Vec::new(),
+                paused: false,
+            });
+        }
         let early = assess(&pre.policy, pre.state.phase, runs);
         let ((outcome, _), _) = self.transact(
             |r| {
+                if let Some(why) = idle(r) {
+                    // Rolled back (or finished) while the runs were judged.
+                    let out = CheckOutcome {
+                        verdict: Verdict::NotRecorded,
+                        gate: None,
+                        reasons: vec![why],
+                        rules: Vec::new(),
+                        runs: Vec::new(),
+                        paused: false,
+                    };
+                    return Ok(((out, Vec::new()), None));
+                }
                 let same_gate = r.id == pre.id
                     && r.policy.judging_gate(r.state.phase).map(|g| &g.name) == early.gate.as_ref().map(|g| &g.name);
                 let Assessment {
@@ -727,7 +878,40 @@ impl Store {
                 "{approvals} approvals but {approve_entries} approve entries in the audit log"
             ));
         }
+        let report = self.audit_chain()?;
+        if let Some((_, what)) = &report.first_break {
+            problems.push(format!("audit chain broken: {what}"));
+        }
+        let (triggers, seq, last): (i64, i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'
+                         AND name IN ('audit_append_only_update', 'audit_append_only_delete')),
+                        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0),
+                        COALESCE((SELECT MAX(id) FROM audit), 0)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(&e)?;
+        if triggers != 2 {
+            problems.push("the audit log's append-only triggers were dropped".into());
+        }
+        if seq != last {
+            problems.push(format!(
+                "audit chain broken: the log ends at id {last} but ids up to {seq} were written: the newest entries were deleted"
+            ));
+        }
         Ok(problems)
+    }
+
+    /// Every audit entry with its hash, oldest first (`rollout audit --export`).
+    pub fn audit_entries(&self) -> Result<Vec<ChainEntry>> {
+        read_chain(&self.conn, &self.path)
+    }
+
+    /// Checks the whole audit chain.
+    pub fn audit_chain(&self) -> Result<ChainReport> {
+        Ok(verify_chain(&self.audit_entries()?))
     }
 }
 
@@ -854,24 +1038,203 @@ fn audit(
     reason: Option<&str>,
     evidence: serde_json::Value,
 ) -> Result<()> {
+    let e = sql(path);
     let ev = (!evidence.is_null()).then(|| evidence.to_string());
+    // The entry's id is chosen here (not by AUTOINCREMENT after the fact) so it
+    // is part of the hash: a row moved to another id breaks the chain.
+    let (id, prev): (i64, Option<String>) = conn
+        .query_row(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0) + 1,
+                    (SELECT hash FROM audit ORDER BY id DESC LIMIT 1)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(&e)?;
+    let row = ChainRow {
+        id,
+        rollout_id: rollout,
+        at_ms: now,
+        actor: actor.to_string(),
+        action: action.to_string(),
+        from_phase: from as i64,
+        to_phase: to as i64,
+        status: status.as_str().to_string(),
+        reason: reason.map(str::to_string),
+        evidence: ev,
+        prev_hash: prev.unwrap_or_else(|| GENESIS.to_string()),
+    };
+    let hash = row.hash();
     conn.execute(
-        "INSERT INTO audit (rollout_id, at_ms, actor, action, from_phase, to_phase, status, reason, evidence)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO audit (id, rollout_id, at_ms, actor, action, from_phase, to_phase, status, reason, evidence, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
-            rollout,
-            now,
-            actor,
-            action,
-            from as i64,
-            to as i64,
-            status.as_str(),
-            reason,
-            ev
+            row.id,
+            row.rollout_id,
+            row.at_ms,
+            row.actor,
+            row.action,
+            row.from_phase,
+            row.to_phase,
+            row.status,
+            row.reason,
+            row.evidence,
+            row.prev_hash,
+            hash
         ],
     )
-    .map_err(sql(path))?;
+    .map_err(&e)?;
     Ok(())
+}
+
+/// The `prev_hash` of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An audit row as hashed: every column but the hash itself, the previous
+/// entry's hash included, so an edited, deleted, inserted or reordered entry
+/// breaks every link after it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ChainRow {
+    pub id: i64,
+    pub rollout_id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub from_phase: i64,
+    pub to_phase: i64,
+    pub status: String,
+    pub reason: Option<String>,
+    /// The evidence JSON exactly as stored.
+    pub evidence: Option<String>,
+    pub prev_hash: String,
+}
+
+impl ChainRow {
+    /// blake3 of the row's canonical JSON (fields in declaration order), as hex.
+    pub fn hash(&self) -> String {
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        blake3::hash(&canonical).to_hex().to_string()
+    }
+}
+
+/// An exported audit entry: the row and its hash (`rollout audit --export`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ChainEntry {
+    #[serde(flatten)]
+    pub row: ChainRow,
+    pub hash: String,
+}
+
+/// What checking the chain found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChainReport {
+    pub entries: usize,
+    /// The last entry's hash: compare it with one kept elsewhere to detect a
+    /// truncated log.
+    pub head: Option<String>,
+    /// The first broken link: the entry's position (1-based) and what is wrong.
+    pub first_break: Option<(usize, String)>,
+}
+
+/// Checks a sequence of entries (from the store or an export): ids follow one
+/// another, each entry names its predecessor's hash, each hash matches its row.
+pub fn verify_chain(entries: &[ChainEntry]) -> ChainReport {
+    let mut prev_hash = GENESIS.to_string();
+    let mut prev_id: Option<i64> = None;
+    let mut first_break = None;
+    for (i, e) in entries.iter().enumerate() {
+        let pos = i + 1;
+        let problem = if let Some(p) = prev_id
+            && e.row.id != p + 1
+        {
+            Some(if e.row.id > p + 1 {
+                format!(
+                    "entry {pos} has id {} after id {p}: entries {}..={} were deleted",
+                    e.row.id,
+                    p + 1,
+                    e.row.id - 1
+                )
+            } else {
+                format!(
+                    "entry {pos} has id {} after id {p}: entries were reordered or duplicated",
+                    e.row.id
+                )
+            })
+        } else if e.row.prev_hash != prev_hash {
+            Some(format!(
+                "entry {pos} (id {}) does not follow the entry before it: an entry before it was edited, deleted or inserted",
+                e.row.id
+            ))
+        } else if e.row.hash() != e.hash {
+            Some(format!(
+                "entry {pos} (id {}, {} by {}) was edited after it was written",
+                e.row.id, e.row.action, e.row.actor
+            ))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            first_break = Some((pos, p));
+            break;
+        }
+        prev_hash = e.hash.clone();
+        prev_id = Some(e.row.id);
+    }
+    ChainReport {
+        entries: entries.len(),
+        head: entries.last().map(|e| e.hash.clone()),
+        first_break,
+    }
+}
+
+/// Chains entries written before the chain existed (migration to version 2).
+fn chain_unchained(tx: &Connection, path: &Path) -> Result<()> {
+    let e = sql(path);
+    let rows = read_chain(tx, path)?;
+    let mut prev = GENESIS.to_string();
+    for mut entry in rows {
+        entry.row.prev_hash = prev;
+        let hash = entry.row.hash();
+        tx.execute(
+            "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE id = ?3",
+            params![entry.row.prev_hash, hash, entry.row.id],
+        )
+        .map_err(&e)?;
+        prev = hash;
+    }
+    Ok(())
+}
+
+/// Every audit entry with its stored hash, oldest first.
+fn read_chain(conn: &Connection, path: &Path) -> Result<Vec<ChainEntry>> {
+    let e = sql(path);
+    let mut st = conn
+        .prepare(
+            "SELECT id, rollout_id, at_ms, actor, action, from_phase, to_phase, status, reason, evidence,
+                    COALESCE(prev_hash, ''), COALESCE(hash, '')
+             FROM audit ORDER BY id",
+        )
+        .map_err(&e)?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(ChainEntry {
+                row: ChainRow {
+                    id: r.get(0)?,
+                    rollout_id: r.get(1)?,
+                    at_ms: r.get(2)?,
+                    actor: r.get(3)?,
+                    action: r.get(4)?,
+                    from_phase: r.get(5)?,
+                    to_phase: r.get(6)?,
+                    status: r.get(7)?,
+                    reason: r.get(8)?,
+                    evidence: r.get(9)?,
+                    prev_hash: r.get(10)?,
+                },
+                hash: r.get(11)?,
+            })
+        })
+        .map_err(&e)?;
+    rows.collect::<std::result::Result<_, _>>().map_err(&e)
 }
 
 fn load_current(conn: &Connection, path: &Path) -> Result<Option<Rollout>> {

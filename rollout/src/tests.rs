@@ -44,6 +44,8 @@ fn gate(max: &[(OutcomeClass, u64)]) -> Gate {
 
 fn policy(phases: Vec<Phase>) -> Policy {
     Policy {
+        signers: None,
+        gateways: Default::default(),
         name: "df-upgrade".into(),
         baseline: v("54.0.0"),
         candidate: v("55.2.0"),
@@ -283,9 +285,10 @@ fn store_binds_evidence_and_rolls_back_on_critical_failure() {
         .check("ci", &[run("playback", "55.2.0", OutcomeClass::SamePlan)], 4)
         .unwrap();
     assert_eq!(c.verdict, Verdict::Pass);
-    st.approve("bob", Some("looks good"), 5).unwrap();
+    st.approve(&crate::Approval::unsigned("bob"), Some("looks good"), 5)
+        .unwrap();
     assert!(
-        st.approve("bob", None, 6)
+        st.approve(&crate::Approval::unsigned("bob"), None, 6)
             .unwrap_err()
             .to_string()
             .contains("already approved")
@@ -377,7 +380,7 @@ fn store_matches_machine() {
                     Op::Approve(i) => {
                         let who = format!("rm{i}");
                         let m = machine::approve(&p, &mut model, &who).is_ok();
-                        prop_assert_eq!(st.approve(&who, None, now).is_ok(), m);
+                        prop_assert_eq!(st.approve(&crate::Approval::unsigned(&who), None, now).is_ok(), m);
                         m
                     }
                     Op::Advance => {
@@ -396,9 +399,11 @@ fn store_matches_machine() {
                         m
                     }
                     Op::Rollback => {
+                        // Idempotent: a second rollback changes and audits nothing.
+                        let first = model.status != Status::RolledBack;
                         machine::rollback(&mut model);
-                        st.rollback("x", "test", now).unwrap();
-                        true
+                        prop_assert_eq!(st.rollback("x", "test", now).unwrap().1, first);
+                        first
                     }
                     Op::Evidence(_) => false,
                     Op::Wait(ms) => {
@@ -466,4 +471,71 @@ fn a_store_from_a_newer_sqlflight_is_refused_not_damaged() {
         .unwrap()
         .to_string();
     assert!(e.contains("rollout init --policy"), "{e}");
+}
+
+#[test]
+fn a_version_1_store_is_chained_on_upgrade_and_stays_append_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("v1.db");
+    {
+        // A store as sqlflight with schema version 1 wrote it.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(crate::store::MIGRATIONS[0]).unwrap();
+        c.execute_batch(
+            "INSERT INTO rollouts VALUES (1, 'old', '{}', 'd', 1, 'alice', 'active', 0, 1);
+             INSERT INTO audit (rollout_id, at_ms, actor, action, from_phase, to_phase, status) VALUES
+               (1, 1, 'alice', 'init', 0, 0, 'active'), (1, 2, 'bob', 'pause', 0, 0, 'paused');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let st = Store::open(&path, false).unwrap();
+    let report = st.audit_chain().unwrap();
+    assert_eq!(report.entries, 2);
+    assert_eq!(report.first_break, None, "{report:?}");
+    // Triggers restored after the backfill: rows still cannot change.
+    let c = rusqlite::Connection::open(&path).unwrap();
+    assert!(c.execute("DELETE FROM audit WHERE id = 1", []).is_err());
+    assert!(c.execute("UPDATE audit SET actor = 'x' WHERE id = 2", []).is_err());
+}
+
+proptest! {
+    /// Any single edit of any field of any entry breaks the chain at that entry
+    /// (or, for a link field, right there), never later and never silently.
+    #[test]
+    fn the_audit_chain_finds_any_edit_at_its_position(n in 1usize..12, at in 0usize..12, field in 0usize..5) {
+        use crate::store::{ChainEntry, ChainRow, GENESIS, verify_chain};
+        let mut prev = GENESIS.to_string();
+        let mut entries = Vec::new();
+        for i in 0..n {
+            let row = ChainRow {
+                id: i as i64 + 1,
+                rollout_id: 1,
+                at_ms: 1000 + i as i64,
+                actor: format!("os:u{i}"),
+                action: "advance".into(),
+                from_phase: i as i64,
+                to_phase: i as i64 + 1,
+                status: "active".into(),
+                reason: Some(format!("r{i}")),
+                evidence: None,
+                prev_hash: prev.clone(),
+            };
+            let hash = row.hash();
+            prev = hash.clone();
+            entries.push(ChainEntry { row, hash });
+        }
+        prop_assert_eq!(verify_chain(&entries).first_break, None);
+        let at = at % n;
+        let e = &mut entries[at];
+        match field {
+            0 => e.row.actor.push('x'),
+            1 => e.row.at_ms += 1,
+            2 => e.row.reason = None,
+            3 => e.row.to_phase += 1,
+            _ => e.row.action = "rollback".into(),
+        }
+        let report = verify_chain(&entries);
+        prop_assert_eq!(report.first_break.map(|(pos, _)| pos), Some(at + 1));
+    }
 }

@@ -194,9 +194,25 @@ impl Engine for WrongEngine {
 /// `GET path` from an HTTP server at `addr` (`host:port`), without keep-alive:
 /// the status code and the body parsed as JSON.
 pub fn http_get(addr: &str, path: &str) -> (u16, serde_json::Value) {
+    http_request(addr, "GET", path, &[], "")
+}
+
+/// One HTTP/1.1 request with `headers` and `body`; the status and the JSON body.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, serde_json::Value) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the HTTP endpoint");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");

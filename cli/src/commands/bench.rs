@@ -35,6 +35,8 @@ pub enum BenchCmd {
     Worker(super::bench_worker::WorkerBenchArgs),
     /// Spark as a worker vs a bare pyspark loop: per-query overhead.
     Spark(super::bench_spark::SparkBenchArgs),
+    /// Flink as a worker vs a bare pyflink loop; catalog conversion vs copying.
+    Flink(super::bench_flink::FlinkBenchArgs),
     /// Log ingest + fingerprinting vs pt-query-digest on the same slow log; peak
     /// memory of ingesting and sampling a long log.
     Ingest(super::bench_corpus::IngestBenchArgs),
@@ -168,6 +170,7 @@ pub fn run(cmd: &BenchCmd, cli: &Cli) -> anyhow::Result<u8> {
         BenchCmd::Worker(a) => super::bench_worker::bench_worker(a, cli),
         BenchCmd::Ingest(a) => super::bench_corpus::bench_ingest(a, cli),
         BenchCmd::Spark(a) => super::bench_spark::bench_spark(a, cli),
+        BenchCmd::Flink(a) => super::bench_flink::bench_flink(a, cli),
     }
 }
 

@@ -46,6 +46,8 @@ fn policy() -> Policy {
         approvals: 0,
     };
     Policy {
+        signers: None,
+        gateways: Default::default(),
         name: "bench".into(),
         baseline: v("1.0"),
         candidate: v("2.0"),
@@ -197,9 +199,14 @@ pub fn bench_rollout(args: &RolloutBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
     // Over HTTP: the endpoint vs the same HTTP stack answering a constant.
     let p2 = path.clone();
     let route_addr = spawn_server(move |tx| {
-        let _ = sqlflight_rollout::serve::run_blocking(&p2, std::net::SocketAddr::from(([127, 0, 0, 1], 0)), |a| {
-            let _ = tx.send(a);
-        });
+        let _ = sqlflight_rollout::serve::run_blocking(
+            &p2,
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            Default::default(),
+            |a| {
+                let _ = tx.send(a);
+            },
+        );
     })?;
     let fixed_addr = spawn_server(move |tx| {
         let _ =
@@ -254,7 +261,11 @@ pub fn bench_rollout(args: &RolloutBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
         );
         inproc_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let (chain_rate, hash_only_rate) = audit_chain_rates(200_000)?;
     let v = serde_json::json!({
+        "audit_chain_verify_entries_per_s": chain_rate.round(),
+        "audit_blake3_only_entries_per_s": hash_only_rate.round(),
+        "audit_chain_vs_blake3_only": chain_rate / hash_only_rate,
         "in_process_lookups_per_s": table_rate.round(),
         "in_process_fresh_lookups_per_s": fresh_rate.round(),
         "tenant_hash_only_per_s": hash_rate.round(),
@@ -274,6 +285,49 @@ pub fn bench_rollout(args: &RolloutBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
     });
     emit_rollout(cli, &v)?;
     Ok(EXIT_OK)
+}
+
+/// Verifying an audit chain of `n` entries (serialize, hash, compare links)
+/// against hashing the same serialized bytes alone (the chain's floor).
+fn audit_chain_rates(n: usize) -> anyhow::Result<(f64, f64)> {
+    use sqlflight_rollout::store::{ChainEntry, ChainRow, GENESIS, verify_chain};
+    let mut prev = GENESIS.to_string();
+    let entries: Vec<ChainEntry> = (0..n)
+        .map(|i| {
+            let row = ChainRow {
+                id: i as i64 + 1,
+                rollout_id: 1,
+                at_ms: 1_700_000_000_000 + i as i64,
+                actor: "release-manager@example.com (SHA256:3bq1qvE1mGSb2sZ0n2bQwT6Lr1m1Gdl7y1bP1mWf3cA)".into(),
+                action: "check".into(),
+                from_phase: 1,
+                to_phase: 1,
+                status: "active".into(),
+                reason: Some("pass: gate release".into()),
+                evidence: Some(r#"[{"id":"0123456789abcdef","kind":"flight"}]"#.into()),
+                prev_hash: prev.clone(),
+            };
+            let hash = row.hash();
+            prev = hash.clone();
+            ChainEntry { row, hash }
+        })
+        .collect();
+    let t = Instant::now();
+    let report = verify_chain(&entries);
+    let chain = t.elapsed().as_secs_f64();
+    anyhow::ensure!(report.first_break.is_none(), "the generated chain does not verify");
+    let bytes: Vec<Vec<u8>> = entries
+        .iter()
+        .map(|e| serde_json::to_vec(&e.row).unwrap_or_default())
+        .collect();
+    let t = Instant::now();
+    let mut x = 0u8;
+    for b in &bytes {
+        x ^= blake3::hash(b).as_bytes()[0];
+    }
+    std::hint::black_box(x);
+    let hash_only = t.elapsed().as_secs_f64();
+    Ok((n as f64 / chain, n as f64 / hash_only))
 }
 
 fn emit_rollout(cli: &Cli, v: &serde_json::Value) -> anyhow::Result<()> {

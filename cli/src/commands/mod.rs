@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_corpus;
+pub mod bench_flink;
 pub mod bench_rollout;
 pub mod bench_spark;
 pub mod bench_worker;

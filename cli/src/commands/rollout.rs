@@ -17,10 +17,6 @@ pub struct RolloutArgs {
     /// ./sqlflight-rollout.db.
     #[arg(long, global = true)]
     pub store: Option<PathBuf>,
-    /// Who acts, as recorded in the audit log. Default: $SQLFLIGHT_USER, else $USER.
-    /// `approve` needs it given explicitly.
-    #[arg(long = "as", global = true, value_name = "NAME")]
-    pub actor: Option<String>,
     #[command(subcommand)]
     pub cmd: RolloutCmd,
 }
@@ -34,10 +30,24 @@ pub enum RolloutCmd {
     },
     /// Phase, who is on which version, what the next phase still needs, recent audit.
     Status,
-    /// Approve the next phase.
+    /// Print the statement an approval of the next phase signs (sign it with
+    /// `ssh-keygen -Y sign -f KEY -n sqlflight-rollout FILE`).
+    Statement {
+        /// Write it to FILE instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Approve the next phase: with the policy's allowed signers, a signed
+    /// statement; otherwise (unsigned policies) as the OS account running this.
     Approve {
         #[arg(long)]
         note: Option<String>,
+        /// The `ssh-keygen -Y sign` signature (FILE.sig) of a statement.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        /// The signed statement. Default: the signature's path without `.sig`.
+        #[arg(long)]
+        statement: Option<PathBuf>,
     },
     /// Enter the next phase; refused with every unmet condition listed.
     Advance,
@@ -70,11 +80,28 @@ pub enum RolloutCmd {
         #[arg(long)]
         tier: Option<String>,
     },
-    /// Answer routes and status over read-only HTTP: GET /v1/route?tenant=T[&tier=P],
-    /// GET /v1/status.
+    /// Check the audit log's hash chain (the store's, or an export's), or
+    /// export it as JSON lines for verification elsewhere.
+    Audit {
+        /// Check the chain and report the first broken link.
+        #[arg(long)]
+        verify: bool,
+        /// Write every entry with its hash to FILE (JSON lines).
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+        /// Verify this export instead of the store.
+        #[arg(long, value_name = "FILE", requires = "verify")]
+        file: Option<PathBuf>,
+    },
+    /// Answer routes over HTTP for gateways: GET /v1/route?tenant=T[&tier=P],
+    /// POST /v1/trino-gateway/route, GET /v1/kyuubi/conf?user=U; and GET
+    /// /v1/status (bearer token from --token-file or $SQLFLIGHT_STATUS_TOKEN).
     Serve {
         #[arg(long, default_value = "127.0.0.1:8086")]
         listen: SocketAddr,
+        /// A file holding the bearer token `/v1/status` requires.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -85,13 +112,23 @@ fn store_path(args: &RolloutArgs) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("sqlflight-rollout.db"))
 }
 
-fn actor(args: &RolloutArgs) -> String {
-    args.actor
-        .clone()
-        .or_else(|| std::env::var("SQLFLIGHT_USER").ok())
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| "unknown".into())
+/// The status token: `--token-file`, else `$SQLFLIGHT_STATUS_TOKEN`; never printed.
+fn status_token(file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let token = match file {
+        Some(f) => {
+            Some(std::fs::read_to_string(f).with_context(|| format!("reading the status token from {}", f.display()))?)
+        }
+        None => std::env::var("SQLFLIGHT_STATUS_TOKEN").ok(),
+    };
+    let token = token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    if let Some(t) = &token {
+        anyhow::ensure!(
+            t.len() >= 16,
+            "the status token is {} characters; use at least 16 (e.g. `openssl rand -hex 32`)",
+            t.len()
+        );
+    }
+    Ok(token)
 }
 
 /// Reads a rollout policy and the gate files it names; every error names file,
@@ -108,6 +145,44 @@ pub fn load_policy(path: &Path) -> Result<sqlflight_rollout::Policy, ConfigError
         "a rollout policy has `name`, `baseline: {version, engine?, profile?}`, `candidate: {...}`, `gates: {NAME: {policy: FILE, critical: [classes]}}` and `phases: [{name, tenants|tiers|percent, require, gate, bake, approvals}]`".into()
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
+    let config_at = |near: &str, message: String, fix: &str| {
+        Config {
+            path: Some(path.to_path_buf()),
+            text: text.clone(),
+            ..Default::default()
+        }
+        .error_at(near, message, fix.to_string())
+    };
+    let signers = match file.approvers.as_ref().and_then(|a| a.allowed_signers.as_ref()) {
+        None => None,
+        Some(f) => {
+            let p = base.join(f);
+            let list = std::fs::read_to_string(&p).map_err(|e| {
+                config_at(
+                    f,
+                    format!("cannot read the allowed signers {}: {e}", p.display()),
+                    "name a file of `principal keytype base64` lines (git's allowed_signers format)",
+                )
+            })?;
+            let origin = p.display().to_string();
+            sqlflight_rollout::trust::parse_allowed_signers(&list, &origin).map_err(|e| {
+                config_at(
+                    f,
+                    e,
+                    "each line is `alice@example.com ssh-ed25519 AAAA...` (the contents of the signer's .pub file after the principal)",
+                )
+            })?;
+            Some(sqlflight_rollout::trust::Signers {
+                namespace: file
+                    .approvers
+                    .as_ref()
+                    .and_then(|a| a.namespace.clone())
+                    .unwrap_or_else(|| sqlflight_rollout::trust::DEFAULT_NAMESPACE.into()),
+                allowed_signers: list,
+                origin,
+            })
+        }
+    };
     let resolved = file.resolve(|gate_file| {
         let gp = base.join(gate_file);
         let policy = super::gate::load_policy(&gp)?;
@@ -120,19 +195,14 @@ pub fn load_policy(path: &Path) -> Result<sqlflight_rollout::Policy, ConfigError
         };
         Ok::<_, ConfigError>((policy, accepted))
     })?;
-    resolved.map_err(|issue| {
-        Config {
-            path: Some(path.to_path_buf()),
-            text,
-            ..Default::default()
-        }
-        .error_at(&issue.near, issue.message, issue.fix)
-    })
+    let mut policy = resolved.map_err(|issue| config_at(&issue.near, issue.message, &issue.fix))?;
+    policy.signers = signers;
+    Ok(policy)
 }
 
 pub fn run(args: &RolloutArgs, cli: &Cli) -> anyhow::Result<u8> {
     let path = store_path(args);
-    let who = actor(args);
+    let who = sqlflight_rollout::trust::os_account();
     let now = now_ms();
     let result = (|| match &args.cmd {
         RolloutCmd::Init { policy } => {
@@ -152,13 +222,40 @@ pub fn run(args: &RolloutArgs, cli: &Cli) -> anyhow::Result<u8> {
             print_status(&st, cli, false)
         }
         RolloutCmd::Status => print_status(&Store::open(&path, false)?, cli, true),
-        RolloutCmd::Approve { note } => {
-            let Some(name) = args.actor.as_deref().filter(|s| !s.trim().is_empty()) else {
-                anyhow::bail!("approve needs the approver: `sqlflight rollout approve --as NAME`");
+        RolloutCmd::Statement { out } => {
+            let st = Store::open(&path, false)?;
+            let text = st.statement(now)?;
+            match out {
+                Some(f) => {
+                    std::fs::write(f, &text).with_context(|| format!("writing {}", f.display()))?;
+                    say(cli, &format!("statement written to {}", f.display()));
+                }
+                None => print!("{text}"),
+            }
+            Ok(EXIT_OK)
+        }
+        RolloutCmd::Approve {
+            note,
+            signature,
+            statement,
+        } => {
+            let approval = match signature {
+                Some(sig) => {
+                    let stmt = statement.clone().unwrap_or_else(|| sig.with_extension(""));
+                    sqlflight_rollout::Approval::Signed {
+                        statement: std::fs::read_to_string(&stmt)
+                            .with_context(|| format!("reading the statement {}", stmt.display()))?,
+                        signature: std::fs::read_to_string(sig)
+                            .with_context(|| format!("reading the signature {}", sig.display()))?,
+                    }
+                }
+                None => sqlflight_rollout::Approval::Unsigned { account: who.clone() },
             };
             let mut st = Store::open(&path, false)?;
-            let r = st.approve(name, note.as_deref(), now)?;
-            say(cli, &format!("{name} approved phase {}", r.state.phase + 1));
+            let r = st.approve(&approval, note.as_deref(), now)?;
+            let by = r.state.approvals.iter().last().cloned().unwrap_or_default();
+            say(cli, &format!("approval of phase {} recorded", r.state.phase + 1));
+            let _ = by;
             print_status(&st, cli, false)
         }
         RolloutCmd::Advance => {
@@ -188,16 +285,28 @@ pub fn run(args: &RolloutArgs, cli: &Cli) -> anyhow::Result<u8> {
         }
         RolloutCmd::Rollback { reason } => {
             let mut st = Store::open(&path, false)?;
-            let r = st.rollback(&who, reason, now)?;
-            say(
-                cli,
-                &format!(
-                    "rolled back: every tenant is on the baseline {}",
-                    r.policy.baseline.label()
-                ),
-            );
+            let (r, done) = st.rollback(&who, reason, now)?;
+            if done {
+                say(
+                    cli,
+                    &format!(
+                        "rolled back: every tenant is on the baseline {}",
+                        r.policy.baseline.label()
+                    ),
+                );
+            } else {
+                let when = st
+                    .rolled_back_at()?
+                    .map(|(at, by)| format!(" at {at} by {by}"))
+                    .unwrap_or_default();
+                say(
+                    cli,
+                    &format!("already rolled back{when}: nothing changed, nothing recorded"),
+                );
+            }
             print_status(&st, cli, false)
         }
+        RolloutCmd::Audit { verify, export, file } => audit(&path, *verify, export.as_deref(), file.as_deref(), cli),
         RolloutCmd::Check { runs } => check(&path, &who, runs, cli),
         RolloutCmd::Route { tenant, tier } => {
             let st = Store::open_read_only(&path)?;
@@ -209,12 +318,22 @@ pub fn run(args: &RolloutArgs, cli: &Cli) -> anyhow::Result<u8> {
             }
             Ok(EXIT_OK)
         }
-        RolloutCmd::Serve { listen } => {
+        RolloutCmd::Serve { listen, token_file } => {
             let quiet = cli.quiet;
-            sqlflight_rollout::serve::run_blocking(&path, *listen, |addr| {
+            let opts = sqlflight_rollout::serve::ServeOptions {
+                status_token: status_token(token_file.as_deref())?,
+            };
+            let guarded = if opts.status_token.is_some() {
+                "bearer token required"
+            } else {
+                "open: set --token-file or $SQLFLIGHT_STATUS_TOKEN to guard it"
+            };
+            sqlflight_rollout::serve::run_blocking(&path, *listen, opts, |addr| {
                 if !quiet {
                     use std::io::Write;
-                    println!("listening on http://{addr} (GET /v1/route?tenant=T, GET /v1/status)");
+                    println!(
+                        "listening on http://{addr} (GET /v1/route?tenant=T, POST /v1/trino-gateway/route, GET /v1/kyuubi/conf?user=U, GET /v1/status: {guarded})"
+                    );
                     let _ = std::io::stdout().flush();
                 }
             })?;
@@ -223,7 +342,7 @@ pub fn run(args: &RolloutArgs, cli: &Cli) -> anyhow::Result<u8> {
     })();
     match result {
         Err(e) => match e.downcast_ref::<StoreError>() {
-            Some(StoreError::Unmet(_) | StoreError::Refused(_)) => {
+            Some(StoreError::Unmet(_) | StoreError::Refused(_) | StoreError::Approval(_)) => {
                 eprintln!("{e}");
                 Ok(EXIT_REGRESSION)
             }
@@ -231,6 +350,79 @@ pub fn run(args: &RolloutArgs, cli: &Cli) -> anyhow::Result<u8> {
         },
         ok => ok,
     }
+}
+
+/// `rollout audit`: verify the chain (store or export) and/or export it.
+fn audit(path: &Path, verify: bool, export: Option<&Path>, file: Option<&Path>, cli: &Cli) -> anyhow::Result<u8> {
+    use sqlflight_rollout::store::{ChainEntry, verify_chain};
+    let mut problems = Vec::new();
+    let entries: Vec<ChainEntry> = match file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let mut v = Vec::new();
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                v.push(
+                    serde_json::from_str(line)
+                        .with_context(|| format!("{}:{}: not an exported audit entry", f.display(), i + 1))?,
+                );
+            }
+            v
+        }
+        None => {
+            let st = Store::open_read_only(path)?;
+            if verify {
+                problems = st.verify()?;
+            }
+            st.audit_entries()?
+        }
+    };
+    if let Some(out) = export {
+        let mut text = String::new();
+        for e in &entries {
+            text.push_str(&serde_json::to_string(e)?);
+            text.push('\n');
+        }
+        std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+        say(
+            cli,
+            &format!("{} audit entries written to {}", entries.len(), out.display()),
+        );
+    }
+    if !verify {
+        return Ok(EXIT_OK);
+    }
+    let report = verify_chain(&entries);
+    if let Some((_, what)) = &report.first_break {
+        let line = format!("audit chain broken: {what}");
+        if !problems.contains(&line) {
+            problems.insert(0, line);
+        }
+    }
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "schema": "sqlflight.rollout.audit/v1",
+                "entries": report.entries,
+                "head": report.head,
+                "first_break": report.first_break.as_ref().map(|(pos, what)| serde_json::json!({"position": pos, "problem": what})),
+                "problems": problems,
+            }))?
+        );
+    } else if !cli.quiet {
+        if problems.is_empty() {
+            println!(
+                "audit chain intact: {} entries, head {}",
+                report.entries,
+                report.head.as_deref().unwrap_or("(empty)")
+            );
+        } else {
+            for p in &problems {
+                println!("{p}");
+            }
+        }
+    }
+    Ok(if problems.is_empty() { EXIT_OK } else { EXIT_ERROR })
 }
 
 fn say(cli: &Cli, line: &str) {
@@ -289,6 +481,7 @@ fn check(path: &Path, who: &str, runs: &[PathBuf], cli: &Cli) -> anyhow::Result<
                     "check: inconclusive (gate {gate}); rollout PAUSED for a human (`rollout resume` to continue)"
                 ),
                 Verdict::Inconclusive => format!("check: inconclusive (gate {gate}); not recorded"),
+                Verdict::NotRecorded => "check: nothing recorded".into(),
             }
         );
     }
@@ -346,6 +539,17 @@ fn status_text(r: &Rollout, j: &serde_json::Value, audit: &[AuditEntry]) -> Stri
         p.phases.len(),
         j["phase_name"].as_str().map(|n| format!(" `{n}`")).unwrap_or_default(),
         j["phase_entered"].as_str().unwrap_or("")
+    );
+    let _ = writeln!(
+        out,
+        "approvals: {}",
+        match &p.signers {
+            Some(sg) => format!(
+                "signed (SSH signatures, namespace `{}`, allowed signers from {})",
+                sg.namespace, sg.origin
+            ),
+            None => "UNSIGNED (an approver is the OS account running the command; nothing is verified)".into(),
+        }
     );
     let _ = writeln!(out, "phases:");
     for (i, ph) in p.phases.iter().enumerate() {

@@ -244,3 +244,101 @@ fn flink_upgrade_between_releases_agrees_and_timeouts_cancel_the_job() {
     let said = side(slow);
     assert!(said.contains("\"timeout\"") && said.contains("cancelled"), "{said}");
 }
+
+/// The worker processes (`sqlflight_worker.py flink batch 3`) of this process,
+/// and the JVM each one runs: (worker pid, JVM pid).
+fn flink_jvms(marker: &str) -> Vec<(u32, u32)> {
+    let me = std::process::id();
+    let procs: Vec<(u32, u32, String)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid: u32 = stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some((pid, ppid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
+        })
+        .collect();
+    procs
+        .iter()
+        .filter(|(_, ppid, cmd)| *ppid == me && cmd.contains(marker))
+        .flat_map(|(w, _, _)| {
+            procs
+                .iter()
+                .filter(move |(_, ppid, cmd)| ppid == w && (cmd.starts_with("java ") || cmd.contains("/java ")))
+                .map(move |(j, _, _)| (*w, *j))
+        })
+        .collect()
+}
+
+/// A JVM that dies under a running query is a `crash` of that query, a fresh
+/// worker (and JVM) takes the next one, and the run completes.
+#[test]
+fn flink_a_dead_jvm_is_a_crash_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = ingest_sql(
+        tmp.path(),
+        "select count(*) as n from lineitem a, lineitem b, lineitem c where a.l_partkey * b.l_suppkey <> c.l_orderkey;\n\
+         select count(*) as n from nation;\n",
+    );
+    let cfg = tmp.path().join("c.yaml");
+    // Parallelism 3 marks these workers apart from other tests' JVMs.
+    std::fs::write(
+        &cfg,
+        format!(
+            "corpus: corpus\n{}engines:\n  a: {{ kind: flink, version: \"{NEW}\", parallelism: 3 }}\n  \
+             b: {{ kind: flink, version: \"{NEW}\", parallelism: 3, settings: {{ table.exec.resource.default-parallelism: \"3\" }} }}\n\
+             baseline: a\ncandidate: b\nflight: {{ repeat: 1, timeout: 300s, perf: {{ max_pairs: 1 }} }}\n",
+            catalog(tmp.path())
+        ),
+    )
+    .unwrap();
+    let fl = tmp.path().join("fl");
+    let killer = std::thread::spawn(|| {
+        // Both sides' JVMs up, then time for the warm-up and setup jobs and
+        // the first query to be running; then SIGKILL them.
+        let t0 = std::time::Instant::now();
+        loop {
+            let jvms = flink_jvms("flink batch 3");
+            if jvms.len() >= 2 {
+                std::thread::sleep(std::time::Duration::from_secs(30));
+                let jvms = flink_jvms("flink batch 3");
+                for (_, j) in &jvms {
+                    let _ = std::process::Command::new("kill").args(["-9", &j.to_string()]).status();
+                }
+                return jvms.len();
+            }
+            assert!(t0.elapsed().as_secs() < 240, "the Flink workers never started");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+    let code = run(&[
+        "flight",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        fl.to_str().unwrap(),
+        "-q",
+    ]);
+    let killed = killer.join().unwrap();
+    assert!(killed >= 2, "{killed}");
+    let (m, o) = sqlflight_runs::read_run(&fl).unwrap();
+    assert!(code < 2, "flight exit {code}: {o:#?}");
+    assert_eq!(m.status, sqlflight_diffing::RunStatus::Complete);
+    let dead = by(&o, &corpus, "lineitem c");
+    let said = side(dead);
+    assert!(
+        matches!(dead.class, OutcomeClass::Crash | OutcomeClass::BothFailSame),
+        "{said}"
+    );
+    assert!(said.contains("\"crash\"") && said.contains("the JVM exited"), "{said}");
+    let next = by(&o, &corpus, "from nation");
+    assert_eq!(
+        next.class,
+        OutcomeClass::Match,
+        "a fresh worker runs the next query: {}",
+        side(next)
+    );
+}

@@ -1,0 +1,180 @@
+//! `sqlflight bench flink`: what running Flink through sqlflight costs. Two
+//! measurements side by side in one run:
+//! - converting the catalog's Parquet files to the CSV Flink reads, against
+//!   copying the converted bytes (the disk's own limit for writing them);
+//! - each TPC-H query through the `kind: flink` worker, against a bare pyflink
+//!   loop in one Python process over the same converted tables (what a
+//!   hand-written harness does). The per-query difference of the medians is
+//!   sqlflight's overhead.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use sqlflight_corpora::bundled::Workload;
+use sqlflight_engines::EngineSpec;
+use sqlflight_engines::flink::FlinkMode;
+
+use super::bench::{emit, median, tpch_catalog};
+use super::bench_worker::time;
+use crate::{Cli, EXIT_OK};
+
+#[derive(Debug, clap::Args)]
+pub struct FlinkBenchArgs {
+    /// The apache-flink release to measure.
+    #[arg(long, default_value = "2.2.1")]
+    pub version: String,
+    /// TPC-H scale factor.
+    #[arg(long, default_value_t = 0.01)]
+    pub scale: f64,
+    /// Timed runs of each query per side (the median is used).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+}
+
+/// The bare loop: one batch table environment configured like the worker's,
+/// the same table declarations, each query warmed once then timed `repeat`
+/// times (queries Flink refuses are left out); prints JSON `{query id: [ms,
+/// ...]}` into the file named second.
+const BARE_LOOP: &str = r#"
+import json, sys, time
+from pyflink.common import Configuration
+from pyflink.table import EnvironmentSettings, TableEnvironment
+spec = json.load(open(sys.argv[1]))
+c = Configuration()
+c.set_string("parallelism.default", "2")
+c.set_string("rest.bind-address", "127.0.0.1")
+c.set_string("rest.address", "127.0.0.1")
+env = TableEnvironment.create(EnvironmentSettings.new_instance().in_batch_mode().with_configuration(c).build())
+for s in spec["setup"]:
+    env.execute_sql(s)
+def run(sql):
+    with env.execute_sql(sql).collect() as it:
+        list(it)
+out = {}
+for qid, sql in spec["queries"]:
+    try:
+        run(sql)
+    except Exception:
+        continue
+    times = []
+    for _ in range(spec["repeat"]):
+        t = time.perf_counter()
+        run(sql)
+        times.append((time.perf_counter() - t) * 1e3)
+    out[qid] = times
+open(sys.argv[2], "w").write(json.dumps(out))
+"#;
+
+/// Bytes of the files directly under `dir`.
+fn files(dir: &std::path::Path) -> anyhow::Result<Vec<(std::path::PathBuf, u64)>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        v.push((e.path(), e.metadata()?.len()));
+    }
+    Ok(v)
+}
+
+pub fn bench_flink(args: &FlinkBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
+    let catalog = tpch_catalog(args.scale)?;
+    let corpus = Workload::Tpch.corpus()?;
+    let repeat = args.repeat.max(1);
+    let queries: Vec<(String, String)> = corpus.records.iter().map(|r| (r.id.clone(), r.sql.clone())).collect();
+
+    // Conversion, cold, into a scratch directory; then the same bytes copied.
+    let dir = tempfile::tempdir()?;
+    let csv = dir.path().join("csv");
+    let t = Instant::now();
+    let converted = sqlflight_engines::flink::catalog_in("bench", &catalog, &csv)?;
+    let convert = t.elapsed();
+    let written = files(&csv)?;
+    let bytes: u64 = written.iter().map(|(_, n)| n).sum();
+    let copies = dir.path().join("copies");
+    std::fs::create_dir_all(&copies)?;
+    let t = Instant::now();
+    for (i, (p, _)) in written.iter().enumerate() {
+        std::fs::copy(p, copies.join(i.to_string()))?;
+    }
+    let copy = t.elapsed();
+
+    // The bare loop, in the same environment as the engine's workers.
+    let python = sqlflight_engines::python::ensure_venv("apache-flink", &args.version, &[])?;
+    sqlflight_engines::python::java().map_err(anyhow::Error::msg)?;
+    let spec_path = dir.path().join("spec.json");
+    std::fs::write(
+        &spec_path,
+        serde_json::to_vec(&serde_json::json!({"setup": converted.setup, "queries": queries, "repeat": repeat}))?,
+    )?;
+    let script = dir.path().join("bare_loop.py");
+    std::fs::write(&script, BARE_LOOP)?;
+    let result_path = dir.path().join("bare.json");
+    let status = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&spec_path)
+        .arg(&result_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "the bare pyflink loop failed ({status})");
+    let bare: BTreeMap<String, Vec<f64>> = serde_json::from_slice(&std::fs::read(&result_path)?)?;
+
+    // The engine, as playback and flight use it.
+    let spec = EngineSpec::Flink {
+        version: args.version.clone(),
+        mode: FlinkMode::Batch,
+        settings: Default::default(),
+        setup: Vec::new(),
+        parallelism: None,
+    };
+    let started = Instant::now();
+    let engine = sqlflight_engines::build_engine("flink", &spec, &catalog)?;
+    let startup = started.elapsed();
+    let mut overheads_ms = Vec::new();
+    let (mut total_bare, mut total_worker) = (0.0, 0.0);
+    for (id, sql) in &queries {
+        let Some(tb) = bare.get(id) else { continue };
+        anyhow::ensure!(!tb.is_empty(), "the bare loop did not time {id}");
+        time(engine.as_ref(), sql)?;
+        let mut tw: Vec<Duration> = Vec::new();
+        for _ in 0..repeat {
+            tw.push(time(engine.as_ref(), sql)?);
+        }
+        let mw = median(tw).as_secs_f64() * 1e3;
+        let mut tb = tb.clone();
+        tb.sort_by(f64::total_cmp);
+        let mb = tb[tb.len() / 2];
+        total_bare += mb;
+        total_worker += mw;
+        overheads_ms.push(mw - mb);
+    }
+    anyhow::ensure!(!overheads_ms.is_empty(), "Flink ran none of the TPC-H queries");
+    let mut sorted = overheads_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let mb = bytes as f64 / 1e6;
+    let v = serde_json::json!({
+        "flink_version": args.version,
+        "scale_factor": args.scale,
+        "csv_mb": mb,
+        "convert_s": convert.as_secs_f64(),
+        "convert_mb_per_s": mb / convert.as_secs_f64(),
+        "copy_mb_per_s": mb / copy.as_secs_f64(),
+        "convert_vs_copy": convert.as_secs_f64() / copy.as_secs_f64(),
+        "queries_timed": overheads_ms.len(),
+        "queries": queries.len(),
+        "worker_startup_s": startup.as_secs_f64(),
+        "overhead_ms_median": sorted[sorted.len() / 2],
+        "overhead_ms_max": sorted[sorted.len() - 1],
+        "bare_loop_total_ms": total_bare,
+        "worker_total_ms": total_worker,
+        "worker_vs_bare_loop": total_worker / total_bare,
+    });
+    emit(
+        cli,
+        &format!(
+            "Flink {} (batch) through sqlflight vs a bare pyflink loop, TPC-H SF {}, median of {repeat} per query:",
+            args.version, args.scale
+        ),
+        &v,
+    )?;
+    Ok(EXIT_OK)
+}
