@@ -55,8 +55,10 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql-15
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client-15)
 command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
-# Spark releases from PyPI run on a Java 17 runtime.
+# Spark and Flink releases from PyPI run on a Java 17 runtime.
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+# Signed rollout approvals are made with OpenSSH's ssh-keygen in the tests.
+command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
