@@ -13,6 +13,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sqlflight/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # insta: never write snapshots during a test run; a changed plan fails the test.
 export INSTA_UPDATE=no
+# Every tier: the tests with real servers, PyPI engine releases and Chromium run
+# too (plain `cargo test --workspace` leaves them out and stays hermetic).
+export SQLFLIGHT_FULL_TIER=1
 export CI="${CI:-true}"
 
 step() { printf '\n==> %s\n' "$*"; }

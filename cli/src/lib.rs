@@ -59,7 +59,7 @@ pub enum Cmd {
     /// Build and inspect corpora.
     #[command(subcommand)]
     Corpus(commands::corpus::CorpusCmd),
-    /// Render runs as Markdown, JSON or JUnit XML.
+    /// Render runs as Markdown, HTML, JSON or JUnit XML.
     Report(commands::report::ReportArgs),
     /// Judge runs against a policy: exit 0 pass, 1 fail, 2 error.
     Gate(commands::gate::GateArgs),
@@ -99,10 +99,28 @@ where
     match commands::dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             EXIT_ERROR
         }
     }
+}
+
+/// An error and its causes, `: `-separated, leaving out a cause whose text the
+/// message before it already ends with (library errors often print their source
+/// themselves: "x: No such file or directory (os error 2)").
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Silences the default panic message for panics on compile threads: those panics

@@ -3,9 +3,13 @@
 //! The one place that knows engine APIs. It defines the [`Engine`] trait (compile a
 //! statement to logical and physical plan text; execute it to a stream of Arrow
 //! record batches; report name and version), the classified [`EngineError`], the
-//! engine profile specification read from YAML ([`EngineSpec`]), and the embedded
-//! DataFusion implementation ([`datafusion_engine::DataFusionEngine`]) whose
-//! profiles set config keys and disable optimizer rules by name.
+//! engine profile specification read from YAML ([`EngineSpec`]), and every
+//! implementation: the embedded DataFusion ([`datafusion_engine::DataFusionEngine`],
+//! whose profiles set config keys and disable optimizer rules by name); worker
+//! processes speaking docs/worker-protocol.md ([`worker`]) for DuckDB,
+//! datafusion-python, Spark ([`spark`]), Flink ([`flink`]) and any other program;
+//! PostgreSQL ([`postgres`]), MySQL/MariaDB ([`mysql`]) and Arrow Flight SQL
+//! servers ([`flight_sql`]).
 //!
 //! Main types: [`Engine`], [`EngineInfo`], [`CompiledPlan`], [`EngineError`],
 //! [`EngineSpec`], [`BuildError`], [`ExecLimits`], [`ExecStats`].

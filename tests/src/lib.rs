@@ -355,3 +355,22 @@ pub fn assert_facts_explain(outcomes: &[OutcomeRecord], min_coverage: f64) {
         }
     }
 }
+
+/// Whether the full test tier runs: real database servers, engine releases from
+/// PyPI, Chromium. `scripts/test.sh` (and so CI) sets `SQLFLIGHT_FULL_TIER=1`;
+/// without it `cargo test --workspace` is hermetic and fast, and the tests that
+/// need those say so and return.
+pub fn full_tier() -> bool {
+    std::env::var_os("SQLFLIGHT_FULL_TIER").is_some_and(|v| v != "0" && !v.is_empty())
+}
+
+/// Returns from the calling test unless the full tier runs ([`full_tier`]).
+#[macro_export]
+macro_rules! full_tier_only {
+    () => {
+        if !$crate::full_tier() {
+            eprintln!("full tier only (servers, PyPI or Chromium): set SQLFLIGHT_FULL_TIER=1 or run scripts/test.sh");
+            return;
+        }
+    };
+}

@@ -1213,6 +1213,7 @@ fn report_renderings_are_pinned_and_junit_parses() {
     );
     let xml = sqlflight_reports::junit::junit(std::slice::from_ref(&run));
     insta::assert_snapshot!("report-junit", xml);
+    sqlflight_tests::full_tier_only!();
     // A real JUnit consumer (junitparser from PyPI, as CI plugins use) reads it:
     // one failure, one skip, and every suite's declared counts match its cases.
     let tmp = tempfile::tempdir().unwrap();
@@ -1442,6 +1443,7 @@ fn chromium_cmd(profile: &Path) -> Command {
 
 #[test]
 fn html_report_renders_in_headless_chromium() {
+    sqlflight_tests::full_tier_only!();
     let tmp = tempfile::tempdir().unwrap();
     let catalog = tpch_tables(&tmp.path().join("data"));
     let all = Workload::Tpch.corpus().unwrap();
@@ -1784,4 +1786,30 @@ fn tpcds_with_generated_data_plays_back_and_is_explained() {
     assert_eq!(facts.explanation[0].0, "HashJoinExec -> SortMergeJoinExec");
     assert!(facts.explanation.len() <= 3, "{:?}", facts.explanation);
     assert_eq!(facts.empty_folds, 0);
+}
+
+/// The binary prints an error's causes once each, even when a library error
+/// already prints its source in its own message.
+#[test]
+fn an_error_chain_prints_each_cause_once() {
+    #[derive(Debug)]
+    struct Reading(std::io::Error);
+    impl std::fmt::Display for Reading {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "reading x.sql: {}", self.0)
+        }
+    }
+    impl std::error::Error for Reading {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+    let e = anyhow::Error::new(Reading(io)).context("corpus ingest");
+    assert_eq!(
+        sqlflight::error_chain(&e),
+        "corpus ingest: reading x.sql: No such file or directory (os error 2)"
+    );
+    let plain = anyhow::anyhow!("disk full").context("writing the journal");
+    assert_eq!(sqlflight::error_chain(&plain), "writing the journal: disk full");
 }

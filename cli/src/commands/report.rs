@@ -12,9 +12,13 @@ use crate::{Cli, EXIT_OK, EXIT_REGRESSION};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// Markdown (the default).
     Md,
+    /// One self-contained HTML page (no network at view time).
     Html,
+    /// The versioned JSON report.
     Json,
+    /// JUnit XML, one test case per query.
     Junit,
 }
 

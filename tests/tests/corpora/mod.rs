@@ -81,6 +81,7 @@ fn template_counts<'a>(dialect: &str, sqls: impl IntoIterator<Item = &'a str>) -
 
 #[test]
 fn postgres_csvlog_and_jsonlog_from_a_real_server() {
+    sqlflight_tests::full_tier_only!();
     let pg = Postgres::start_with(&[
         "logging_collector=on",
         "log_destination=csvlog,jsonlog",
@@ -212,6 +213,7 @@ fn postgres_csvlog_and_jsonlog_from_a_real_server() {
 
 #[test]
 fn mariadb_slow_and_general_logs_from_a_real_server() {
+    sqlflight_tests::full_tier_only!();
     let db = Mariadb::start_with(&[
         "--slow-query-log=1",
         "--slow-query-log-file=slow.log",

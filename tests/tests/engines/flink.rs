@@ -86,8 +86,10 @@ fn replay(dir: &Path, cfg: &Path) -> (Vec<OutcomeRecord>, Vec<OutcomeRecord>) {
 /// the two modes.
 #[test]
 fn flink_batch_and_streaming_cross_verify_on_tpch() {
+    sqlflight_tests::full_tier_only!();
     let tmp = tempfile::tempdir().unwrap();
-    let mut sql = tpch_queries(&["q01", "q03", "q06", "q14", "q17", "q18", "q19"]);
+    let mut sql = tpch_queries(&["q03", "q06", "q14", "q17", "q19"]);
+    sql.push_str("select n_name, n_regionkey from nation order by n_name;\n");
     sql.push_str("select count(*) as n, max(current_timestamp) as seen from orders;\n");
     let corpus = ingest_sql(tmp.path(), &sql);
     let cfg = tmp.path().join("c.yaml");
@@ -119,12 +121,11 @@ fn flink_batch_and_streaming_cross_verify_on_tpch() {
         "c_mktsegment = 'BUILDING'",
         "l_extendedprice * l_discount",
         "promo_revenue",
-        "c_name,\n    c_custkey",
     ] {
         let x = by(&f, &corpus, q);
         assert_eq!(x.class, OutcomeClass::Match, "{q}: {}", side(x));
     }
-    let sorted = by(&f, &corpus, "sum_qty");
+    let sorted = by(&f, &corpus, "order by n_name");
     assert_eq!(sorted.class, OutcomeClass::Skipped, "{}", side(sorted));
     let reason = sorted.skip_reason.as_deref().unwrap_or("");
     assert_eq!(reason, "dialect_failure: candidate plan error");
@@ -153,6 +154,7 @@ fn flink_batch_and_streaming_cross_verify_on_tpch() {
 /// `wrong_result` naming the column; the query that does not is a `match`.
 #[test]
 fn flink_setting_that_changes_results_is_a_wrong_result() {
+    sqlflight_tests::full_tier_only!();
     let tmp = tempfile::tempdir().unwrap();
     let corpus = ingest_sql(
         tmp.path(),
@@ -197,8 +199,9 @@ fn flink_setting_that_changes_results_is_a_wrong_result() {
 /// cancelled on both sides (`timeout`, the JVMs kept) while the run goes on.
 #[test]
 fn flink_upgrade_between_releases_agrees_and_timeouts_cancel_the_job() {
+    sqlflight_tests::full_tier_only!();
     let tmp = tempfile::tempdir().unwrap();
-    let mut sql = tpch_queries(&["q03", "q06", "q14", "q19"]);
+    let mut sql = tpch_queries(&["q03", "q06", "q19"]);
     sql.push_str("select count(*) as n from lineitem a, lineitem b, lineitem c where a.l_partkey * b.l_suppkey <> c.l_orderkey;\n");
     sql.push_str("select count(*) as n from nation;\n");
     let corpus = ingest_sql(tmp.path(), &sql);
@@ -228,7 +231,6 @@ fn flink_upgrade_between_releases_agrees_and_timeouts_cancel_the_job() {
     for q in [
         "c_mktsegment = 'BUILDING'",
         "l_extendedprice * l_discount",
-        "promo_revenue",
         "'Brand#12'",
         "from nation",
     ] {
@@ -277,6 +279,7 @@ fn flink_jvms(marker: &str) -> Vec<(u32, u32)> {
 /// worker (and JVM) takes the next one, and the run completes.
 #[test]
 fn flink_a_dead_jvm_is_a_crash_and_the_run_goes_on() {
+    sqlflight_tests::full_tier_only!();
     let tmp = tempfile::tempdir().unwrap();
     let corpus = ingest_sql(
         tmp.path(),
@@ -296,14 +299,16 @@ fn flink_a_dead_jvm_is_a_crash_and_the_run_goes_on() {
     )
     .unwrap();
     let fl = tmp.path().join("fl");
-    let killer = std::thread::spawn(|| {
-        // Both sides' JVMs up, then time for the warm-up and setup jobs and
-        // the first query to be running; then SIGKILL them.
+    let manifest = fl.join(sqlflight_runs::journal::MANIFEST);
+    let killer = std::thread::spawn(move || {
+        // The run has started (engines built, tables declared, the manifest
+        // written) and its first query, which runs for minutes, has begun:
+        // then SIGKILL every JVM of the run.
         let t0 = std::time::Instant::now();
         loop {
             let jvms = flink_jvms("flink batch 3");
-            if jvms.len() >= 2 {
-                std::thread::sleep(std::time::Duration::from_secs(30));
+            if jvms.len() >= 2 && manifest.exists() {
+                std::thread::sleep(std::time::Duration::from_secs(8));
                 let jvms = flink_jvms("flink batch 3");
                 for (_, j) in &jvms {
                     let _ = std::process::Command::new("kill").args(["-9", &j.to_string()]).status();

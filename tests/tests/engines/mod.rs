@@ -115,6 +115,7 @@ fn published<'a>(engine: &str, version: &'a str) -> &'a str {
 
 #[test]
 fn public_regression_cases_classify_as_expected_and_fixed_versions_are_clean() {
+    sqlflight_tests::full_tier_only!();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()
@@ -164,6 +165,7 @@ fn public_regression_cases_classify_as_expected_and_fixed_versions_are_clean() {
 
 #[test]
 fn worker_faults_become_outcomes_and_the_run_goes_on() {
+    sqlflight_tests::full_tier_only!();
     let tmp = tempfile::tempdir().unwrap();
     let python = sqlflight_engines::python::ensure_venv("duckdb", "1.2.0", &["pyarrow"]).unwrap();
     let script = sqlflight_engines::python::worker_script().unwrap();
@@ -295,11 +297,13 @@ fn tpch_between_releases(kind: &str, old: &str, new: &str) {
 
 #[test]
 fn tpch_on_two_duckdb_releases_reports_no_false_regression() {
+    sqlflight_tests::full_tier_only!();
     tpch_between_releases("duckdb", "1.1.3", "1.2.1");
 }
 
 #[test]
 fn tpch_on_two_datafusion_python_releases_reports_no_false_regression() {
+    sqlflight_tests::full_tier_only!();
     tpch_between_releases("datafusion-python", "51.0.0", "52.3.0");
 }
 
@@ -352,6 +356,7 @@ fn plan_facts_between_releases(workload: &str, kind: &str, old: &str, new: &str,
 
 #[test]
 fn plan_facts_of_two_datafusion_python_releases() {
+    sqlflight_tests::full_tier_only!();
     let facts = plan_facts_between_releases(
         "tpch",
         "datafusion-python",
@@ -366,6 +371,7 @@ fn plan_facts_of_two_datafusion_python_releases() {
 
 #[test]
 fn plan_facts_of_two_duckdb_releases() {
+    sqlflight_tests::full_tier_only!();
     let facts = plan_facts_between_releases("tpch", "duckdb", "1.1.3", "1.2.1", "");
     // DuckDB 1.2 stopped adding `IS NOT NULL` to pushed-down comparison filters.
     assert!(facts.contains("lost \"AND _ IS NOT NULL\""), "{facts}");
@@ -374,6 +380,7 @@ fn plan_facts_of_two_duckdb_releases() {
 
 #[test]
 fn plan_facts_of_two_datafusion_python_releases_over_tpcds_with_data() {
+    sqlflight_tests::full_tier_only!();
     let facts = plan_facts_between_releases(
         "tpcds",
         "datafusion-python",
@@ -386,6 +393,7 @@ fn plan_facts_of_two_datafusion_python_releases_over_tpcds_with_data() {
 
 #[test]
 fn plan_facts_of_two_duckdb_releases_over_tpcds_with_data() {
+    sqlflight_tests::full_tier_only!();
     let facts = plan_facts_between_releases("tpcds", "duckdb", "1.1.3", "1.2.1", "");
     insta::assert_snapshot!("facts-duckdb-1.1.3-1.2.1-tpcds", facts);
 }
@@ -395,6 +403,7 @@ fn plan_facts_of_two_duckdb_releases_over_tpcds_with_data() {
 /// same worker still answers.
 #[test]
 fn datafusion_python_enforces_the_memory_limit() {
+    sqlflight_tests::full_tier_only!();
     let spec: sqlflight_engines::EngineSpec =
         serde_yaml::from_str("{ kind: datafusion-python, version: \"52.3.0\" }").unwrap();
     let e = sqlflight_engines::build_engine("dfp", &spec, &sqlflight_corpora::Catalog::default()).unwrap();

@@ -134,6 +134,7 @@ fn count(o: &[sqlflight_diffing::OutcomeRecord], pred: impl Fn(OutcomeClass) -> 
 
 #[test]
 fn postgres_tpch_planner_profile_changes_plans_not_results() {
+    sqlflight_tests::full_tier_only!();
     let pg = Postgres::start();
     let tmp = tempfile::tempdir().unwrap();
     let url = pg.url("tpch");
@@ -161,6 +162,7 @@ fn postgres_tpch_planner_profile_changes_plans_not_results() {
 
 #[test]
 fn postgres_types_timeouts_killed_sessions_and_secrets() {
+    sqlflight_tests::full_tier_only!();
     let pg = Postgres::start();
     let url = pg.url("postgres");
     let spec: EngineSpec = serde_yaml::from_str(&format!("{{ kind: postgres, url: \"{url}\" }}")).unwrap();
@@ -268,6 +270,7 @@ fn postgres_types_timeouts_killed_sessions_and_secrets() {
 /// only one of them understands is a dialect failure, not a regression.
 #[test]
 fn cross_engine_dialect_failures_are_not_regressions() {
+    sqlflight_tests::full_tier_only!();
     let pg = Postgres::start();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -316,6 +319,7 @@ fn cross_engine_dialect_failures_are_not_regressions() {
 
 #[test]
 fn mariadb_tpch_optimizer_switch_changes_plans_not_results() {
+    sqlflight_tests::full_tier_only!();
     let db = Mariadb::start();
     let tmp = tempfile::tempdir().unwrap();
     let url = db.url("tpch");
@@ -343,6 +347,7 @@ fn mariadb_tpch_optimizer_switch_changes_plans_not_results() {
 
 #[test]
 fn mariadb_types_timeouts_and_errors() {
+    sqlflight_tests::full_tier_only!();
     let db = Mariadb::start();
     let spec: EngineSpec = serde_yaml::from_str(&format!("{{ kind: mysql, url: \"{}\" }}", db.url("tpch"))).unwrap();
     let e = build_engine("maria", &spec, &Catalog::default()).unwrap();

@@ -38,6 +38,7 @@ fn by<'a>(o: &'a [OutcomeRecord], corpus: &Path, needle: &str) -> &'a OutcomeRec
 /// is classified as the case expects.
 #[test]
 fn spark_4_0_migration_cases_classify_as_expected() {
+    sqlflight_tests::full_tier_only!();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()
@@ -88,6 +89,7 @@ fn spark_4_0_migration_cases_classify_as_expected() {
 /// false wrong result.
 #[test]
 fn tpch_on_spark_3_5_and_4_0_explains_plan_changes_and_reports_no_false_regression() {
+    sqlflight_tests::full_tier_only!();
     let tmp = tempfile::tempdir().unwrap();
     let data = sqlflight_corpora::tpch::ensure_tpch_data(&tmp.path().join("data"), 0.002).unwrap();
     let mut yaml = tpch_config(&data);
@@ -148,6 +150,7 @@ fn tpch_on_spark_3_5_and_4_0_explains_plan_changes_and_reports_no_false_regressi
 /// the queries after both still run and match.
 #[test]
 fn spark_timeouts_and_dead_jvms_become_outcomes_and_the_run_goes_on() {
+    sqlflight_tests::full_tier_only!();
     let tmp = tempfile::tempdir().unwrap();
     let corpus = ingest_sql(
         tmp.path(),
@@ -206,6 +209,7 @@ fn spark_timeouts_and_dead_jvms_become_outcomes_and_the_run_goes_on() {
 /// on), is ingested as a corpus and replayed between the two releases.
 #[test]
 fn a_real_spark_event_log_becomes_a_corpus_replayed_on_two_releases() {
+    sqlflight_tests::full_tier_only!();
     let tmp = tempfile::tempdir().unwrap();
     let python =
         sqlflight_engines::python::ensure_venv("pyspark", OLD, &sqlflight_engines::spark::extras(OLD)).unwrap();
@@ -411,6 +415,7 @@ fn sail_server(dir: &Path, what: &str) -> Server {
 /// corpus against it as a candidate: every query gets an outcome, most match.
 #[test]
 fn spark_connect_server_and_sail_replay_tpch() {
+    sqlflight_tests::full_tier_only!();
     let tmp = tempfile::tempdir().unwrap();
     let data = sqlflight_corpora::tpch::ensure_tpch_data(&tmp.path().join("data"), 0.002).unwrap();
     let jvm = spark_connect_server(tmp.path());
@@ -498,6 +503,7 @@ fn spark_connect_server_and_sail_replay_tpch() {
 /// between the two engines is found.
 #[test]
 fn flight_sql_engine_against_sails_flight_sql_server() {
+    sqlflight_tests::full_tier_only!();
     let tmp = tempfile::tempdir().unwrap();
     let sail = sail_server(tmp.path(), "flight");
     let corpus = ingest_sql(

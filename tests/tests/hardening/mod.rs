@@ -412,6 +412,7 @@ fn flight_error_messages_never_carry_table_values() {
 /// conversion errors quote the value: `Could not convert string 'X' to INT32`.
 #[test]
 fn duckdb_error_messages_never_carry_table_values() {
+    sqlflight_tests::full_tier_only!();
     planted_secrets_never_leave(
         "engines:\n  old: { kind: duckdb, version: \"1.1.3\" }\n  new: { kind: duckdb, version: \"1.2.1\" }\nbaseline: old\ncandidate: new\n",
         &[
@@ -429,6 +430,7 @@ fn duckdb_error_messages_never_carry_table_values() {
 /// And on real datafusion-python releases (worker processes from PyPI).
 #[test]
 fn datafusion_python_error_messages_never_carry_table_values() {
+    sqlflight_tests::full_tier_only!();
     planted_secrets_never_leave(
         "engines:\n  old: { kind: datafusion-python, version: \"51.0.0\" }\n  new: { kind: datafusion-python, version: \"52.3.0\" }\nbaseline: old\ncandidate: new\n",
         &[
@@ -538,6 +540,7 @@ fn planted_secrets_never_leave(engines_yaml: &str, queries: &[&str], min_failed:
 /// "..."`); the table is loaded by `load_catalog` from the planted CSV.
 #[test]
 fn postgres_error_messages_never_carry_table_values() {
+    sqlflight_tests::full_tier_only!();
     let pg = sqlflight_tests::servers::Postgres::start();
     let url = pg.url("postgres");
     planted_secrets_never_leave(
@@ -562,6 +565,7 @@ fn postgres_error_messages_never_carry_table_values() {
 /// and its executors log failed tasks with the value to stderr.
 #[test]
 fn spark_error_messages_never_carry_table_values() {
+    sqlflight_tests::full_tier_only!();
     planted_secrets_never_leave(
         "engines:\n  old: { kind: spark, version: \"3.5.9\" }\n  new: { kind: spark, version: \"4.0.5\" }\nbaseline: old\ncandidate: new\n",
         &[
@@ -572,6 +576,23 @@ fn spark_error_messages_never_carry_table_values() {
             "select v from t where cast(v as double) > 1",
         ],
         3,
+    );
+}
+
+/// And on Flink 2.2.1 (batch against streaming): its casts of a value that is
+/// not a number or a date fail the job with the value in the cause.
+#[test]
+fn flink_error_messages_never_carry_table_values() {
+    sqlflight_tests::full_tier_only!();
+    planted_secrets_never_leave(
+        "engines:\n  old: { kind: flink, version: \"2.2.1\" }\n  new: { kind: flink, version: \"2.2.1\", mode: streaming }\nbaseline: old\ncandidate: new\n",
+        &[
+            "select cast(v as int) from t",
+            "select cast(v as decimal(10, 2)) from t",
+            "select cast(v as date) from t",
+            "select v from t where cast(v as double) > 1",
+        ],
+        2,
     );
 }
 
