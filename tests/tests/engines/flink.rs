@@ -244,7 +244,13 @@ fn flink_upgrade_between_releases_agrees_and_timeouts_cancel_the_job() {
     let slow = by(&f, &corpus, "lineitem c");
     assert_eq!(slow.class, OutcomeClass::BothFailSame, "{}", side(slow));
     let said = side(slow);
-    assert!(said.contains("\"timeout\"") && said.contains("cancelled"), "{said}");
+    // The worker cancels the job a quarter of the timeout early; on a loaded
+    // machine the JVM may not stop it in that time, and the host's deadline
+    // kills the worker instead. Either way a `timeout`, and the run goes on.
+    assert!(
+        said.contains("\"timeout\"") && (said.contains("cancelled") || said.contains("it was killed")),
+        "{said}"
+    );
 }
 
 /// The worker processes (`sqlflight_worker.py flink batch 3`) of this process,
