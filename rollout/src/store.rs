@@ -208,6 +208,20 @@ pub enum Verdict {
     NotRecorded,
 }
 
+impl CheckOutcome {
+    /// A check that judged and recorded nothing, and why.
+    fn not_recorded(why: String) -> CheckOutcome {
+        CheckOutcome {
+            verdict: Verdict::NotRecorded,
+            gate: None,
+            reasons: vec![why],
+            rules: Vec::new(),
+            runs: Vec::new(),
+            paused: false,
+        }
+    }
+}
+
 /// Why a rollout takes no more evidence, if it does not.
 fn idle(r: &Rollout) -> Option<String> {
     if r.state.status == Status::RolledBack {
@@ -625,29 +639,14 @@ impl Store {
         // moved to another gate in the meantime.
         let pre = self.current_required()?;
         if let Some(why) = idle(&pre) {
-            return Ok(CheckOutcome {
-                verdict: Verdict::NotRecorded,
-                gate: None,
-                reasons: vec![why],
-                rules: Vec::new(),
-                runs: Vec::new(),
-                paused: false,
-            });
+            return Ok(CheckOutcome::not_recorded(why));
         }
         let early = assess(&pre.policy, pre.state.phase, runs);
         let ((outcome, _), _) = self.transact(
             |r| {
                 if let Some(why) = idle(r) {
                     // Rolled back (or finished) while the runs were judged.
-                    let out = CheckOutcome {
-                        verdict: Verdict::NotRecorded,
-                        gate: None,
-                        reasons: vec![why],
-                        rules: Vec::new(),
-                        runs: Vec::new(),
-                        paused: false,
-                    };
-                    return Ok(((out, Vec::new()), None));
+                    return Ok(((CheckOutcome::not_recorded(why), Vec::new()), None));
                 }
                 let same_gate = r.id == pre.id
                     && r.policy.judging_gate(r.state.phase).map(|g| &g.name) == early.gate.as_ref().map(|g| &g.name);

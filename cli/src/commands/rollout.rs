@@ -253,9 +253,7 @@ pub fn run(args: &RolloutArgs, cli: &Cli) -> anyhow::Result<u8> {
             };
             let mut st = Store::open(&path, false)?;
             let r = st.approve(&approval, note.as_deref(), now)?;
-            let by = r.state.approvals.iter().last().cloned().unwrap_or_default();
             say(cli, &format!("approval of phase {} recorded", r.state.phase + 1));
-            let _ = by;
             print_status(&st, cli, false)
         }
         RolloutCmd::Advance => {
