@@ -42,6 +42,10 @@ pub struct FlightSpec {
     /// Timed runs per side after the warm-up.
     #[serde(default)]
     pub repeat: Option<usize>,
+    /// `false`: a results-only flight (each query once per side, results
+    /// compared, no timed runs or performance verdicts). Default `true`.
+    #[serde(default)]
+    pub timing: Option<bool>,
     /// Per-query time limit, e.g. `30s`.
     #[serde(default)]
     pub timeout: Option<String>,

@@ -137,6 +137,10 @@ pub struct RunManifest {
     /// ([`crate::digest::DigestKey::id`]); absent when unkeyed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest_key_id: Option<String>,
+    /// A results-only flight (`flight.timing: false`): results compared, no timed
+    /// runs and no performance verdicts. Gates with performance rules fail on it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub results_only: bool,
     /// Outcome counts per class, written when the run completes.
     #[serde(default)]
     pub counts: BTreeMap<String, u64>,

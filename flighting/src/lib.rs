@@ -106,6 +106,10 @@ pub struct FlightOptions {
     pub resume: bool,
     /// Timed runs per side after the warm-up.
     pub repeat: usize,
+    /// `false`: a results-only flight. Each side runs each query once, the
+    /// results are compared, and no timed runs or performance verdicts are
+    /// made (e.g. batch against streaming, where speed is not the question).
+    pub timing: bool,
     pub limits: ExecLimits,
     /// Stop taking new queries after this long (at least one query runs); the run
     /// can be resumed.
@@ -223,6 +227,7 @@ impl Default for FlightOptions {
             partition: None,
             resume: false,
             repeat: 5,
+            timing: true,
             limits: ExecLimits::default(),
             budget: None,
             reruns: 2,
@@ -270,6 +275,7 @@ pub fn run_flight(
         dialect_failures: opts.dialect_failures,
         digest_version: Some(sqlflight_diffing::digest::DIGEST_VERSION),
         digest_key_id: opts.digest_key.as_ref().map(|k| k.id()),
+        results_only: !opts.timing,
     };
     let started = Instant::now();
     // The budget never stops a run before its first query: a run that verifies
@@ -472,7 +478,7 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
     let mut b_unstable = false;
     let mut c_unstable = false;
     let mut perf_outcome = None;
-    if wb.result.is_ok() && wc.result.is_ok() {
+    if opts.timing && wb.result.is_ok() && wc.result.is_ok() {
         // Timed runs in interleaved ABBA blocks, as many as the sequential
         // procedure needs (see `perf`); each run also checks its side's result.
         let fixed: Option<Vec<f64>> = snapped

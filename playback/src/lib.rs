@@ -139,6 +139,8 @@ pub struct RunSetup<'a> {
     pub digest_version: Option<u32>,
     /// The id of the key the digests are sealed with (flight), recorded in the manifest.
     pub digest_key_id: Option<String>,
+    /// A results-only flight (no timed runs), recorded in the manifest.
+    pub results_only: bool,
 }
 
 /// The shared driver of playback and flight: opens (or resumes) the run's
@@ -179,6 +181,7 @@ pub fn drive(
         stopped_reason: None,
         digest_version: setup.digest_version,
         digest_key_id: setup.digest_key_id,
+        results_only: setup.results_only,
         counts: Default::default(),
     };
     let journal = Journal::open(setup.out, manifest, setup.resume)?;
@@ -309,6 +312,7 @@ pub fn run_playback(
         dialect_failures: opts.dialect_failures,
         digest_version: None,
         digest_key_id: None,
+        results_only: false,
     };
     let (manifest, outcomes) = drive(setup, progress, &|| None, &|rec| {
         play_one(rec, &baseline, &candidate, opts.timeout)

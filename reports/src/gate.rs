@@ -89,18 +89,23 @@ pub struct PolicyProblem {
 }
 
 impl GatePolicy {
+    /// Whether any performance rule is set.
+    pub fn has_perf_rules(&self) -> bool {
+        self.perf.as_ref().is_some_and(|p| {
+            p.max_geomean_ratio.is_some()
+                || p.max_total_ratio.is_some()
+                || p.max_slowdowns.is_some()
+                || p.max_memory_ratio.is_some()
+                || p.max_inconclusive.is_some()
+                || p.max_undecided_slowdowns.is_some()
+                || p.max_too_short_fraction.is_some()
+        })
+    }
+
     /// The first setting out of range, if any. A policy without any rule is a
     /// mistake (it would pass everything), not a policy.
     pub fn problem(&self) -> Option<PolicyProblem> {
-        let no_perf = self.perf.as_ref().is_none_or(|p| {
-            p.max_geomean_ratio.is_none()
-                && p.max_total_ratio.is_none()
-                && p.max_slowdowns.is_none()
-                && p.max_memory_ratio.is_none()
-                && p.max_inconclusive.is_none()
-                && p.max_undecided_slowdowns.is_none()
-                && p.max_too_short_fraction.is_none()
-        });
+        let no_perf = !self.has_perf_rules();
         let no_coverage = self
             .coverage
             .as_ref()
@@ -173,6 +178,19 @@ pub fn evaluate<R: std::borrow::Borrow<RunView>>(policy: &GatePolicy, runs: &[R]
             limit: *limit as f64,
             pass: n <= *limit as f64,
         });
+    }
+    if policy.has_perf_rules() {
+        // A results-only flight measured no timings: performance rules cannot
+        // pass on it (no silent pass), whatever its outcomes say.
+        let unmeasured = runs.iter().filter(|r| r.borrow().manifest.results_only).count() as f64;
+        if unmeasured > 0.0 {
+            out.push(RuleResult {
+                rule: "runs without timings (results-only flights) under performance rules".into(),
+                measured: unmeasured,
+                limit: 0.0,
+                pass: false,
+            });
+        }
     }
     if let Some(p) = &policy.perf {
         let summary = crate::perf::perf_summary(all.iter().copied());

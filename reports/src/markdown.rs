@@ -176,6 +176,12 @@ pub fn run_markdown_with(run: &RunView, flight: Option<&RunView>) -> String {
         }
     }
 
+    if m.results_only {
+        let _ = writeln!(
+            out,
+            "\n## Performance\n\nNot measured: a results-only flight (`flight.timing: false`) runs each query once per side and compares results only.\n"
+        );
+    }
     if let Some(p) = crate::perf::perf_summary(o) {
         let _ = writeln!(out, "\n## Performance\n");
         let _ = writeln!(

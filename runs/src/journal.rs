@@ -324,6 +324,9 @@ fn mismatch(old: &RunManifest, new: &RunManifest) -> Option<String> {
     if old.timeout_ms != new.timeout_ms {
         return Some("timeout".into());
     }
+    if old.results_only != new.results_only {
+        return Some("timing setting (a results-only flight resumes only as one)".into());
+    }
     if old.digest_version() != new.digest_version() {
         return Some(format!(
             "result digest version ({}; this sqlflight computes {})",

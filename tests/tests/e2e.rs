@@ -1167,6 +1167,7 @@ fn fixed_run() -> sqlflight_reports::RunView {
         stopped_reason: None,
         digest_version: None,
         digest_key_id: None,
+        results_only: false,
         counts: Default::default(),
     };
     let plan = |p: &str| NormalizedPlan::new("Projection: a", Some(p));
@@ -1812,4 +1813,121 @@ fn an_error_chain_prints_each_cause_once() {
     );
     let plain = anyhow::anyhow!("disk full").context("writing the journal");
     assert_eq!(sqlflight::error_chain(&plain), "writing the journal: disk full");
+}
+
+/// A results-only flight (`--results-only`, `flight.timing: false`): each query
+/// runs once per side, results are still compared (a planted difference is a
+/// `wrong_result`), no timings or performance verdicts are made, the report says
+/// so, performance rules of a gate fail on it instead of passing silently, and
+/// it resumes only as a results-only flight.
+#[test]
+fn results_only_flight_compares_results_and_never_passes_performance_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let mut v = vec!["sqlflight"];
+        v.extend_from_slice(args);
+        sqlflight::run_cli(v)
+    };
+    let fixtures = tmp.path().join("fx");
+    std::fs::create_dir(&fixtures).unwrap();
+    std::fs::write(fixtures.join("q.sql"), "select x from v; select 1 as one;").unwrap();
+    assert_eq!(
+        run(&["corpus", "ingest", fixtures.to_str().unwrap(), "--out", &p("c"), "-q"]),
+        0
+    );
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "corpus: c\nengines:\n  baseline: { kind: datafusion, setup: [\"create view v as select 1 as x\"] }\n  \
+         candidate: { kind: datafusion, setup: [\"create view v as select 2 as x\"] }\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    assert_eq!(
+        run(&["flight", "-c", cfg, "--results-only", "--out", &p("f"), "-q"]),
+        1,
+        "the planted difference fails the flight"
+    );
+    let (m, o) = sqlflight_runs::read_run(Path::new(&p("f"))).unwrap();
+    assert!(m.results_only);
+    let mut classes: Vec<OutcomeClass> = o.iter().map(|x| x.class).collect();
+    classes.sort();
+    assert_eq!(classes, vec![OutcomeClass::Match, OutcomeClass::WrongResult]);
+    for x in &o {
+        let f = x.flight.as_ref().unwrap();
+        assert!(f.perf.is_none(), "{x:#?}");
+        assert!(
+            f.baseline.times_ms.is_empty() && f.candidate.times_ms.is_empty(),
+            "{x:#?}"
+        );
+    }
+    let report = std::fs::read_to_string(tmp.path().join("f").join("report.md")).unwrap();
+    assert!(report.contains("Not measured: a results-only flight"), "{report}");
+
+    // Gates: outcome rules judge it; a performance rule cannot pass on it.
+    let outcomes_only = tmp.path().join("g1.yaml");
+    std::fs::write(&outcomes_only, "max: { crash: 0 }\n").unwrap();
+    assert_eq!(
+        run(&["gate", &p("f"), "--policy", outcomes_only.to_str().unwrap(), "-q"]),
+        0
+    );
+    let with_perf = tmp.path().join("g2.yaml");
+    std::fs::write(&with_perf, "max: { crash: 0 }\nperf: { max_geomean_ratio: 1.2 }\n").unwrap();
+    assert_eq!(
+        run(&["gate", &p("f"), "--policy", with_perf.to_str().unwrap(), "-q"]),
+        1
+    );
+    let view = sqlflight_reports::RunView {
+        manifest: m,
+        outcomes: o,
+    };
+    let policy: sqlflight_reports::gate::GatePolicy = serde_yaml::from_str("perf: { max_geomean_ratio: 1.2 }").unwrap();
+    let results = sqlflight_reports::gate::evaluate(&policy, &[view]);
+    assert!(
+        results.iter().any(|r| !r.pass && r.rule.contains("results-only")),
+        "{results:#?}"
+    );
+
+    // A results-only run resumes only as one; the flag and --repeat exclude each other.
+    assert_eq!(run(&["flight", "-c", cfg, "--out", &p("f"), "--resume", "-q"]), 2);
+    assert_eq!(
+        run(&[
+            "flight",
+            "-c",
+            cfg,
+            "--results-only",
+            "--out",
+            &p("f"),
+            "--resume",
+            "-q"
+        ]),
+        1
+    );
+    assert_eq!(
+        run(&[
+            "flight",
+            "-c",
+            cfg,
+            "--results-only",
+            "--repeat",
+            "3",
+            "--out",
+            &p("x"),
+            "-q"
+        ]),
+        2
+    );
+    // The same from the config file.
+    let yaml = tmp.path().join("t.yaml");
+    std::fs::write(
+        &yaml,
+        format!("{}flight: {{ timing: false }}\n", std::fs::read_to_string(cfg).unwrap()),
+    )
+    .unwrap();
+    assert_eq!(
+        run(&["flight", "-c", yaml.to_str().unwrap(), "--out", &p("y"), "-q"]),
+        1
+    );
+    assert!(sqlflight_runs::read_run(Path::new(&p("y"))).unwrap().0.results_only);
 }

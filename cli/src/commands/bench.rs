@@ -557,6 +557,7 @@ fn generate_run(dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
         stopped_reason: None,
         digest_version: Some(sqlflight_diffing::digest::DIGEST_VERSION),
         digest_key_id: None,
+        results_only: false,
         counts: Default::default(),
     };
     let journal = sqlflight_runs::Journal::open(dir, manifest, false)?;

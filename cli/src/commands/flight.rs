@@ -27,6 +27,9 @@ pub struct FlightArgs {
     /// Fewest timed runs per side before the first performance verdict; runs come in ABBA blocks (two per side) until the verdict is decided or `perf.max_pairs` blocks [default: 2].
     #[arg(long, value_parser = crate::config::flags::positive_count)]
     pub repeat: Option<usize>,
+    /// Compare results only: each query runs once per side, no timed runs and no performance verdicts (same as `flight.timing: false`; e.g. batch against streaming).
+    #[arg(long, conflicts_with = "repeat")]
+    pub results_only: bool,
     /// Per-query time limit; the query is cancelled [default: 30s].
     #[arg(long, value_parser = crate::config::flags::positive_duration)]
     pub timeout: Option<Duration>,
@@ -142,6 +145,7 @@ pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
         partition: args.run.partition,
         resume: args.run.resumes(),
         repeat: args.repeat.or(spec.repeat).unwrap_or(DEFAULT_REPEAT).max(1),
+        timing: !args.results_only && spec.timing.unwrap_or(true),
         limits: ExecLimits { timeout, memory_limit },
         budget,
         reruns: args.reruns.or(spec.reruns).unwrap_or(2),

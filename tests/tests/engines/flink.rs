@@ -99,7 +99,7 @@ fn flink_batch_and_streaming_cross_verify_on_tpch() {
             "corpus: corpus\n{}engines:\n  batch: {{ kind: flink, version: \"{NEW}\", mode: batch }}\n  \
              stream: {{ kind: flink, version: \"{NEW}\", mode: streaming }}\n\
              baseline: batch\ncandidate: stream\ndialect_failures: true\n\
-             flight: {{ repeat: 1, timeout: 120s, perf: {{ max_pairs: 1 }} }}\n",
+             flight: {{ timing: false, timeout: 120s }}\n",
             catalog(tmp.path())
         ),
     )
@@ -167,7 +167,7 @@ fn flink_setting_that_changes_results_is_a_wrong_result() {
         format!(
             "corpus: corpus\n{}engines:\n  utc: {{ kind: flink, version: \"{NEW}\", settings: {{ table.local-time-zone: UTC }} }}\n  \
              tokyo: {{ kind: flink, version: \"{NEW}\", settings: {{ table.local-time-zone: Asia/Tokyo }} }}\n\
-             baseline: utc\ncandidate: tokyo\nflight: {{ repeat: 1, perf: {{ max_pairs: 1 }} }}\n",
+             baseline: utc\ncandidate: tokyo\nflight: {{ timing: false }}\n",
             catalog(tmp.path())
         ),
     )
@@ -210,7 +210,7 @@ fn flink_upgrade_between_releases_agrees_and_timeouts_cancel_the_job() {
         &cfg,
         format!(
             "corpus: corpus\n{}engines:\n  old: {{ kind: flink, version: \"{OLD}\" }}\n  new: {{ kind: flink, version: \"{NEW}\" }}\n\
-             baseline: old\ncandidate: new\nflight: {{ repeat: 1, timeout: 15s, perf: {{ max_pairs: 1 }} }}\n",
+             baseline: old\ncandidate: new\nflight: {{ timing: false, timeout: 15s }}\n",
             catalog(tmp.path())
         ),
     )
@@ -299,7 +299,7 @@ fn flink_a_dead_jvm_is_a_crash_and_the_run_goes_on() {
         format!(
             "corpus: corpus\n{}engines:\n  a: {{ kind: flink, version: \"{NEW}\", parallelism: 3 }}\n  \
              b: {{ kind: flink, version: \"{NEW}\", parallelism: 3, settings: {{ table.exec.resource.default-parallelism: \"3\" }} }}\n\
-             baseline: a\ncandidate: b\nflight: {{ repeat: 1, timeout: 300s, perf: {{ max_pairs: 1 }} }}\n",
+             baseline: a\ncandidate: b\nflight: {{ timing: false, timeout: 300s }}\n",
             catalog(tmp.path())
         ),
     )

@@ -94,7 +94,7 @@ fn case_config(dir: &Path, case: &Case, baseline: &str, candidate: &str) -> Path
         &cfg,
         format!(
             "corpus: corpus\nengines:\n  old: {{ kind: {k}, version: \"{baseline}\", setup: {setup} }}\n  new: {{ kind: {k}, version: \"{candidate}\", setup: {setup}, settings: {settings} }}\n\
-             baseline: old\ncandidate: new\nflight: {{ repeat: 1, timeout: 60s }}\n"
+             baseline: old\ncandidate: new\nflight: {{ timing: false, timeout: 60s }}\n"
         ),
     )
     .unwrap();
