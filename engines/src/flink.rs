@@ -7,7 +7,10 @@
 //! - One table environment per worker process (one JVM, 0.5-0.9 GB), started
 //!   after the settings arrived, so every Flink option applies (they are given
 //!   to the mini-cluster's configuration); the REST endpoint and the Python
-//!   gateway are on loopback.
+//!   gateway are on loopback. The worker starts one long-lived mini-cluster and
+//!   submits every job to it (`execution.target: remote` at its address), not a
+//!   new mini-cluster per job (Flink's local default): 0.5 s per small job
+//!   instead of 1.5 s, and the worker can cancel the running job itself.
 //! - Catalog tables are read through Flink's filesystem connector. The package
 //!   ships the CSV format but no Parquet reader (that needs Hadoop jars that are
 //!   not on PyPI), and Flink's CSV format has no header option; so the host
@@ -21,9 +24,12 @@
 //!   written as `__sqlflight_null__`.
 //! - Compile = `EXPLAIN`: the optimized physical plan (the logical side) and the
 //!   optimized execution plan (the physical side), one operator per line.
-//! - Execute = the collected result as Arrow. In streaming mode the result of a
-//!   bounded query is a changelog (`+I`, `-U`, `+U`, `-D`): it is folded into the
-//!   final table (retractions applied) before it is returned, so a streaming
+//! - Execute = the collected result as Arrow, built in the JVM by Flink's own
+//!   Arrow collection (`ArrowUtils.collectAsPandasDataFrame`, behind
+//!   `Table.to_pandas`). In streaming mode the result of a bounded query is a
+//!   changelog (`+I`, `-U`, `+U`, `-D`): it is folded there into the final table
+//!   (a hash multiset, retractions applied) before it is returned, with no
+//!   Python call per changelog row, so a streaming
 //!   result compares with a batch result (as a multiset: the worker announces
 //!   `unordered_results`). `TIMESTAMP_LTZ` columns are cast to `TIMESTAMP` (the
 //!   wall-clock time in the session's time zone): pyflink cannot pickle
