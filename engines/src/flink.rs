@@ -200,7 +200,10 @@ fn convert(name: &str, source: &TableSource, out: &Path) -> Result<String, Strin
     }
     let dir = out.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let tmp = out.with_extension(format!("tmp-{}", std::process::id()));
+    // Unique per process and call: both sides of a run convert at once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = out.with_extension(format!("tmp-{}-{n}", std::process::id()));
     let file = std::fs::File::create(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     let mut w = std::io::BufWriter::new(file);
     // Flink's CSV reads `yyyy-MM-dd HH:mm:ss[.f]` timestamps, not ISO 8601's `T`.

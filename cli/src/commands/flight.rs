@@ -12,7 +12,7 @@ use sqlflight_engines::{EngineSpec, ExecLimits};
 use sqlflight_flighting::{FlightOptions, FlightSummary, run_flight};
 use sqlflight_reports::{RunView, markdown, perf, write_markdown};
 
-use super::playback::{RunArgs, make_engine, resolve_run};
+use super::playback::{RunArgs, make_engine, make_engines, resolve_run};
 use crate::config::{Config, load_accepted};
 use crate::progress::{RunProgress, UiMode};
 use crate::{Cli, EXIT_ERROR, EXIT_OK, EXIT_REGRESSION};
@@ -171,11 +171,13 @@ pub fn resolve(args: &FlightArgs) -> anyhow::Result<FlightJob> {
 
 /// Builds both engines, runs the flight with progress, writes `report.md`.
 pub fn execute(job: &FlightJob, ui: UiMode) -> anyhow::Result<(FlightSummary, PathBuf)> {
-    let baseline = match &job.options.snapshot {
-        Some(snap) => snap.baseline_engine(),
-        None => make_engine(&job.config, &job.baseline, &job.catalog)?,
+    let (baseline, candidate) = match &job.options.snapshot {
+        Some(snap) => (
+            snap.baseline_engine(),
+            make_engine(&job.config, &job.candidate, &job.catalog)?,
+        ),
+        None => make_engines(&job.config, &job.baseline, &job.candidate, &job.catalog)?,
     };
-    let candidate = make_engine(&job.config, &job.candidate, &job.catalog)?;
     let progress = RunProgress::new(ui, format!("{} flight", job.corpus.manifest.name));
     let summary = run_flight(&job.corpus, baseline, candidate, &job.options, &progress)
         .with_context(|| format!("flight into {}", job.options.out.display()))?;

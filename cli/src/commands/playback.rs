@@ -136,8 +136,7 @@ pub struct PlaybackJob {
 
 /// Builds both engines, runs the playback with progress, writes `report.md`.
 pub fn execute(job: &PlaybackJob, ui: UiMode) -> anyhow::Result<(PlaybackSummary, PathBuf)> {
-    let baseline = make_engine(&job.config, &job.baseline, &job.catalog)?;
-    let candidate = make_engine(&job.config, &job.candidate, &job.catalog)?;
+    let (baseline, candidate) = make_engines(&job.config, &job.baseline, &job.candidate, &job.catalog)?;
     let progress = RunProgress::new(ui, job.corpus.manifest.name.clone());
     let summary = run_playback(&job.corpus, baseline, candidate, &job.options, &progress)
         .with_context(|| format!("playback into {}", job.options.out.display()))?;
@@ -147,6 +146,26 @@ pub fn execute(job: &PlaybackJob, ui: UiMode) -> anyhow::Result<(PlaybackSummary
     };
     let report = write_markdown(&summary.dir, &view)?;
     Ok((summary, report))
+}
+
+/// Builds the two engines at once: a worker engine's start (a JVM, a session,
+/// its tables) takes seconds, and the two are independent (venvs and converted
+/// files are written to a temporary name and renamed into place). The
+/// baseline's error is reported first.
+pub fn make_engines(
+    cfg: &Config,
+    baseline: &(String, EngineSpec),
+    candidate: &(String, EngineSpec),
+    catalog: &Catalog,
+) -> anyhow::Result<(Arc<dyn Engine>, Arc<dyn Engine>)> {
+    std::thread::scope(|s| {
+        let c = s.spawn(|| make_engine(cfg, candidate, catalog));
+        let b = make_engine(cfg, baseline, catalog);
+        let c = c
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("building the candidate engine panicked")));
+        Ok((b?, c?))
+    })
 }
 
 pub fn make_engine(
