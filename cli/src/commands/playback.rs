@@ -151,13 +151,23 @@ pub fn execute(job: &PlaybackJob, ui: UiMode) -> anyhow::Result<(PlaybackSummary
 /// Builds the two engines at once: a worker engine's start (a JVM, a session,
 /// its tables) takes seconds, and the two are independent (venvs and converted
 /// files are written to a temporary name and renamed into place). The
-/// baseline's error is reported first.
+/// baseline's error is reported first. Server profiles (PostgreSQL, MySQL)
+/// are built one after the other: both may load the catalog into one database.
 pub fn make_engines(
     cfg: &Config,
     baseline: &(String, EngineSpec),
     candidate: &(String, EngineSpec),
     catalog: &Catalog,
 ) -> anyhow::Result<(Arc<dyn Engine>, Arc<dyn Engine>)> {
+    // Server profiles load the catalog into a database both sides may share:
+    // one after the other.
+    let server = |spec: &EngineSpec| matches!(spec, EngineSpec::Postgres(_) | EngineSpec::Mysql(_));
+    if server(&baseline.1) || server(&candidate.1) {
+        return Ok((
+            make_engine(cfg, baseline, catalog)?,
+            make_engine(cfg, candidate, catalog)?,
+        ));
+    }
     std::thread::scope(|s| {
         let c = s.spawn(|| make_engine(cfg, candidate, catalog));
         let b = make_engine(cfg, baseline, catalog);

@@ -151,7 +151,8 @@ fn flink_batch_and_streaming_cross_verify_on_tpch() {
 
 /// A setting that changes results is found: the candidate reads the same
 /// instants in another session time zone, and the query that prints them is a
-/// `wrong_result` naming the column; the query that does not is a `match`.
+/// `wrong_result` naming the column; the query that does not is a `match`. And
+/// timestamps one microsecond apart differ (results keep their precision).
 #[test]
 fn flink_setting_that_changes_results_is_a_wrong_result() {
     sqlflight_tests::full_tier_only!();
@@ -159,16 +160,26 @@ fn flink_setting_that_changes_results_is_a_wrong_result() {
     let corpus = ingest_sql(
         tmp.path(),
         "select o_orderkey, cast(to_timestamp_ltz(o_orderkey * 3600, 0) as string) as shown from orders where o_orderkey < 40;\n\
-         select count(*) as n from orders where o_orderkey < 40;\n",
+         select count(*) as n from orders where o_orderkey < 40;\n\
+         select ts from micros;\n",
     );
+    // The same instant but one microsecond apart: results keep a column's
+    // precision, so this differs (at milliseconds it would falsely match).
+    let micros = |v: &str| {
+        format!(
+            "setup: [\"create temporary view micros as select cast('2020-01-01 00:00:00.12345{v}' as timestamp(6)) as ts\"]"
+        )
+    };
     let cfg = tmp.path().join("c.yaml");
     std::fs::write(
         &cfg,
         format!(
-            "corpus: corpus\n{}engines:\n  utc: {{ kind: flink, version: \"{NEW}\", settings: {{ table.local-time-zone: UTC }} }}\n  \
-             tokyo: {{ kind: flink, version: \"{NEW}\", settings: {{ table.local-time-zone: Asia/Tokyo }} }}\n\
+            "corpus: corpus\n{}engines:\n  utc: {{ kind: flink, version: \"{NEW}\", settings: {{ table.local-time-zone: UTC }}, {} }}\n  \
+             tokyo: {{ kind: flink, version: \"{NEW}\", settings: {{ table.local-time-zone: Asia/Tokyo }}, {} }}\n\
              baseline: utc\ncandidate: tokyo\nflight: {{ timing: false }}\n",
-            catalog(tmp.path())
+            catalog(tmp.path()),
+            micros("6"),
+            micros("7")
         ),
     )
     .unwrap();
@@ -192,6 +203,8 @@ fn flink_setting_that_changes_results_is_a_wrong_result() {
     );
     let count = by(&o, &corpus, "count(*)");
     assert_eq!(count.class, OutcomeClass::Match, "{}", side(count));
+    let micro = by(&o, &corpus, "from micros");
+    assert_eq!(micro.class, OutcomeClass::WrongResult, "{}", side(micro));
 }
 
 /// An upgrade between two published releases (1.20.3 → 2.2.1, batch mode):
