@@ -1823,23 +1823,14 @@ fn an_error_chain_prints_each_cause_once() {
 #[test]
 fn results_only_flight_compares_results_and_never_passes_performance_rules() {
     let tmp = tempfile::tempdir().unwrap();
+    use engines::ingest_sql;
+    let run = run_args;
     let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
-    let run = |args: &[&str]| {
-        let mut v = vec!["sqlflight"];
-        v.extend_from_slice(args);
-        sqlflight::run_cli(v)
-    };
-    let fixtures = tmp.path().join("fx");
-    std::fs::create_dir(&fixtures).unwrap();
-    std::fs::write(fixtures.join("q.sql"), "select x from v; select 1 as one;").unwrap();
-    assert_eq!(
-        run(&["corpus", "ingest", fixtures.to_str().unwrap(), "--out", &p("c"), "-q"]),
-        0
-    );
+    ingest_sql(tmp.path(), "select x from v; select 1 as one;");
     let cfg = tmp.path().join("c.yaml");
     std::fs::write(
         &cfg,
-        "corpus: c\nengines:\n  baseline: { kind: datafusion, setup: [\"create view v as select 1 as x\"] }\n  \
+        "corpus: corpus\nengines:\n  baseline: { kind: datafusion, setup: [\"create view v as select 1 as x\"] }\n  \
          candidate: { kind: datafusion, setup: [\"create view v as select 2 as x\"] }\n",
     )
     .unwrap();

@@ -49,7 +49,7 @@ fn tpch_config(data: &sqlflight_corpora::tpch::TpchData) -> String {
 }
 
 /// Writes `sql` as one `.sql` file under `dir/in` and ingests it into `dir/corpus`.
-fn ingest_sql(dir: &Path, sql: &str) -> PathBuf {
+pub(crate) fn ingest_sql(dir: &Path, sql: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("in")).unwrap();
     std::fs::write(dir.join("in/q.sql"), sql).unwrap();
     let corpus = dir.join("corpus");
