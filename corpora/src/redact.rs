@@ -620,6 +620,33 @@ impl Redactor {
         Redactor { identifiers }
     }
 
+    /// A redactor for the messages of loading `catalog` (and running `setup`):
+    /// it keeps the identifiers of the catalog's DDL and setup statements, the
+    /// table names, and the words of the tables' paths and the DDL's origins
+    /// (configuration, not data). Table values and literals never pass.
+    pub fn for_catalog(catalog: &crate::Catalog, setup: &[String]) -> Redactor {
+        let mut sql = String::new();
+        for text in catalog.ddl.iter().map(|d| &d.text).chain(&catalog.setup).chain(setup) {
+            sql.push_str(text);
+            sql.push_str(";\n");
+        }
+        let mut r = Redactor::for_query(&sql);
+        let config = catalog
+            .tables
+            .iter()
+            .flat_map(|(name, t)| [name.clone(), t.path.display().to_string()])
+            .chain(catalog.ddl.iter().map(|d| d.origin.clone()));
+        for text in config {
+            for word in text
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty())
+            {
+                r.identifiers.insert(word.to_lowercase());
+            }
+        }
+        r
+    }
+
     fn allowed(&self, word: &str) -> bool {
         let lower = word.to_ascii_lowercase();
         ALLOWED.contains(&lower) || self.identifiers.contains(&lower)
@@ -683,7 +710,8 @@ impl Redactor {
             let keep = if !word.is_ascii() {
                 false
             } else if has_digit && !word.chars().any(|c| c.is_ascii_alphabetic()) {
-                word.len() <= 8 && NUMBER_CONTEXT.contains(&last.as_str())
+                // (a number of the configuration itself: `tpch-0.1` in a path)
+                (word.len() <= 8 && NUMBER_CONTEXT.contains(&last.as_str())) || self.identifiers.contains(word)
             } else if has_digit && (is_sqlstate(word) || is_duration(word)) {
                 true
             } else {
@@ -710,11 +738,12 @@ fn is_duration(w: &str) -> bool {
     unit.len() < w.len() && w.len() - unit.len() <= 6 && matches!(unit, "ns" | "us" | "ms" | "s" | "m" | "h")
 }
 
-/// A five-character SQLSTATE with at least one digit (`42P01`, `22P02`, `XX000`).
+/// A five-character SQLSTATE with at least one digit (`42P01`, `22P02`, `XX000`,
+/// MySQL's and ODBC's `HY000`).
 fn is_sqlstate(w: &str) -> bool {
     w.len() == 5
         && w.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
-        && w.chars().take(2).all(|c| c.is_ascii_digit() || c == 'X' || c == 'H')
+        && (w.starts_with("HY") || w.chars().take(2).all(|c| c.is_ascii_digit() || c == 'X' || c == 'H'))
 }
 
 #[cfg(test)]
@@ -741,6 +770,10 @@ mod tests {
             "column people.name at line 3, column 14"
         );
         assert_eq!(r.redact("value 123456789 out of range"), "value ? out of range");
+        assert_eq!(
+            r.redact("Only constant XPATH queries are supported (error 1105, SQLSTATE HY000)"),
+            "Only constant XPATH queries are supported (error 1105, SQLSTATE HY000)"
+        );
         assert_eq!(r.redact("Müller is not a number"), "? is not a number");
     }
 
@@ -750,6 +783,32 @@ mod tests {
         assert!(r.redact("no such thing: hunter2xyz").ends_with('?'));
         assert!(r.redact("no such thing: zqquoted").ends_with('?'));
         assert_eq!(r.redact("column secretword"), "column secretword");
+    }
+
+    #[test]
+    fn catalog_messages_keep_the_configuration_and_lose_the_values() {
+        let mut catalog = crate::Catalog::from_ddl(
+            "schema/orders.sql",
+            "create table totals as select cast(o_note as int) as n from orders where o_note <> 'Zq7lit'",
+        );
+        catalog.tables.insert(
+            "orders".into(),
+            crate::TableSource {
+                path: "/data/tpch-0.1/orders_v2.csv".into(),
+                format: crate::TableFormat::Csv,
+            },
+        );
+        let r = Redactor::for_catalog(&catalog, &["create view recent as select o_date from orders".into()]);
+        assert_eq!(
+            r.redact("Cannot cast string 'Zq7value' to value of Int32 type in totals (o_note)"),
+            "Cannot cast string '?' to value of Int32 type in totals (o_note)"
+        );
+        assert_eq!(
+            r.redact("cannot read /data/tpch-0.1/orders_v2.csv: no such file"),
+            "cannot read /data/tpch-0.1/orders_v2.csv: no such file"
+        );
+        assert_eq!(r.redact("view recent: o_date"), "view recent: o_date");
+        assert!(!r.redact("bad value Zq7lit").contains("Zq7lit"));
     }
 
     proptest::proptest! {

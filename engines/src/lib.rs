@@ -38,6 +38,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use sqlflight_corpora::Catalog;
+use sqlflight_corpora::redact::Redactor;
 pub use sqlflight_diffing::{EngineInfo, ErrorClass};
 
 /// Plan texts of one compiled statement, as the engine displays them.
@@ -225,6 +226,23 @@ pub enum EngineSpec {
     },
 }
 
+impl EngineSpec {
+    /// The profile's own setup statements (run after the catalog's).
+    pub fn setup(&self) -> &[String] {
+        match self {
+            EngineSpec::Datafusion { setup, .. }
+            | EngineSpec::Duckdb { setup, .. }
+            | EngineSpec::DatafusionPython { setup, .. }
+            | EngineSpec::Spark { setup, .. }
+            | EngineSpec::SparkConnect { setup, .. }
+            | EngineSpec::Flink { setup, .. }
+            | EngineSpec::Worker { setup, .. } => setup,
+            EngineSpec::Postgres(s) | EngineSpec::Mysql(s) => &s.setup,
+            EngineSpec::FlightSql(_) => &[],
+        }
+    }
+}
+
 /// Why an engine could not be built from its profile.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BuildError {
@@ -262,7 +280,35 @@ pub enum BuildError {
 }
 
 /// Builds the engine a profile describes, with the catalog loaded.
+///
+/// What an engine says while it loads the catalog or runs setup statements is
+/// desensitized ([`sqlflight_corpora::redact::Redactor::for_catalog`]): a table
+/// value an engine echoes (a CSV cell it cannot parse) never reaches a message.
 pub fn build_engine(profile: &str, spec: &EngineSpec, catalog: &Catalog) -> Result<Arc<dyn Engine>, BuildError> {
+    build_unredacted(profile, spec, catalog).map_err(|e| match e {
+        BuildError::Catalog {
+            profile,
+            origin,
+            message,
+        } => BuildError::Catalog {
+            profile,
+            origin,
+            message: Redactor::for_catalog(catalog, spec.setup()).redact(&message),
+        },
+        BuildError::Setup {
+            profile,
+            statement,
+            message,
+        } => BuildError::Setup {
+            profile,
+            statement,
+            message: Redactor::for_catalog(catalog, spec.setup()).redact(&message),
+        },
+        other => other,
+    })
+}
+
+fn build_unredacted(profile: &str, spec: &EngineSpec, catalog: &Catalog) -> Result<Arc<dyn Engine>, BuildError> {
     match spec {
         EngineSpec::Datafusion {
             settings,

@@ -272,6 +272,8 @@ pub struct WorkerEngine {
     setup: Value,
     compile_timeout: Duration,
     idle: Mutex<Vec<Worker>>,
+    /// Desensitizes what a worker says when its setup fails.
+    redactor: sqlflight_corpora::redact::Redactor,
     /// False when the worker says its results come in no defined order
     /// (capability `unordered_results`, a streaming engine).
     ordered: bool,
@@ -336,6 +338,7 @@ impl WorkerEngine {
             },
             launch,
             setup: setup_msg,
+            redactor: sqlflight_corpora::redact::Redactor::for_catalog(catalog, setup),
             compile_timeout,
             idle: Mutex::new(Vec::new()),
             ordered: true,
@@ -380,7 +383,9 @@ impl WorkerEngine {
         let (ok, _) = w.request(&self.setup, startup).map_err(|f| failure(f, "setup"))?;
         if ok["ok"] != json!(true) {
             let e = refused(&ok);
-            return Err(EngineError::new(e.class, format!("setup failed: {}", e.message)));
+            // Loading a table may echo its values: desensitized like query errors.
+            let said = self.redactor.redact(&e.message);
+            return Err(EngineError::new(e.class, format!("setup failed: {said}")));
         }
         Ok((w, hello))
     }

@@ -449,13 +449,7 @@ fn datafusion_python_error_messages_never_carry_table_values() {
 /// them reaches a run file, a report in any format, stdout or stderr.
 fn planted_secrets_never_leave(engines_yaml: &str, queries: &[&str], min_failed: usize) {
     let tmp = tempfile::tempdir().unwrap();
-    let secrets = ["Zq7SecretA", "Zq7SecretB(", "Zq7SecretC", "Zq7SecretD", "Zq7SecretE"];
-    let csv = tmp.path().join("t.csv");
-    let mut data = String::from("id,v\n");
-    for (i, s) in secrets.iter().enumerate() {
-        data.push_str(&format!("{i},{s}\n"));
-    }
-    std::fs::write(&csv, data).unwrap();
+    plant(&tmp.path().join("t.csv"));
     let mut sql = String::new();
     for q in queries.iter().copied() {
         sql.push_str(q);
@@ -516,23 +510,160 @@ fn planted_secrets_never_leave(engines_yaml: &str, queries: &[&str], min_failed:
     }
     let files = sqlflight_tests::all_files(&run);
     assert!(files.len() >= 3);
-    for s in secrets {
+    let names: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+    let mut all: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(String::as_str)
+        .zip(files.iter().map(|(_, b)| b.as_slice()))
+        .collect();
+    let labels: Vec<String> = (0..streams.len()).map(|i| format!("output stream {i}")).collect();
+    all.extend(labels.iter().map(String::as_str).zip(streams.iter().map(Vec::as_slice)));
+    no_secret_in(&all);
+}
+
+/// And through a real Flight SQL server (the embedded DataFusion behind
+/// arrow-flight's `FlightSqlService`, on loopback): the server's errors arrive
+/// as gRPC statuses quoting the value.
+#[test]
+fn flight_sql_error_messages_never_carry_table_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("t.csv");
+    plant(&csv);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ctx = datafusion::prelude::SessionContext::new();
+    rt.block_on(ctx.register_csv("t", csv.to_str().unwrap(), Default::default()))
+        .unwrap();
+    let token = format!("planted-{}", std::process::id());
+    let server = sqlflight_tests::flight_sql_server::FlightSqlServer::start(ctx, &token);
+    planted_secrets_never_leave(
+        &format!(
+            "engines:\n  old: {{ kind: datafusion }}\n  \
+             new: {{ kind: flight-sql, url: \"{}\", headers: {{ authorization: \"Bearer {token}\" }} }}\n\
+             baseline: old\ncandidate: new\n",
+            server.url
+        ),
+        &[
+            "select cast(v as int) from t",
+            "select regexp_like('abc', v) from t",
+            "select to_timestamp(v) from t",
+            "select cast(v as decimal(10, 2)) from t",
+            "select v from t where cast(v as double) > 1",
+        ],
+        4,
+    );
+}
+
+/// The planted table values: a CSV of `id,v` whose `v` are secrets.
+const SECRETS: [&str; 5] = ["Zq7SecretA", "Zq7SecretB(", "Zq7SecretC", "Zq7SecretD", "Zq7SecretE"];
+
+/// Writes the planted table ([`SECRETS`]) to `csv`.
+fn plant(csv: &Path) {
+    let mut data = String::from("id,v\n");
+    for (i, s) in SECRETS.iter().enumerate() {
+        data.push_str(&format!("{i},{s}\n"));
+    }
+    std::fs::write(csv, data).unwrap();
+}
+
+/// Asserts that no planted secret is in any of `streams`.
+fn no_secret_in(streams: &[(&str, &[u8])]) {
+    for s in SECRETS {
         let needle = s.trim_end_matches('(');
-        for (path, bytes) in &files {
+        for (what, bytes) in streams {
             assert!(
                 !sqlflight_tests::contains_bytes(bytes, needle),
-                "{} holds the table value {needle}",
-                path.display()
-            );
-        }
-        for (i, bytes) in streams.iter().enumerate() {
-            assert!(
-                !sqlflight_tests::contains_bytes(bytes, needle),
-                "output stream {i} holds the table value {needle}: {}",
+                "{what} holds the table value {needle}: {}",
                 String::from_utf8_lossy(bytes)
             );
         }
     }
+}
+
+/// Builds the engines of `engines_yaml`, whose setup statements make the engine
+/// fail on a planted table value while the catalog loads, and requires a clear
+/// build error (exit 2, naming `expect`) without the value on stdout or stderr.
+fn planted_secrets_at_build_never_leave(engines_yaml: &str, expect: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    plant(&tmp.path().join("t.csv"));
+    std::fs::write(tmp.path().join("q.sql"), "select count(*) from t;\n").unwrap();
+    let corpus = tmp.path().join("c");
+    assert_eq!(
+        sqlflight::run_cli([
+            "sqlflight",
+            "corpus",
+            "ingest",
+            tmp.path().join("q.sql").to_str().unwrap(),
+            "--out",
+            corpus.to_str().unwrap(),
+            "-q"
+        ]),
+        0
+    );
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!("corpus: c\ncatalog:\n  tables:\n    t: {{ path: t.csv, format: csv }}\n{engines_yaml}"),
+    )
+    .unwrap();
+    for cmd in ["playback", "flight"] {
+        let out = Command::new(sqlflight_bin())
+            .args([cmd, "-c", cfg.to_str().unwrap(), "--out"])
+            .arg(tmp.path().join(cmd))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(err.contains(expect), "{cmd}: the error names {expect:?}: {err}");
+        no_secret_in(&[("stdout", &out.stdout), ("stderr", &out.stderr)]);
+        for (path, bytes) in sqlflight_tests::all_files(tmp.path()) {
+            if path.extension().is_some_and(|e| e == "csv") {
+                continue;
+            }
+            no_secret_in(&[(&path.display().to_string(), &bytes)]);
+        }
+    }
+}
+
+/// A setup statement or catalog DDL that fails on a table value (the embedded
+/// DataFusion's cast error quotes it) is a build error without the value.
+#[test]
+fn catalog_load_errors_never_carry_table_values() {
+    planted_secrets_at_build_never_leave(
+        "engines:\n  old: { kind: datafusion, setup: [\"create table n as select cast(v as int) as n from t\"] }\n  \
+         new: { kind: datafusion }\nbaseline: old\ncandidate: new\n",
+        "setup statement",
+    );
+}
+
+/// The same on real DuckDB (a worker process: its setup refusal), PostgreSQL
+/// and MariaDB servers (strict mode makes MariaDB's truncation an error of
+/// `CREATE TABLE ... AS SELECT`).
+#[test]
+fn catalog_load_errors_on_workers_and_servers_never_carry_table_values() {
+    sqlflight_tests::full_tier_only!();
+    planted_secrets_at_build_never_leave(
+        "engines:\n  old: { kind: duckdb, version: \"1.2.1\", setup: [\"create table n as select cast(v as int) as n from t\"] }\n  \
+         new: { kind: duckdb, version: \"1.2.1\" }\nbaseline: old\ncandidate: new\n",
+        "setup failed",
+    );
+    let pg = sqlflight_tests::servers::Postgres::start();
+    planted_secrets_at_build_never_leave(
+        &format!(
+            "engines:\n  old: {{ kind: postgres, url: \"{}\", load_catalog: true, setup: [\"create temp table n as select cast(v as int) as n from t\"] }}\n  \
+             new: {{ kind: postgres, url: \"{0}\", load_catalog: true }}\nbaseline: old\ncandidate: new\n",
+            pg.url("postgres")
+        ),
+        "setup statement",
+    );
+    let my = sqlflight_tests::servers::Mariadb::start();
+    planted_secrets_at_build_never_leave(
+        &format!(
+            "engines:\n  old: {{ kind: mysql, url: \"{}\", load_catalog: true, setup: [\"create temporary table n as select cast(v as signed) as n from t\"] }}\n  \
+             new: {{ kind: mysql, url: \"{0}\", load_catalog: true }}\nbaseline: old\ncandidate: new\n",
+            my.url("tpch")
+        ),
+        "setup statement",
+    );
 }
 
 /// And on a real PostgreSQL server (Debian's, started on loopback): its
@@ -557,6 +688,36 @@ fn postgres_error_messages_never_carry_table_values() {
             "select v from t where cast(v as float8) > 1",
         ],
         4,
+    );
+}
+
+/// And on a real MariaDB server (Debian's, on loopback). Its SELECTs turn a
+/// value they cannot convert into a warning, not an error (casts, JSON, dates,
+/// geometry: tried here, they `match`); what fails (non-constant XPath) is
+/// checked with the rest. MariaDB's value-quoting errors (`Truncated incorrect
+/// INTEGER value: '...'`, strict mode) come while a catalog loads: see
+/// `catalog_load_errors_on_workers_and_servers_never_carry_table_values`.
+#[test]
+fn mariadb_error_messages_never_carry_table_values() {
+    sqlflight_tests::full_tier_only!();
+    let db = sqlflight_tests::servers::Mariadb::start();
+    let url = db.url("tpch");
+    planted_secrets_never_leave(
+        &format!(
+            "engines:\n  old: {{ kind: mariadb, url: \"{url}\", load_catalog: true }}\n  \
+             new: {{ kind: mariadb, url: \"{url}\", load_catalog: true, settings: {{ join_cache_level: \"0\" }} }}\n\
+             baseline: old\ncandidate: new\n"
+        ),
+        &[
+            "select extractvalue('<a/>', v) from t",
+            "select updatexml('<a/>', v, '<b/>') from t",
+            "select json_extract('{}', v) from t",
+            "select v from t where v regexp concat(v, '(')",
+            "select cast(v as signed) from t",
+            "select cast(v as date) from t",
+            "select st_geomfromtext(v) from t",
+        ],
+        2,
     );
 }
 
