@@ -36,62 +36,268 @@ fn non_empty(s: &str) -> Option<String> {
 }
 
 /// Reads a `csvlog` stream (multi-line statements are quoted CSV fields).
+///
+/// Records are assembled line by line (a record ends at a line end outside
+/// quotes) and never hold more than the record-size limit
+/// ([`crate::input::max_record`]): a record over it, or a quote that is never
+/// closed, is skipped with its first line, and reading resumes at the next line
+/// of that record that starts like a csvlog record (a timestamp), so one bad
+/// quote costs one record, not the rest of the file.
 pub fn read_csvlog<R: Read>(reader: R, sink: &mut dyn Sink) -> Result<(), LogError> {
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(256 * 1024)
-        .from_reader(reader);
-    let mut rec = csv::ByteRecord::new();
+    let mut lines = crate::input::Lines::new(std::io::BufReader::with_capacity(256 * 1024, reader));
+    let max = crate::input::max_record();
     let mut asm = Assembler::default();
+    let mut r = CsvRecords::default();
     loop {
-        let line = csv.position().line();
-        match csv.read_byte_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => match e.kind() {
-                csv::ErrorKind::Io(_) => {
-                    let csv::ErrorKind::Io(io) = e.into_kind() else {
-                        unreachable!()
-                    };
-                    return Err(read_err(line)(io));
-                }
-                _ => {
-                    sink.skip(line, format!("malformed csvlog record: {e}"));
+        let next = match r.replay.pop_front() {
+            Some(l) => Some(Ok(l)),
+            None => lines
+                .advance()
+                .map_err(read_err(lines.line() + 1))?
+                .map(|n| match lines.oversized() {
+                    Some(len) => Err((n, len)),
+                    None => Ok((n, lines.current().to_vec())),
+                }),
+        };
+        match next {
+            None => {
+                if let Some((first, _)) = r.rec.first() {
+                    sink.skip(
+                        *first,
+                        "malformed csvlog record: a quoted field is never closed".to_string(),
+                    );
+                    r.abandon();
                     continue;
                 }
-            },
-        }
-        // PostgreSQL 13 writes 23 columns, 14 adds leader_pid and query_id.
-        if rec.len() < 23 {
-            sink.skip(
-                line,
-                format!("malformed csvlog record: {} fields, expected 23 to 26", rec.len()),
-            );
-            continue;
-        }
-        let field = |i: usize| rec.get(i).map(utf8).transpose();
-        let decoded = (|| -> Result<Entry, String> {
-            let s = |i: usize| -> Result<String, String> { Ok(field(i)?.unwrap_or("").to_string()) };
-            Ok(Entry {
-                line,
-                time: non_empty(&s(0)?),
-                user: non_empty(&s(1)?),
-                database: non_empty(&s(2)?),
-                session: non_empty(&s(5)?).or(non_empty(&s(3)?)),
-                severity: s(11)?,
-                message: s(13)?,
-                detail: non_empty(&s(14)?),
-                application: non_empty(&s(22)?),
-                query_id: non_empty(&s(25)?).filter(|q| q != "0"),
-            })
-        })();
-        match decoded {
-            Ok(e) => asm.feed(e, sink)?,
-            Err(reason) => sink.skip(line, reason),
+                r.resynced(sink);
+                break;
+            }
+            Some(Err((n, len))) => {
+                if let Some((first, _)) = r.rec.first() {
+                    let why = format!("malformed csvlog record: cut by line {n}, which is over the record size limit");
+                    sink.skip(*first, why);
+                    r.abandon();
+                }
+                r.resynced(sink);
+                sink.skip(n, super::oversized(len));
+            }
+            Some(Ok((n, line))) => {
+                if r.rec.is_empty() && line.is_empty() {
+                    continue;
+                }
+                if let Some((_, last, count)) = &mut r.resync {
+                    // After a damaged record: its remaining lines, up to the
+                    // next line that starts a record, are one skip.
+                    if !starts_record(&line) {
+                        *last = n;
+                        *count += 1;
+                        continue;
+                    }
+                    r.resynced(sink);
+                }
+                r.size += line.len() + 1;
+                r.in_quote ^= memchr::memchr_iter(b'"', &line).count() % 2 == 1;
+                r.rec.push((n, line));
+                if r.size > max {
+                    sink.skip(r.rec[0].0, super::oversized(r.size as u64));
+                    r.abandon();
+                    continue;
+                }
+                if r.in_quote {
+                    continue;
+                }
+                match r.entry() {
+                    Ok(e) => {
+                        r.clear();
+                        asm.feed(e, sink)?;
+                    }
+                    Err(why) => {
+                        sink.skip(r.rec[0].0, why);
+                        // A record cut short swallows the next one's first line:
+                        // read again from there.
+                        r.abandon();
+                    }
+                }
+            }
         }
     }
     asm.finish(sink)
+}
+
+/// The csvlog record being assembled from lines, and the lines to read again
+/// after a damaged one.
+#[derive(Default)]
+struct CsvRecords {
+    rec: Vec<(u64, Vec<u8>)>,
+    size: usize,
+    in_quote: bool,
+    replay: std::collections::VecDeque<(u64, Vec<u8>)>,
+    /// Skipping the rest of a damaged record: (first line, last line, lines).
+    resync: Option<(u64, u64, u64)>,
+    joined: Vec<u8>,
+    fields: FieldSplitter,
+}
+
+impl CsvRecords {
+    fn clear(&mut self) {
+        self.rec.clear();
+        self.size = 0;
+        self.in_quote = false;
+    }
+
+    /// Drops the current record (already reported) and reads again from its
+    /// next line that starts a record; without one, skips on to the next.
+    fn abandon(&mut self) {
+        match self.rec.iter().skip(1).position(|(_, l)| starts_record(l)) {
+            Some(i) => {
+                for l in self.rec.drain(i + 1..).rev() {
+                    self.replay.push_front(l);
+                }
+            }
+            None => {
+                if let Some(&(n, _)) = self.rec.get(1) {
+                    let last = self.rec.last().map_or(n, |l| l.0);
+                    self.resync = Some((n, last, self.rec.len() as u64 - 1));
+                } else {
+                    self.resync = Some((0, 0, 0));
+                }
+            }
+        }
+        self.clear();
+    }
+
+    /// Ends a resync, reporting the lines it skipped.
+    fn resynced(&mut self, sink: &mut dyn Sink) {
+        if let Some((first, last, count)) = self.resync.take()
+            && count > 0
+        {
+            let first = if first == 0 { last + 1 - count } else { first };
+            sink.skip(
+                first,
+                format!("damaged csvlog record: its other {count} lines (to line {last}), up to the next record"),
+            );
+        }
+    }
+
+    /// The entry of the complete record (quotes balanced), or why not.
+    fn entry(&mut self) -> Result<Entry, String> {
+        self.joined.clear();
+        for (i, (_, l)) in self.rec.iter().enumerate() {
+            if i > 0 {
+                self.joined.push(b'\n');
+            }
+            self.joined.extend_from_slice(l);
+        }
+        self.fields.split(&self.joined);
+        csv_entry(self.rec[0].0, &self.fields)
+    }
+}
+
+/// Whether a line starts like a csvlog record: its `log_time`
+/// (`2023-11-21 10:00:00`).
+fn starts_record(line: &[u8]) -> bool {
+    let d = |i: usize| line.get(i).is_some_and(u8::is_ascii_digit);
+    let at = |i: usize, c: u8| line.get(i) == Some(&c);
+    (0..4).all(d)
+        && at(4, b'-')
+        && d(5)
+        && d(6)
+        && at(7, b'-')
+        && d(8)
+        && d(9)
+        && at(10, b' ')
+        && d(11)
+        && d(12)
+        && at(13, b':')
+}
+
+/// Splits one csvlog record into fields, reusing its buffers and the CSV state
+/// machine (costly to build) from record to record.
+struct FieldSplitter {
+    rdr: csv_core::Reader,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    fields: usize,
+}
+
+impl Default for FieldSplitter {
+    fn default() -> Self {
+        FieldSplitter {
+            rdr: csv_core::Reader::new(),
+            out: vec![0; 4096],
+            ends: vec![0; 32],
+            fields: 0,
+        }
+    }
+}
+
+impl FieldSplitter {
+    /// Splits `input`, one whole record without its final line end.
+    fn split(&mut self, input: &[u8]) {
+        use csv_core::ReadRecordResult as R;
+        self.rdr.reset();
+        if self.out.len() < input.len() {
+            self.out.resize(input.len(), 0);
+        }
+        let (mut rest, mut o, mut e) = (input, 0, 0);
+        let mut at_end = false;
+        loop {
+            let (res, nin, nout, nend) = self.rdr.read_record(rest, &mut self.out[o..], &mut self.ends[e..]);
+            rest = &rest[nin..];
+            o += nout;
+            e += nend;
+            match res {
+                // An empty input tells the reader the record ends here.
+                R::InputEmpty if rest.is_empty() && !at_end => at_end = true,
+                R::InputEmpty => {
+                    if at_end {
+                        break;
+                    }
+                }
+                R::OutputFull => self.out.resize(self.out.len() * 2, 0),
+                R::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                R::Record | R::End => break,
+            }
+        }
+        self.fields = e;
+    }
+
+    fn len(&self) -> usize {
+        self.fields
+    }
+
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        (i < self.fields).then(|| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            &self.out[start..self.ends[i]]
+        })
+    }
+}
+
+/// The entry of one complete csvlog record (split into `rec`), or why it
+/// cannot be read.
+fn csv_entry(line: u64, rec: &FieldSplitter) -> Result<Entry, String> {
+    // PostgreSQL 13 writes 23 columns, 14 adds leader_pid and query_id.
+    if rec.len() < 23 {
+        return Err(format!(
+            "malformed csvlog record: {} fields, expected 23 to 26",
+            rec.len()
+        ));
+    }
+    let field = |i: usize| rec.get(i).map(utf8).transpose();
+    let s = |i: usize| -> Result<String, String> { Ok(field(i)?.unwrap_or("").to_string()) };
+    Ok(Entry {
+        line,
+        time: non_empty(&s(0)?),
+        user: non_empty(&s(1)?),
+        database: non_empty(&s(2)?),
+        session: non_empty(&s(5)?).or(non_empty(&s(3)?)),
+        severity: s(11)?,
+        message: s(13)?,
+        detail: non_empty(&s(14)?),
+        application: non_empty(&s(22)?),
+        query_id: non_empty(&s(25)?).filter(|q| q != "0"),
+    })
 }
 
 #[derive(Deserialize)]
@@ -401,6 +607,66 @@ mod tests {
         assert_eq!(lines, vec![8, 9], "{:?}", sink.skipped);
         assert!(sink.skipped[0].1.contains("malformed duration"));
         assert!(sink.skipped[1].1.contains("5 fields"));
+    }
+
+    /// A csvlog record (`n`, statement `sql`) as PostgreSQL writes it.
+    fn csv_record(n: u32, sql: &str) -> String {
+        format!(
+            "2023-11-21 10:00:0{n}.000 UTC,\"app\",\"shop\",101,\"127.0.0.1:5000\",655c8000.65,{n},\"SELECT\",\
+             2023-11-21 09:59:59 UTC,3/{n},0,LOG,00000,\"statement: {}\",,,,,,,,,\"psql\",client backend,,0\n",
+            sql.replace('"', "\"\"")
+        )
+    }
+
+    #[test]
+    fn an_unclosed_quote_costs_one_record_not_the_rest_of_the_log() {
+        let mut log = csv_record(1, "select 1");
+        // A record cut after the opening quote of its message (a truncated write).
+        log.push_str("2023-11-21 10:00:02.000 UTC,\"app\",\"shop\",101,\"127.0.0.1:5000\",655c8000.65,2,\"SELECT\",\"statement: select\n");
+        log.push_str(&csv_record(3, "select 3\nfrom \"t\""));
+        log.push_str(&csv_record(4, "select 4"));
+        // And the last record of the file cut the same way.
+        log.push_str("2023-11-21 10:00:05.000 UTC,\"app\",\"statement: select\nfrom t\n");
+        let mut sink = Collect::default();
+        read_csvlog(log.as_bytes(), &mut sink).unwrap();
+        let sql: Vec<&str> = sink.statements.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(
+            sql,
+            ["select 1", "select 3\nfrom \"t\"", "select 4"],
+            "{:?}",
+            sink.skipped
+        );
+        assert_eq!(sink.statements[1].line, 3);
+        let lines: Vec<u64> = sink.skipped.iter().map(|s| s.0).collect();
+        assert_eq!(lines, [2, 6, 7], "{:?}", sink.skipped);
+        assert!(sink.skipped[0].1.contains("21 fields"), "{:?}", sink.skipped);
+        assert!(sink.skipped[1].1.contains("never closed"), "{:?}", sink.skipped);
+        assert!(sink.skipped[2].1.contains("damaged"), "{:?}", sink.skipped);
+    }
+
+    #[test]
+    fn records_over_the_size_limit_are_skipped_and_memory_stays_bounded() {
+        let _limit = crate::input::limit_records(4096);
+        let mut log = csv_record(1, "select 1");
+        // One statement of 100 KB over many lines, one line of 100 KB, and an
+        // unclosed quote followed by 100 KB of text without a record start.
+        log.push_str(&csv_record(2, &"select 2\n".repeat(10_000)));
+        log.push_str(&csv_record(3, &format!("select '{}'", "x".repeat(100_000))));
+        log.push_str(&csv_record(4, "select 4"));
+        log.push_str("2023-11-21 10:00:05.000 UTC,\"app\",\"statement: select\n");
+        log.push_str(&"more text\n".repeat(10_000));
+        log.push_str(&csv_record(6, "select 6"));
+        let mut sink = Collect::default();
+        read_csvlog(log.as_bytes(), &mut sink).unwrap();
+        let sql: Vec<&str> = sink.statements.iter().map(|s| s.sql.as_str()).collect();
+        let head: Vec<&(u64, String)> = sink.skipped.iter().take(8).collect();
+        assert_eq!(sql, ["select 1", "select 4", "select 6"], "{head:?}");
+        let first: Vec<&(u64, String)> = sink.skipped.iter().take(8).collect();
+        let lines: Vec<u64> = sink.skipped.iter().map(|s| s.0).collect();
+        assert_eq!(lines.len(), 5, "{first:?}");
+        assert_eq!((lines[0], lines[2], lines[3]), (2, 10_003, 10_005), "{first:?}");
+        assert!(first[1].1.contains("damaged csvlog record:"), "{first:?}");
+        assert!(first[4].1.contains("damaged csvlog record:"), "{first:?}");
     }
 
     #[test]
