@@ -113,6 +113,10 @@ pub struct PlaybackSpec {
     /// Per-compile time limit, e.g. `30s`.
     #[serde(default)]
     pub timeout: Option<String>,
+    /// More compiles per side of a query whose plans differ, to tell a plan
+    /// change from a plan the engine does not determine (0 to 20, default 2).
+    #[serde(default)]
+    pub plan_rechecks: Option<usize>,
 }
 
 /// A config error with its place in the file.
@@ -503,6 +507,7 @@ impl Config {
         let f = &self.file;
         if let Some(pb) = &f.playback {
             check_count(self, &["playback", "jobs"], pb.jobs, 1, MAX_JOBS)?;
+            check_count(self, &["playback", "plan_rechecks"], pb.plan_rechecks, 0, 20)?;
             self.positive_duration(&["playback", "timeout"], pb.timeout.as_deref())?;
         }
         let Some(fl) = &f.flight else { return Ok(()) };

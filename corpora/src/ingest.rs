@@ -1031,7 +1031,11 @@ mod hostile {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        // `PROPTEST_CASES` runs it longer (scripts/fuzz.sh).
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64),
+        ..Default::default()
+    })]
         /// The `.sql` splitter and every log parser take any bytes: no panic, and
         /// every record they find is kept or skipped, never lost silently.
         #[test]

@@ -59,6 +59,7 @@ pub fn options(out: &Path, jobs: usize) -> PlaybackOptions {
         timeout: Duration::from_secs(60),
         config: serde_json::Value::Null,
         dialect_failures: false,
+        plan_rechecks: sqlflight_playback::DEFAULT_PLAN_RECHECKS,
     }
 }
 
@@ -112,6 +113,53 @@ impl Engine for FaultyEngine {
         if sql.contains("sqlflight_test_panic") {
             panic!("deliberate test panic");
         }
+        self.inner.execute(sql, limits, sink)
+    }
+}
+
+/// A test double around a real engine that plans a statement containing
+/// `sqlflight_test_unstable_plan` two ways, alternating from call to call
+/// (starting with the second way when `start` is odd): what datafusion-python 52
+/// does with TPC-DS q70 at random, on demand.
+pub struct UnstablePlanEngine {
+    pub inner: Arc<dyn Engine>,
+    pub info: EngineInfo,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl UnstablePlanEngine {
+    pub fn wrap(inner: Arc<dyn Engine>, start: u64) -> Arc<dyn Engine> {
+        let info = inner.info().clone();
+        Arc::new(UnstablePlanEngine {
+            inner,
+            info,
+            calls: std::sync::atomic::AtomicU64::new(start),
+        })
+    }
+}
+
+impl Engine for UnstablePlanEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+    fn compile(&self, sql: &str) -> Result<CompiledPlan, EngineError> {
+        let mut plan = self.inner.compile(sql)?;
+        if sql.contains("sqlflight_test_unstable_plan") {
+            let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            plan.logical.push_str(if call % 2 == 0 {
+                "\n  Hidden: x, y"
+            } else {
+                "\n  Hidden: y, x"
+            });
+        }
+        Ok(plan)
+    }
+    fn execute(
+        &self,
+        sql: &str,
+        limits: &ExecLimits,
+        sink: &mut dyn FnMut(&RecordBatch) -> Result<(), EngineError>,
+    ) -> Result<ExecStats, EngineError> {
         self.inner.execute(sql, limits, sink)
     }
 }

@@ -212,6 +212,60 @@ fn failures_crashes_and_hangs_become_outcomes_and_the_run_completes() {
     assert!(md.contains("panicked: ? test panic"), "{md}");
 }
 
+/// A plan the engine does not determine (two ways at random, as
+/// datafusion-python 52 plans TPC-DS q70) is `nondeterministic`, not a plan
+/// change, when both sides can plan it the same way; a side whose plans are all
+/// new is still a plan change, with the instability said.
+#[test]
+fn a_plan_the_engine_does_not_determine_is_not_a_plan_change() {
+    let catalog = Catalog::from_ddl("t.sql", "create table t(a int, b varchar);");
+    let spec = datafusion(&[], &[]);
+    let records = vec![
+        QueryRecord::new("unstable", "select a as sqlflight_test_unstable_plan from t"),
+        QueryRecord::new("stable", "select a, count(*) from t group by a"),
+    ];
+    let corpus = Corpus::from_records(CorpusManifest::new("unstable"), records, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, b: std::sync::Arc<dyn sqlflight_engines::Engine>, c, rechecks| {
+        let mut opts = options(&tmp.path().join(name), 1);
+        opts.plan_rechecks = rechecks;
+        let s = playback(&corpus, b, c, &opts);
+        let by: BTreeMap<String, sqlflight_diffing::OutcomeRecord> =
+            s.outcomes.into_iter().map(|o| (o.query_id.clone(), o)).collect();
+        by
+    };
+    let unstable = |start| UnstablePlanEngine::wrap(engine("side", &spec, &catalog), start);
+    // Both sides plan it both ways; their first plans differ.
+    let o = run(
+        "both",
+        unstable(0),
+        unstable(1),
+        sqlflight_playback::DEFAULT_PLAN_RECHECKS,
+    );
+    let u = &o["unstable"];
+    assert_eq!(u.class, OutcomeClass::Nondeterministic, "{u:#?}");
+    let said = u.detail.as_deref().unwrap_or_default();
+    assert!(
+        said.contains("plan not determined") && said.contains("same way"),
+        "{said}"
+    );
+    assert!(u.plan_facts.is_empty() && u.change_signature.is_none() && u.diff.is_none());
+    assert_eq!(o["stable"].class, OutcomeClass::SamePlan);
+    // Without rechecks it would read as a plan change.
+    let o = run("none", unstable(0), unstable(1), 0);
+    assert_eq!(o["unstable"].class, OutcomeClass::PlanChanged);
+    // Only the candidate is unstable, and neither of its plans is the baseline's.
+    let o = run("one", engine("baseline", &spec, &catalog), unstable(0), 2);
+    let u = &o["unstable"];
+    assert_eq!(u.class, OutcomeClass::PlanChanged, "{u:#?}");
+    let said = u.detail.as_deref().unwrap_or_default();
+    assert!(
+        said.contains("the baseline planned it 1 way(s), the candidate 2"),
+        "{said}"
+    );
+    assert!(!u.plan_facts.is_empty());
+}
+
 #[test]
 fn partitions_together_equal_the_whole_run() {
     let (base, cand) = demo_profiles();

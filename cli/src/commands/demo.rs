@@ -134,6 +134,7 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
                 timeout: cfg.timeout()?.unwrap_or(DEFAULT_TIMEOUT).max(Duration::from_secs(1)),
                 config: serde_json::to_value(&cfg.file)?,
                 dialect_failures: false,
+                plan_rechecks: sqlflight_playback::DEFAULT_PLAN_RECHECKS,
             },
             config: cfg,
         };

@@ -255,6 +255,13 @@ pub fn resolve(args: &PlaybackArgs) -> anyhow::Result<PlaybackJob> {
             resume: args.run.resumes(),
             timeout,
             dialect_failures: r.config.file.dialect_failures,
+            plan_rechecks: r
+                .config
+                .file
+                .playback
+                .as_ref()
+                .and_then(|p| p.plan_rechecks)
+                .unwrap_or(sqlflight_playback::DEFAULT_PLAN_RECHECKS),
             config: r.config_json,
         },
         config: r.config,

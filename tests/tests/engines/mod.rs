@@ -398,6 +398,66 @@ fn plan_facts_of_two_duckdb_releases_over_tpcds_with_data() {
     insta::assert_snapshot!("facts-duckdb-1.1.3-1.2.1-tpcds", facts);
 }
 
+/// datafusion-python 52.3.0 plans TPC-DS q70 and q86 two ways at random (the
+/// hidden `grouping()` columns of a ROLLUP come out in hash-set order). Against
+/// itself, playback's rechecks report them `nondeterministic` whenever the first
+/// two compiles disagreed, never `plan_changed`; the stable queries are
+/// `same_plan`. Each of the two queries is in the corpus six times, so at least
+/// one first compile disagrees but in 1 of 4,096 runs.
+#[test]
+fn datafusion_python_plans_that_vary_between_compiles_are_not_plan_changes() {
+    sqlflight_tests::full_tier_only!();
+    let tmp = tempfile::tempdir().unwrap();
+    let c = sqlflight_corpora::bundled::Workload::Tpcds.corpus().unwrap();
+    let q = |id: &str| {
+        let r = c.records.iter().find(|r| r.id == id).unwrap();
+        format!("{};\n", r.sql.trim().trim_end_matches(';'))
+    };
+    let mut sql = String::new();
+    for _ in 0..6 {
+        sql.push_str(&q("tpcds-q70"));
+        sql.push_str(&q("tpcds-q86"));
+    }
+    for id in ["tpcds-q03", "tpcds-q27", "tpcds-q36"] {
+        sql.push_str(&q(id));
+    }
+    let corpus = ingest_sql(tmp.path(), &sql);
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpora/tpcds/schema.sql");
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "corpus: {}\ncatalog: {{ ddl: \"{}\" }}\n\
+             engines:\n  a: {{ kind: datafusion-python, version: \"52.3.0\" }}\n  b: {{ kind: datafusion-python, version: \"52.3.0\" }}\n\
+             baseline: a\ncandidate: b\nplayback: {{ plan_rechecks: 8 }}\n",
+            corpus.display(),
+            schema.display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("pb");
+    let code = run(&[
+        "playback",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, 0);
+    let (_, o) = sqlflight_runs::read_run(&out).unwrap();
+    assert_eq!(o.len(), 15);
+    let by_class = |class| o.iter().filter(|x| x.class == class).count();
+    let said: Vec<_> = o.iter().map(|x| (x.class, x.detail.as_deref())).collect();
+    assert_eq!(by_class(OutcomeClass::PlanChanged), 0, "{said:#?}");
+    assert!(by_class(OutcomeClass::Nondeterministic) >= 1, "{said:#?}");
+    assert_eq!(
+        by_class(OutcomeClass::SamePlan) + by_class(OutcomeClass::Nondeterministic),
+        15,
+        "{said:#?}"
+    );
+}
+
 /// The per-query memory limit reaches datafusion-python (a greedy pool in a
 /// session of its own): past it the query fails as `resource`, within it the
 /// same worker still answers.

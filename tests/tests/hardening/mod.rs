@@ -177,6 +177,11 @@ fn nonsense_settings_are_refused_with_their_place() {
     let cases = [
         ("playback:\n  timeout: 0s\n", (2, 3), "zero"),
         ("playback:\n  jobs: 0\n", (2, 3), "playback.jobs is 0"),
+        (
+            "playback:\n  plan_rechecks: 21\n",
+            (2, 3),
+            "playback.plan_rechecks is 21",
+        ),
         ("flight:\n  repeat: 0\n", (2, 3), "flight.repeat is 0"),
         ("flight:\n  timeout: 0s\n", (2, 3), "zero"),
         ("flight:\n  memory_limit: 0\n", (2, 3), "below 1 MiB"),
@@ -203,7 +208,7 @@ fn nonsense_settings_are_refused_with_their_place() {
     // Sane values pass.
     Config::parse(
         Path::new("c.yaml"),
-        "playback: { jobs: 2, timeout: 30s }\nflight:\n  repeat: 3\n  perf: { alpha: 0.01 }\n",
+        "playback: { jobs: 2, timeout: 30s, plan_rechecks: 0 }\nflight:\n  repeat: 3\n  perf: { alpha: 0.01 }\n",
     )
     .unwrap();
     // Flags are range-checked too (usage error, exit 2).
@@ -363,7 +368,11 @@ fn playback_error_messages_lose_the_literals() {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+    // `PROPTEST_CASES` runs it longer (scripts/fuzz.sh).
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
+        ..Default::default()
+    })]
     /// The config loader takes any text: a located error or a config, never a
     /// panic; structure-aware mutations of the example config included.
     #[test]
