@@ -115,6 +115,8 @@ class DuckDB:
         self.version = duckdb.__version__
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET explain_output = 'all'")
+        # The columns of each catalog table (to name the scans of its view).
+        self.columns = {}
 
     def classify(self, e):
         kind = type(e).__name__
@@ -142,6 +144,29 @@ class DuckDB:
         reader = "read_parquet" if fmt == "parquet" else "read_csv_auto"
         quoted = path.replace("'", "''")
         self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM {reader}(\'{quoted}\')')
+        described = self.con.execute(f'DESCRIBE "{name}"').fetchall()
+        self.columns[name] = {str(r[0]).lower() for r in described}
+
+    def name_scans(self, nodes):
+        """A catalog table is a view over `read_parquet`/`read_csv_auto`, and
+        DuckDB's plan names no table for such a scan. Name it when exactly one
+        catalog table has every column the scan projects or filters on (TPC-H
+        and TPC-DS: always); otherwise leave it unnamed rather than guess."""
+        known = set().union(*self.columns.values()) if self.columns else set()
+        for n in nodes:
+            info = n.get("extra_info")
+            kind = str(n.get("name", "")).strip()
+            if isinstance(info, dict) and kind.startswith("READ_") and not any(k.lower() == "table" for k in info):
+                words = set()
+                for k in ("Projections", "Filters"):
+                    v = info.get(k)
+                    v = " ".join(map(str, v)) if isinstance(v, list) else str(v or "")
+                    words.update(w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", v))
+                used = words & known
+                tables = [t for t, cols in self.columns.items() if used and used <= cols]
+                if len(tables) == 1:
+                    info["Table"] = tables[0]
+            self.name_scans(n.get("children") or [])
 
     def statement(self, sql):
         self.con.execute(sql)
@@ -158,6 +183,7 @@ class DuckDB:
         try:
             self.con.execute("SET explain_output = 'physical_only'")
             tree = json.loads(self.con.execute("EXPLAIN (FORMAT JSON) " + sql).fetchall()[0][1])
+            self.name_scans(tree)
             physical = "\n".join(render_tree(tree, 0))
         except Exception:  # noqa: BLE001 - keep the text plan
             pass

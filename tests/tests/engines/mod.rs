@@ -458,6 +458,53 @@ fn datafusion_python_plans_that_vary_between_compiles_are_not_plan_changes() {
     );
 }
 
+/// DuckDB reads a catalog table through a view over `read_parquet`, and its plan
+/// names no table for the scan; the worker names it when one catalog table has
+/// every column the scan uses (so plan facts are tied to tables), and leaves a
+/// scan whose columns several tables have unnamed.
+#[test]
+fn duckdb_scans_of_catalog_tables_are_named() {
+    sqlflight_tests::full_tier_only!();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sqlflight_corpora::tpch::ensure_tpch_data(&tmp.path().join("data"), 0.001).unwrap();
+    let mut catalog = sqlflight_corpora::Catalog::default();
+    for (t, p) in &data.tables {
+        catalog.tables.insert(
+            t.clone(),
+            sqlflight_corpora::TableSource {
+                path: p.clone(),
+                format: sqlflight_corpora::TableFormat::Parquet,
+            },
+        );
+    }
+    let x = tmp.path().join("x.parquet");
+    let orders = &data.tables.iter().find(|(t, _)| t.as_str() == "orders").unwrap().1;
+    std::fs::copy(orders, &x).unwrap();
+    catalog.tables.insert(
+        "orders_copy".into(),
+        sqlflight_corpora::TableSource {
+            path: x,
+            format: sqlflight_corpora::TableFormat::Parquet,
+        },
+    );
+    let spec: sqlflight_engines::EngineSpec = serde_yaml::from_str("{ kind: duckdb, version: \"1.2.1\" }").unwrap();
+    let e = sqlflight_engines::build_engine("d", &spec, &catalog).unwrap();
+    let plan = e
+        .compile("select n_name, count(*) from nation join region on n_regionkey = r_regionkey group by 1")
+        .unwrap();
+    let physical = plan.physical.unwrap_or_default();
+    assert!(
+        physical.contains("Table=nation") && physical.contains("Table=region"),
+        "{physical}"
+    );
+    let tree = sqlflight_diffing::plan_tree::PlanTree::parse(&physical);
+    let tables: Vec<_> = tree.nodes.iter().filter_map(|n| n.table.clone()).collect();
+    assert!(tables.contains(&"nation".to_string()), "{tables:?}");
+    // `orders` and `orders_copy` have the same columns: not named.
+    let plan = e.compile("select o_orderkey from orders_copy").unwrap();
+    assert!(!plan.physical.unwrap_or_default().contains("Table="));
+}
+
 /// The per-query memory limit reaches datafusion-python (a greedy pool in a
 /// session of its own): past it the query fails as `resource`, within it the
 /// same worker still answers.
