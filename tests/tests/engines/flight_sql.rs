@@ -93,7 +93,8 @@ fn flight_sql_server_runs_tpch_like_the_embedded_engine() {
     // Through the CLI: Flight SQL server vs embedded DataFusion on the same data.
     let mut yaml = super::tpch_config(&data);
     yaml.push_str(&format!(
-        "engines:\n  remote: {{ kind: flight-sql, url: \"{}\", token_env: SQLFLIGHT_TEST_TOKEN }}\n  local: {{ kind: datafusion }}\n\
+        "engines:\n  remote: {{ kind: flight-sql, url: \"{}\", token_env: SQLFLIGHT_TEST_TOKEN }}\n  local: {{ kind: datafusion }}\n  \
+           smj: {{ kind: datafusion, settings: {{ datafusion.optimizer.prefer_hash_join: \"false\" }} }}\n\
          baseline: remote\ncandidate: local\nflight: {{ repeat: 1 }}\n",
         server.url
     ));
@@ -142,4 +143,31 @@ fn flight_sql_server_runs_tpch_like_the_embedded_engine() {
         .collect();
     assert!(not_match.is_empty(), "{not_match:?}");
     assert_eq!(f.len(), 22);
+
+    // Plan facts read the server's plans (its EXPLAIN over Flight SQL): against
+    // an embedded profile that prefers sort-merge joins, the join changes are
+    // named and the top facts explain the changed plans.
+    let out = tmp.path().join("facts");
+    let o = cli_child(&[
+        "playback",
+        "-c",
+        cfg,
+        "--candidate",
+        "smj",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .env("SQLFLIGHT_TEST_TOKEN", &token)
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    assert!(
+        o.status.code().is_some_and(|c| c < 2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (_, p) = sqlflight_runs::read_run(&out).unwrap();
+    let facts = sqlflight_tests::fact_lines(&p);
+    assert!(facts.contains("HashJoinExec -> SortMergeJoinExec"), "{facts}");
+    sqlflight_tests::assert_facts_explain(&p, 0.9);
 }
