@@ -540,6 +540,20 @@ impl Config {
                 1.0 + f64::EPSILON,
                 1e6,
             )?;
+            check_real(
+                self,
+                &["flight", "perf", "memory_ratio"],
+                p.memory_ratio,
+                1.0 + f64::EPSILON,
+                1e6,
+            )?;
+            check_real(
+                self,
+                &["flight", "perf", "memory_floor_mb"],
+                p.memory_floor_mb,
+                0.0,
+                1e9,
+            )?;
         }
         Ok(())
     }

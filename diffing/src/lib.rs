@@ -26,8 +26,8 @@ pub mod run;
 pub use digest::{DigestBuilder, DigestComparison, DigestKey, FloatTolerance, ResultDigest, compare_digests};
 pub use facts::{FactKind, PlanFact, plan_facts};
 pub use outcome::{
-    ErrorClass, FlightDetail, FlightSide, OutcomeClass, OutcomeRecord, PerfComparison, PerfVerdict, SideResult,
-    classify_playback, playback_outcome,
+    ErrorClass, FlightDetail, FlightSide, MemoryComparison, OutcomeClass, OutcomeRecord, PerfComparison, PerfVerdict,
+    SideResult, classify_playback, playback_outcome,
 };
 pub use plan::{NormalizedPlan, change_signature, normalize_plan, plan_diff};
 pub use run::{CorpusInfo, EngineInfo, PartitionSpec, RunManifest, RunStatus};

@@ -227,6 +227,70 @@ pub struct FlightSide {
     /// Peak memory the engine accounted for, bytes (max over runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory: Option<u64>,
+    /// The peak memory of each run (warm-up and timed runs), bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peaks: Vec<u64>,
+}
+
+/// Peak memory of the candidate against the baseline, where the engine accounts
+/// for it. Accounting is far steadier than wall time, so the test is strict
+/// instead of statistical: the candidate grew only when **every** one of its
+/// runs peaked at least `ratio_limit` times (and `floor` bytes) above **every**
+/// baseline run, over at least two runs a side (the warm-up and the timed runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryComparison {
+    /// Median candidate peak over median baseline peak.
+    pub ratio: f64,
+    /// Median peaks, bytes.
+    pub baseline: u64,
+    pub candidate: u64,
+    /// Runs per side.
+    pub runs: [u32; 2],
+    /// The candidate needs more memory on every run, beyond the limits.
+    pub regression: bool,
+}
+
+impl MemoryComparison {
+    /// Judges per-run peaks `b` and `c` (bytes); `None` with fewer than two runs
+    /// a side or no peak at all.
+    pub fn judge(b: &[u64], c: &[u64], ratio_limit: f64, floor: u64) -> Option<MemoryComparison> {
+        if b.len() < 2 || c.len() < 2 {
+            return None;
+        }
+        let median = |v: &[u64]| {
+            let mut v = v.to_vec();
+            v.sort_unstable();
+            v[v.len() / 2]
+        };
+        let (mb, mc) = (median(b), median(c));
+        if mb == 0 && mc == 0 {
+            return None;
+        }
+        let b_max = b.iter().copied().max().unwrap_or(0);
+        let c_min = c.iter().copied().min().unwrap_or(0);
+        let regression = c_min as f64 >= ratio_limit * b_max as f64 && c_min.saturating_sub(b_max) >= floor;
+        Some(MemoryComparison {
+            ratio: mc as f64 / (mb.max(1)) as f64,
+            baseline: mb,
+            candidate: mc,
+            runs: [b.len() as u32, c.len() as u32],
+            regression,
+        })
+    }
+
+    /// One line for people: `peak memory 3.10x (2.1 MiB -> 6.5 MiB, every run of 3 and 3)`.
+    pub fn describe(&self) -> String {
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        format!(
+            "peak memory {:.2}x ({:.1} MiB -> {:.1} MiB{}, {} and {} runs)",
+            self.ratio,
+            mib(self.baseline),
+            mib(self.candidate),
+            if self.regression { ", every run" } else { "" },
+            self.runs[0],
+            self.runs[1]
+        )
+    }
 }
 
 /// Performance verdict of a query.
@@ -350,6 +414,9 @@ pub struct FlightDetail {
     pub candidate: FlightSide,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perf: Option<PerfComparison>,
+    /// Peak memory verdict, where the engine accounts for memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryComparison>,
     /// Extra baseline runs made to check a mismatch for nondeterminism.
     #[serde(default)]
     pub reruns: u32,
@@ -389,11 +456,9 @@ impl OutcomeRecord {
     /// a significant slowdown beyond the policy.
     pub fn is_regression(&self) -> bool {
         self.class.is_regression()
-            || self
-                .flight
-                .as_ref()
-                .and_then(|f| f.perf.as_ref())
-                .is_some_and(PerfComparison::counts)
+            || self.flight.as_ref().is_some_and(|f| {
+                f.perf.as_ref().is_some_and(PerfComparison::counts) || f.memory.as_ref().is_some_and(|m| m.regression)
+            })
     }
 
     /// The record without timings: what must be identical between two runs of the
@@ -422,6 +487,7 @@ impl OutcomeRecord {
                 baseline: side(&f.baseline),
                 candidate: side(&f.candidate),
                 perf: None,
+                memory: None,
                 ..f.clone()
             }
         });
@@ -521,6 +587,25 @@ pub fn playback_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_grows_only_when_every_candidate_run_is_beyond_every_baseline_run() {
+        const MIB: u64 = 1 << 20;
+        let judge = |b: &[u64], c: &[u64]| MemoryComparison::judge(b, c, 1.5, 8 * MIB);
+        let grew = judge(&[6 * MIB, 7 * MIB], &[40 * MIB, 46 * MIB]).unwrap();
+        assert!(grew.regression);
+        assert!((grew.ratio - 43.0 / 7.0).abs() < 0.5, "{grew:?}");
+        assert!(grew.describe().contains("every run"), "{}", grew.describe());
+        // One candidate run within reach of the baseline: not a regression.
+        assert!(!judge(&[6 * MIB, 30 * MIB], &[40 * MIB, 46 * MIB]).unwrap().regression);
+        // Twice as much, but only 2 MiB more: under the floor.
+        assert!(!judge(&[2 * MIB, 2 * MIB], &[4 * MIB, 4 * MIB]).unwrap().regression);
+        // One run a side, or nothing accounted: no verdict.
+        assert!(judge(&[MIB], &[40 * MIB]).is_none());
+        assert!(judge(&[0, 0], &[0, 0]).is_none());
+        // Less memory is never a regression.
+        assert!(!judge(&[40 * MIB, 46 * MIB], &[6 * MIB, 7 * MIB]).unwrap().regression);
+    }
 
     fn ok(p: &str) -> SideResult {
         SideResult::ok(NormalizedPlan::new(p, Some(p)), 1)

@@ -1049,7 +1049,43 @@ class Flink:
         return batch.schema, [batch] if table else []
 
 
+def exit_with_host(interval=1.0):
+    """Ends this worker, and the processes it started (a JVM), soon after the
+    sqlflight process that started it is gone (killed with -9, say): its end of
+    the protocol pipe closes, but a worker busy in a long engine call would not
+    read it until the call returns, and a JVM would outlive both. A daemon thread
+    notices the new parent and kills the children, then this process."""
+    import threading
+    import time
+
+    host = os.getppid()
+
+    def children():
+        pids = []
+        try:
+            for task in os.listdir("/proc/self/task"):
+                with open(f"/proc/self/task/{task}/children") as f:
+                    pids.extend(int(p) for p in f.read().split())
+        except OSError:
+            pass
+        return pids
+
+    def watch():
+        while os.getppid() == host:
+            time.sleep(interval)
+        for pid in children():
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        os._exit(3)
+
+    if host > 1:
+        threading.Thread(target=watch, name="sqlflight-host-watch", daemon=True).start()
+
+
 def main():
+    exit_with_host()
     args = sys.argv[1:]
     usage = "usage: sqlflight_worker.py duckdb|datafusion|spark [MASTER]|spark-connect URL|flink batch|streaming [PARALLELISM]"
     if not args or args[0] not in ("duckdb", "datafusion", "spark", "spark-connect", "flink"):

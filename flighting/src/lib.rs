@@ -63,6 +63,11 @@ pub struct PerfPolicy {
     pub max_cv: f64,
     /// Re-measure a slowdown beyond `regression_ratio` before calling it one.
     pub confirm: bool,
+    /// The candidate's peak memory is a regression when every run of it is at
+    /// least this many times every baseline run's ...
+    pub memory_ratio: f64,
+    /// ... and at least this many MiB above it.
+    pub memory_floor_mb: f64,
 }
 
 impl Default for PerfPolicy {
@@ -77,6 +82,8 @@ impl Default for PerfPolicy {
             min_time_ms: 0.5,
             max_cv: 0.5,
             confirm: true,
+            memory_ratio: 1.5,
+            memory_floor_mb: 8.0,
         }
     }
 }
@@ -471,8 +478,9 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
         nondeterminism: analysis.nondeterminism.clone(),
         ..Default::default()
     };
-    let mut peak_b = wb.peak;
-    let mut peak_c = wc.peak;
+    // The peak memory of every run of each side (engines that account for it).
+    let mut peaks_b: Vec<u64> = wb.peak.into_iter().collect();
+    let mut peaks_c: Vec<u64> = wc.peak.into_iter().collect();
     let mut times_b = Vec::new();
     let mut times_c = Vec::new();
     let mut b_unstable = false;
@@ -485,12 +493,12 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
             .and_then(|r| r.flight.as_ref())
             .map(|f| f.baseline.times_ms.clone());
         let mut run = |side: perf::Side| {
-            let (eng, first, peak, unstable) = match side {
-                perf::Side::Baseline => (b, &wb, &mut peak_b, &mut b_unstable),
-                perf::Side::Candidate => (c, &wc, &mut peak_c, &mut c_unstable),
+            let (eng, first, peaks, unstable) = match side {
+                perf::Side::Baseline => (b, &wb, &mut peaks_b, &mut b_unstable),
+                perf::Side::Candidate => (c, &wc, &mut peaks_c, &mut c_unstable),
             };
             let x = run_side(eng, &rec.sql, order, limits, opts.digest_key.as_ref());
-            *peak = (*peak).max(x.peak);
+            peaks.extend(x.peak);
             match (&x.result, &first.result) {
                 (Ok(d), Ok(f)) if !agrees(f, d, opts.tolerance) => *unstable = true,
                 // A timed run past the time or memory limit says nothing about the
@@ -508,7 +516,18 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
         perf_outcome = measured.perf;
     }
     if let Some(f) = snapped.and_then(|r| r.flight.as_ref()) {
-        peak_b = f.baseline.peak_memory;
+        peaks_b = f.baseline.peaks.clone();
+        if peaks_b.is_empty() {
+            peaks_b.extend(f.baseline.peak_memory);
+        }
+    }
+    if opts.timing {
+        detail.memory = sqlflight_diffing::MemoryComparison::judge(
+            &peaks_b,
+            &peaks_c,
+            opts.perf.memory_ratio,
+            (opts.perf.memory_floor_mb * (1u64 << 20) as f64) as u64,
+        );
     }
     let med_b = stats::median(&times_b);
     let med_c = stats::median(&times_c);
@@ -516,13 +535,15 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
         digest: wb.result.as_ref().ok().cloned(),
         median_ms: med_b,
         times_ms: times_b.clone(),
-        peak_memory: peak_b,
+        peak_memory: peaks_b.iter().copied().max(),
+        peaks: peaks_b,
     };
     detail.candidate = FlightSide {
         digest: wc.result.as_ref().ok().cloned(),
         median_ms: med_c,
         times_ms: times_c.clone(),
-        peak_memory: peak_c,
+        peak_memory: peaks_c.iter().copied().max(),
+        peaks: peaks_c,
     };
     let mut out = record(rec, OutcomeClass::Match);
     out.baseline = Some(side_result(&wb.result, med_b.unwrap_or(wb.ms)));
@@ -583,11 +604,24 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
                 }
             }
             detail.perf = perf_outcome;
-            if matches!(out.class, OutcomeClass::Match | OutcomeClass::MatchWithinTolerance)
-                && detail.perf.as_ref().is_some_and(|p| p.regression)
-            {
-                out.class = OutcomeClass::PerfRegression;
-                out.detail = detail.perf.as_ref().map(PerfComparison::describe);
+            if matches!(out.class, OutcomeClass::Match | OutcomeClass::MatchWithinTolerance) {
+                // Slower, or needing more memory on every run: a performance
+                // regression, with what regressed in the detail.
+                let slower = detail
+                    .perf
+                    .as_ref()
+                    .filter(|p| p.regression)
+                    .map(PerfComparison::describe);
+                let bigger = detail
+                    .memory
+                    .as_ref()
+                    .filter(|m| m.regression)
+                    .map(sqlflight_diffing::MemoryComparison::describe);
+                let said: Vec<String> = slower.into_iter().chain(bigger).collect();
+                if !said.is_empty() {
+                    out.class = OutcomeClass::PerfRegression;
+                    out.detail = Some(said.join("; "));
+                }
             }
         }
         (Ok(_), Err(e)) => {

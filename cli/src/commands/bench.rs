@@ -618,6 +618,7 @@ fn generate_run(dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
                     ..Default::default()
                 },
                 perf: Some(PerfComparison::simple(c / b, Some(0.01), verdict, false)),
+                memory: None,
                 reruns: 0,
                 nondeterminism: vec![],
             });

@@ -562,6 +562,83 @@ fn flight_sql_error_messages_never_carry_table_values() {
     );
 }
 
+/// A worker busy in a query (DuckDB on an endless join) does not outlive the
+/// sqlflight process that started it: killed with -9, its worker notices within
+/// seconds and ends itself and the processes it started (the JVM of a Spark or
+/// Flink worker), instead of running the query to its end.
+#[test]
+fn workers_end_with_a_killed_sqlflight() {
+    sqlflight_tests::full_tier_only!();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("q.sql"),
+        "select count(*) from range(20000000) a, range(20000000) b where a.range + b.range = 7;\n",
+    )
+    .unwrap();
+    let corpus = tmp.path().join("c");
+    assert_eq!(
+        sqlflight::run_cli([
+            "sqlflight",
+            "corpus",
+            "ingest",
+            tmp.path().join("q.sql").to_str().unwrap(),
+            "--out",
+            corpus.to_str().unwrap(),
+            "-q"
+        ]),
+        0
+    );
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "corpus: c\nengines:\n  a: { kind: duckdb, version: \"1.2.1\" }\n  b: { kind: duckdb, version: \"1.2.1\" }\n\
+         baseline: a\ncandidate: b\nflight: { timeout: 600s }\n",
+    )
+    .unwrap();
+    let mut host = Command::new(sqlflight_bin())
+        .args(["flight", "-c", cfg.to_str().unwrap(), "-q", "--out"])
+        .arg(tmp.path().join("run"))
+        .env("SQLFLIGHT_NO_SUPERVISOR", "1")
+        .spawn()
+        .unwrap();
+    let workers = |parent: u32| -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+                let ppid: u32 = stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse().ok()?;
+                let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+                (ppid == parent && String::from_utf8_lossy(&cmd).contains("sqlflight_worker")).then_some(pid)
+            })
+            .collect()
+    };
+    // Both workers started and the run directory written: the query is running.
+    let t0 = std::time::Instant::now();
+    let started = loop {
+        let w = workers(host.id());
+        if w.len() >= 2 && tmp.path().join("run").join(sqlflight_runs::journal::MANIFEST).exists() {
+            break w;
+        }
+        assert!(t0.elapsed().as_secs() < 120, "the workers never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+    };
+    let t1 = std::time::Instant::now();
+    while started.iter().any(|&p| alive(p)) {
+        assert!(t1.elapsed().as_secs() < 30, "workers {started:?} outlived their host");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// The planted table values: a CSV of `id,v` whose `v` are secrets.
 const SECRETS: [&str; 5] = ["Zq7SecretA", "Zq7SecretB(", "Zq7SecretC", "Zq7SecretD", "Zq7SecretE"];
 
@@ -764,6 +841,80 @@ fn flink_error_messages_never_carry_table_values() {
         ],
         2,
     );
+}
+
+/// Issue 18, memory: a candidate that loses the Top-K (its limit rules
+/// disabled) sorts all of `lineitem` to keep 10 rows; the embedded engine's
+/// accounting shows every candidate run peaking far above every baseline run,
+/// and the outcome is a `perf_regression` saying so, with the same time verdict
+/// procedure alongside. The same profile on both sides is not.
+#[test]
+fn a_real_memory_regression_is_a_performance_regression() {
+    use sqlflight_corpora::{Catalog, Corpus, CorpusManifest, QueryRecord, TableFormat, TableSource};
+    let tmp = tempfile::tempdir().unwrap();
+    let data =
+        sqlflight_corpora::tpch::ensure_tpch_data(&sqlflight::commands::cache_dir().join("tpch-tests"), 0.01).unwrap();
+    let mut catalog = Catalog::default();
+    for (t, p) in data.tables {
+        catalog.tables.insert(
+            t,
+            TableSource {
+                path: p,
+                format: TableFormat::Parquet,
+            },
+        );
+    }
+    let corpus = Corpus::from_records(
+        CorpusManifest::new("memory"),
+        vec![QueryRecord::new(
+            "topk",
+            "select * from lineitem order by l_comment limit 10",
+        )],
+        None,
+    );
+    let base = sqlflight_tests::datafusion(&[("datafusion.execution.target_partitions", "2")], &[]);
+    let no_topk = sqlflight_tests::datafusion(
+        &[("datafusion.execution.target_partitions", "2")],
+        &["push_down_limit", "LimitPushdown"],
+    );
+    for (name, cand) in [("bigger", &no_topk), ("same", &base)] {
+        let opts = sqlflight_flighting::FlightOptions {
+            out: tmp.path().join(name),
+            repeat: 1,
+            jobs: 1,
+            // Memory needs two runs a side; the time verdict is not under test.
+            perf: sqlflight_flighting::PerfPolicy {
+                max_pairs: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let s = sqlflight_flighting::run_flight(
+            &corpus,
+            sqlflight_tests::engine("baseline", &base, &catalog),
+            sqlflight_tests::engine("candidate", cand, &catalog),
+            &opts,
+            &sqlflight_playback::NoProgress,
+        )
+        .unwrap();
+        let o = &s.outcomes[0];
+        let f = o.flight.as_ref().unwrap();
+        let m = f.memory.as_ref().expect("the embedded engine accounts for memory");
+        assert!(f.baseline.peaks.len() >= 2 && f.candidate.peaks.len() >= 2, "{f:?}");
+        if name == "bigger" {
+            assert!(m.regression && m.ratio > 3.0, "{m:?}");
+            assert_eq!(o.class, OutcomeClass::PerfRegression, "{:?}", o.detail);
+            assert!(
+                o.detail.as_deref().unwrap_or("").contains("peak memory"),
+                "{:?}",
+                o.detail
+            );
+            assert!(o.is_regression());
+        } else {
+            assert!(!m.regression, "A/A: {m:?}");
+            assert_eq!(o.class, OutcomeClass::Match, "{:?}", o.detail);
+        }
+    }
 }
 
 /// Issue 18: a real slowdown of the embedded DataFusion (the candidate's
