@@ -527,7 +527,12 @@ pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts
             &peaks_c,
             opts.perf.memory_ratio,
             (opts.perf.memory_floor_mb * (1u64 << 20) as f64) as u64,
-        );
+        )
+        .map(|mut m| {
+            // Against a snapshot, like its timings: it informs, it never counts.
+            m.regression &= snapped.is_none();
+            m
+        });
     }
     let med_b = stats::median(&times_b);
     let med_c = stats::median(&times_c);

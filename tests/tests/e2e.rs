@@ -484,6 +484,39 @@ fn cli_ingest_then_playback_with_exit_codes_and_json() {
         .unwrap()
         .unwrap();
     assert_eq!(v["queries"], 4);
+    assert_eq!(
+        (&v["format"], &v["version"], &v["kind"]),
+        (
+            &serde_json::json!("sqlflight-summary"),
+            &serde_json::json!(1),
+            &serde_json::json!("playback")
+        )
+    );
+    let out = cli_child(&[
+        "flight",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--results-only",
+        "--out",
+        tmp.path().join("r1f").to_str().unwrap(),
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let f: serde_json::Value = serde_json::Deserializer::from_str(&stdout[stdout.find("{\n").expect("json summary")..])
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (&f["format"], &f["version"], &f["kind"]),
+        (
+            &serde_json::json!("sqlflight-summary"),
+            &serde_json::json!(1),
+            &serde_json::json!("flight")
+        )
+    );
     assert!(tmp.path().join("r1/report.md").is_file());
     // The tenant travels from the log record to the outcome and the analyses.
     let (_, o1) = sqlflight_runs::read_run(&tmp.path().join("r1")).unwrap();

@@ -280,9 +280,11 @@ pub fn summary_json(s: &FlightSummary, report: &Path) -> serde_json::Value {
         .map(|o| serde_json::json!({"query_id": o.query_id, "template_id": o.template_id, "class": o.class, "detail": o.detail}))
         .collect();
     serde_json::json!({
+        "format": "sqlflight-summary",
+        "version": super::playback::SUMMARY_VERSION,
+        "kind": "flight",
         "run": s.dir,
         "report": report,
-        "kind": "flight",
         "corpus": s.manifest.corpus,
         "baseline": s.manifest.baseline,
         "candidate": s.manifest.candidate,

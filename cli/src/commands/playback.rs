@@ -15,6 +15,10 @@ use crate::config::{Config, build_catalog, load_corpus};
 use crate::progress::{RunProgress, UiMode};
 use crate::{Cli, EXIT_OK, EXIT_REGRESSION};
 
+/// Version of the `--json` summaries of `playback` and `flight` (format
+/// `sqlflight-summary`): fields are only added within a version.
+pub const SUMMARY_VERSION: u32 = 1;
+
 /// Default per-compile time limit.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -379,6 +383,9 @@ pub fn summary_json(s: &PlaybackSummary, report: &Path) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({
+        "format": "sqlflight-summary",
+        "version": SUMMARY_VERSION,
+        "kind": "playback",
         "run": s.dir,
         "report": report,
         "corpus": s.manifest.corpus,
