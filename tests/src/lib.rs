@@ -146,7 +146,7 @@ impl Engine for UnstablePlanEngine {
         let mut plan = self.inner.compile(sql)?;
         if sql.contains("sqlflight_test_unstable_plan") {
             let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            plan.logical.push_str(if call % 2 == 0 {
+            plan.logical.push_str(if call.is_multiple_of(2) {
                 "\n  Hidden: x, y"
             } else {
                 "\n  Hidden: y, x"
