@@ -164,6 +164,34 @@ impl Engine for UnstablePlanEngine {
     }
 }
 
+/// A process of this machine, from `/proc`.
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Its arguments joined by spaces.
+    pub cmdline: String,
+}
+
+/// The processes of this machine (those that exit while being read are left out).
+pub fn processes() -> Vec<ProcessInfo> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid: u32 = stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some(ProcessInfo {
+                pid,
+                ppid,
+                cmdline: String::from_utf8_lossy(&cmd).replace('\0', " "),
+            })
+        })
+        .collect()
+}
+
 /// How [`WrongEngine`] corrupts results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Corruption {

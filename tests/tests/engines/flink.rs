@@ -270,17 +270,9 @@ fn flink_upgrade_between_releases_agrees_and_timeouts_cancel_the_job() {
 /// and the JVM each one runs: (worker pid, JVM pid).
 fn flink_jvms(marker: &str) -> Vec<(u32, u32)> {
     let me = std::process::id();
-    let procs: Vec<(u32, u32, String)> = std::fs::read_dir("/proc")
+    let procs: Vec<(u32, u32, String)> = sqlflight_tests::processes()
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let ppid: u32 = stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            Some((pid, ppid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
-        })
+        .map(|p| (p.pid, p.ppid, p.cmdline))
         .collect();
     procs
         .iter()

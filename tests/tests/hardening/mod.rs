@@ -602,17 +602,10 @@ fn workers_end_with_a_killed_sqlflight() {
         .spawn()
         .unwrap();
     let workers = |parent: u32| -> Vec<u32> {
-        std::fs::read_dir("/proc")
+        sqlflight_tests::processes()
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-                let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-                let ppid: u32 = stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse().ok()?;
-                let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-                (ppid == parent && String::from_utf8_lossy(&cmd).contains("sqlflight_worker")).then_some(pid)
-            })
+            .filter(|p| p.ppid == parent && p.cmdline.contains("sqlflight_worker"))
+            .map(|p| p.pid)
             .collect()
     };
     // Both workers started and the run directory written: the query is running.
@@ -843,6 +836,21 @@ fn flink_error_messages_never_carry_table_values() {
     );
 }
 
+/// A catalog of TPC-H at scale 0.01 (Parquet, generated once into the cache).
+fn tpch_sf001_catalog() -> sqlflight_corpora::Catalog {
+    let data =
+        sqlflight_corpora::tpch::ensure_tpch_data(&sqlflight::commands::cache_dir().join("tpch-tests"), 0.01).unwrap();
+    let mut catalog = sqlflight_corpora::Catalog::default();
+    for (t, path) in data.tables {
+        let source = sqlflight_corpora::TableSource {
+            path,
+            format: sqlflight_corpora::TableFormat::Parquet,
+        };
+        catalog.tables.insert(t, source);
+    }
+    catalog
+}
+
 /// Issue 18, memory: a candidate that loses the Top-K (its limit rules
 /// disabled) sorts all of `lineitem` to keep 10 rows; the embedded engine's
 /// accounting shows every candidate run peaking far above every baseline run,
@@ -850,20 +858,9 @@ fn flink_error_messages_never_carry_table_values() {
 /// procedure alongside. The same profile on both sides is not.
 #[test]
 fn a_real_memory_regression_is_a_performance_regression() {
-    use sqlflight_corpora::{Catalog, Corpus, CorpusManifest, QueryRecord, TableFormat, TableSource};
+    use sqlflight_corpora::{Corpus, CorpusManifest, QueryRecord};
     let tmp = tempfile::tempdir().unwrap();
-    let data =
-        sqlflight_corpora::tpch::ensure_tpch_data(&sqlflight::commands::cache_dir().join("tpch-tests"), 0.01).unwrap();
-    let mut catalog = Catalog::default();
-    for (t, p) in data.tables {
-        catalog.tables.insert(
-            t,
-            TableSource {
-                path: p,
-                format: TableFormat::Parquet,
-            },
-        );
-    }
+    let catalog = tpch_sf001_catalog();
     let corpus = Corpus::from_records(
         CorpusManifest::new("memory"),
         vec![QueryRecord::new(
@@ -923,20 +920,9 @@ fn a_real_memory_regression_is_a_performance_regression() {
 /// smallest included; the same profile on both sides is not.
 #[test]
 fn a_real_slowdown_is_a_confirmed_regression_at_every_minimum_repetition() {
-    use sqlflight_corpora::{Catalog, Corpus, CorpusManifest, QueryRecord, TableFormat, TableSource};
+    use sqlflight_corpora::{Corpus, CorpusManifest, QueryRecord};
     let tmp = tempfile::tempdir().unwrap();
-    let data =
-        sqlflight_corpora::tpch::ensure_tpch_data(&sqlflight::commands::cache_dir().join("tpch-tests"), 0.01).unwrap();
-    let mut catalog = Catalog::default();
-    for (t, p) in data.tables {
-        catalog.tables.insert(
-            t,
-            TableSource {
-                path: p,
-                format: TableFormat::Parquet,
-            },
-        );
-    }
+    let catalog = tpch_sf001_catalog();
     let corpus = Corpus::from_records(
         CorpusManifest::new("slow"),
         vec![QueryRecord::new(
