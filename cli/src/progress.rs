@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlflight_diffing::{OutcomeClass, OutcomeRecord};
-use sqlflight_playback::Progress;
+use sqlflight_runs::Progress;
 
 /// How the user wants to be told about progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,9 +4,10 @@
 //! result digests computed from streaming Arrow batches ([`digest`]),
 //! plan normalization and unified plan diffs ([`plan`]), change signatures that
 //! group plan changes by root cause, plans as operator trees ([`plan_tree`]) and
-//! plan changes as named facts from aligning them ([`facts`]), and the playback outcome classes and the
-//! outcome record written to `outcomes.jsonl` ([`outcome`]), and the run
-//! directory's manifest ([`run`]).
+//! plan changes as named facts from aligning them ([`facts`]), the outcome
+//! classes and the outcome record written to `outcomes.jsonl` ([`outcome`]), the
+//! one judge that turns what playback and flight observed into an outcome class
+//! ([`judge`]), and the run directory's manifest ([`run`]).
 //!
 //! Main types: [`ErrorClass`], [`OutcomeClass`], [`SideResult`], [`OutcomeRecord`],
 //! [`plan::NormalizedPlan`], [`plan_tree::PlanTree`], [`facts::PlanFact`].
@@ -18,6 +19,7 @@
 
 pub mod digest;
 pub mod facts;
+pub mod judge;
 pub mod outcome;
 pub mod plan;
 pub mod plan_tree;
@@ -30,4 +32,4 @@ pub use outcome::{
     SideResult, classify_playback, playback_outcome,
 };
 pub use plan::{NormalizedPlan, change_signature, normalize_plan, plan_diff};
-pub use run::{CorpusInfo, EngineInfo, PartitionSpec, RunManifest, RunStatus};
+pub use run::{CorpusInfo, EngineInfo, PartitionSpec, RunManifest, RunStatus, StopReason};

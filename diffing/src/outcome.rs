@@ -500,30 +500,16 @@ impl OutcomeRecord {
     }
 }
 
-/// Classifies one query from both sides' results (DESIGN.md section 6).
+/// Classifies one compiled query from both sides' results (DESIGN.md section 6):
+/// the error table of [`crate::judge::error_pair`], else the same or a changed plan.
 pub fn classify_playback(baseline: &SideResult, candidate: &SideResult) -> OutcomeClass {
-    use ErrorClass as E;
-    match (baseline.error_class(), candidate.error_class()) {
-        (None, None) => {
-            let same = match (baseline, candidate) {
-                (SideResult::Ok { plan_hash: a, .. }, SideResult::Ok { plan_hash: b, .. }) => a == b,
-                _ => unreachable!("both sides are Ok"),
-            };
-            if same {
-                OutcomeClass::SamePlan
-            } else {
-                OutcomeClass::PlanChanged
-            }
-        }
-        (None, Some(E::Crash)) => OutcomeClass::Crash,
-        (None, Some(E::Timeout)) => OutcomeClass::Timeout,
-        (None, Some(_)) => OutcomeClass::NewFailure,
-        (Some(_), None) => OutcomeClass::Fixed,
-        (Some(b), Some(c)) if b == c => OutcomeClass::BothFailSame,
-        (Some(_), Some(E::Crash)) => OutcomeClass::Crash,
-        (Some(_), Some(E::Timeout)) => OutcomeClass::Timeout,
-        (Some(b), Some(E::Internal)) if b != E::Crash && b != E::Timeout => OutcomeClass::NewInternalError,
-        (Some(_), Some(_)) => OutcomeClass::BothFailChanged,
+    let stage = crate::judge::Stage::Compile;
+    if let Some(class) = crate::judge::error_pair(stage, baseline.error_class(), candidate.error_class()) {
+        return class;
+    }
+    match (baseline, candidate) {
+        (SideResult::Ok { plan_hash: a, .. }, SideResult::Ok { plan_hash: b, .. }) if a == b => OutcomeClass::SamePlan,
+        _ => OutcomeClass::PlanChanged,
     }
 }
 

@@ -126,7 +126,7 @@ pub struct RunManifest {
     pub resumed: u32,
     /// Why the run stopped early (status `stopped`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped_reason: Option<String>,
+    pub stopped_reason: Option<StopReason>,
     /// Version of the result digests in a flight run's outcomes
     /// ([`crate::digest::DIGEST_VERSION`]); digests of different versions are never
     /// compared. Absent in playback runs and in flight runs written before it was
@@ -146,6 +146,61 @@ pub struct RunManifest {
     pub counts: BTreeMap<String, u64>,
 }
 
+/// Why a run stopped before its end (status `stopped`); it can be resumed.
+///
+/// Stored in the manifest as its text (`interrupted`, `time budget of 10s used
+/// up`), so runs written before it was typed read back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum StopReason {
+    /// Ctrl-C (or a stop flag set by the caller): in-flight queries finished.
+    Interrupted,
+    /// The run's time budget was used up (the budget as people read it).
+    Budget(String),
+    /// Any other reason, as recorded.
+    Other(String),
+}
+
+impl StopReason {
+    const INTERRUPTED: &str = "interrupted";
+
+    /// The reason for a used-up time budget.
+    pub fn budget(budget: std::time::Duration) -> StopReason {
+        StopReason::Budget(format!("{budget:?}"))
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Interrupted => f.write_str(Self::INTERRUPTED),
+            StopReason::Budget(b) => write!(f, "time budget of {b} used up"),
+            StopReason::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<String> for StopReason {
+    fn from(s: String) -> StopReason {
+        if s == StopReason::INTERRUPTED {
+            return StopReason::Interrupted;
+        }
+        match s
+            .strip_prefix("time budget of ")
+            .and_then(|r| r.strip_suffix(" used up"))
+        {
+            Some(b) => StopReason::Budget(b.to_string()),
+            None => StopReason::Other(s),
+        }
+    }
+}
+
+impl From<StopReason> for String {
+    fn from(r: StopReason) -> String {
+        r.to_string()
+    }
+}
+
 impl RunManifest {
     /// The result-digest version of a flight run's digests (runs written before
     /// versions were recorded are version 1); `None` for playback runs.
@@ -155,5 +210,30 @@ impl RunManifest {
             None if self.kind == "flight" => Some(1),
             None => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StopReason;
+
+    #[test]
+    fn stop_reasons_read_back_as_written_and_as_older_runs_wrote_them() {
+        let budget = StopReason::budget(std::time::Duration::from_secs(10));
+        for r in [
+            StopReason::Interrupted,
+            budget.clone(),
+            StopReason::Other("merged from incomplete runs or missing partitions".into()),
+        ] {
+            let text = serde_json::to_string(&r).unwrap();
+            assert_eq!(serde_json::from_str::<StopReason>(&text).unwrap(), r, "{text}");
+        }
+        // The text older manifests hold.
+        assert_eq!(
+            serde_json::to_string(&budget).unwrap(),
+            "\"time budget of 10s used up\""
+        );
+        let old: StopReason = serde_json::from_str("\"interrupted\"").unwrap();
+        assert_eq!(old, StopReason::Interrupted);
     }
 }

@@ -33,11 +33,14 @@ use serde::{Deserialize, Serialize};
 use sqlflight_corpora::analysis::{OrderKey, StatementKind, analyze, dialect};
 use sqlflight_corpora::{Corpus, QueryRecord};
 use sqlflight_diffing::digest::{DigestBuilder, DigestComparison, FloatTolerance, ResultDigest, compare_digests};
+use sqlflight_diffing::judge;
 use sqlflight_diffing::{
     ErrorClass, FlightDetail, FlightSide, OutcomeClass, OutcomeRecord, PartitionSpec, PerfComparison, SideResult,
+    StopReason,
 };
 use sqlflight_engines::arrow::datatypes::SchemaRef;
 use sqlflight_engines::{Engine, EngineError, ExecLimits};
+use sqlflight_runs::{Progress, RunError, RunSetup, RunSummary, Strategy, drive, panic_message};
 
 /// When a timing difference is a verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -251,14 +254,44 @@ impl Default for FlightOptions {
     }
 }
 
-/// Errors of a flight are those of the shared driver.
-pub type FlightError = sqlflight_playback::PlaybackError;
+/// Why a flight could not be driven to its end (a query never is the reason).
+#[derive(Debug, thiserror::Error)]
+pub enum FlightError {
+    /// The shared driver failed (run directory, journal, worker pool).
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
 
-/// What a flight holds at its end (the same shape as a playback's).
-pub type FlightSummary = sqlflight_playback::PlaybackSummary;
+/// What a finished flight holds (the shared run summary).
+pub type FlightSummary = RunSummary;
 
-/// Receives progress (same contract as playback's).
-pub use sqlflight_playback::Progress;
+/// Flight as a strategy of the shared driver: execute, measure, judge.
+struct Fly<'a> {
+    baseline: &'a Arc<dyn Engine>,
+    candidate: &'a Arc<dyn Engine>,
+    opts: &'a FlightOptions,
+    started: Instant,
+    /// The budget never stops a run before its first query: a run that verifies
+    /// nothing helps no one.
+    began: AtomicBool,
+}
+
+impl Strategy for Fly<'_> {
+    fn outcome(&self, rec: &QueryRecord) -> OutcomeRecord {
+        self.began.store(true, Ordering::Relaxed);
+        fly_one(rec, self.baseline, self.candidate, self.opts)
+    }
+
+    fn should_stop(&self) -> Option<StopReason> {
+        if self.opts.stop.load(Ordering::Relaxed) {
+            return Some(StopReason::Interrupted);
+        }
+        self.opts
+            .budget
+            .filter(|b| self.started.elapsed() >= *b && self.began.load(Ordering::Relaxed))
+            .map(StopReason::budget)
+    }
+}
 
 /// Runs the flight of `corpus` into `opts.out`.
 pub fn run_flight(
@@ -268,11 +301,11 @@ pub fn run_flight(
     opts: &FlightOptions,
     progress: &dyn Progress,
 ) -> Result<FlightSummary, FlightError> {
-    let setup = sqlflight_playback::RunSetup {
+    let setup = RunSetup {
         kind: "flight",
         corpus,
-        baseline: baseline.as_ref(),
-        candidate: candidate.as_ref(),
+        baseline: baseline.info().clone(),
+        candidate: candidate.info().clone(),
         out: &opts.out,
         partition: opts.partition,
         jobs: opts.jobs,
@@ -284,28 +317,14 @@ pub fn run_flight(
         digest_key_id: opts.digest_key.as_ref().map(|k| k.id()),
         results_only: !opts.timing,
     };
-    let started = Instant::now();
-    // The budget never stops a run before its first query: a run that verifies
-    // nothing helps no one.
-    let began = AtomicBool::new(false);
-    let should_stop = || {
-        if opts.stop.load(Ordering::Relaxed) {
-            return Some("interrupted".to_string());
-        }
-        opts.budget
-            .filter(|b| started.elapsed() >= *b && began.load(Ordering::Relaxed))
-            .map(|b| format!("time budget of {b:?} used up"))
+    let strategy = Fly {
+        baseline: &baseline,
+        candidate: &candidate,
+        opts,
+        started: Instant::now(),
+        began: AtomicBool::new(false),
     };
-    let work = |rec: &QueryRecord| {
-        began.store(true, Ordering::Relaxed);
-        fly_one(rec, &baseline, &candidate, opts)
-    };
-    let (manifest, outcomes) = sqlflight_playback::drive(setup, progress, &should_stop, &work)?;
-    Ok(FlightSummary {
-        dir: opts.out.clone(),
-        manifest,
-        outcomes,
-    })
+    Ok(drive(setup, progress, &strategy)?)
 }
 
 /// An error message as it may be journaled: only words on the allow-list of
@@ -373,10 +392,7 @@ fn run_side(
             };
         }
         Ok(Err(e)) => Err(e),
-        Err(payload) => Err(EngineError::new(
-            ErrorClass::Crash,
-            sqlflight_playback::panic_message(payload.as_ref()),
-        )),
+        Err(payload) => Err(EngineError::new(ErrorClass::Crash, panic_message(payload.as_ref()))),
     };
     Exec { result, ms, peak: None }
 }
@@ -422,240 +438,216 @@ fn record(rec: &QueryRecord, class: OutcomeClass) -> OutcomeRecord {
     o
 }
 
-/// Flies one query: analysis, warm-up, timed runs, comparison, re-runs.
+/// Flies one query: the read-only check, then [`measure`] (warm-up, timed runs,
+/// re-runs: all the I/O), then the pure judge of `sqlflight_diffing::judge`.
 pub fn fly_one(rec: &QueryRecord, b: &Arc<dyn Engine>, c: &Arc<dyn Engine>, opts: &FlightOptions) -> OutcomeRecord {
-    let template = rec.template().to_string();
-    let analysis = match analyze(&rec.sql, dialect(&opts.dialect).as_ref()) {
+    let skipped = |why: String| OutcomeRecord::skipped(rec.id.clone(), rec.template().to_string(), why);
+    let analysis = match read_only(rec, &opts.dialect) {
         Ok(a) => a,
-        Err(e) => {
-            return OutcomeRecord::skipped(
-                rec.id.clone(),
-                template,
-                format!(
-                    "unsupported: cannot prove the statement is read-only ({})",
-                    scrub(&e, &rec.sql)
-                ),
-            );
-        }
+        Err(why) => return skipped(why),
     };
-    match analysis.kind {
-        StatementKind::Read => {}
-        StatementKind::Write | StatementKind::Ddl => {
-            let what = analysis.kind_detail.unwrap_or_default();
-            return OutcomeRecord::skipped(rec.id.clone(), template, format!("write_statement: {what}"));
-        }
-        StatementKind::Other => {
-            let what = analysis.kind_detail.unwrap_or_default();
-            return OutcomeRecord::skipped(rec.id.clone(), template, format!("unsupported: {what}"));
+    let snapped = match opts.snapshot.as_deref().map(|snap| snapshot_of(snap, rec)) {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(why)) => return skipped(why),
+    };
+    let m = measure(rec, [b, c], opts, analysis.order_by.as_deref(), snapped);
+    let mut evidence = judge::FlightEvidence {
+        baseline: m.baseline.first.result.as_ref().map_err(|e| e.class),
+        candidate: m.candidate.first.result.as_ref().map_err(|e| e.class),
+        tolerance: opts.tolerance,
+        static_nondeterminism: &analysis.nondeterminism,
+        baseline_unstable: m.baseline.unstable,
+        candidate_unstable: m.candidate.unstable,
+        reruns: 0,
+        rerun_disagreed: false,
+        against_snapshot: snapped.is_some(),
+        perf: m.perf.as_ref(),
+        memory: m.memory.as_ref(),
+    };
+    if judge::wants_baseline_reruns(&evidence)
+        && let Ok(first) = &m.baseline.first.result
+    {
+        // Does the baseline agree with itself?
+        for _ in 0..opts.reruns {
+            evidence.reruns += 1;
+            let again = run_side(
+                b,
+                &rec.sql,
+                analysis.order_by.as_deref(),
+                &opts.limits,
+                opts.digest_key.as_ref(),
+            );
+            if !again.result.as_ref().is_ok_and(|d| agrees(first, d, opts.tolerance)) {
+                evidence.rerun_disagreed = true;
+                break;
+            }
         }
     }
-    let order = analysis.order_by.as_deref();
+    let verdict = judge::flight(&evidence);
+    let reruns = evidence.reruns;
+    let mut out = record(rec, verdict.class);
+    out.detail = verdict.detail;
+    out.baseline = Some(side_result(&m.baseline.first.result, m.baseline.median_or_first()));
+    out.candidate = Some(side_result(&m.candidate.first.result, m.candidate.median_or_first()));
+    out.flight = Some(FlightDetail {
+        nondeterminism: analysis.nondeterminism,
+        reruns,
+        perf: m.perf,
+        memory: m.memory,
+        baseline: m.baseline.into_side(),
+        candidate: m.candidate.into_side(),
+    });
+    apply_accepted(&mut out, &opts.accepted);
+    out
+}
+
+/// The statement's analysis when it is provably a read; otherwise the skip
+/// reason saying why it is not run.
+fn read_only(rec: &QueryRecord, dialect_name: &str) -> Result<sqlflight_corpora::analysis::Analysis, String> {
+    let analysis = analyze(&rec.sql, dialect(dialect_name).as_ref()).map_err(|e| {
+        format!(
+            "unsupported: cannot prove the statement is read-only ({})",
+            scrub(&e, &rec.sql)
+        )
+    })?;
+    match analysis.kind {
+        StatementKind::Read => Ok(analysis),
+        StatementKind::Write | StatementKind::Ddl => {
+            Err(format!("write_statement: {}", analysis.kind_detail.unwrap_or_default()))
+        }
+        StatementKind::Other => Err(format!("unsupported: {}", analysis.kind_detail.unwrap_or_default())),
+    }
+}
+
+/// Query-bank mode: the snapshot's record of the query, or the skip reason when
+/// it holds none to compare with.
+fn snapshot_of<'s>(snap: &'s Snapshot, rec: &QueryRecord) -> Result<&'s OutcomeRecord, String> {
+    match snap.outcomes.get(&rec.id) {
+        None => Err("not_in_snapshot: the snapshot run has no result for this query".into()),
+        Some(r) if r.class == OutcomeClass::Skipped => Err(r.skip_reason.clone().unwrap_or_default()),
+        Some(r) => Ok(r),
+    }
+}
+
+/// What one side's runs of a query measured.
+struct SideRuns {
+    /// The warm-up run: its digest is the one compared.
+    first: Exec,
+    times_ms: Vec<f64>,
+    /// The peak memory of every run (engines that account for it).
+    peaks: Vec<u64>,
+    /// A later run's result disagreed with the first's.
+    unstable: bool,
+}
+
+impl SideRuns {
+    fn new(first: Exec) -> SideRuns {
+        SideRuns {
+            peaks: first.peak.into_iter().collect(),
+            first,
+            times_ms: Vec::new(),
+            unstable: false,
+        }
+    }
+
+    fn median_or_first(&self) -> f64 {
+        stats::median(&self.times_ms).unwrap_or(self.first.ms)
+    }
+
+    fn into_side(self) -> FlightSide {
+        FlightSide {
+            digest: self.first.result.ok(),
+            median_ms: stats::median(&self.times_ms),
+            times_ms: self.times_ms,
+            peak_memory: self.peaks.iter().copied().max(),
+            peaks: self.peaks,
+        }
+    }
+}
+
+/// What [`measure`] hands to the judge.
+struct Measured {
+    baseline: SideRuns,
+    candidate: SideRuns,
+    perf: Option<PerfComparison>,
+    memory: Option<sqlflight_diffing::MemoryComparison>,
+}
+
+/// Runs both sides: the warm-up (whose results are compared), then timed runs in
+/// interleaved ABBA blocks as many as the sequential procedure of [`perf`] needs,
+/// each also checking its side's result against the warm-up's. Against a
+/// snapshot, the baseline's recorded result, times and peaks stand in for its runs.
+fn measure(
+    rec: &QueryRecord,
+    [b, c]: [&Arc<dyn Engine>; 2],
+    opts: &FlightOptions,
+    order: Option<&[OrderKey]>,
+    snapped: Option<&OutcomeRecord>,
+) -> Measured {
+    let key = opts.digest_key.as_ref();
     let limits = &opts.limits;
-    // Query-bank mode: the baseline's recorded result stands in for its runs.
-    let snapped = match &opts.snapshot {
-        None => None,
-        Some(snap) => match snap.outcomes.get(&rec.id) {
-            None => {
-                return OutcomeRecord::skipped(
-                    rec.id.clone(),
-                    template,
-                    "not_in_snapshot: the snapshot run has no result for this query",
-                );
-            }
-            Some(r) if r.class == OutcomeClass::Skipped => {
-                return OutcomeRecord::skipped(rec.id.clone(), template, r.skip_reason.clone().unwrap_or_default());
-            }
-            Some(r) => Some(r),
-        },
-    };
-    // Warm-up: the first run of each side; its digest is the one compared.
-    let wb = match snapped {
+    let mut baseline = SideRuns::new(match snapped {
         Some(r) => from_snapshot(r),
-        None => run_side(b, &rec.sql, order, limits, opts.digest_key.as_ref()),
-    };
-    let wc = run_side(c, &rec.sql, order, limits, opts.digest_key.as_ref());
-    let mut detail = FlightDetail {
-        nondeterminism: analysis.nondeterminism.clone(),
-        ..Default::default()
-    };
-    // The peak memory of every run of each side (engines that account for it).
-    let mut peaks_b: Vec<u64> = wb.peak.into_iter().collect();
-    let mut peaks_c: Vec<u64> = wc.peak.into_iter().collect();
-    let mut times_b = Vec::new();
-    let mut times_c = Vec::new();
-    let mut b_unstable = false;
-    let mut c_unstable = false;
-    let mut perf_outcome = None;
-    if opts.timing && wb.result.is_ok() && wc.result.is_ok() {
-        // Timed runs in interleaved ABBA blocks, as many as the sequential
-        // procedure needs (see `perf`); each run also checks its side's result.
+        None => run_side(b, &rec.sql, order, limits, key),
+    });
+    let mut candidate = SideRuns::new(run_side(c, &rec.sql, order, limits, key));
+    let mut perf = None;
+    if opts.timing && baseline.first.result.is_ok() && candidate.first.result.is_ok() {
         let fixed: Option<Vec<f64>> = snapped
             .and_then(|r| r.flight.as_ref())
             .map(|f| f.baseline.times_ms.clone());
         let mut run = |side: perf::Side| {
-            let (eng, first, peaks, unstable) = match side {
-                perf::Side::Baseline => (b, &wb, &mut peaks_b, &mut b_unstable),
-                perf::Side::Candidate => (c, &wc, &mut peaks_c, &mut c_unstable),
+            let (eng, runs) = match side {
+                perf::Side::Baseline => (b, &mut baseline),
+                perf::Side::Candidate => (c, &mut candidate),
             };
-            let x = run_side(eng, &rec.sql, order, limits, opts.digest_key.as_ref());
-            peaks.extend(x.peak);
-            match (&x.result, &first.result) {
-                (Ok(d), Ok(f)) if !agrees(f, d, opts.tolerance) => *unstable = true,
+            let x = run_side(eng, &rec.sql, order, limits, key);
+            runs.peaks.extend(x.peak);
+            match (&x.result, &runs.first.result) {
+                (Ok(d), Ok(f)) if !agrees(f, d, opts.tolerance) => runs.unstable = true,
                 // A timed run past the time or memory limit says nothing about the
                 // result: it only ends the measuring (no verdict from a partial sample).
                 (Err(e), _) if matches!(e.class, ErrorClass::Timeout | ErrorClass::Resource) => {}
-                (Err(_), _) => *unstable = true,
+                (Err(_), _) => runs.unstable = true,
                 _ => {}
             }
             // A run that fails gives no timing: stop measuring this query.
             x.result.is_ok().then_some(x.ms)
         };
         let measured = perf::measure(&opts.perf, opts.repeat.div_ceil(2), fixed.as_deref(), &mut run);
-        times_b = measured.baseline_ms;
-        times_c = measured.candidate_ms;
-        perf_outcome = measured.perf;
+        baseline.times_ms = measured.baseline_ms;
+        candidate.times_ms = measured.candidate_ms;
+        perf = measured.perf;
     }
     if let Some(f) = snapped.and_then(|r| r.flight.as_ref()) {
-        peaks_b = f.baseline.peaks.clone();
-        if peaks_b.is_empty() {
-            peaks_b.extend(f.baseline.peak_memory);
+        baseline.peaks = f.baseline.peaks.clone();
+        if baseline.peaks.is_empty() {
+            baseline.peaks.extend(f.baseline.peak_memory);
         }
     }
-    if opts.timing {
-        detail.memory = sqlflight_diffing::MemoryComparison::judge(
-            &peaks_b,
-            &peaks_c,
-            opts.perf.memory_ratio,
-            (opts.perf.memory_floor_mb * (1u64 << 20) as f64) as u64,
-        )
+    let memory = opts
+        .timing
+        .then(|| {
+            sqlflight_diffing::MemoryComparison::judge(
+                &baseline.peaks,
+                &candidate.peaks,
+                opts.perf.memory_ratio,
+                (opts.perf.memory_floor_mb * (1u64 << 20) as f64) as u64,
+            )
+        })
+        .flatten()
         .map(|mut m| {
             // Against a snapshot, like its timings: it informs, it never counts.
             m.regression &= snapped.is_none();
             m
         });
+    Measured {
+        baseline,
+        candidate,
+        perf,
+        memory,
     }
-    let med_b = stats::median(&times_b);
-    let med_c = stats::median(&times_c);
-    detail.baseline = FlightSide {
-        digest: wb.result.as_ref().ok().cloned(),
-        median_ms: med_b,
-        times_ms: times_b.clone(),
-        peak_memory: peaks_b.iter().copied().max(),
-        peaks: peaks_b,
-    };
-    detail.candidate = FlightSide {
-        digest: wc.result.as_ref().ok().cloned(),
-        median_ms: med_c,
-        times_ms: times_c.clone(),
-        peak_memory: peaks_c.iter().copied().max(),
-        peaks: peaks_c,
-    };
-    let mut out = record(rec, OutcomeClass::Match);
-    out.baseline = Some(side_result(&wb.result, med_b.unwrap_or(wb.ms)));
-    out.candidate = Some(side_result(&wc.result, med_c.unwrap_or(wc.ms)));
-    match (&wb.result, &wc.result) {
-        (Ok(db), Ok(dc)) => {
-            match compare_digests(db, dc, opts.tolerance) {
-                DigestComparison::Match => out.class = OutcomeClass::Match,
-                DigestComparison::MatchWithinTolerance(cols) => {
-                    out.class = OutcomeClass::MatchWithinTolerance;
-                    out.detail = Some(format!("columns:[{}]", cols.join(",")));
-                }
-                DigestComparison::Mismatch(part) => {
-                    if !analysis.nondeterminism.is_empty() {
-                        out.class = OutcomeClass::Nondeterministic;
-                        out.detail = Some(analysis.nondeterminism.join("; "));
-                    } else if b_unstable {
-                        out.class = OutcomeClass::Nondeterministic;
-                        out.detail = Some("the baseline's results differ between its own runs".into());
-                    } else {
-                        // Dynamic check: does the baseline agree with itself?
-                        let mut disagrees = false;
-                        // A snapshot's baseline cannot be re-run.
-                        let reruns = if snapped.is_some() { 0 } else { opts.reruns };
-                        for _ in 0..reruns {
-                            detail.reruns += 1;
-                            let again = run_side(b, &rec.sql, order, limits, opts.digest_key.as_ref());
-                            if !again.result.as_ref().is_ok_and(|d| agrees(db, d, opts.tolerance)) {
-                                disagrees = true;
-                                break;
-                            }
-                        }
-                        if disagrees {
-                            out.class = OutcomeClass::Nondeterministic;
-                            out.detail = Some(format!(
-                                "the baseline's results differ between its own runs (re-run {} time(s))",
-                                detail.reruns
-                            ));
-                        } else {
-                            out.class = OutcomeClass::WrongResult;
-                            out.detail = Some(if snapped.is_some() {
-                                format!("{part} (against a snapshot)")
-                            } else {
-                                part
-                            });
-                        }
-                    }
-                }
-            }
-            if matches!(out.class, OutcomeClass::Match | OutcomeClass::MatchWithinTolerance) {
-                // Equal first results, but a side disagreed with itself later.
-                if b_unstable {
-                    out.class = OutcomeClass::Nondeterministic;
-                    out.detail = Some("the baseline's results differ between its own runs".into());
-                } else if c_unstable {
-                    out.class = OutcomeClass::WrongResult;
-                    out.detail = Some("the candidate's results differ between its own runs".into());
-                }
-            }
-            detail.perf = perf_outcome;
-            if matches!(out.class, OutcomeClass::Match | OutcomeClass::MatchWithinTolerance) {
-                // Slower, or needing more memory on every run: a performance
-                // regression, with what regressed in the detail.
-                let slower = detail
-                    .perf
-                    .as_ref()
-                    .filter(|p| p.regression)
-                    .map(PerfComparison::describe);
-                let bigger = detail
-                    .memory
-                    .as_ref()
-                    .filter(|m| m.regression)
-                    .map(sqlflight_diffing::MemoryComparison::describe);
-                let said: Vec<String> = slower.into_iter().chain(bigger).collect();
-                if !said.is_empty() {
-                    out.class = OutcomeClass::PerfRegression;
-                    out.detail = Some(said.join("; "));
-                }
-            }
-        }
-        (Ok(_), Err(e)) => {
-            out.class = match e.class {
-                ErrorClass::Crash => OutcomeClass::Crash,
-                ErrorClass::Timeout => OutcomeClass::Timeout,
-                ErrorClass::Resource => OutcomeClass::ResourceLimit,
-                _ => OutcomeClass::NewFailure,
-            };
-        }
-        (Err(_), Ok(_)) => out.class = OutcomeClass::Fixed,
-        (Err(eb), Err(ec)) => {
-            out.class = if eb.class == ec.class {
-                OutcomeClass::BothFailSame
-            } else {
-                match ec.class {
-                    ErrorClass::Crash => OutcomeClass::Crash,
-                    ErrorClass::Timeout => OutcomeClass::Timeout,
-                    ErrorClass::Internal if !matches!(eb.class, ErrorClass::Crash | ErrorClass::Timeout) => {
-                        OutcomeClass::NewInternalError
-                    }
-                    _ => OutcomeClass::BothFailChanged,
-                }
-            };
-        }
-    }
-    out.flight = Some(detail);
-    apply_accepted(&mut out, &opts.accepted);
-    out
 }
 
 /// Whether two runs' results are the same result (within the float tolerance).

@@ -7,8 +7,10 @@
 //! (`jobs`); `--partition K/N` selects templates by hash; a run interrupted at any
 //! point is resumed with nothing lost or duplicated (`sqlflight_runs::Journal`).
 //!
-//! Main types: [`PlaybackOptions`], [`PlaybackSummary`], [`Progress`],
-//! [`PlaybackError`].
+//! It is a [`sqlflight_runs::Strategy`] of the shared run driver, which owns
+//! selection, the pool, the journal and resume.
+//!
+//! Main types: [`PlaybackOptions`], [`PlaybackSummary`], [`PlaybackError`].
 //!
 //! It must never let one query end the run: a panic in an engine becomes a `crash`
 //! outcome, a compile that does not finish within the timeout becomes `timeout`
@@ -17,20 +19,15 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
 use sqlflight_corpora::{Corpus, QueryRecord};
 use sqlflight_diffing::outcome::playback_outcome;
-use sqlflight_diffing::{
-    CorpusInfo, ErrorClass, NormalizedPlan, OutcomeClass, OutcomeRecord, PartitionSpec, RunManifest, RunStatus,
-    SideResult,
-};
+use sqlflight_diffing::{ErrorClass, NormalizedPlan, OutcomeClass, OutcomeRecord, PartitionSpec, SideResult};
 use sqlflight_engines::{Engine, EngineError};
-
-pub use sqlflight_runs::{Journal, JournalError};
+use sqlflight_runs::{Progress, RunError, RunSetup, RunSummary, Strategy, drive, panic_message};
 
 /// Stack of a compile thread. Parsers, planners and the `Drop` of expression trees
 /// recurse once per nesting level, so a statement of 20,000 `+` terms needs far
@@ -74,222 +71,29 @@ pub struct PlaybackOptions {
     pub plan_rechecks: usize,
 }
 
-/// Receives progress; implementations draw bars, print lines, or nothing.
-pub trait Progress: Sync {
-    /// `total` queries selected, `done` of them already in the journal (resume).
-    fn start(&self, total: u64, done: u64);
-    fn completed(&self, outcome: &OutcomeRecord);
-    fn finish(&self);
-}
-
-/// A [`Progress`] that reports nothing.
-pub struct NoProgress;
-impl Progress for NoProgress {
-    fn start(&self, _: u64, _: u64) {}
-    fn completed(&self, _: &OutcomeRecord) {}
-    fn finish(&self) {}
-}
-
+/// Why a playback could not be driven to its end (a query never is the reason).
 #[derive(Debug, thiserror::Error)]
 pub enum PlaybackError {
+    /// The shared driver failed (run directory, journal, worker pool).
     #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error("cannot start {jobs} worker threads: {message}")]
-    Pool { jobs: usize, message: String },
+    Run(#[from] RunError),
 }
 
-/// What a finished run holds.
-#[derive(Debug, Clone)]
-pub struct PlaybackSummary {
-    pub dir: PathBuf,
-    pub manifest: RunManifest,
-    /// Every outcome of the run (resumed ones included), sorted by query id.
-    pub outcomes: Vec<OutcomeRecord>,
+/// What a finished playback holds (the shared run summary).
+pub type PlaybackSummary = RunSummary;
+
+/// Playback as a strategy of the shared driver: compile both sides.
+struct Compile<'a> {
+    baseline: &'a Arc<dyn Engine>,
+    candidate: &'a Arc<dyn Engine>,
+    timeout: Duration,
+    rechecks: usize,
 }
 
-impl PlaybackSummary {
-    pub fn regressions(&self) -> usize {
-        self.outcomes.iter().filter(|o| o.is_regression()).count()
+impl Strategy for Compile<'_> {
+    fn outcome(&self, rec: &QueryRecord) -> OutcomeRecord {
+        play_one(rec, self.baseline, self.candidate, self.timeout, self.rechecks)
     }
-}
-
-/// The queries of `corpus` that partition `p` selects.
-pub fn select(corpus: &Corpus, p: Option<PartitionSpec>) -> Vec<&QueryRecord> {
-    corpus
-        .records
-        .iter()
-        .filter(|r| p.is_none_or(|p| r.template().partition(p.n) == p.k))
-        .collect()
-}
-
-/// What identifies a run, for its manifest.
-pub struct RunSetup<'a> {
-    pub kind: &'a str,
-    pub corpus: &'a Corpus,
-    pub baseline: &'a dyn Engine,
-    pub candidate: &'a dyn Engine,
-    pub out: &'a std::path::Path,
-    pub partition: Option<PartitionSpec>,
-    pub jobs: usize,
-    pub timeout: Duration,
-    pub resume: bool,
-    pub config: serde_json::Value,
-    /// Cross-engine runs: parse/plan failures on one side are dialect failures
-    /// (`skipped`), not regressions.
-    pub dialect_failures: bool,
-    /// The result-digest version of the outcomes (flight), recorded in the manifest.
-    pub digest_version: Option<u32>,
-    /// The id of the key the digests are sealed with (flight), recorded in the manifest.
-    pub digest_key_id: Option<String>,
-    /// A results-only flight (no timed runs), recorded in the manifest.
-    pub results_only: bool,
-}
-
-/// The shared driver of playback and flight: opens (or resumes) the run's
-/// journal, spreads the queries still to do over `jobs` rayon workers, appends
-/// each outcome as it completes, and closes the run. `should_stop` is asked before
-/// each query; when it names a reason, no new query starts and the run is closed as
-/// stopped (resumable).
-pub fn drive(
-    setup: RunSetup<'_>,
-    progress: &dyn Progress,
-    should_stop: &(dyn Fn() -> Option<String> + Sync),
-    work: &(dyn Fn(&QueryRecord) -> OutcomeRecord + Sync),
-) -> Result<(RunManifest, Vec<OutcomeRecord>), PlaybackError> {
-    let selected = select(setup.corpus, setup.partition);
-    let corpus = setup.corpus;
-    let manifest = RunManifest {
-        format: sqlflight_diffing::run::RUN_FORMAT.into(),
-        version: sqlflight_diffing::run::RUN_VERSION,
-        kind: setup.kind.into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        corpus: CorpusInfo {
-            name: corpus.manifest.name.clone(),
-            path: corpus.dir.as_ref().map(|d| d.display().to_string()),
-            hash: corpus.hash.clone(),
-            queries: corpus.records.len() as u64,
-        },
-        baseline: setup.baseline.info().clone(),
-        candidate: setup.candidate.info().clone(),
-        config: setup.config,
-        partition: setup.partition,
-        selected: selected.len() as u64,
-        jobs: setup.jobs.max(1),
-        timeout_ms: setup.timeout.as_millis() as u64,
-        started_at: now(),
-        finished_at: None,
-        status: RunStatus::Running,
-        resumed: 0,
-        stopped_reason: None,
-        digest_version: setup.digest_version,
-        digest_key_id: setup.digest_key_id,
-        results_only: setup.results_only,
-        counts: Default::default(),
-    };
-    let journal = Journal::open(setup.out, manifest, setup.resume)?;
-    let interrupted = journal.interrupted().clone();
-    progress.start(journal.manifest().selected, journal.done_count() as u64);
-    let kind = setup.kind.to_string();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(setup.jobs.max(1))
-        .thread_name(move |i| format!("sqlflight-{kind}-{i}"))
-        .build()
-        .map_err(|e| PlaybackError::Pool {
-            jobs: setup.jobs,
-            message: e.to_string(),
-        })?;
-    let stopped = Mutex::new(None::<String>);
-    let write_err = Mutex::new(None::<JournalError>);
-    let record = |outcome: &OutcomeRecord| match journal.append(outcome) {
-        Ok(()) => progress.completed(outcome),
-        Err(e) => {
-            if let Ok(mut slot) = write_err.lock() {
-                slot.get_or_insert(e);
-            }
-        }
-    };
-    // Runs one query: stop checks, the start marker, the work, the outcome line.
-    let run_one = |rec: &QueryRecord, solo: bool| {
-        if write_err.lock().is_ok_and(|e| e.is_some()) {
-            return; // the journal failed: stop taking work
-        }
-        if let Some(reason) = should_stop() {
-            if let Ok(mut s) = stopped.lock() {
-                s.get_or_insert(reason);
-            }
-            return;
-        }
-        if let Err(e) = journal.mark_started(&rec.id, solo) {
-            if let Ok(mut slot) = write_err.lock() {
-                slot.get_or_insert(e);
-            }
-            return;
-        }
-        let mut outcome = work(rec);
-        if setup.dialect_failures {
-            sqlflight_diffing::outcome::mark_dialect_failure(&mut outcome);
-        }
-        if outcome.tenant.is_none() {
-            outcome.tenant = rec.tenant.clone();
-        }
-        redact_outcome(&mut outcome, &rec.sql);
-        record(&outcome);
-    };
-    let todo: Vec<&QueryRecord> = selected.into_iter().filter(|r| !journal.is_done(&r.id)).collect();
-    // A query that took an earlier process down when it ran alone: `crash`, never again.
-    for rec in todo.iter().filter(|r| interrupted.crashed.contains(&r.id)) {
-        let mut outcome = process_crash_outcome(rec);
-        outcome.tenant = rec.tenant.clone();
-        record(&outcome);
-    }
-    // Queries in flight when an earlier process died: again, one at a time, first,
-    // so that a second death names its one culprit.
-    pool.install(|| {
-        for rec in todo.iter().filter(|r| interrupted.retry.contains(&r.id)) {
-            run_one(rec, true);
-        }
-    });
-    let rest: Vec<&QueryRecord> = todo
-        .into_iter()
-        .filter(|r| !interrupted.crashed.contains(&r.id) && !interrupted.retry.contains(&r.id))
-        .collect();
-    pool.install(|| rest.par_iter().with_max_len(1).for_each(|rec| run_one(rec, false)));
-    progress.finish();
-    if let Some(e) = write_err.into_inner().ok().flatten() {
-        return Err(e.into());
-    }
-    Ok(match stopped.into_inner().ok().flatten() {
-        Some(reason) => journal.stop(now(), reason)?,
-        None => journal.complete(now())?,
-    })
-}
-
-/// Rebuilds the engine messages of an outcome (the sides' errors) from the
-/// allow-list of [`sqlflight_corpora::redact`]: engines echo table values and the
-/// query's literals in their errors, in any quoting, and neither may reach the run.
-/// (Skip reasons are sqlflight's own words; where one quotes a parser's message,
-/// its maker redacts it.)
-pub fn redact_outcome(outcome: &mut OutcomeRecord, sql: &str) {
-    let redactor = sqlflight_corpora::redact::Redactor::for_query(sql);
-    for side in [&mut outcome.baseline, &mut outcome.candidate].into_iter().flatten() {
-        if let SideResult::Error { error, .. } = side {
-            *error = redactor.redact(error);
-        }
-    }
-}
-
-/// The outcome of a query that ended an earlier process of the run while it ran
-/// alone (stack overflow, abort, killed for memory): `crash`, with the reason.
-pub fn process_crash_outcome(rec: &QueryRecord) -> OutcomeRecord {
-    let mut o = OutcomeRecord::skipped(rec.id.clone(), rec.template().to_string(), "");
-    o.class = OutcomeClass::Crash;
-    o.skip_reason = None;
-    o.detail = Some(
-        "the sqlflight process died while this query ran alone (stack overflow, abort or out of memory); \
-         recorded as crash on resume and not run again"
-            .into(),
-    );
-    o
 }
 
 /// Replays `corpus` through both engines into the run directory `opts.out`.
@@ -303,8 +107,8 @@ pub fn run_playback(
     let setup = RunSetup {
         kind: "playback",
         corpus,
-        baseline: baseline.as_ref(),
-        candidate: candidate.as_ref(),
+        baseline: baseline.info().clone(),
+        candidate: candidate.info().clone(),
         out: &opts.out,
         partition: opts.partition,
         jobs: opts.jobs,
@@ -316,18 +120,13 @@ pub fn run_playback(
         digest_key_id: None,
         results_only: false,
     };
-    let (manifest, outcomes) = drive(setup, progress, &|| None, &|rec| {
-        play_one(rec, &baseline, &candidate, opts.timeout, opts.plan_rechecks)
-    })?;
-    Ok(PlaybackSummary {
-        dir: opts.out.clone(),
-        manifest,
-        outcomes,
-    })
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    let strategy = Compile {
+        baseline: &baseline,
+        candidate: &candidate,
+        timeout: opts.timeout,
+        rechecks: opts.plan_rechecks,
+    };
+    Ok(drive(setup, progress, &strategy)?)
 }
 
 /// How many more times each side compiles a query whose two plans differ
@@ -454,22 +253,4 @@ pub fn compile_guarded(engine: &Arc<dyn Engine>, sql: &str, timeout: Duration) -
             elapsed_us: elapsed(start),
         },
     }
-}
-
-/// The message of a panic payload.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    let msg = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic with a non-string payload".into());
-    format!("panicked: {msg}")
-}
-
-/// Classes in report order with their counts (zero counts included).
-pub fn class_counts(outcomes: &[OutcomeRecord]) -> Vec<(OutcomeClass, u64)> {
-    OutcomeClass::ALL
-        .iter()
-        .map(|c| (*c, outcomes.iter().filter(|o| o.class == *c).count() as u64))
-        .collect()
 }

@@ -120,7 +120,10 @@ pub fn merge_runs(inputs: &[&Path], out: &Path) -> Result<(RunView, MergeReport)
     let (manifest, outcomes) = if report.incomplete.is_empty() && report.missing_partitions.is_empty() {
         journal.complete(finished)?
     } else {
-        journal.stop(finished, "merged from incomplete runs or missing partitions".into())?
+        journal.stop(
+            finished,
+            sqlflight_diffing::StopReason::Other("merged from incomplete runs or missing partitions".into()),
+        )?
     };
     Ok((RunView { manifest, outcomes }, report))
 }

@@ -950,7 +950,9 @@ fn assess(policy: &Policy, phase: usize, runs: &[EvidenceRun]) -> Assessment {
         if m.status != sqlflight_diffing::RunStatus::Complete {
             why.push(format!(
                 "the run is not complete ({})",
-                m.stopped_reason.as_deref().unwrap_or("status running")
+                m.stopped_reason
+                    .as_ref()
+                    .map_or_else(|| "status running".to_string(), ToString::to_string)
             ));
         }
         for w in &why {

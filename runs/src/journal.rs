@@ -25,7 +25,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use sqlflight_diffing::{OutcomeRecord, RunManifest, RunStatus};
+use sqlflight_diffing::{OutcomeRecord, RunManifest, RunStatus, StopReason};
 
 pub const MANIFEST: &str = "manifest.json";
 pub const OUTCOMES: &str = "outcomes.jsonl";
@@ -263,14 +263,18 @@ impl Journal {
 
     /// Marks the run stopped early on purpose (`reason`: time budget, Ctrl-C); a
     /// later `--resume` continues it.
-    pub fn stop(self, finished_at: String, reason: String) -> Result<(RunManifest, Vec<OutcomeRecord>), JournalError> {
+    pub fn stop(
+        self,
+        finished_at: String,
+        reason: StopReason,
+    ) -> Result<(RunManifest, Vec<OutcomeRecord>), JournalError> {
         self.close(finished_at, Some(reason))
     }
 
     fn close(
         self,
         finished_at: String,
-        stopped: Option<String>,
+        stopped: Option<StopReason>,
     ) -> Result<(RunManifest, Vec<OutcomeRecord>), JournalError> {
         let opath = self.dir.join(OUTCOMES);
         {

@@ -21,7 +21,8 @@ use sqlflight_engines::arrow::record_batch::RecordBatch;
 use sqlflight_engines::{
     CompiledPlan, Engine, EngineError, EngineInfo, EngineSpec, ExecLimits, ExecStats, build_engine,
 };
-use sqlflight_playback::{NoProgress, PlaybackOptions, PlaybackSummary, run_playback};
+use sqlflight_playback::{PlaybackOptions, PlaybackSummary, run_playback};
+use sqlflight_runs::NoProgress;
 
 /// A DataFusion profile from settings and disabled rules.
 pub fn datafusion(settings: &[(&str, &str)], rules: &[&str]) -> EngineSpec {

@@ -794,7 +794,7 @@ fn fly(
     c: std::sync::Arc<dyn sqlflight_engines::Engine>,
     o: &sqlflight_flighting::FlightOptions,
 ) -> sqlflight_flighting::FlightSummary {
-    sqlflight_flighting::run_flight(corpus, b, c, o, &sqlflight_playback::NoProgress).unwrap()
+    sqlflight_flighting::run_flight(corpus, b, c, o, &sqlflight_runs::NoProgress).unwrap()
 }
 
 #[test]
@@ -1152,7 +1152,7 @@ fn flight_budget_and_ctrl_c_stop_cleanly_and_resume() {
     let (m, o) = sqlflight_runs::read_run(&run).unwrap();
     assert_eq!(m.status, RunStatus::Stopped);
     assert!(
-        m.stopped_reason.as_deref().unwrap().contains("budget"),
+        matches!(m.stopped_reason, Some(sqlflight_diffing::StopReason::Budget(_))),
         "{:?}",
         m.stopped_reason
     );
@@ -1212,7 +1212,7 @@ fn flight_budget_and_ctrl_c_stop_cleanly_and_resume() {
     assert!(o.len() < 22, "the flight finished before Ctrl-C");
     assert_eq!(code, Some(2));
     assert_eq!(m.status, RunStatus::Stopped);
-    assert_eq!(m.stopped_reason.as_deref(), Some("interrupted"));
+    assert_eq!(m.stopped_reason, Some(sqlflight_diffing::StopReason::Interrupted));
     let text = std::fs::read_to_string(&outcomes).unwrap();
     assert!(text.ends_with('\n'), "no torn line after a clean stop");
 }

@@ -11,7 +11,8 @@ use sqlflight_corpora::{Catalog, Corpus, QueryRecord};
 use sqlflight_diffing::{NormalizedPlan, plan_facts};
 use sqlflight_engines::datafusion_engine::DataFusionEngine;
 use sqlflight_engines::{Engine, EngineSpec};
-use sqlflight_playback::{NoProgress, PlaybackOptions, run_playback};
+use sqlflight_playback::{PlaybackOptions, run_playback};
+use sqlflight_runs::NoProgress;
 
 use super::demo::DEMO_ENGINES;
 use crate::config::Config;

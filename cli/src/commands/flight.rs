@@ -201,7 +201,7 @@ pub fn run(args: &FlightArgs, cli: &Cli) -> anyhow::Result<u8> {
 }
 
 pub fn exit_code(s: &FlightSummary) -> u8 {
-    if s.manifest.stopped_reason.as_deref() == Some("interrupted") {
+    if s.manifest.stopped_reason == Some(sqlflight_diffing::StopReason::Interrupted) {
         EXIT_ERROR
     } else if s.regressions() > 0 {
         EXIT_REGRESSION

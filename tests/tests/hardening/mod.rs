@@ -891,7 +891,7 @@ fn a_real_memory_regression_is_a_performance_regression() {
             sqlflight_tests::engine("baseline", &base, &catalog),
             sqlflight_tests::engine("candidate", cand, &catalog),
             &opts,
-            &sqlflight_playback::NoProgress,
+            &sqlflight_runs::NoProgress,
         )
         .unwrap();
         let o = &s.outcomes[0];
@@ -952,7 +952,7 @@ fn a_real_slowdown_is_a_confirmed_regression_at_every_minimum_repetition() {
                 sqlflight_tests::engine("baseline", &base, &catalog),
                 sqlflight_tests::engine("candidate", cand, &catalog),
                 &opts,
-                &sqlflight_playback::NoProgress,
+                &sqlflight_runs::NoProgress,
             )
             .unwrap();
             let o = &s.outcomes[0];
