@@ -70,9 +70,10 @@ pub enum Cmd {
     /// Phased rollout of a candidate version: evidence, approvals, audit, instant
     /// rollback, and the routing answer for gateways.
     Rollout(commands::rollout::RolloutArgs),
-    /// Measure sqlflight against the physical limit.
+    /// Measure sqlflight against its peers and the physical limit (the
+    /// benchmarks live in the sqlflight-bench crate).
     #[command(subcommand)]
-    Bench(commands::bench::BenchCmd),
+    Bench(sqlflight_bench::BenchCmd),
     /// Serve this build's embedded DataFusion over the worker protocol on
     /// stdin/stdout (compare two sqlflight builds: `kind: worker, command:
     /// [/path/to/other/sqlflight, worker]`).

@@ -33,6 +33,7 @@ pub mod redact;
 pub mod sample;
 pub mod split;
 pub mod stats;
+#[cfg(feature = "bench")]
 pub mod synth;
 pub mod tpcds;
 pub mod tpch;

@@ -983,6 +983,7 @@ impl DigestBuilder {
 
     /// Uses the portable build of the digest loops even where the AVX-512 build
     /// would run (benchmarks; both compute the same digest).
+    #[cfg(feature = "bench")]
     pub fn portable(mut self) -> Self {
         self.build = Build::Portable;
         self

@@ -213,6 +213,7 @@ impl DataFusionEngine {
 
     /// DataFusion's own planner and nothing else: parse, plan, optimize, physical
     /// plan, no display. The benchmark's physical limit for `compile`.
+    #[cfg(feature = "bench")]
     pub fn plan_bare(&self, sql: &str) -> Result<(), EngineError> {
         runtime()?.block_on(async {
             let state = self.ctx.state();

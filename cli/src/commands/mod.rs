@@ -1,11 +1,5 @@
 //! One module per command.
 
-pub mod bench;
-pub mod bench_corpus;
-pub mod bench_flink;
-pub mod bench_rollout;
-pub mod bench_spark;
-pub mod bench_worker;
 pub mod corpus;
 pub mod demo;
 pub mod flight;
@@ -30,9 +24,23 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Cmd::Merge(a) => merge::run_merge(a, cli),
         Cmd::Compare(a) => merge::run_compare(a, cli),
         Cmd::Rollout(a) => rollout::run(a, cli),
-        Cmd::Bench(b) => bench::run(b, cli),
+        Cmd::Bench(b) => sqlflight_bench::run(b, &bench_context(cli)?),
         Cmd::Worker(a) => worker::run(a, cli),
     }
+}
+
+/// What the benchmarks need from the binary: output mode, cache, demo profiles.
+fn bench_context(cli: &Cli) -> anyhow::Result<sqlflight_bench::Ctx> {
+    let cfg = crate::config::Config::parse(std::path::Path::new("<demo profiles>"), demo::DEMO_ENGINES)?;
+    let (Some(b), Some(c)) = (cfg.file.engines.get("baseline"), cfg.file.engines.get("candidate")) else {
+        anyhow::bail!("demo profiles are missing baseline/candidate");
+    };
+    Ok(sqlflight_bench::Ctx {
+        json: cli.json,
+        quiet: cli.quiet,
+        cache_dir: cache_dir(),
+        demo_engines: [b.clone(), c.clone()],
+    })
 }
 
 /// The cache directory: `$SQLFLIGHT_CACHE`, else `$XDG_CACHE_HOME/sqlflight`, else

@@ -16,9 +16,9 @@ use sqlflight_corpora::bundled::Workload;
 use sqlflight_engines::EngineSpec;
 use sqlflight_engines::flink::FlinkMode;
 
-use super::bench::{emit, median, tpch_catalog};
-use super::bench_worker::time;
-use crate::{Cli, EXIT_OK};
+use crate::worker::time;
+use crate::{Ctx, EXIT_OK};
+use crate::{emit, median, tpch_catalog};
 
 #[derive(Debug, clap::Args)]
 pub struct FlinkBenchArgs {
@@ -84,8 +84,8 @@ fn files(dir: &std::path::Path) -> anyhow::Result<Vec<(std::path::PathBuf, u64)>
     Ok(v)
 }
 
-pub fn bench_flink(args: &FlinkBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
-    let catalog = tpch_catalog(args.scale)?;
+pub fn bench_flink(args: &FlinkBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
+    let catalog = tpch_catalog(cli, args.scale)?;
     let corpus = Workload::Tpch.corpus()?;
     let repeat = args.repeat.max(1);
     let queries: Vec<(String, String)> = corpus.records.iter().map(|r| (r.id.clone(), r.sql.clone())).collect();

@@ -11,7 +11,7 @@ use sqlflight_rollout::policy::{Phase, Policy, VersionSpec};
 use sqlflight_rollout::serve::Router;
 use sqlflight_rollout::{Side, Store};
 
-use crate::{Cli, EXIT_OK};
+use crate::{Ctx, EXIT_OK};
 
 #[derive(Debug, clap::Args)]
 pub struct RolloutBenchArgs {
@@ -163,7 +163,7 @@ fn median(v: &[f64]) -> f64 {
     sqlflight_flighting::stats::median(v).unwrap_or_default()
 }
 
-pub fn bench_rollout(args: &RolloutBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
+pub fn bench_rollout(args: &RolloutBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     let tmp = tempfile::tempdir()?;
     let path = tmp.path().join("rollout.db");
     let mut st = Store::open(&path, true)?;
@@ -330,8 +330,8 @@ fn audit_chain_rates(n: usize) -> anyhow::Result<(f64, f64)> {
     Ok((n as f64 / chain, n as f64 / hash_only))
 }
 
-fn emit_rollout(cli: &Cli, v: &serde_json::Value) -> anyhow::Result<()> {
-    super::bench::emit(
+fn emit_rollout(cli: &Ctx, v: &serde_json::Value) -> anyhow::Result<()> {
+    crate::emit(
         cli,
         "rollout: route lookups (in process, HTTP) and rollback latency, each beside its reference:",
         v,

@@ -11,9 +11,9 @@ use std::time::Instant;
 use sqlflight_corpora::bundled::Workload;
 use sqlflight_engines::EngineSpec;
 
-use super::bench::{emit, median, tpch_catalog};
-use super::bench_worker::time;
-use crate::{Cli, EXIT_OK};
+use crate::worker::time;
+use crate::{Ctx, EXIT_OK};
+use crate::{emit, median, tpch_catalog};
 
 #[derive(Debug, clap::Args)]
 pub struct SparkBenchArgs {
@@ -58,8 +58,8 @@ s.stop()
 open(sys.argv[2], "w").write(json.dumps(out))
 "#;
 
-pub fn bench_spark(args: &SparkBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
-    let catalog = tpch_catalog(args.scale)?;
+pub fn bench_spark(args: &SparkBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
+    let catalog = tpch_catalog(cli, args.scale)?;
     let corpus = Workload::Tpch.corpus()?;
     let repeat = args.repeat.max(1);
     let queries: Vec<(String, String)> = corpus.records.iter().map(|r| (r.id.clone(), r.sql.clone())).collect();

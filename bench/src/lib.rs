@@ -1,6 +1,26 @@
-//! `sqlflight bench playback`: sqlflight's playback against the physical limit,
-//! DataFusion's own planner called in a bare loop on the same queries, measured
-//! side by side in one process.
+//! # sqlflight-bench
+//!
+//! Every benchmark of sqlflight, run as `sqlflight bench <what>`: each capability
+//! measured side by side, in one run, against a peer or the physical limit
+//! (playback against DataFusion's bare planner loop, digests against the raw hash
+//! and a sort-based comparison, flight against the engine's own execution, report
+//! generation against reading the run, rollout lookups against the bare hash and
+//! HTTP stack, workers against embedded engines, log ingest against
+//! pt-query-digest). BENCHMARKS.md records the numbers and the commands.
+//!
+//! Main types: [`BenchCmd`] (the subcommands), [`Ctx`] (what the binary hands in).
+//!
+//! It must never be linked into a library's normal code paths: the hooks it uses
+//! (`DataFusionEngine::plan_bare`, `corpora::synth`, `DigestBuilder::portable`)
+//! exist only with the libraries' `bench` feature. It must never assert a time:
+//! it reports ratios for people. The benchmarks that spawn processes spawn the
+//! running executable, so they run from the `sqlflight` binary.
+
+pub mod corpus;
+pub mod flink;
+pub mod rollout;
+pub mod spark;
+pub mod worker;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,9 +34,21 @@ use sqlflight_engines::{Engine, EngineSpec};
 use sqlflight_playback::{PlaybackOptions, run_playback};
 use sqlflight_runs::NoProgress;
 
-use super::demo::DEMO_ENGINES;
-use crate::config::Config;
-use crate::{Cli, EXIT_OK};
+/// The exit code of a benchmark that ran.
+pub const EXIT_OK: u8 = 0;
+
+/// What the binary hands to the benchmarks.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// Print one JSON object per benchmark instead of text.
+    pub json: bool,
+    /// No progress lines on stderr.
+    pub quiet: bool,
+    /// Where generated data (TPC-H tables) is cached.
+    pub cache_dir: std::path::PathBuf,
+    /// The demo's baseline and candidate profiles of the embedded DataFusion.
+    pub demo_engines: [EngineSpec; 2],
+}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCmd {
@@ -30,17 +62,17 @@ pub enum BenchCmd {
     Report(ReportBenchArgs),
     /// Route lookups in process and over HTTP vs the bare hash and HTTP stack;
     /// rollback latency.
-    Rollout(super::bench_rollout::RolloutBenchArgs),
+    Rollout(crate::rollout::RolloutBenchArgs),
     /// An engine as a worker process vs embedded: per-query protocol overhead and
     /// result transfer throughput vs in-process Arrow IPC.
-    Worker(super::bench_worker::WorkerBenchArgs),
+    Worker(crate::worker::WorkerBenchArgs),
     /// Spark as a worker vs a bare pyspark loop: per-query overhead.
-    Spark(super::bench_spark::SparkBenchArgs),
+    Spark(crate::spark::SparkBenchArgs),
     /// Flink as a worker vs a bare pyflink loop; catalog conversion vs copying.
-    Flink(super::bench_flink::FlinkBenchArgs),
+    Flink(crate::flink::FlinkBenchArgs),
     /// Log ingest + fingerprinting vs pt-query-digest on the same slow log; peak
     /// memory of ingesting and sampling a long log.
-    Ingest(super::bench_corpus::IngestBenchArgs),
+    Ingest(crate::corpus::IngestBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,8 +129,8 @@ fn engine(name: &str, spec: &EngineSpec, catalog: &Catalog) -> anyhow::Result<Da
 }
 
 /// A catalog of the TPC-H tables at `scale` (generated once into the cache).
-pub(super) fn tpch_catalog(scale: f64) -> anyhow::Result<Catalog> {
-    let data = sqlflight_corpora::tpch::ensure_tpch_data(&super::cache_dir().join("data"), scale)?;
+fn tpch_catalog(cli: &Ctx, scale: f64) -> anyhow::Result<Catalog> {
+    let data = sqlflight_corpora::tpch::ensure_tpch_data(&cli.cache_dir.join("data"), scale)?;
     let mut catalog = Catalog::default();
     for (t, p) in data.tables {
         catalog.tables.insert(
@@ -112,7 +144,7 @@ pub(super) fn tpch_catalog(scale: f64) -> anyhow::Result<Catalog> {
     Ok(catalog)
 }
 
-pub(super) fn median(mut v: Vec<Duration>) -> Duration {
+fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
@@ -164,21 +196,22 @@ fn sqlflight(loads: &[Load], jobs: usize) -> anyhow::Result<Duration> {
     Ok(t.elapsed())
 }
 
-pub fn run(cmd: &BenchCmd, cli: &Cli) -> anyhow::Result<u8> {
+/// Runs one benchmark; returns the exit code.
+pub fn run(cmd: &BenchCmd, cli: &Ctx) -> anyhow::Result<u8> {
     match cmd {
         BenchCmd::Playback(a) => bench_playback(a, cli),
         BenchCmd::Digest(a) => bench_digest(a, cli),
         BenchCmd::Flight(a) => bench_flight(a, cli),
         BenchCmd::Report(a) => bench_report(a, cli),
-        BenchCmd::Rollout(a) => super::bench_rollout::bench_rollout(a, cli),
-        BenchCmd::Worker(a) => super::bench_worker::bench_worker(a, cli),
-        BenchCmd::Ingest(a) => super::bench_corpus::bench_ingest(a, cli),
-        BenchCmd::Spark(a) => super::bench_spark::bench_spark(a, cli),
-        BenchCmd::Flink(a) => super::bench_flink::bench_flink(a, cli),
+        BenchCmd::Rollout(a) => crate::rollout::bench_rollout(a, cli),
+        BenchCmd::Worker(a) => crate::worker::bench_worker(a, cli),
+        BenchCmd::Ingest(a) => crate::corpus::bench_ingest(a, cli),
+        BenchCmd::Spark(a) => crate::spark::bench_spark(a, cli),
+        BenchCmd::Flink(a) => crate::flink::bench_flink(a, cli),
     }
 }
 
-pub(super) fn emit(cli: &Cli, title: &str, v: &serde_json::Value) -> anyhow::Result<()> {
+fn emit(cli: &Ctx, title: &str, v: &serde_json::Value) -> anyhow::Result<()> {
     if cli.json {
         println!("{}", serde_json::to_string_pretty(v)?);
     } else {
@@ -421,7 +454,7 @@ fn digest_figures(runs: &[DigestRun], rows: usize, bytes: usize, checks: &str) -
     })
 }
 
-fn bench_digest(args: &DigestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
+fn bench_digest(args: &DigestBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     let rows = args.rows.max(1);
     let args = &DigestBenchArgs { rows, ..*args };
     let batches = bench_spans(rows)
@@ -464,13 +497,10 @@ fn bench_digest(args: &DigestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-fn bench_flight(args: &FlightBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
+fn bench_flight(args: &FlightBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     use sqlflight_engines::ExecLimits;
-    let cfg = Config::parse(std::path::Path::new("<demo profiles>"), DEMO_ENGINES)?;
-    let (Some(bspec), Some(cspec)) = (cfg.file.engines.get("baseline"), cfg.file.engines.get("candidate")) else {
-        anyhow::bail!("demo profiles are missing baseline/candidate");
-    };
-    let catalog = tpch_catalog(args.scale)?;
+    let [bspec, cspec] = &cli.demo_engines;
+    let catalog = tpch_catalog(cli, args.scale)?;
     let corpus = Workload::Tpch.corpus()?;
     let b: Arc<dyn Engine> = Arc::new(engine("baseline", bspec, &catalog)?);
     let c: Arc<dyn Engine> = Arc::new(engine("candidate", cspec, &catalog)?);
@@ -630,7 +660,7 @@ fn generate_run(dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_report(args: &ReportBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
+fn bench_report(args: &ReportBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     let tmp = tempfile::tempdir()?;
     let run = tmp.path().join("run");
     let t = Instant::now();
@@ -709,11 +739,8 @@ fn fact_extraction(plans: &[(NormalizedPlan, NormalizedPlan)]) -> (Duration, usi
     (t.elapsed(), facts)
 }
 
-fn bench_playback(args: &BenchArgs, cli: &Cli) -> anyhow::Result<u8> {
-    let cfg = Config::parse(std::path::Path::new("<demo profiles>"), DEMO_ENGINES)?;
-    let (Some(bspec), Some(cspec)) = (cfg.file.engines.get("baseline"), cfg.file.engines.get("candidate")) else {
-        anyhow::bail!("demo profiles are missing baseline/candidate");
-    };
+fn bench_playback(args: &BenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
+    let [bspec, cspec] = &cli.demo_engines;
     let mut loads = Vec::new();
     for w in Workload::ALL {
         let corpus = w.corpus()?;

@@ -12,7 +12,7 @@ use sqlflight_corpora::synth;
 use sqlflight_corpora::{CorpusManifest, CorpusWriter};
 use sqlflight_flighting::stats::median;
 
-use crate::{Cli, EXIT_OK};
+use crate::{Ctx, EXIT_OK};
 
 #[derive(Debug, clap::Args)]
 pub struct IngestBenchArgs {
@@ -63,7 +63,7 @@ fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
 }
 
-pub fn bench_ingest(a: &IngestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
+pub fn bench_ingest(a: &IngestBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     if let Some(n) = a.workload {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -168,7 +168,7 @@ pub fn bench_ingest(a: &IngestBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
 }
 
 /// Ingest and sample a long generated log in child processes; peak RSS of each.
-fn memory(cli: &Cli, lines: u64, dir: &Path, result: &mut serde_json::Value) -> anyhow::Result<()> {
+fn memory(cli: &Ctx, lines: u64, dir: &Path, result: &mut serde_json::Value) -> anyhow::Result<()> {
     // Each generated entry is 7 lines.
     let entries = lines.div_ceil(7);
     let log = dir.join("long.log");

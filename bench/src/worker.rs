@@ -15,8 +15,8 @@ use sqlflight_engines::arrow::record_batch::RecordBatch;
 use sqlflight_engines::datafusion_engine::DataFusionEngine;
 use sqlflight_engines::{Engine, EngineSpec, ExecLimits};
 
-use super::bench::{emit, median, tpch_catalog};
-use crate::{Cli, EXIT_OK};
+use crate::{Ctx, EXIT_OK};
+use crate::{emit, median, tpch_catalog};
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerBenchArgs {
@@ -29,15 +29,15 @@ pub struct WorkerBenchArgs {
 }
 
 /// One execution of `sql`, results dropped.
-pub(super) fn time(e: &dyn Engine, sql: &str) -> anyhow::Result<Duration> {
+pub(crate) fn time(e: &dyn Engine, sql: &str) -> anyhow::Result<Duration> {
     let t = Instant::now();
     e.execute(sql, &ExecLimits::default(), &mut |_| Ok(()))
         .map_err(|e| anyhow::anyhow!("{sql}: {e}"))?;
     Ok(t.elapsed())
 }
 
-pub fn bench_worker(args: &WorkerBenchArgs, cli: &Cli) -> anyhow::Result<u8> {
-    let catalog = tpch_catalog(args.scale)?;
+pub fn bench_worker(args: &WorkerBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
+    let catalog = tpch_catalog(cli, args.scale)?;
     let embedded: Arc<dyn Engine> = Arc::new(DataFusionEngine::new(
         "embedded",
         &Default::default(),
