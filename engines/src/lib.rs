@@ -8,8 +8,10 @@
 //! whose profiles set config keys and disable optimizer rules by name); worker
 //! processes speaking docs/worker-protocol.md ([`worker`]) for DuckDB,
 //! datafusion-python, Spark ([`spark`]), Flink ([`flink`]) and any other program;
-//! PostgreSQL ([`postgres`]), MySQL/MariaDB ([`mysql`]) and Arrow Flight SQL
-//! servers ([`flight_sql`]).
+//! database servers as one [`server_engine::ServerEngine`] over a small
+//! [`server_engine::Dialect`] trait, with PostgreSQL ([`postgres`]) and
+//! MySQL/MariaDB ([`mysql`]) as dialects; and Arrow Flight SQL servers
+//! ([`flight_sql`]).
 //!
 //! Main types: [`Engine`], [`EngineInfo`], [`CompiledPlan`], [`EngineError`],
 //! [`EngineSpec`], [`BuildError`], [`ExecLimits`], [`ExecStats`].
@@ -25,6 +27,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod python;
 mod server;
+pub mod server_engine;
 pub mod spark;
 
 pub use server::{ServerSpec, redact_connection_string};

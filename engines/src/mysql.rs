@@ -27,42 +27,172 @@
 //! | BINARY, VARBINARY, BLOB, BIT, anything else | Binary |
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use datafusion::arrow::array::{
     ArrayRef, BinaryBuilder, Date32Builder, Decimal128Builder, DurationMicrosecondBuilder, Float32Builder,
-    Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
+    Float64Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use mysql::consts::{ColumnFlags, ColumnType};
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, Value};
-use sqlflight_corpora::Catalog;
 
-use crate::server::{self, Pool, ServerSpec};
-use crate::{BuildError, CompiledPlan, Engine, EngineError, EngineInfo, ErrorClass, ExecLimits, ExecStats};
-
-const BATCH_ROWS: usize = 8192;
+use crate::server::{self, ServerSpec};
+use crate::server_engine::{ColumnBuilder, Columns, Dialect, Failure, LoadTable, ResultWriter, ServerEngine};
+use crate::{EngineError, ErrorClass};
 /// The character set number of binary strings.
 const BINARY_CHARSET: u16 = 63;
 
-struct Session {
-    conn: Conn,
-    timeout_ms: u64,
-    last_used: Instant,
+/// MySQL and MariaDB as a [`Dialect`] of the server engine.
+pub struct Mysql {
+    opts: Opts,
+    /// `user@host:port/database`, for messages.
+    target: String,
+    /// MariaDB (its own statement-timeout variable), learnt from the server.
+    mariadb: bool,
 }
 
-/// Pooled sessions idle longer than this are pinged before use.
-const IDLE_CHECK: Duration = Duration::from_secs(5);
-
 /// A MySQL or MariaDB server, configured by one profile.
-pub struct MysqlEngine {
-    info: EngineInfo,
-    opts: Opts,
-    target: String,
-    mariadb: bool,
-    session_setup: Vec<String>,
-    pool: Pool<Session>,
+pub type MysqlEngine = ServerEngine<Mysql>;
+
+impl Dialect for Mysql {
+    type Conn = Conn;
+    type Error = mysql::Error;
+
+    const ENGINE: &'static str = "mysql";
+    const SETTING: &'static str = "variable";
+    const READ_ONLY: &'static str = "SET SESSION TRANSACTION READ ONLY";
+
+    fn open(spec: &ServerSpec) -> Result<Mysql, String> {
+        let opts = Opts::from_url(&spec.url)
+            .map_err(|e| format!("`url` is not a MySQL URL ({e}); write `mysql://user@host:port/database`"))?;
+        let mut builder = OptsBuilder::from_opts(opts)
+            .prefer_socket(false)
+            .tcp_connect_timeout(Some(Duration::from_secs(10)));
+        if let Some(var) = &spec.password_env {
+            builder = builder.pass(Some(server::password_from_env(var)?));
+        }
+        let opts: Opts = builder.into();
+        let target = format!(
+            "{}@{}:{}/{}",
+            opts.get_user().unwrap_or("?"),
+            opts.get_ip_or_hostname(),
+            opts.get_tcp_port(),
+            opts.get_db_name().unwrap_or("")
+        );
+        Ok(Mysql {
+            opts,
+            target,
+            mariadb: false,
+        })
+    }
+
+    fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn connect(&self) -> Result<Conn, mysql::Error> {
+        Conn::new(self.opts.clone())
+    }
+
+    fn run(conn: &mut Conn, sql: &str) -> Result<(), mysql::Error> {
+        conn.query_drop(sql)
+    }
+
+    fn message(e: &mysql::Error) -> String {
+        mysql_message(e)
+    }
+
+    fn server_class(e: &mysql::Error) -> Option<ErrorClass> {
+        match e {
+            mysql::Error::MySqlError(m) => Some(classify_code(m.code)),
+            _ => None,
+        }
+    }
+
+    fn set_statement(key: &str, value: &str) -> String {
+        format!("SET SESSION {key} = {}", setting_value(value))
+    }
+
+    fn identify(&mut self, conn: &mut Conn) -> Result<(String, String), String> {
+        let version: Option<String> = conn
+            .query_first("SELECT VERSION()")
+            .map_err(|e| format!("cannot read the server version: {}", mysql_message(&e)))?;
+        let version = version.unwrap_or_default();
+        self.mariadb = version.contains("MariaDB");
+        let engine = if self.mariadb { "mariadb" } else { Self::ENGINE };
+        Ok((engine.into(), version.split('-').next().unwrap_or(&version).to_string()))
+    }
+
+    fn alive(conn: &mut Conn) -> bool {
+        conn.ping().is_ok()
+    }
+
+    fn set_timeout(&self, conn: &mut Conn, ms: u64) -> Result<(), mysql::Error> {
+        conn.query_drop(if self.mariadb {
+            format!("SET SESSION max_statement_time = {:.3}", ms as f64 / 1000.0)
+        } else {
+            format!("SET SESSION max_execution_time = {ms}")
+        })
+    }
+
+    fn canceller(&self, conn: &mut Conn) -> Box<dyn FnOnce() + Send> {
+        let id = conn.connection_id();
+        let opts = self.opts.clone();
+        Box::new(move || {
+            if let Ok(mut c) = Conn::new(opts) {
+                let _ = c.query_drop(format!("KILL QUERY {id}"));
+            }
+        })
+    }
+
+    fn explain(conn: &mut Conn, sql: &str) -> Result<String, Failure<mysql::Error>> {
+        let text: Option<String> = conn.exec_first(format!("EXPLAIN FORMAT=JSON {sql}"), ())?;
+        Ok(text.unwrap_or_else(|| "null".into()))
+    }
+
+    fn plan_node(key: &str, node: &serde_json::Value) -> Option<String> {
+        if key.is_empty() {
+            return None;
+        }
+        if key == "table" {
+            let access = node["access_type"].as_str().unwrap_or("?");
+            return Some(format!("table {access}"));
+        }
+        Some(key.to_string())
+    }
+
+    fn execute(conn: &mut Conn, sql: &str, out: &mut ResultWriter<'_>) -> Result<(), Failure<mysql::Error>> {
+        let mut result = conn.exec_iter(sql, ())?;
+        let schema = arrow_schema(result.columns().as_ref());
+        out.start(schema.clone());
+        let mut cols = Columns::new(&schema);
+        for row in result.by_ref() {
+            push(&mut cols, row?.unwrap()).map_err(Failure::Engine)?;
+            out.row_added(&mut cols).map_err(Failure::Engine)?;
+        }
+        out.end(&mut cols).map_err(Failure::Engine)
+    }
+
+    fn quote_ident(name: &str) -> String {
+        format!("`{}`", name.replace('`', "``"))
+    }
+
+    fn column_type(t: &DataType) -> String {
+        mysql_type(t)
+    }
+
+    fn table_stamp(conn: &mut Conn, name: &str) -> Result<Option<String>, mysql::Error> {
+        conn.exec_first(
+            "SELECT table_comment FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+            (name,),
+        )
+    }
+
+    fn fill_table(conn: &mut Conn, table: &LoadTable<'_>) -> Result<(), String> {
+        fill_table(conn, table)
+    }
 }
 
 /// A setting's value as SQL: numbers and bare words as they are, anything else
@@ -93,237 +223,6 @@ pub fn classify_code(code: u16) -> ErrorClass {
         1030 | 1105 => ErrorClass::Internal,
         1927 | 2006 | 2013 => ErrorClass::Crash,
         _ => ErrorClass::Execution,
-    }
-}
-
-fn classify(e: &mysql::Error, target: &str) -> EngineError {
-    match e {
-        mysql::Error::MySqlError(m) => EngineError::new(classify_code(m.code), mysql_message(e)),
-        e => server::connection_error(target, e),
-    }
-}
-
-impl MysqlEngine {
-    pub fn new(profile: &str, spec: &ServerSpec, catalog: &Catalog) -> Result<MysqlEngine, BuildError> {
-        let other = |message: String| BuildError::Other {
-            profile: profile.into(),
-            message,
-        };
-        let opts = Opts::from_url(&spec.url).map_err(|e| {
-            other(format!(
-                "`url` is not a MySQL URL ({e}); write `mysql://user@host:port/database`"
-            ))
-        })?;
-        let mut builder = OptsBuilder::from_opts(opts)
-            .prefer_socket(false)
-            .tcp_connect_timeout(Some(Duration::from_secs(10)));
-        if let Some(var) = &spec.password_env {
-            builder = builder.pass(Some(server::password_from_env(var).map_err(other)?));
-        }
-        let opts: Opts = builder.into();
-        let target = format!(
-            "{}@{}:{}/{}",
-            opts.get_user().unwrap_or("?"),
-            opts.get_ip_or_hostname(),
-            opts.get_tcp_port(),
-            opts.get_db_name().unwrap_or("")
-        );
-        for k in spec.settings.keys() {
-            if !server::valid_setting_name(k) {
-                return Err(BuildError::Setting {
-                    profile: profile.into(),
-                    key: k.clone(),
-                    message: "not a variable name (letters, digits, `_` and `.` only)".into(),
-                });
-            }
-        }
-        let mut engine = MysqlEngine {
-            info: EngineInfo {
-                engine: "mysql".into(),
-                version: String::new(),
-                profile: profile.into(),
-                settings: spec.settings.clone(),
-                disabled_rules: Vec::new(),
-            },
-            opts,
-            target,
-            mariadb: false,
-            session_setup: Vec::new(),
-            pool: Pool::new(),
-        };
-        let mut first = engine.connect_plain().map_err(|e| other(e.message))?;
-        for (k, v) in &spec.settings {
-            first
-                .query_drop(format!("SET SESSION {k} = {}", setting_value(v)))
-                .map_err(|e| BuildError::Setting {
-                    profile: profile.into(),
-                    key: k.clone(),
-                    message: mysql_message(&e),
-                })?;
-            engine
-                .session_setup
-                .push(format!("SET SESSION {k} = {}", setting_value(v)));
-        }
-        if spec.load_catalog {
-            for (name, source) in &catalog.tables {
-                load_table(&mut first, name, source).map_err(|m| BuildError::Catalog {
-                    profile: profile.into(),
-                    origin: source.path.display().to_string(),
-                    message: m,
-                })?;
-            }
-        }
-        for stmt in &spec.setup {
-            first.query_drop(stmt).map_err(|e| BuildError::Setup {
-                profile: profile.into(),
-                statement: stmt.clone(),
-                message: mysql_message(&e),
-            })?;
-        }
-        engine.session_setup.extend(spec.setup.iter().cloned());
-        if spec.read_only {
-            engine.session_setup.push("SET SESSION TRANSACTION READ ONLY".into());
-        }
-        let version: Option<String> = first
-            .query_first("SELECT VERSION()")
-            .map_err(|e| other(format!("cannot read the server version: {}", mysql_message(&e))))?;
-        let version = version.unwrap_or_default();
-        engine.mariadb = version.contains("MariaDB");
-        engine.info.engine = if engine.mariadb { "mariadb" } else { "mysql" }.into();
-        engine.info.version = version.split('-').next().unwrap_or(&version).to_string();
-        Ok(engine)
-    }
-
-    fn connect_plain(&self) -> Result<Conn, EngineError> {
-        Conn::new(self.opts.clone()).map_err(|e| server::connection_error(&self.target, mysql_message(&e)))
-    }
-
-    fn session(&self) -> Result<Session, EngineError> {
-        // A session idle for a while is checked first (the server may have
-        // closed it); a lost session is never retried mid-statement.
-        while let Some(mut s) = self.pool.take() {
-            if s.last_used.elapsed() < IDLE_CHECK || s.conn.ping().is_ok() {
-                return Ok(s);
-            }
-        }
-        let mut conn = self.connect_plain()?;
-        for stmt in &self.session_setup {
-            conn.query_drop(stmt).map_err(|e| {
-                server::connection_error(&self.target, format!("session setup `{stmt}`: {}", mysql_message(&e)))
-            })?;
-        }
-        Ok(Session {
-            conn,
-            timeout_ms: 0,
-            last_used: Instant::now(),
-        })
-    }
-
-    fn with_session<T>(
-        &self,
-        timeout: Duration,
-        work: impl FnOnce(&mut Conn) -> Result<T, mysql::Error>,
-    ) -> Result<T, EngineError> {
-        let mut s = self.session()?;
-        let ms = timeout.as_millis().clamp(1, u32::MAX as u128) as u64;
-        if s.timeout_ms != ms {
-            let set = if self.mariadb {
-                format!("SET SESSION max_statement_time = {:.3}", ms as f64 / 1000.0)
-            } else {
-                format!("SET SESSION max_execution_time = {ms}")
-            };
-            s.conn.query_drop(set).map_err(|e| classify(&e, &self.target))?;
-            s.timeout_ms = ms;
-        }
-        let id = s.conn.connection_id();
-        let opts = self.opts.clone();
-        let cancel = move || {
-            if let Ok(mut c) = Conn::new(opts) {
-                let _ = c.query_drop(format!("KILL QUERY {id}"));
-            }
-        };
-        let out = server::with_watchdog(timeout, cancel, || work(&mut s.conn));
-        let lost = matches!(&out, Err(e) if !matches!(e, mysql::Error::MySqlError(_)));
-        let out = out.map_err(|e| classify(&e, &self.target));
-        if !lost {
-            s.last_used = Instant::now();
-            self.pool.give(s);
-        }
-        out
-    }
-}
-
-impl Engine for MysqlEngine {
-    fn info(&self) -> &EngineInfo {
-        &self.info
-    }
-
-    fn compile(&self, sql: &str) -> Result<CompiledPlan, EngineError> {
-        let explain = format!("EXPLAIN FORMAT=JSON {}", sql.trim().trim_end_matches(';'));
-        let text: Option<String> = self.with_session(crate::WORKER_COMPILE_TIMEOUT, |c| c.exec_first(&explain, ()))?;
-        let json: serde_json::Value = serde_json::from_str(text.as_deref().unwrap_or("null"))
-            .map_err(|e| EngineError::new(ErrorClass::Internal, format!("EXPLAIN output is not JSON: {e}")))?;
-        let mut plan = String::new();
-        server::render_plan(&json, &mut plan, 0, &|key, v| {
-            if key.is_empty() {
-                return None;
-            }
-            if key == "table" {
-                let access = v["access_type"].as_str().unwrap_or("?");
-                return Some(format!("table {access}"));
-            }
-            Some(key.to_string())
-        });
-        Ok(CompiledPlan {
-            logical: plan.clone(),
-            physical: Some(plan),
-        })
-    }
-
-    fn execute(
-        &self,
-        sql: &str,
-        limits: &ExecLimits,
-        sink: &mut dyn FnMut(&RecordBatch) -> Result<(), EngineError>,
-    ) -> Result<ExecStats, EngineError> {
-        let mut stats = ExecStats::default();
-        let mut sink_error = None;
-        self.with_session(limits.timeout, |c| {
-            let mut result = c.exec_iter(sql, ())?;
-            let schema = arrow_schema(result.columns().as_ref());
-            stats.schema = Some(schema.clone());
-            let mut cols = Columns::new(&schema);
-            let mut flush = |cols: &mut Columns, stats: &mut ExecStats| -> Result<(), EngineError> {
-                let b = cols.finish(&schema)?;
-                stats.rows += b.num_rows() as u64;
-                stats.batches += 1;
-                sink(&b)
-            };
-            for row in result.by_ref() {
-                let row = row?;
-                if let Err(e) = cols.push(row.unwrap()) {
-                    sink_error = Some(e);
-                    break;
-                }
-                if cols.len == BATCH_ROWS
-                    && let Err(e) = flush(&mut cols, &mut stats)
-                {
-                    sink_error = Some(e);
-                    break;
-                }
-            }
-            if sink_error.is_none()
-                && (cols.len > 0 || stats.batches == 0)
-                && let Err(e) = flush(&mut cols, &mut stats)
-            {
-                sink_error = Some(e);
-            }
-            Ok(())
-        })?;
-        if let Some(e) = sink_error {
-            return Err(e);
-        }
-        Ok(stats)
     }
 }
 
@@ -374,88 +273,58 @@ fn arrow_schema(columns: &[mysql::Column]) -> SchemaRef {
     ))
 }
 
-enum Builder {
-    I32(Int32Builder),
-    I64(Int64Builder),
-    U64(UInt64Builder),
-    F32(Float32Builder),
-    F64(Float64Builder),
-    Dec(Decimal128Builder, i8),
-    Date(Date32Builder),
-    Ts(TimestampMicrosecondBuilder),
-    Dur(DurationMicrosecondBuilder),
-    Text(StringBuilder),
-    Bin(BinaryBuilder),
-}
-
-struct Columns {
-    builders: Vec<Builder>,
-    len: usize,
-}
-
-impl Columns {
-    fn new(schema: &Schema) -> Columns {
-        let n = BATCH_ROWS;
-        let builders = schema
-            .fields()
-            .iter()
-            .map(|f| match f.data_type() {
-                DataType::Int32 => Builder::I32(Int32Builder::with_capacity(n)),
-                DataType::Int64 => Builder::I64(Int64Builder::with_capacity(n)),
-                DataType::UInt64 => Builder::U64(UInt64Builder::with_capacity(n)),
-                DataType::Float32 => Builder::F32(Float32Builder::with_capacity(n)),
-                DataType::Float64 => Builder::F64(Float64Builder::with_capacity(n)),
-                DataType::Decimal128(p, s) => Builder::Dec(
-                    Decimal128Builder::with_capacity(n).with_data_type(DataType::Decimal128(*p, *s)),
-                    *s,
-                ),
-                DataType::Date32 => Builder::Date(Date32Builder::with_capacity(n)),
-                DataType::Timestamp(..) => Builder::Ts(TimestampMicrosecondBuilder::with_capacity(n)),
-                DataType::Duration(_) => Builder::Dur(DurationMicrosecondBuilder::with_capacity(n)),
-                DataType::Utf8 => Builder::Text(StringBuilder::with_capacity(n, n * 16)),
-                _ => Builder::Bin(BinaryBuilder::with_capacity(n, n * 16)),
-            })
-            .collect();
-        Columns { builders, len: 0 }
+crate::column_builders! {
+    /// One result column's builder.
+    Builder {
+        I32(Int32Builder),
+        I64(Int64Builder),
+        U64(UInt64Builder),
+        F32(Float32Builder),
+        F64(Float64Builder),
+        Dec(Decimal128Builder),
+        Date(Date32Builder),
+        Ts(TimestampMicrosecondBuilder),
+        Dur(DurationMicrosecondBuilder),
+        Text(StringBuilder),
+        Bin(BinaryBuilder),
     }
+}
 
-    fn push(&mut self, values: Vec<Value>) -> Result<(), EngineError> {
-        for (i, (b, v)) in self.builders.iter_mut().zip(values).enumerate() {
-            append(b, v).map_err(|m| {
-                EngineError::new(
-                    ErrorClass::Internal,
-                    format!("cannot convert the value of column {i}: {m}"),
-                )
-            })?;
+impl ColumnBuilder for Builder {
+    fn for_type(t: &DataType, n: usize) -> Builder {
+        match t {
+            DataType::Int32 => Builder::I32(Int32Builder::with_capacity(n)),
+            DataType::Int64 => Builder::I64(Int64Builder::with_capacity(n)),
+            DataType::UInt64 => Builder::U64(UInt64Builder::with_capacity(n)),
+            DataType::Float32 => Builder::F32(Float32Builder::with_capacity(n)),
+            DataType::Float64 => Builder::F64(Float64Builder::with_capacity(n)),
+            DataType::Decimal128(p, s) => {
+                Builder::Dec(Decimal128Builder::with_capacity(n).with_data_type(DataType::Decimal128(*p, *s)))
+            }
+            DataType::Date32 => Builder::Date(Date32Builder::with_capacity(n)),
+            DataType::Timestamp(..) => Builder::Ts(TimestampMicrosecondBuilder::with_capacity(n)),
+            DataType::Duration(_) => Builder::Dur(DurationMicrosecondBuilder::with_capacity(n)),
+            DataType::Utf8 => Builder::Text(StringBuilder::with_capacity(n, n * 16)),
+            _ => Builder::Bin(BinaryBuilder::with_capacity(n, n * 16)),
         }
-        self.len += 1;
-        Ok(())
     }
 
-    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, EngineError> {
-        let arrays: Vec<ArrayRef> = self
-            .builders
-            .iter_mut()
-            .map(|b| -> ArrayRef {
-                match b {
-                    Builder::I32(b) => Arc::new(b.finish()),
-                    Builder::I64(b) => Arc::new(b.finish()),
-                    Builder::U64(b) => Arc::new(b.finish()),
-                    Builder::F32(b) => Arc::new(b.finish()),
-                    Builder::F64(b) => Arc::new(b.finish()),
-                    Builder::Dec(b, _) => Arc::new(b.finish()),
-                    Builder::Date(b) => Arc::new(b.finish()),
-                    Builder::Ts(b) => Arc::new(b.finish()),
-                    Builder::Dur(b) => Arc::new(b.finish()),
-                    Builder::Text(b) => Arc::new(b.finish()),
-                    Builder::Bin(b) => Arc::new(b.finish()),
-                }
-            })
-            .collect();
-        self.len = 0;
-        RecordBatch::try_new(schema.clone(), arrays)
-            .map_err(|e| EngineError::new(ErrorClass::Internal, format!("cannot build a result batch: {e}")))
+    fn finish(&mut self) -> ArrayRef {
+        self.finish_array()
     }
+}
+
+/// Appends one row of values.
+fn push(cols: &mut Columns<Builder>, values: Vec<Value>) -> Result<(), EngineError> {
+    let mut values = values.into_iter();
+    cols.push_row(|i, t, b| {
+        append(b, t, values.next().unwrap_or(Value::NULL)).map_err(|m| {
+            EngineError::new(
+                ErrorClass::Internal,
+                format!("cannot convert the value of column {i}: {m}"),
+            )
+        })
+    })
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
@@ -494,21 +363,9 @@ pub fn parse_decimal(text: &str, scale: i8) -> Result<i128, String> {
     Ok(if neg { -v } else { v })
 }
 
-fn append(b: &mut Builder, v: Value) -> Result<(), String> {
+fn append(b: &mut Builder, t: &DataType, v: Value) -> Result<(), String> {
     if v == Value::NULL {
-        match b {
-            Builder::I32(b) => b.append_null(),
-            Builder::I64(b) => b.append_null(),
-            Builder::U64(b) => b.append_null(),
-            Builder::F32(b) => b.append_null(),
-            Builder::F64(b) => b.append_null(),
-            Builder::Dec(b, _) => b.append_null(),
-            Builder::Date(b) => b.append_null(),
-            Builder::Ts(b) => b.append_null(),
-            Builder::Dur(b) => b.append_null(),
-            Builder::Text(b) => b.append_null(),
-            Builder::Bin(b) => b.append_null(),
-        }
+        b.append_null();
         return Ok(());
     }
     let int = |v: &Value| -> Result<i64, String> {
@@ -543,8 +400,14 @@ fn append(b: &mut Builder, v: Value) -> Result<(), String> {
         }),
         Builder::F32(b) => b.append_value(float(&v)? as f32),
         Builder::F64(b) => b.append_value(float(&v)?),
-        Builder::Dec(b, scale) => match v {
-            Value::Bytes(t) => b.append_value(parse_decimal(&String::from_utf8_lossy(&t), *scale)?),
+        Builder::Dec(b) => match v {
+            Value::Bytes(text) => {
+                let scale = match t {
+                    DataType::Decimal128(_, s) => *s,
+                    _ => 0,
+                };
+                b.append_value(parse_decimal(&String::from_utf8_lossy(&text), scale)?)
+            }
             v => return Err(format!("unexpected decimal {v:?}")),
         },
         Builder::Date(b) => match v {
@@ -610,31 +473,10 @@ fn mysql_type(t: &DataType) -> String {
     }
 }
 
-fn quote_ident(s: &str) -> String {
-    format!("`{}`", s.replace('`', "``"))
-}
-
-/// Creates `name` from the file's schema and fills it with multi-row INSERTs,
-/// unless a table of that name was loaded from the same file before.
-fn load_table(conn: &mut Conn, name: &str, source: &sqlflight_corpora::TableSource) -> Result<(), String> {
-    let stamp = server::source_stamp(source);
-    let current: Option<String> = conn
-        .exec_first(
-            "SELECT table_comment FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
-            (name,),
-        )
-        .map_err(|e| mysql_message(&e))?;
-    if current.as_deref() == Some(stamp.as_str()) {
-        return Ok(());
-    }
-    let schema = server::table_schema(name, source)?;
-    let qname = quote_ident(name);
-    let cols = schema
-        .fields()
-        .iter()
-        .map(|f| format!("{} {}", quote_ident(f.name()), mysql_type(f.data_type())))
-        .collect::<Vec<_>>()
-        .join(", ");
+/// The table created, filled with multi-row INSERTs of 1,000 rows, analyzed
+/// and stamped.
+fn fill_table(conn: &mut Conn, t: &LoadTable<'_>) -> Result<(), String> {
+    let (qname, cols, schema) = (&t.qname, &t.columns, &t.schema);
     conn.query_drop(format!("DROP TABLE IF EXISTS {qname}"))
         .map_err(|e| mysql_message(&e))?;
     // The stamp goes on last, so a load that fails halfway is redone next time.
@@ -648,7 +490,7 @@ fn load_table(conn: &mut Conn, name: &str, source: &sqlflight_corpora::TableSour
         .iter()
         .map(|f| f.data_type().is_numeric() || matches!(f.data_type(), DataType::Boolean))
         .collect();
-    server::read_table(name, source, &mut |batch| {
+    server::read_table(t.name, t.source, &mut |batch| {
         server::batch_rows(batch, |values| {
             stmt.push_str(if rows == 0 { &head } else { "," });
             stmt.push('(');
@@ -679,7 +521,7 @@ fn load_table(conn: &mut Conn, name: &str, source: &sqlflight_corpora::TableSour
         .map_err(|e| mysql_message(&e))?;
     conn.query_drop(format!(
         "ALTER TABLE {qname} COMMENT = {}",
-        server::quote_literal(&stamp, true)
+        server::quote_literal(&t.stamp, true)
     ))
     .map_err(|e| mysql_message(&e))?;
     Ok(())

@@ -34,204 +34,160 @@
 use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use datafusion::arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
-    Int64Builder, IntervalMonthDayNanoBuilder, RecordBatch, StringBuilder, Time64MicrosecondBuilder,
-    TimestampMicrosecondBuilder,
+    Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, Schema, SchemaRef, TimeUnit};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{FromSql, Type};
 use postgres::{Client, NoTls};
-use sqlflight_corpora::Catalog;
 
-use crate::server::{self, Pool, ServerSpec};
-use crate::{BuildError, CompiledPlan, Engine, EngineError, EngineInfo, ErrorClass, ExecLimits, ExecStats};
+use crate::server::{self, ServerSpec};
+use crate::server_engine::{ColumnBuilder, Columns, Dialect, Failure, LoadTable, ResultWriter, ServerEngine};
+use crate::{EngineError, ErrorClass};
 
-/// Rows per Arrow batch.
-const BATCH_ROWS: usize = 8192;
-
-struct Session {
-    client: Client,
-    /// The `statement_timeout` last set, in milliseconds.
-    timeout_ms: u64,
-    last_used: Instant,
-}
-
-/// Pooled sessions idle longer than this are checked before use.
-const IDLE_CHECK: Duration = Duration::from_secs(5);
-
-/// A PostgreSQL server, configured by one profile.
-pub struct PostgresEngine {
-    info: EngineInfo,
+/// PostgreSQL as a [`Dialect`] of the server engine.
+pub struct Postgres {
     config: postgres::Config,
     /// `user@host:port/dbname`, for messages.
     target: String,
-    session_setup: Vec<String>,
-    pool: Pool<Session>,
 }
 
-impl PostgresEngine {
-    /// Connects once to check the profile (settings, setup), loads the catalog
-    /// when asked, and records the server version.
-    pub fn new(profile: &str, spec: &ServerSpec, catalog: &Catalog) -> Result<PostgresEngine, BuildError> {
-        let other = |message: String| BuildError::Other {
-            profile: profile.into(),
-            message,
-        };
+/// A PostgreSQL server, configured by one profile.
+pub type PostgresEngine = ServerEngine<Postgres>;
+
+impl Dialect for Postgres {
+    type Conn = Client;
+    type Error = postgres::Error;
+
+    const ENGINE: &'static str = "postgresql";
+    const SETTING: &'static str = "setting";
+    const READ_ONLY: &'static str = "SET default_transaction_read_only = on";
+
+    fn open(spec: &ServerSpec) -> Result<Postgres, String> {
         let mut config = postgres::Config::from_str(&spec.url).map_err(|e| {
-            other(format!(
+            format!(
                 "`url` is not a PostgreSQL connection string ({e}); write `host=... port=... user=... dbname=...` or `postgresql://user@host:port/db`"
-            ))
+            )
         })?;
         if let Some(var) = &spec.password_env {
-            config.password(server::password_from_env(var).map_err(other)?);
+            config.password(server::password_from_env(var)?);
         }
         if config.get_application_name().is_none() {
             config.application_name("sqlflight");
         }
         let target = target_of(&config);
-        let mut session_setup = Vec::new();
-        for (k, v) in &spec.settings {
-            if !server::valid_setting_name(k) {
-                return Err(BuildError::Setting {
-                    profile: profile.into(),
-                    key: k.clone(),
-                    message: "not a setting name (letters, digits, `_` and `.` only)".into(),
-                });
-            }
-            session_setup.push(format!("SET {k} = {}", server::quote_literal(v, false)));
-        }
-        let mut engine = PostgresEngine {
-            info: EngineInfo {
-                engine: "postgresql".into(),
-                version: String::new(),
-                profile: profile.into(),
-                settings: spec.settings.clone(),
-                disabled_rules: Vec::new(),
-            },
-            config,
-            target,
-            session_setup,
-            pool: Pool::new(),
-        };
-        let mut first = engine.connect_plain().map_err(|e| other(e.message))?;
-        // Settings one by one, so a bad one is named.
-        for (stmt, (k, _)) in engine.session_setup.iter().zip(&spec.settings) {
-            first.batch_execute(stmt).map_err(|e| BuildError::Setting {
-                profile: profile.into(),
-                key: k.clone(),
-                message: db_message(&e),
-            })?;
-        }
-        if spec.load_catalog {
-            for (name, source) in &catalog.tables {
-                load_table(&mut first, name, source).map_err(|m| BuildError::Catalog {
-                    profile: profile.into(),
-                    origin: source.path.display().to_string(),
-                    message: m,
-                })?;
-            }
-        }
-        for stmt in &spec.setup {
-            first.batch_execute(stmt).map_err(|e| BuildError::Setup {
-                profile: profile.into(),
-                statement: stmt.clone(),
-                message: db_message(&e),
-            })?;
-        }
-        engine.session_setup.extend(spec.setup.iter().cloned());
-        if spec.read_only {
-            engine
-                .session_setup
-                .push("SET default_transaction_read_only = on".into());
-        }
-        let version = first
+        Ok(Postgres { config, target })
+    }
+
+    fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn connect(&self) -> Result<Client, postgres::Error> {
+        self.config.connect(NoTls)
+    }
+
+    fn run(conn: &mut Client, sql: &str) -> Result<(), postgres::Error> {
+        conn.batch_execute(sql)
+    }
+
+    fn message(e: &postgres::Error) -> String {
+        db_message(e)
+    }
+
+    fn server_class(e: &postgres::Error) -> Option<ErrorClass> {
+        e.as_db_error().map(|db| classify_sqlstate(db.code().code()))
+    }
+
+    fn set_statement(key: &str, value: &str) -> String {
+        format!("SET {key} = {}", server::quote_literal(value, false))
+    }
+
+    fn identify(&mut self, conn: &mut Client) -> Result<(String, String), String> {
+        let version = conn
             .query_one("SHOW server_version", &[])
             .and_then(|r| r.try_get::<_, String>(0))
             .map_err(|e| {
-                other(format!(
+                format!(
                     "cannot read the server version from {}: {}",
-                    engine.target,
+                    self.target,
                     db_message(&e)
-                ))
+                )
             })?;
-        engine.info.version = version.split_whitespace().next().unwrap_or(&version).to_string();
-        drop(first);
-        Ok(engine)
+        let version = version.split_whitespace().next().unwrap_or(&version).to_string();
+        Ok((Self::ENGINE.into(), version))
     }
 
-    fn connect_plain(&self) -> Result<Client, EngineError> {
-        self.config
-            .connect(NoTls)
-            .map_err(|e| server::connection_error(&self.target, db_message(&e)))
+    fn alive(conn: &mut Client) -> bool {
+        conn.is_valid(Duration::from_secs(5)).is_ok()
     }
 
-    /// A pooled session, or a new one. A session idle for a while is checked
-    /// first (the server may have restarted or closed it).
-    fn session(&self) -> Result<Session, EngineError> {
-        while let Some(mut s) = self.pool.take() {
-            if s.client.is_closed() {
-                continue;
-            }
-            if s.last_used.elapsed() < IDLE_CHECK || s.client.is_valid(Duration::from_secs(5)).is_ok() {
-                return Ok(s);
-            }
-        }
-        let mut client = self.connect_plain()?;
-        for stmt in &self.session_setup {
-            client.batch_execute(stmt).map_err(|e| {
-                server::connection_error(&self.target, format!("session setup `{stmt}`: {}", db_message(&e)))
-            })?;
-        }
-        Ok(Session {
-            client,
-            timeout_ms: 0,
-            last_used: Instant::now(),
-        })
+    fn closed(conn: &Client) -> bool {
+        conn.is_closed()
     }
 
-    /// Runs `work` on a pooled session with `statement_timeout` set to `timeout`,
-    /// a watchdog cancel past it, and the session returned to the pool if healthy.
-    /// A session lost during `work` is never retried: a backend that dies under a
-    /// statement is the `crash` outcome the tool exists to find.
-    fn with_session<T>(
-        &self,
-        timeout: Duration,
-        mut work: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
-    ) -> Result<T, EngineError> {
-        let mut s = self.session()?;
-        let out = self.run_on(&mut s, timeout, &mut work);
-        let healthy = !s.client.is_closed()
-            && match &out {
-                Ok(_) => true,
-                Err(e) => e
-                    .as_db_error()
-                    .is_some_and(|db| classify_sqlstate(db.code().code()) != ErrorClass::Crash),
-            };
-        if healthy {
-            // A failed statement leaves no transaction open (autocommit).
-            s.last_used = Instant::now();
-            self.pool.give(s);
-        }
-        out.map_err(|e| classify(&e, &self.target))
+    fn set_timeout(&self, conn: &mut Client, ms: u64) -> Result<(), postgres::Error> {
+        conn.batch_execute(&format!("SET statement_timeout = {ms}"))
     }
 
-    fn run_on<T>(
-        &self,
-        s: &mut Session,
-        timeout: Duration,
-        work: &mut impl FnMut(&mut Client) -> Result<T, postgres::Error>,
-    ) -> Result<T, postgres::Error> {
-        let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as u64;
-        if s.timeout_ms != ms {
-            s.client.batch_execute(&format!("SET statement_timeout = {ms}"))?;
-            s.timeout_ms = ms;
+    fn canceller(&self, conn: &mut Client) -> Box<dyn FnOnce() + Send> {
+        let token = conn.cancel_token();
+        Box::new(move || drop(token.cancel_query(NoTls)))
+    }
+
+    fn explain(conn: &mut Client, sql: &str) -> Result<String, Failure<postgres::Error>> {
+        let rows = conn.query(&format!("EXPLAIN (COSTS OFF, FORMAT JSON) {sql}"), &[])?;
+        let mut text = String::new();
+        for r in &rows {
+            let raw: Raw = r
+                .try_get(0)
+                .map_err(|e| Failure::Engine(EngineError::new(ErrorClass::Internal, format!("EXPLAIN output: {e}"))))?;
+            text.push_str(&String::from_utf8_lossy(raw.0.unwrap_or_default()));
         }
-        let token = s.client.cancel_token();
-        server::with_watchdog(timeout, move || drop(token.cancel_query(NoTls)), || work(&mut s.client))
+        Ok(text)
+    }
+
+    fn plan_node(_key: &str, node: &serde_json::Value) -> Option<String> {
+        node["Node Type"].as_str().map(str::to_string)
+    }
+
+    fn execute(conn: &mut Client, sql: &str, out: &mut ResultWriter<'_>) -> Result<(), Failure<postgres::Error>> {
+        let stmt = conn.prepare(sql)?;
+        let schema = arrow_schema(stmt.columns());
+        out.start(schema.clone());
+        let mut rows = conn.query_raw(&stmt, Vec::<String>::new())?;
+        let mut cols = Columns::new(&schema);
+        while let Some(row) = rows.next()? {
+            push(&mut cols, &row).map_err(Failure::Engine)?;
+            out.row_added(&mut cols).map_err(Failure::Engine)?;
+        }
+        out.end(&mut cols).map_err(Failure::Engine)
+    }
+
+    fn quote_ident(name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    fn column_type(t: &DataType) -> String {
+        pg_type(t)
+    }
+
+    fn table_stamp(conn: &mut Client, name: &str) -> Result<Option<String>, postgres::Error> {
+        Ok(conn
+            .query_opt(
+                "SELECT obj_description(c.oid, 'pg_class') FROM pg_class c \
+                 WHERE c.relname = $1 AND c.relkind = 'r' AND pg_table_is_visible(c.oid)",
+                &[&name],
+            )?
+            .and_then(|r| r.get::<_, Option<String>>(0)))
+    }
+
+    fn fill_table(conn: &mut Client, table: &LoadTable<'_>) -> Result<(), String> {
+        fill_table(conn, table)
     }
 }
 
@@ -268,85 +224,6 @@ pub fn classify_sqlstate(code: &str) -> ErrorClass {
         c if c.starts_with("XX") => ErrorClass::Internal,
         c if c.starts_with("57P") || c.starts_with("08") => ErrorClass::Crash,
         _ => ErrorClass::Execution,
-    }
-}
-
-fn classify(e: &postgres::Error, target: &str) -> EngineError {
-    match e.as_db_error() {
-        Some(db) => EngineError::new(classify_sqlstate(db.code().code()), db_message(e)),
-        None => server::connection_error(target, e),
-    }
-}
-
-impl Engine for PostgresEngine {
-    fn info(&self) -> &EngineInfo {
-        &self.info
-    }
-
-    fn compile(&self, sql: &str) -> Result<CompiledPlan, EngineError> {
-        let explain = format!("EXPLAIN (COSTS OFF, FORMAT JSON) {}", sql.trim().trim_end_matches(';'));
-        let rows = self.with_session(crate::WORKER_COMPILE_TIMEOUT, |c| c.query(&explain, &[]))?;
-        let mut text = String::new();
-        for r in &rows {
-            let raw: Raw = r
-                .try_get(0)
-                .map_err(|e| EngineError::new(ErrorClass::Internal, format!("EXPLAIN output: {e}")))?;
-            text.push_str(&String::from_utf8_lossy(raw.0.unwrap_or_default()));
-        }
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| EngineError::new(ErrorClass::Internal, format!("EXPLAIN output is not JSON: {e}")))?;
-        let mut plan = String::new();
-        server::render_plan(&json, &mut plan, 0, &|_, v| v["Node Type"].as_str().map(str::to_string));
-        Ok(CompiledPlan {
-            logical: plan.clone(),
-            physical: Some(plan),
-        })
-    }
-
-    fn execute(
-        &self,
-        sql: &str,
-        limits: &ExecLimits,
-        sink: &mut dyn FnMut(&RecordBatch) -> Result<(), EngineError>,
-    ) -> Result<ExecStats, EngineError> {
-        let mut sink_error = None;
-        let mut stats = ExecStats::default();
-        let result = self.with_session(limits.timeout, |c| {
-            let stmt = c.prepare(sql)?;
-            let schema = arrow_schema(stmt.columns());
-            stats.schema = Some(schema.clone());
-            let mut rows = c.query_raw(&stmt, Vec::<String>::new())?;
-            let mut batch = Columns::new(&schema);
-            let mut flush = |batch: &mut Columns, stats: &mut ExecStats| -> Result<(), EngineError> {
-                let b = batch.finish(&schema)?;
-                stats.rows += b.num_rows() as u64;
-                stats.batches += 1;
-                sink(&b)
-            };
-            while let Some(row) = rows.next()? {
-                if let Err(e) = batch.push(&row) {
-                    sink_error = Some(e);
-                    return Ok(());
-                }
-                if batch.len == BATCH_ROWS
-                    && let Err(e) = flush(&mut batch, &mut stats)
-                {
-                    sink_error = Some(e);
-                    return Ok(());
-                }
-            }
-            if (batch.len > 0 || stats.batches == 0)
-                && let Err(e) = flush(&mut batch, &mut stats)
-            {
-                sink_error = Some(e);
-            }
-            Ok(())
-        });
-        result?;
-        if let Some(e) = sink_error {
-            return Err(e);
-        }
-        Ok(stats)
     }
 }
 
@@ -402,24 +279,22 @@ fn arrow_schema(columns: &[postgres::Column]) -> SchemaRef {
     ))
 }
 
-enum Builder {
-    Bool(BooleanBuilder),
-    I16(Int16Builder),
-    I32(Int32Builder),
-    I64(Int64Builder),
-    F32(Float32Builder),
-    F64(Float64Builder),
-    Text(StringBuilder),
-    Bin(BinaryBuilder),
-    Date(Date32Builder),
-    Ts(TimestampMicrosecondBuilder),
-    Time(Time64MicrosecondBuilder),
-    Interval(IntervalMonthDayNanoBuilder),
-}
-
-struct Columns {
-    builders: Vec<Builder>,
-    len: usize,
+crate::column_builders! {
+    /// One result column's builder.
+    Builder {
+        Bool(BooleanBuilder),
+        I16(Int16Builder),
+        I32(Int32Builder),
+        I64(Int64Builder),
+        F32(Float32Builder),
+        F64(Float64Builder),
+        Text(StringBuilder),
+        Bin(BinaryBuilder),
+        Date(Date32Builder),
+        Ts(TimestampMicrosecondBuilder),
+        Time(Time64MicrosecondBuilder),
+        Interval(IntervalMonthDayNanoBuilder),
+    }
 }
 
 /// Days from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch).
@@ -435,92 +310,50 @@ fn be_i64(raw: &[u8]) -> Result<i64, DecodeError> {
     Ok(i64::from_be_bytes(raw.try_into().map_err(|_| "bad length")?))
 }
 
-impl Columns {
-    fn new(schema: &Schema) -> Columns {
-        let n = BATCH_ROWS;
-        let builders = schema
-            .fields()
-            .iter()
-            .map(|f| match f.data_type() {
-                DataType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(n)),
-                DataType::Int16 => Builder::I16(Int16Builder::with_capacity(n)),
-                DataType::Int32 => Builder::I32(Int32Builder::with_capacity(n)),
-                DataType::Int64 => Builder::I64(Int64Builder::with_capacity(n)),
-                DataType::Float32 => Builder::F32(Float32Builder::with_capacity(n)),
-                DataType::Float64 => Builder::F64(Float64Builder::with_capacity(n)),
-                DataType::Utf8 => Builder::Text(StringBuilder::with_capacity(n, n * 16)),
-                DataType::Date32 => Builder::Date(Date32Builder::with_capacity(n)),
-                DataType::Timestamp(_, tz) => {
-                    Builder::Ts(TimestampMicrosecondBuilder::with_capacity(n).with_timezone_opt(tz.clone()))
-                }
-                DataType::Time64(_) => Builder::Time(Time64MicrosecondBuilder::with_capacity(n)),
-                DataType::Interval(_) => Builder::Interval(IntervalMonthDayNanoBuilder::with_capacity(n)),
-                _ => Builder::Bin(BinaryBuilder::with_capacity(n, n * 16)),
-            })
-            .collect();
-        Columns { builders, len: 0 }
-    }
-
-    fn push(&mut self, row: &postgres::Row) -> Result<(), EngineError> {
-        for (i, b) in self.builders.iter_mut().enumerate() {
-            let ty = row.columns()[i].type_();
-            let raw: Raw = row
-                .try_get(i)
-                .map_err(|e| EngineError::new(ErrorClass::Internal, format!("column {i}: {e}")))?;
-            decode(b, ty, raw.0).map_err(|e| {
-                EngineError::new(
-                    ErrorClass::Internal,
-                    format!("cannot decode column `{}` of type {ty}: {e}", row.columns()[i].name()),
-                )
-            })?;
+impl ColumnBuilder for Builder {
+    fn for_type(t: &DataType, n: usize) -> Builder {
+        match t {
+            DataType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(n)),
+            DataType::Int16 => Builder::I16(Int16Builder::with_capacity(n)),
+            DataType::Int32 => Builder::I32(Int32Builder::with_capacity(n)),
+            DataType::Int64 => Builder::I64(Int64Builder::with_capacity(n)),
+            DataType::Float32 => Builder::F32(Float32Builder::with_capacity(n)),
+            DataType::Float64 => Builder::F64(Float64Builder::with_capacity(n)),
+            DataType::Utf8 => Builder::Text(StringBuilder::with_capacity(n, n * 16)),
+            DataType::Date32 => Builder::Date(Date32Builder::with_capacity(n)),
+            DataType::Timestamp(_, tz) => {
+                Builder::Ts(TimestampMicrosecondBuilder::with_capacity(n).with_timezone_opt(tz.clone()))
+            }
+            DataType::Time64(_) => Builder::Time(Time64MicrosecondBuilder::with_capacity(n)),
+            DataType::Interval(_) => Builder::Interval(IntervalMonthDayNanoBuilder::with_capacity(n)),
+            _ => Builder::Bin(BinaryBuilder::with_capacity(n, n * 16)),
         }
-        self.len += 1;
-        Ok(())
     }
 
-    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, EngineError> {
-        let arrays: Vec<ArrayRef> = self
-            .builders
-            .iter_mut()
-            .map(|b| -> ArrayRef {
-                match b {
-                    Builder::Bool(b) => Arc::new(b.finish()),
-                    Builder::I16(b) => Arc::new(b.finish()),
-                    Builder::I32(b) => Arc::new(b.finish()),
-                    Builder::I64(b) => Arc::new(b.finish()),
-                    Builder::F32(b) => Arc::new(b.finish()),
-                    Builder::F64(b) => Arc::new(b.finish()),
-                    Builder::Text(b) => Arc::new(b.finish()),
-                    Builder::Bin(b) => Arc::new(b.finish()),
-                    Builder::Date(b) => Arc::new(b.finish()),
-                    Builder::Ts(b) => Arc::new(b.finish()),
-                    Builder::Time(b) => Arc::new(b.finish()),
-                    Builder::Interval(b) => Arc::new(b.finish()),
-                }
-            })
-            .collect();
-        self.len = 0;
-        RecordBatch::try_new(schema.clone(), arrays)
-            .map_err(|e| EngineError::new(ErrorClass::Internal, format!("cannot build a result batch: {e}")))
+    fn finish(&mut self) -> ArrayRef {
+        self.finish_array()
     }
+}
+
+/// Appends one row, each value decoded from its binary wire form.
+fn push(cols: &mut Columns<Builder>, row: &postgres::Row) -> Result<(), EngineError> {
+    cols.push_row(|i, _, b| {
+        let ty = row.columns()[i].type_();
+        let raw: Raw = row
+            .try_get(i)
+            .map_err(|e| EngineError::new(ErrorClass::Internal, format!("column {i}: {e}")))?;
+        decode(b, ty, raw.0).map_err(|e| {
+            EngineError::new(
+                ErrorClass::Internal,
+                format!("cannot decode column `{}` of type {ty}: {e}", row.columns()[i].name()),
+            )
+        })
+    })
 }
 
 fn decode(b: &mut Builder, ty: &Type, raw: Option<&[u8]>) -> Result<(), DecodeError> {
     let Some(raw) = raw else {
-        match b {
-            Builder::Bool(b) => b.append_null(),
-            Builder::I16(b) => b.append_null(),
-            Builder::I32(b) => b.append_null(),
-            Builder::I64(b) => b.append_null(),
-            Builder::F32(b) => b.append_null(),
-            Builder::F64(b) => b.append_null(),
-            Builder::Text(b) => b.append_null(),
-            Builder::Bin(b) => b.append_null(),
-            Builder::Date(b) => b.append_null(),
-            Builder::Ts(b) => b.append_null(),
-            Builder::Time(b) => b.append_null(),
-            Builder::Interval(b) => b.append_null(),
-        }
+        b.append_null();
         return Ok(());
     };
     match b {
@@ -657,33 +490,10 @@ fn pg_type(t: &DataType) -> String {
     }
 }
 
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// Creates `name` from the file's schema and fills it with `COPY ... FROM STDIN`,
-/// unless a table of that name was loaded from the same file before.
-fn load_table(client: &mut Client, name: &str, source: &sqlflight_corpora::TableSource) -> Result<(), String> {
-    let stamp = server::source_stamp(source);
-    let current: Option<String> = client
-        .query_opt(
-            "SELECT obj_description(c.oid, 'pg_class') FROM pg_class c \
-             WHERE c.relname = $1 AND c.relkind = 'r' AND pg_table_is_visible(c.oid)",
-            &[&name],
-        )
-        .map_err(|e| db_message(&e))?
-        .and_then(|r| r.get::<_, Option<String>>(0));
-    if current.as_deref() == Some(stamp.as_str()) {
-        return Ok(());
-    }
-    let schema = server::table_schema(name, source)?;
-    let qname = quote_ident(name);
-    let cols = schema
-        .fields()
-        .iter()
-        .map(|f| format!("{} {}", quote_ident(f.name()), pg_type(f.data_type())))
-        .collect::<Vec<_>>()
-        .join(", ");
+/// One transaction: the table created, filled with `COPY ... FROM STDIN`,
+/// analyzed and stamped.
+fn fill_table(client: &mut Client, t: &LoadTable<'_>) -> Result<(), String> {
+    let (qname, cols) = (&t.qname, &t.columns);
     let mut tx = client.transaction().map_err(|e| db_message(&e))?;
     tx.batch_execute(&format!("DROP TABLE IF EXISTS {qname}; CREATE TABLE {qname} ({cols})"))
         .map_err(|e| db_message(&e))?;
@@ -691,7 +501,7 @@ fn load_table(client: &mut Client, name: &str, source: &sqlflight_corpora::Table
         .copy_in(&format!("COPY {qname} FROM STDIN"))
         .map_err(|e| db_message(&e))?;
     let mut line = String::new();
-    server::read_table(name, source, &mut |batch| {
+    server::read_table(t.name, t.source, &mut |batch| {
         use std::io::Write;
         server::batch_rows(batch, |values| {
             line.clear();
@@ -721,7 +531,7 @@ fn load_table(client: &mut Client, name: &str, source: &sqlflight_corpora::Table
     writer.finish().map_err(|e| db_message(&e))?;
     tx.batch_execute(&format!(
         "COMMENT ON TABLE {qname} IS {}; ANALYZE {qname}",
-        server::quote_literal(&stamp, false)
+        server::quote_literal(&t.stamp, false)
     ))
     .map_err(|e| db_message(&e))?;
     tx.commit().map_err(|e| db_message(&e))
