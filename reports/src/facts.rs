@@ -205,16 +205,18 @@ impl FactTable {
         rows
     }
 
-    /// The Markdown section (empty when the run has no plan change).
-    pub fn markdown(&self, outcomes: &[OutcomeRecord], out: &mut String) {
+    /// The Markdown section, its heading at `level` (empty when the run has no
+    /// plan change).
+    pub fn markdown(&self, outcomes: &[OutcomeRecord], out: &mut String, level: usize) {
         if self.changed == 0 {
             return;
         }
+        let (h1, h2) = (crate::markdown::heading(level), crate::markdown::heading(level + 1));
         let real: Vec<&FactRow> = self.facts.iter().filter(|r| !r.fact.cosmetic).collect();
         let cosmetic: Vec<&FactRow> = self.facts.iter().filter(|r| r.fact.cosmetic).collect();
         let _ = writeln!(
             out,
-            "\n## What changed in the optimizer\n\n{} plan change{}: {} named fact{} ({} cosmetic); {} change{} only cosmetic; the top {} facts explain {} of {} changed plans.\n",
+            "\n{h1} What changed in the optimizer\n\n{} plan change{}: {} named fact{} ({} cosmetic); {} change{} only cosmetic; the top {} facts explain {} of {} changed plans.\n",
             self.changed,
             if self.changed == 1 { "" } else { "s" },
             real.len(),
@@ -292,7 +294,7 @@ impl FactTable {
         if !ranked.is_empty() {
             let _ = writeln!(
                 out,
-                "\n### Facts by measured impact (flight)\n\n| fact | queries timed | slower | regressions | median ratio |\n|---|---:|---:|---:|---:|"
+                "\n{h2} Facts by measured impact (flight)\n\n| fact | queries timed | slower | regressions | median ratio |\n|---|---:|---:|---:|---:|"
             );
             for r in ranked.iter().take(20) {
                 let Some(i) = r.impact.as_ref() else {
@@ -485,7 +487,7 @@ mod tests {
         let i = t.facts[0].impact.as_ref().unwrap();
         assert_eq!((i.timed, i.slower, i.median_ratio), (2, 0, Some(1.05)));
         let mut md = String::new();
-        t.markdown(&run, &mut md);
+        t.markdown(&run, &mut md, 2);
         assert!(
             md.contains("Explained by: `HashJoinExec -> SortMergeJoinExec` (2)"),
             "{md}"
@@ -502,7 +504,7 @@ mod tests {
         let t = FactTable::build(&run, None);
         assert_eq!(t.empty_folds, 1);
         let mut md = String::new();
-        t.markdown(&run, &mut md);
+        t.markdown(&run, &mut md, 2);
         assert!(
             md.contains("1 plan change replaces a scan with an empty result"),
             "{md}"

@@ -75,6 +75,11 @@ fn error_text(s: &Option<SideResult>) -> Option<&str> {
     }
 }
 
+/// The Markdown heading marker of `level` (1 to 6).
+pub fn heading(level: usize) -> String {
+    "#".repeat(level.clamp(1, 6))
+}
+
 /// Renders the report.
 pub fn run_markdown(run: &RunView) -> String {
     run_markdown_with(run, None)
@@ -83,11 +88,18 @@ pub fn run_markdown(run: &RunView) -> String {
 /// Renders the report; `flight` is a flight run of the same corpus, whose
 /// measurements rank the plan facts by impact.
 pub fn run_markdown_with(run: &RunView, flight: Option<&RunView>) -> String {
+    run_markdown_at(run, flight, 1)
+}
+
+/// Renders the report as a section whose title is a heading of `level` (1: a
+/// document of its own; 2: one run among others, as in the demo's report).
+pub fn run_markdown_at(run: &RunView, flight: Option<&RunView>, level: usize) -> String {
+    let (h1, h2, h3) = (heading(level), heading(level + 1), heading(level + 2));
     let m = &run.manifest;
     let o = &run.outcomes;
     let mut out = String::new();
     let regressions: Vec<&OutcomeRecord> = o.iter().filter(|x| x.is_regression()).collect();
-    let _ = writeln!(out, "# sqlflight {}: {}\n", m.kind, m.corpus.name);
+    let _ = writeln!(out, "{h1} sqlflight {}: {}\n", m.kind, m.corpus.name);
     if o.is_empty() {
         let _ = writeln!(out, "**Verdict: nothing was verified** (0 queries in this run).\n");
     } else if regressions.is_empty() {
@@ -151,18 +163,22 @@ pub fn run_markdown_with(run: &RunView, flight: Option<&RunView>) -> String {
         );
     }
 
-    let _ = writeln!(out, "\n## Outcomes\n\n| class | queries |\n|---|---:|");
+    let _ = writeln!(out, "\n{h2} Outcomes\n\n| class | queries |\n|---|---:|");
     for (c, n) in counts(o) {
         let mark = if c.is_regression() { " ⚠" } else { "" };
         let _ = writeln!(out, "| `{c}`{mark} | {n} |");
     }
 
-    crate::facts::FactTable::build(o, flight.map(|f| f.outcomes.as_slice())).markdown(o, &mut out);
+    crate::facts::FactTable::build(o, flight.map(|f| f.outcomes.as_slice())).markdown(o, &mut out, level + 1);
 
     if !regressions.is_empty() {
-        let _ = writeln!(out, "\n## Regressions\n");
+        let _ = writeln!(out, "\n{h2} Regressions\n");
         for r in &regressions {
-            let _ = writeln!(out, "### `{}` {} (template `{}`)\n", r.class, r.query_id, r.template_id);
+            let _ = writeln!(
+                out,
+                "{h3} `{}` {} (template `{}`)\n",
+                r.class, r.query_id, r.template_id
+            );
             let _ = writeln!(
                 out,
                 "- baseline: {}\n- candidate: {}\n",
@@ -179,11 +195,11 @@ pub fn run_markdown_with(run: &RunView, flight: Option<&RunView>) -> String {
     if m.results_only {
         let _ = writeln!(
             out,
-            "\n## Performance\n\nNot measured: a results-only flight (`flight.timing: false`) runs each query once per side and compares results only.\n"
+            "\n{h2} Performance\n\nNot measured: a results-only flight (`flight.timing: false`) runs each query once per side and compares results only.\n"
         );
     }
     if let Some(p) = crate::perf::perf_summary(o) {
-        let _ = writeln!(out, "\n## Performance\n");
+        let _ = writeln!(out, "\n{h2} Performance\n");
         let _ = writeln!(
             out,
             "{} queries timed: geometric mean ratio **×{:.3}**, total {:.1} ms → {:.1} ms (×{:.3}); {} faster, {} slower, {} same, {} inconclusive, {} too short to time; {} slowdown regression(s) ({} undecided); {} decided at a false discovery rate of 5%.\n",
@@ -226,7 +242,7 @@ pub fn run_markdown_with(run: &RunView, flight: Option<&RunView>) -> String {
         }
     }
 
-    analysis_markdown(&mut out, o);
+    analysis_markdown(&mut out, o, level + 1);
 
     let listed: Vec<&OutcomeRecord> = o
         .iter()
@@ -240,7 +256,7 @@ pub fn run_markdown_with(run: &RunView, flight: Option<&RunView>) -> String {
     if !listed.is_empty() {
         let _ = writeln!(
             out,
-            "\n## Nondeterministic, accepted and tolerated\n\n| query | class | why |\n|---|---|---|"
+            "\n{h2} Nondeterministic, accepted and tolerated\n\n| query | class | why |\n|---|---|---|"
         );
         for x in listed {
             let _ = writeln!(
@@ -265,7 +281,7 @@ pub fn run_markdown_with(run: &RunView, flight: Option<&RunView>) -> String {
     if !other.is_empty() {
         let _ = writeln!(
             out,
-            "\n## Other failures\n\n| query | class | baseline | candidate |\n|---|---|---|---|"
+            "\n{h2} Other failures\n\n| query | class | baseline | candidate |\n|---|---|---|---|"
         );
         for x in other {
             let _ = writeln!(
@@ -288,7 +304,7 @@ pub fn run_markdown_with(run: &RunView, flight: Option<&RunView>) -> String {
                 .or_default()
                 .push(&x.query_id);
         }
-        let _ = writeln!(out, "\n## Skipped\n\n| reason | queries | examples |\n|---|---:|---|");
+        let _ = writeln!(out, "\n{h2} Skipped\n\n| reason | queries | examples |\n|---|---:|---|");
         for (reason, ids) in &by {
             let more = if ids.len() > 10 {
                 format!(", … {} more", ids.len() - 10)
@@ -307,11 +323,12 @@ fn ratio(x: Option<f64>) -> String {
 }
 
 /// The polars analyses: ratio percentiles, templates and tenants by impact.
-fn analysis_markdown(out: &mut String, o: &[OutcomeRecord]) {
+fn analysis_markdown(out: &mut String, o: &[OutcomeRecord], level: usize) {
+    let h = heading(level);
     let a = match crate::analysis::analyze(o) {
         Ok(a) => a,
         Err(e) => {
-            let _ = writeln!(out, "\n## Analysis\n\n(analysis failed: {e})");
+            let _ = writeln!(out, "\n{h} Analysis\n\n(analysis failed: {e})");
             return;
         }
     };
@@ -319,7 +336,7 @@ fn analysis_markdown(out: &mut String, o: &[OutcomeRecord]) {
     if a.ratios.is_none() && hot.is_empty() && a.by_tenant.is_empty() {
         return;
     }
-    let _ = writeln!(out, "\n## Analysis\n");
+    let _ = writeln!(out, "\n{h} Analysis\n");
     if let Some(r) = &a.ratios {
         let _ = writeln!(
             out,

@@ -198,11 +198,7 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
     }
     for view in &views {
         md.push_str("\n---\n\n");
-        md.push_str(
-            &markdown::run_markdown(view)
-                .replacen("# ", "## ", 1)
-                .replace("\n## ", "\n### "),
-        );
+        md.push_str(&markdown::run_markdown_at(view, None, 2));
     }
     std::fs::write(&report, md).with_context(|| format!("writing {}", report.display()))?;
 
