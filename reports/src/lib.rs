@@ -26,6 +26,7 @@ pub mod junit;
 pub mod markdown;
 pub mod merge;
 pub mod perf;
+pub mod summary;
 
 use std::path::Path;
 

@@ -260,7 +260,10 @@ fn print_table(
     }
     for (s, r) in summaries {
         println!();
-        super::playback::print_facts(&s.outcomes, &format!("{}: ", s.manifest.corpus.name));
+        print!(
+            "{}",
+            sqlflight_reports::summary::facts_text(&s.outcomes, &format!("{}: ", s.manifest.corpus.name))
+        );
         for o in s.outcomes.iter().filter(|o| o.is_regression()).take(10) {
             println!("  regression: {} {}", o.class, o.query_id);
         }

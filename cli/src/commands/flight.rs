@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlflight_corpora::{Catalog, Corpus};
-use sqlflight_diffing::{OutcomeClass, SideResult};
 use sqlflight_engines::{EngineSpec, ExecLimits};
 use sqlflight_flighting::{FlightOptions, FlightSummary, run_flight};
-use sqlflight_reports::{RunView, markdown, perf, write_markdown};
+use sqlflight_reports::summary::Summary;
+use sqlflight_reports::{RunView, write_markdown};
 
 use super::playback::{RunArgs, make_engine, make_engines, resolve_run};
 use crate::config::{Config, load_accepted};
@@ -210,89 +210,12 @@ pub fn exit_code(s: &FlightSummary) -> u8 {
     }
 }
 
+/// The human summary of one flight.
 pub fn print_summary(s: &FlightSummary, report: &Path) {
-    let m = &s.manifest;
-    println!("flight {}: {} queries", m.corpus.name, s.outcomes.len());
-    println!("  baseline:  {}", m.baseline.describe());
-    println!("  candidate: {}", m.candidate.describe());
-    if let Some(r) = &m.stopped_reason {
-        println!(
-            "  stopped early: {r} ({} of {} queries done; --resume continues)",
-            s.outcomes.len(),
-            m.selected
-        );
-    }
-    for (class, n) in markdown::counts(&s.outcomes) {
-        let mark = if class.is_regression() { "  <- regression" } else { "" };
-        println!("  {:<24} {n:>6}{mark}", class.as_str());
-    }
-    if let Some(p) = perf::perf_summary(&s.outcomes) {
-        println!("performance: {}", p.describe());
-    }
-    let regs: Vec<_> = s.outcomes.iter().filter(|o| o.is_regression()).collect();
-    if !regs.is_empty() {
-        println!("regressions:");
-        for r in regs.iter().take(20) {
-            let what = match (&r.detail, &r.candidate) {
-                (Some(d), _) => d.clone(),
-                (None, Some(SideResult::Error { error, .. })) => {
-                    error.lines().next().unwrap_or("").chars().take(120).collect()
-                }
-                _ => r
-                    .flight
-                    .as_ref()
-                    .and_then(|f| f.perf.as_ref())
-                    .map_or(String::new(), |p| p.describe()),
-            };
-            let label = match r.flight.as_ref().and_then(|f| f.perf.as_ref()) {
-                Some(p) if p.undecided_slowdown && !r.class.is_regression() => "undecided_slowdown",
-                _ => r.class.as_str(),
-            };
-            println!("  {label:<18} {}  {what}", r.query_id);
-        }
-    }
-    for o in s
-        .outcomes
-        .iter()
-        .filter(|o| o.class == OutcomeClass::Nondeterministic)
-        .take(5)
-    {
-        println!(
-            "  nondeterministic {}: {}",
-            o.query_id,
-            o.detail.as_deref().unwrap_or("")
-        );
-    }
-    println!("run:    {}", s.dir.display());
-    println!("report: {}", report.display());
+    print!("{}", Summary::of(s, report).text());
 }
 
+/// The `--json` summary of one flight.
 pub fn summary_json(s: &FlightSummary, report: &Path) -> serde_json::Value {
-    let counts: serde_json::Map<String, serde_json::Value> = markdown::counts(&s.outcomes)
-        .into_iter()
-        .map(|(c, n)| (c.as_str().to_string(), n.into()))
-        .collect();
-    let perf = perf::perf_summary(&s.outcomes).map(|p| p.to_json());
-    let regressions: Vec<serde_json::Value> = s
-        .outcomes
-        .iter()
-        .filter(|o| o.is_regression())
-        .map(|o| serde_json::json!({"query_id": o.query_id, "template_id": o.template_id, "class": o.class, "detail": o.detail}))
-        .collect();
-    serde_json::json!({
-        "format": "sqlflight-summary",
-        "version": super::playback::SUMMARY_VERSION,
-        "kind": "flight",
-        "run": s.dir,
-        "report": report,
-        "corpus": s.manifest.corpus,
-        "baseline": s.manifest.baseline,
-        "candidate": s.manifest.candidate,
-        "status": s.manifest.status,
-        "stopped_reason": s.manifest.stopped_reason,
-        "queries": s.outcomes.len(),
-        "counts": counts,
-        "performance": perf,
-        "regressions": regressions,
-    })
+    serde_json::to_value(Summary::of(s, report)).unwrap_or_default()
 }

@@ -6,18 +6,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlflight_corpora::{Catalog, Corpus};
-use sqlflight_diffing::{OutcomeClass, PartitionSpec, SideResult};
+use sqlflight_diffing::PartitionSpec;
 use sqlflight_engines::{BuildError, Engine, EngineSpec, build_engine};
 use sqlflight_playback::{PlaybackOptions, PlaybackSummary, run_playback};
-use sqlflight_reports::{RunView, markdown, write_markdown};
+use sqlflight_reports::summary::Summary;
+use sqlflight_reports::{RunView, write_markdown};
 
 use crate::config::{Config, build_catalog, load_corpus};
 use crate::progress::{RunProgress, UiMode};
 use crate::{Cli, EXIT_OK, EXIT_REGRESSION};
-
-/// Version of the `--json` summaries of `playback` and `flight` (format
-/// `sqlflight-summary`): fields are only added within a version.
-pub const SUMMARY_VERSION: u32 = 1;
 
 /// Default per-compile time limit.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -287,116 +284,12 @@ pub fn exit_code(s: &PlaybackSummary) -> u8 {
     if s.regressions() > 0 { EXIT_REGRESSION } else { EXIT_OK }
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
-}
-
 /// The human summary of one run.
 pub fn print_summary(s: &PlaybackSummary, report: &Path) {
-    let m = &s.manifest;
-    println!(
-        "playback {}: {} queries{}",
-        m.corpus.name,
-        s.outcomes.len(),
-        m.partition.map_or(String::new(), |p| format!(" (partition {p})"))
-    );
-    println!("  baseline:  {}", m.baseline.describe());
-    println!("  candidate: {}", m.candidate.describe());
-    if s.outcomes.is_empty() {
-        println!("  warning: nothing was verified (0 queries selected)");
-    }
-    for (class, n) in markdown::counts(&s.outcomes) {
-        let mark = if class.is_regression() { "  <- regression" } else { "" };
-        println!("  {:<20} {n:>6}{mark}", class.as_str());
-    }
-    print_facts(&s.outcomes, "");
-    let regs: Vec<_> = s.outcomes.iter().filter(|o| o.is_regression()).collect();
-    if !regs.is_empty() {
-        println!("regressions:");
-        for r in regs.iter().take(20) {
-            let err = match &r.candidate {
-                Some(SideResult::Error { error, .. }) => first_line(error).chars().take(120).collect::<String>(),
-                _ => String::new(),
-            };
-            println!("  {:<18} {}  {err}", r.class.as_str(), r.query_id);
-        }
-        if regs.len() > 20 {
-            println!("  ... {} more in the report", regs.len() - 20);
-        }
-    }
-    println!("run:    {}", s.dir.display());
-    println!("report: {}", report.display());
-}
-
-/// "What changed in the optimizer", for the terminal: the top real facts with
-/// their query counts, and how many changes are only cosmetic.
-pub fn print_facts(outcomes: &[sqlflight_diffing::OutcomeRecord], label: &str) {
-    let t = sqlflight_reports::facts::FactTable::build(outcomes, None);
-    if t.changed == 0 {
-        return;
-    }
-    let real: Vec<_> = t.facts.iter().filter(|r| !r.fact.cosmetic).collect();
-    println!(
-        "{label}what changed in the optimizer ({} plan changes, {} facts, {} only cosmetic):",
-        t.changed,
-        real.len(),
-        t.cosmetic_only
-    );
-    if !t.explanation.is_empty() {
-        let parts: Vec<String> = t.explanation.iter().map(|(f, n)| format!("{f} ({n})")).collect();
-        println!("  explained by: {}", parts.join("; "));
-    }
-    if t.empty_folds > 0 {
-        println!(
-            "  warning: {} plan changes replace a scan with an empty result (tables without data are folded); give the catalog data files to see production plans",
-            t.empty_folds
-        );
-    }
-    for r in real.iter().take(10) {
-        println!("  {:>5}  {}", r.queries.len(), r.fact.fact);
-    }
-    if real.len() > 10 {
-        println!("  ... {} more facts in the report", real.len() - 10);
-    }
+    print!("{}", Summary::of(s, report).text());
 }
 
 /// The `--json` summary of one run.
 pub fn summary_json(s: &PlaybackSummary, report: &Path) -> serde_json::Value {
-    let counts: serde_json::Map<String, serde_json::Value> = markdown::counts(&s.outcomes)
-        .into_iter()
-        .map(|(c, n)| (c.as_str().to_string(), n.into()))
-        .collect();
-    let groups: Vec<serde_json::Value> = markdown::change_groups(&s.outcomes)
-        .into_iter()
-        .map(|g| serde_json::json!({"signature": g.signature, "count": g.queries.len(), "queries": g.queries}))
-        .collect();
-    let regressions: Vec<serde_json::Value> = s
-        .outcomes
-        .iter()
-        .filter(|o| o.is_regression())
-        .map(|o| {
-            let (class, error) = match &o.candidate {
-                Some(SideResult::Error { error_class, error, .. }) => (Some(*error_class), Some(error.clone())),
-                _ => (None, None),
-            };
-            serde_json::json!({"query_id": o.query_id, "template_id": o.template_id, "class": o.class, "error_class": class, "error": error})
-        })
-        .collect();
-    serde_json::json!({
-        "format": "sqlflight-summary",
-        "version": SUMMARY_VERSION,
-        "kind": "playback",
-        "run": s.dir,
-        "report": report,
-        "corpus": s.manifest.corpus,
-        "baseline": s.manifest.baseline,
-        "candidate": s.manifest.candidate,
-        "partition": s.manifest.partition,
-        "queries": s.outcomes.len(),
-        "counts": counts,
-        "plan_changed": s.outcomes.iter().filter(|o| o.class == OutcomeClass::PlanChanged).count(),
-        "regressions": regressions,
-        "change_groups": groups,
-        "plan_changes": sqlflight_reports::facts::FactTable::build(&s.outcomes, None),
-    })
+    serde_json::to_value(Summary::of(s, report)).unwrap_or_default()
 }
