@@ -324,7 +324,11 @@ mod tests {
             (&"sqlflight-summary".into(), &1.into(), &"playback".into())
         );
         assert_eq!(v["counts"]["new_failure"], 1);
-        assert_eq!(v["counts"].as_object().map(|c| c.len()), Some(2), "the classes that occur");
+        assert_eq!(
+            v["counts"].as_object().map(|c| c.len()),
+            Some(2),
+            "the classes that occur"
+        );
         assert_eq!(v["regressions"][0]["error_class"], "plan");
         assert_eq!(v["stopped_reason"], "interrupted");
         assert_eq!(v["plan_changed"], 0);

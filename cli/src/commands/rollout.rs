@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use sqlflight_rollout::store::{AuditEntry, EvidenceRun, Rollout};
+use sqlflight_rollout::store::EvidenceRun;
 use sqlflight_rollout::{PolicyFile, Store, StoreError, Verdict, now_ms};
 
 use crate::config::{Config, ConfigError};
@@ -494,14 +494,14 @@ fn print_status(st: &Store, cli: &Cli, with_verify: bool) -> anyhow::Result<u8> 
     let r = st.current()?.ok_or(StoreError::NoRollout)?;
     let audit = st.audit(10)?;
     let problems = if with_verify { st.verify()? } else { Vec::new() };
-    let mut json = sqlflight_rollout::status::status_json(&r, &audit, now_ms());
+    let mut view = sqlflight_rollout::status::StatusView::of(&r, &audit, now_ms());
     if with_verify {
-        json["store_problems"] = serde_json::json!(problems);
+        view.store_problems = Some(problems.clone());
     }
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        println!("{}", serde_json::to_string_pretty(&view)?);
     } else if !cli.quiet {
-        print!("{}", status_text(&r, &json, &audit));
+        print!("{}", view.text());
         if with_verify {
             if problems.is_empty() {
                 println!("store: {} (consistent)", st.path().display());
@@ -514,144 +514,4 @@ fn print_status(st: &Store, cli: &Cli, with_verify: bool) -> anyhow::Result<u8> 
         }
     }
     Ok(if problems.is_empty() { EXIT_OK } else { EXIT_ERROR })
-}
-
-fn status_text(r: &Rollout, j: &serde_json::Value, audit: &[AuditEntry]) -> String {
-    use std::fmt::Write;
-    let p = &r.policy;
-    let s = &r.state;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "rollout `{}` (#{}): {} → {}",
-        p.name,
-        r.id,
-        p.baseline.label(),
-        p.candidate.label()
-    );
-    let _ = writeln!(
-        out,
-        "status: {}, phase {} of {}{} since {}",
-        s.status.as_str(),
-        s.phase,
-        p.phases.len(),
-        j["phase_name"].as_str().map(|n| format!(" `{n}`")).unwrap_or_default(),
-        j["phase_entered"].as_str().unwrap_or("")
-    );
-    let _ = writeln!(
-        out,
-        "approvals: {}",
-        match &p.signers {
-            Some(sg) => format!(
-                "signed (SSH signatures, namespace `{}`, allowed signers from {})",
-                sg.namespace, sg.origin
-            ),
-            None => "UNSIGNED (an approver is the OS account running the command; nothing is verified)".into(),
-        }
-    );
-    let _ = writeln!(out, "phases:");
-    for (i, ph) in p.phases.iter().enumerate() {
-        let mark = if i + 1 == s.phase {
-            "▶"
-        } else if i < s.phase {
-            "✓"
-        } else {
-            " "
-        };
-        let mut needs = Vec::new();
-        if !ph.require.is_empty() {
-            needs.push(format!(
-                "{} passing gate `{}`",
-                ph.require.join(" + "),
-                ph.gate.as_deref().unwrap_or("")
-            ));
-        }
-        if ph.approvals > 0 {
-            needs.push(format!("{} approvals", ph.approvals));
-        }
-        if ph.bake_ms > 0 {
-            needs.push(format!(
-                "bakes {}",
-                humantime::format_duration(std::time::Duration::from_millis(ph.bake_ms))
-            ));
-        }
-        let _ = writeln!(
-            out,
-            "  {mark} {} {:<16} {:<40} {}",
-            i + 1,
-            ph.name,
-            sqlflight_rollout::status::selects(ph),
-            needs.join(", ")
-        );
-    }
-    let oc = &j["on_candidate"];
-    let list = |v: &serde_json::Value| {
-        v.as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
-            .unwrap_or_default()
-    };
-    if s.candidate_live() {
-        let _ = writeln!(
-            out,
-            "on the candidate {}: tenants [{}], tiers [{}], {}% of the rest by hash; everyone else on the baseline {}",
-            p.candidate.label(),
-            list(&oc["tenants"]),
-            list(&oc["tiers"]),
-            oc["percent"],
-            p.baseline.label()
-        );
-    } else {
-        let _ = writeln!(out, "every tenant is on the baseline {}", p.baseline.label());
-    }
-    match &j["next"] {
-        serde_json::Value::Null => {
-            if s.status.as_str() != "rolled_back" {
-                let _ = writeln!(out, "complete: the last phase is entered");
-            }
-        }
-        next => {
-            let unmet = next["unmet"].as_array().cloned().unwrap_or_default();
-            if unmet.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "next: phase {} `{}` is ready: `rollout advance`",
-                    next["number"],
-                    next["name"].as_str().unwrap_or("")
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "next: phase {} `{}` still needs:",
-                    next["number"],
-                    next["name"].as_str().unwrap_or("")
-                );
-                for u in unmet {
-                    let _ = writeln!(out, "  - {}", u["text"].as_str().unwrap_or(""));
-                }
-            }
-            if !s.approvals.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "  approved by: {}",
-                    s.approvals.iter().cloned().collect::<Vec<_>>().join(", ")
-                );
-            }
-        }
-    }
-    if !audit.is_empty() {
-        let _ = writeln!(out, "recent audit:");
-        for a in audit {
-            let _ = writeln!(
-                out,
-                "  {}  {:<14} {:<14} {}→{}  {}",
-                a.at,
-                a.actor,
-                a.action,
-                a.from_phase,
-                a.to_phase,
-                a.reason.as_deref().unwrap_or("")
-            );
-        }
-    }
-    out
 }
