@@ -14,6 +14,7 @@ use sqlflight_flighting::stats::median;
 
 use crate::{Ctx, EXIT_OK};
 
+/// `bench ingest`.
 #[derive(Debug, clap::Args)]
 pub struct IngestBenchArgs {
     /// A slow query log to measure on (e.g. one a real MariaDB wrote; see
@@ -63,6 +64,7 @@ fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
 }
 
+/// Runs `bench ingest`; returns the exit code.
 pub fn bench_ingest(a: &IngestBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     if let Some(n) = a.workload {
         use std::io::Write;

@@ -20,6 +20,7 @@ use crate::worker::time;
 use crate::{Ctx, EXIT_OK};
 use crate::{emit, median, tpch_catalog};
 
+/// `bench flink`.
 #[derive(Debug, clap::Args)]
 pub struct FlinkBenchArgs {
     /// The apache-flink release to measure.
@@ -84,6 +85,7 @@ fn files(dir: &std::path::Path) -> anyhow::Result<Vec<(std::path::PathBuf, u64)>
     Ok(v)
 }
 
+/// Runs `bench flink`; returns the exit code.
 pub fn bench_flink(args: &FlinkBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     let catalog = tpch_catalog(cli, args.scale)?;
     let corpus = Workload::Tpch.corpus()?;

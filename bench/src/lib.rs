@@ -16,6 +16,8 @@
 //! it reports ratios for people. The benchmarks that spawn processes spawn the
 //! running executable, so they run from the `sqlflight` binary.
 
+#![warn(missing_docs)]
+
 pub mod corpus;
 pub mod flink;
 pub mod rollout;
@@ -50,6 +52,7 @@ pub struct Ctx {
     pub demo_engines: [EngineSpec; 2],
 }
 
+/// The benchmarks.
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCmd {
     /// Playback of the bundled TPC-H and TPC-DS corpora vs a bare planner loop.
@@ -75,6 +78,7 @@ pub enum BenchCmd {
     Ingest(crate::corpus::IngestBenchArgs),
 }
 
+/// `bench report`.
 #[derive(Debug, clap::Args)]
 pub struct ReportBenchArgs {
     /// Outcomes in the generated run.
@@ -82,6 +86,7 @@ pub struct ReportBenchArgs {
     pub outcomes: usize,
 }
 
+/// `bench digest`.
 #[derive(Debug, clap::Args)]
 pub struct DigestBenchArgs {
     /// Rows in the generated result.
@@ -96,6 +101,7 @@ pub struct DigestBenchArgs {
     pub portable: bool,
 }
 
+/// `bench flight`.
 #[derive(Debug, clap::Args)]
 pub struct FlightBenchArgs {
     /// TPC-H scale factor.
@@ -106,6 +112,7 @@ pub struct FlightBenchArgs {
     pub repeat: usize,
 }
 
+/// `bench playback`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Timed repetitions of each measurement (the median is reported).

@@ -13,6 +13,7 @@ use sqlflight_rollout::{Side, Store};
 
 use crate::{Ctx, EXIT_OK};
 
+/// `bench rollout`.
 #[derive(Debug, clap::Args)]
 pub struct RolloutBenchArgs {
     /// Tenant ids looked up in process.
@@ -163,6 +164,7 @@ fn median(v: &[f64]) -> f64 {
     sqlflight_flighting::stats::median(v).unwrap_or_default()
 }
 
+/// Runs `bench rollout`; returns the exit code.
 pub fn bench_rollout(args: &RolloutBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     let tmp = tempfile::tempdir()?;
     let path = tmp.path().join("rollout.db");

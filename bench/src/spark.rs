@@ -15,6 +15,7 @@ use crate::worker::time;
 use crate::{Ctx, EXIT_OK};
 use crate::{emit, median, tpch_catalog};
 
+/// `bench spark`.
 #[derive(Debug, clap::Args)]
 pub struct SparkBenchArgs {
     /// The pyspark release to measure.
@@ -58,6 +59,7 @@ s.stop()
 open(sys.argv[2], "w").write(json.dumps(out))
 "#;
 
+/// Runs `bench spark`; returns the exit code.
 pub fn bench_spark(args: &SparkBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     let catalog = tpch_catalog(cli, args.scale)?;
     let corpus = Workload::Tpch.corpus()?;

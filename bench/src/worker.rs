@@ -18,6 +18,7 @@ use sqlflight_engines::{Engine, EngineSpec, ExecLimits};
 use crate::{Ctx, EXIT_OK};
 use crate::{emit, median, tpch_catalog};
 
+/// `bench worker`.
 #[derive(Debug, clap::Args)]
 pub struct WorkerBenchArgs {
     /// TPC-H scale factor.
@@ -36,6 +37,7 @@ pub(crate) fn time(e: &dyn Engine, sql: &str) -> anyhow::Result<Duration> {
     Ok(t.elapsed())
 }
 
+/// Runs `bench worker`; returns the exit code.
 pub fn bench_worker(args: &WorkerBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     let catalog = tpch_catalog(cli, args.scale)?;
     let embedded: Arc<dyn Engine> = Arc::new(DataFusionEngine::new(

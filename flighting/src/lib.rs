@@ -21,6 +21,8 @@
 //! run a statement it cannot prove is a read (writes, DDL, SET, transactions are
 //! `skipped(write_statement)`, unparseable text is `skipped(unsupported)`).
 
+#![warn(missing_docs)]
+
 pub mod perf;
 pub mod stats;
 
@@ -95,8 +97,10 @@ impl Default for PerfPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptedDifference {
+    /// The query it applies to ...
     #[serde(default)]
     pub query_id: Option<String>,
+    /// ... or every query of a template.
     #[serde(default)]
     pub template_id: Option<String>,
     /// The outcome class being accepted (e.g. `wrong_result`).
@@ -109,10 +113,13 @@ pub struct AcceptedDifference {
 /// Options of one flight.
 #[derive(Debug, Clone)]
 pub struct FlightOptions {
+    /// Run directory.
     pub out: PathBuf,
     /// Queries in flight at once (default 1: timings are cleanest alone).
     pub jobs: usize,
+    /// The share of the corpus to fly (`K/N` by template hash).
     pub partition: Option<PartitionSpec>,
+    /// Continue the run in `out` instead of starting a new one.
     pub resume: bool,
     /// Timed runs per side after the warm-up.
     pub repeat: usize,
@@ -120,17 +127,22 @@ pub struct FlightOptions {
     /// results are compared, and no timed runs or performance verdicts are
     /// made (e.g. batch against streaming, where speed is not the question).
     pub timing: bool,
+    /// Per-execution time and memory limits.
     pub limits: ExecLimits,
     /// Stop taking new queries after this long (at least one query runs); the run
     /// can be resumed.
     pub budget: Option<Duration>,
     /// Extra baseline runs when results differ.
     pub reruns: usize,
+    /// How far float results may differ and still match.
     pub tolerance: FloatTolerance,
+    /// When a timing or memory difference is a verdict.
     pub perf: PerfPolicy,
+    /// Known, intended differences.
     pub accepted: Vec<AcceptedDifference>,
     /// sqlparser dialect name for the read-only check.
     pub dialect: String,
+    /// The resolved configuration, stored in the manifest.
     pub config: serde_json::Value,
     /// Set to stop cleanly (Ctrl-C): in-flight queries finish, no new ones start.
     pub stop: Arc<AtomicBool>,
@@ -147,8 +159,11 @@ pub struct FlightOptions {
 /// later candidate is compared against them without running the baseline again.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// The engine that produced the snapshot.
     pub baseline: sqlflight_diffing::EngineInfo,
+    /// The corpus it was recorded on.
     pub corpus_hash: String,
+    /// Its outcomes by query id.
     pub outcomes: std::collections::HashMap<String, OutcomeRecord>,
 }
 

@@ -32,15 +32,20 @@ use crate::stats;
 /// Which side a run is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// The version in production.
     Baseline,
+    /// The version being tried.
     Candidate,
 }
 
 /// Timings of both sides and the verdict.
 #[derive(Debug, Clone)]
 pub struct Measured {
+    /// The baseline's timed runs, in order.
     pub baseline_ms: Vec<f64>,
+    /// The candidate's timed runs, in order.
     pub candidate_ms: Vec<f64>,
+    /// The verdict (none when a run failed before one could be made).
     pub perf: Option<PerfComparison>,
 }
 

@@ -17,6 +17,8 @@
 //! (the stuck compile is abandoned on its own thread). It never writes a plan or
 //! error of a query anywhere but the run directory.
 
+#![warn(missing_docs)]
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +60,7 @@ pub struct PlaybackOptions {
     pub out: PathBuf,
     /// Worker threads (at least 1).
     pub jobs: usize,
+    /// The share of the corpus to replay (`K/N` by template hash).
     pub partition: Option<PartitionSpec>,
     /// Continue the run in `out` instead of starting a new one.
     pub resume: bool,

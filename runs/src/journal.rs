@@ -27,37 +27,61 @@ use std::sync::Mutex;
 
 use sqlflight_diffing::{OutcomeRecord, RunManifest, RunStatus, StopReason};
 
+/// The run's manifest (engines, corpus, config, status, counts).
 pub const MANIFEST: &str = "manifest.json";
+/// One outcome per query, appended as each completes.
 pub const OUTCOMES: &str = "outcomes.jsonl";
 /// Queries started, one `{"query_id", "solo"}` line each, written before they run.
 pub const STARTED: &str = "started.jsonl";
 /// The lock file of the process writing the run (its content names the holder).
 pub const LOCK: &str = "run.lock";
 
+/// Why a run directory could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    /// A file of the run could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// A new run was asked for in a directory that holds one.
     #[error("run directory {0} already holds a run; pass --resume to continue it, or choose another --out")]
     AlreadyExists(PathBuf),
+    /// `--resume` with other engines, corpus, partition or config than the run's.
     #[error("cannot resume {dir}: it was made with a different {what}; start a new run with another --out")]
-    Mismatch { dir: PathBuf, what: String },
+    Mismatch {
+        /// The run directory.
+        dir: PathBuf,
+        /// Which identity field differs.
+        what: String,
+    },
+    /// An outcome line that is not an outcome (before the last line).
     #[error("{path}:{line}: damaged outcome line ({message}); the run directory was changed by hand")]
     Corrupt {
+        /// `outcomes.jsonl`.
         path: PathBuf,
+        /// 1-based line.
         line: usize,
+        /// What is wrong with it.
         message: String,
     },
+    /// The directory holds no `manifest.json`.
     #[error("{0}: not a run directory (no manifest.json)")]
     NotARun(PathBuf),
+    /// Another process is writing the run.
     #[error(
         "run directory {dir} is being written by another sqlflight ({holder}); wait for it to end or stop it, then --resume"
     )]
-    Locked { dir: PathBuf, holder: String },
+    Locked {
+        /// The run directory.
+        dir: PathBuf,
+        /// Who holds the lock (pid, host).
+        holder: String,
+    },
 }
 
 /// One line of `started.jsonl`.
@@ -234,14 +258,17 @@ impl Journal {
         f.write_all(&line).map_err(io(&spath))
     }
 
+    /// The run's manifest as opened (resumes counted).
     pub fn manifest(&self) -> &RunManifest {
         &self.manifest
     }
 
+    /// Whether the query's outcome is journaled.
     pub fn is_done(&self, query_id: &str) -> bool {
         self.done.contains(query_id)
     }
 
+    /// Outcomes journaled so far.
     pub fn done_count(&self) -> usize {
         self.done.len()
     }
@@ -356,6 +383,7 @@ fn write_manifest(dir: &Path, m: &RunManifest) -> Result<(), JournalError> {
     fs::rename(&tmp, &path).map_err(io(&path))
 }
 
+/// The manifest of the run in `dir`.
 pub fn read_manifest(dir: &Path) -> Result<RunManifest, JournalError> {
     let path = dir.join(MANIFEST);
     if !path.is_file() {

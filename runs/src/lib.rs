@@ -17,6 +17,8 @@
 //! separate from `diffing` so that `diffing` stays free of I/O, and it never links
 //! an engine, so that reports can read runs without one.
 
+#![warn(missing_docs)]
+
 pub mod driver;
 pub mod journal;
 
