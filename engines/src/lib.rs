@@ -16,6 +16,24 @@
 //! Main types: [`Engine`], [`EngineInfo`], [`CompiledPlan`], [`EngineError`],
 //! [`EngineSpec`], [`BuildError`], [`ExecLimits`], [`ExecStats`].
 //!
+//! Compile a query with the embedded DataFusion, its plan text is what playback
+//! compares:
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use sqlflight_corpora::Catalog;
+//! use sqlflight_engines::Engine;
+//! use sqlflight_engines::datafusion_engine::DataFusionEngine;
+//!
+//! let catalog = Catalog::from_ddl("<example>", "CREATE TABLE t (a INT, b VARCHAR);");
+//! let engine = DataFusionEngine::new("baseline", &BTreeMap::new(), &[], &[], &catalog)?;
+//! let plan = engine.compile("SELECT b, count(*) FROM t WHERE a > 1 GROUP BY b")?;
+//! assert!(plan.logical.contains("Aggregate"), "{}", plan.logical);
+//! assert!(plan.physical.is_some_and(|p| p.contains("AggregateExec")));
+//! assert_eq!(engine.info().engine, "datafusion");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! It must never compare or judge results (that is `diffing`), and must never let an
 //! engine's failure escape as anything but a classified [`EngineError`]: callers
 //! additionally catch panics, which become `crash`.
