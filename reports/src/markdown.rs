@@ -94,10 +94,25 @@ pub fn run_markdown_with(run: &RunView, flight: Option<&RunView>) -> String {
 /// Renders the report as a section whose title is a heading of `level` (1: a
 /// document of its own; 2: one run among others, as in the demo's report).
 pub fn run_markdown_at(run: &RunView, flight: Option<&RunView>, level: usize) -> String {
-    let (h1, h2, h3) = (heading(level), heading(level + 1), heading(level + 2));
-    let m = &run.manifest;
     let o = &run.outcomes;
     let mut out = String::new();
+    header_section(&mut out, run, level);
+    outcomes_section(&mut out, o, level + 1);
+    crate::facts::FactTable::build(o, flight.map(|f| f.outcomes.as_slice())).markdown(o, &mut out, level + 1);
+    regressions_section(&mut out, o, level + 1);
+    performance_section(&mut out, run, level + 1);
+    analysis_markdown(&mut out, o, level + 1);
+    explained_section(&mut out, o, level + 1);
+    other_failures_section(&mut out, o, level + 1);
+    skipped_section(&mut out, o, level + 1);
+    out
+}
+
+/// Title, verdict, the run's identity table, stop and completeness notes.
+fn header_section(out: &mut String, run: &RunView, level: usize) {
+    let h1 = heading(level);
+    let m = &run.manifest;
+    let o = &run.outcomes;
     let regressions: Vec<&OutcomeRecord> = o.iter().filter(|x| x.is_regression()).collect();
     let _ = writeln!(out, "{h1} sqlflight {}: {}\n", m.kind, m.corpus.name);
     if o.is_empty() {
@@ -162,15 +177,22 @@ pub fn run_markdown_at(run: &RunView, flight: Option<&RunView>, level: usize) ->
             m.selected
         );
     }
+}
 
+/// Outcomes per class.
+fn outcomes_section(out: &mut String, o: &[OutcomeRecord], level: usize) {
+    let h2 = heading(level);
     let _ = writeln!(out, "\n{h2} Outcomes\n\n| class | queries |\n|---|---:|");
     for (c, n) in counts(o) {
         let mark = if c.is_regression() { " ⚠" } else { "" };
         let _ = writeln!(out, "| `{c}`{mark} | {n} |");
     }
+}
 
-    crate::facts::FactTable::build(o, flight.map(|f| f.outcomes.as_slice())).markdown(o, &mut out, level + 1);
-
+/// Every regression with both sides and the candidate's error.
+fn regressions_section(out: &mut String, o: &[OutcomeRecord], level: usize) {
+    let (h2, h3) = (heading(level), heading(level + 1));
+    let regressions: Vec<&OutcomeRecord> = o.iter().filter(|x| x.is_regression()).collect();
     if !regressions.is_empty() {
         let _ = writeln!(out, "\n{h2} Regressions\n");
         for r in &regressions {
@@ -186,12 +208,17 @@ pub fn run_markdown_at(run: &RunView, flight: Option<&RunView>, level: usize) ->
                 side(&r.candidate)
             );
             if let Some(e) = error_text(&r.candidate) {
-                fenced(&mut out, "text", e);
+                fenced(out, "text", e);
                 out.push('\n');
             }
         }
     }
+}
 
+/// The corpus-wide timing figures and the ten largest ratios.
+fn performance_section(out: &mut String, run: &RunView, level: usize) {
+    let h2 = heading(level);
+    let (m, o) = (&run.manifest, &run.outcomes);
     if m.results_only {
         let _ = writeln!(
             out,
@@ -241,9 +268,11 @@ pub fn run_markdown_at(run: &RunView, flight: Option<&RunView>, level: usize) ->
             );
         }
     }
+}
 
-    analysis_markdown(&mut out, o, level + 1);
-
+/// Nondeterministic, accepted and tolerated outcomes, with why.
+fn explained_section(out: &mut String, o: &[OutcomeRecord], level: usize) {
+    let h2 = heading(level);
     let listed: Vec<&OutcomeRecord> = o
         .iter()
         .filter(|x| {
@@ -268,7 +297,11 @@ pub fn run_markdown_at(run: &RunView, flight: Option<&RunView>, level: usize) ->
             );
         }
     }
+}
 
+/// Failures that are not regressions.
+fn other_failures_section(out: &mut String, o: &[OutcomeRecord], level: usize) {
+    let h2 = heading(level);
     let other: Vec<&OutcomeRecord> = o
         .iter()
         .filter(|x| {
@@ -294,6 +327,11 @@ pub fn run_markdown_at(run: &RunView, flight: Option<&RunView>, level: usize) ->
             );
         }
     }
+}
+
+/// Skipped queries grouped by reason.
+fn skipped_section(out: &mut String, o: &[OutcomeRecord], level: usize) {
+    let h2 = heading(level);
     let skipped: Vec<&OutcomeRecord> = o.iter().filter(|x| x.class == OutcomeClass::Skipped).collect();
     if !skipped.is_empty() {
         // Grouped by reason (`write_statement: INSERT` → `write_statement`).
@@ -315,7 +353,6 @@ pub fn run_markdown_at(run: &RunView, flight: Option<&RunView>, level: usize) ->
             let _ = writeln!(out, "| `{reason}` | {} | {}{more} |", ids.len(), shown.join(", "));
         }
     }
-    out
 }
 
 fn ratio(x: Option<f64>) -> String {
