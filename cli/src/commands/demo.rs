@@ -101,13 +101,51 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
         data.dir.display()
     ));
     let jobs = args.jobs.unwrap_or_else(super::default_jobs).max(1);
+    let (summaries, tpch) = play_workloads(&out, &data.tables, jobs, ui)?;
+    // Flight: TPC-H on the generated data (TPC-DS has no data generator here).
+    let flight = match tpch {
+        Some((cfg, catalog)) if !args.no_flight => Some(fly_tpch(&out, cfg, catalog, args.repeat, ui)?),
+        _ => None,
+    };
+    let report = out.join("report.md");
+    let md = demo_markdown(&out, &summaries, flight.as_ref());
+    std::fs::write(&report, md).with_context(|| format!("writing {}", report.display()))?;
+
+    if cli.json {
+        let runs: Vec<serde_json::Value> = summaries.iter().map(|(s, r)| summary_json(s, r)).collect();
+        let flight_json = flight.as_ref().map(|(f, r)| super::flight::summary_json(f, r));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"report": report, "runs": runs, "flight": flight_json}))?
+        );
+    } else if !cli.quiet {
+        print_table(&summaries, flight.as_ref());
+        println!("report: {}", report.display());
+    }
+    // The demo's findings are its point, not a failure: it exits 0 when it ran to
+    // the end. `playback` and `flight` are the commands that gate (0/1/2).
+    Ok(EXIT_OK)
+}
+
+/// Playback of the bundled TPC-H and TPC-DS corpora; returns their summaries with
+/// report paths, and TPC-H's config and catalog for the flight.
+#[allow(clippy::type_complexity)]
+fn play_workloads(
+    out: &Path,
+    tpch_tables: &[(String, PathBuf)],
+    jobs: usize,
+    ui: UiMode,
+) -> anyhow::Result<(
+    Vec<(PlaybackSummary, PathBuf)>,
+    Option<(Config, sqlflight_corpora::Catalog)>,
+)> {
     let mut summaries: Vec<(PlaybackSummary, PathBuf)> = Vec::new();
     // TPC-H's config and catalog, reused by the flight.
     let mut tpch: Option<(Config, sqlflight_corpora::Catalog)> = None;
     for w in Workload::ALL {
         let corpus = w.corpus()?;
         let tables = if w == Workload::Tpch {
-            data.tables.clone()
+            tpch_tables.to_vec()
         } else {
             Vec::new()
         };
@@ -140,42 +178,54 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
         };
         summaries.push(execute(&job, ui)?);
     }
-    // Flight: TPC-H on the generated data (TPC-DS has no data generator here).
-    let mut flight = None;
-    if !args.no_flight
-        && let Some((cfg, catalog)) = tpch
-    {
-        let corpus = Workload::Tpch.corpus()?;
-        let job = super::flight::FlightJob {
-            options: sqlflight_flighting::FlightOptions {
-                out: out.join("tpch-flight"),
-                repeat: args.repeat.max(1),
-                limits: sqlflight_engines::ExecLimits {
-                    timeout: super::flight::DEFAULT_TIMEOUT,
-                    memory_limit: None,
-                },
-                dialect: corpus.manifest.dialect.clone(),
-                config: serde_json::to_value(&cfg.file)?,
-                ..Default::default()
+    Ok((summaries, tpch))
+}
+
+/// The TPC-H flight on the generated data.
+fn fly_tpch(
+    out: &Path,
+    cfg: Config,
+    catalog: sqlflight_corpora::Catalog,
+    repeat: usize,
+    ui: UiMode,
+) -> anyhow::Result<(sqlflight_flighting::FlightSummary, PathBuf)> {
+    let corpus = Workload::Tpch.corpus()?;
+    let job = super::flight::FlightJob {
+        options: sqlflight_flighting::FlightOptions {
+            out: out.join("tpch-flight"),
+            repeat: repeat.max(1),
+            limits: sqlflight_engines::ExecLimits {
+                timeout: super::flight::DEFAULT_TIMEOUT,
+                memory_limit: None,
             },
-            corpus,
-            catalog,
-            baseline: profile(&cfg, "baseline")?,
-            candidate: profile(&cfg, "candidate")?,
-            config: cfg,
-        };
-        flight = Some(super::flight::execute(&job, ui)?);
-    }
-    let report = out.join("report.md");
+            dialect: corpus.manifest.dialect.clone(),
+            config: serde_json::to_value(&cfg.file)?,
+            ..Default::default()
+        },
+        corpus,
+        catalog,
+        baseline: profile(&cfg, "baseline")?,
+        candidate: profile(&cfg, "candidate")?,
+        config: cfg,
+    };
+    super::flight::execute(&job, ui)
+}
+
+/// The demo's report: what was run, then each run's report as a section.
+fn demo_markdown(
+    out: &Path,
+    summaries: &[(PlaybackSummary, PathBuf)],
+    flight: Option<&(sqlflight_flighting::FlightSummary, PathBuf)>,
+) -> String {
     let mut md = String::from(
         "# sqlflight demo\n\nTwo profiles of the embedded DataFusion: the candidate prefers sort-merge joins (`prefer_hash_join=false`) and drops the `push_down_limit` optimizer rule. Playback compiles TPC-H and TPC-DS; flight runs TPC-H on generated data and compares result digests and timings. Rerun with `sqlflight playback -c <out>/tpch.yaml --out <dir>` or `sqlflight flight -c <out>/tpch.yaml --out <dir>`.\n\n",
     );
-    for (s, r) in &summaries {
+    for (s, r) in summaries {
         md.push_str(&format!(
             "- {}: [{}]({})\n",
             s.manifest.corpus.name,
             r.display(),
-            r.strip_prefix(&out).unwrap_or(r).display()
+            r.strip_prefix(out).unwrap_or(r).display()
         ));
     }
     let mut views: Vec<sqlflight_reports::RunView> = summaries
@@ -185,11 +235,11 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
             outcomes: s.outcomes.clone(),
         })
         .collect();
-    if let Some((f, r)) = &flight {
+    if let Some((f, r)) = flight {
         md.push_str(&format!(
             "- tpch flight: [{}]({})\n",
             r.display(),
-            r.strip_prefix(&out).unwrap_or(r).display()
+            r.strip_prefix(out).unwrap_or(r).display()
         ));
         views.push(sqlflight_reports::RunView {
             manifest: f.manifest.clone(),
@@ -200,22 +250,7 @@ pub fn run(args: &DemoArgs, cli: &Cli) -> anyhow::Result<u8> {
         md.push_str("\n---\n\n");
         md.push_str(&markdown::run_markdown_at(view, None, 2));
     }
-    std::fs::write(&report, md).with_context(|| format!("writing {}", report.display()))?;
-
-    if cli.json {
-        let runs: Vec<serde_json::Value> = summaries.iter().map(|(s, r)| summary_json(s, r)).collect();
-        let flight_json = flight.as_ref().map(|(f, r)| super::flight::summary_json(f, r));
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"report": report, "runs": runs, "flight": flight_json}))?
-        );
-    } else if !cli.quiet {
-        print_table(&summaries, flight.as_ref());
-        println!("report: {}", report.display());
-    }
-    // The demo's findings are its point, not a failure: it exits 0 when it ran to
-    // the end. `playback` and `flight` are the commands that gate (0/1/2).
-    Ok(EXIT_OK)
+    md
 }
 
 /// A demo profile by name.
