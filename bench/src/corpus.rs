@@ -65,6 +65,7 @@ fn mib(b: u64) -> String {
 }
 
 /// Runs `bench ingest`; returns the exit code.
+// Long by design: a measurement script, its steps in the order they are timed.
 pub fn bench_ingest(a: &IngestBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     if let Some(n) = a.workload {
         use std::io::Write;

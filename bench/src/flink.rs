@@ -86,6 +86,7 @@ fn files(dir: &std::path::Path) -> anyhow::Result<Vec<(std::path::PathBuf, u64)>
 }
 
 /// Runs `bench flink`; returns the exit code.
+// Long by design: a measurement script, its steps in the order they are timed.
 pub fn bench_flink(args: &FlinkBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     let catalog = tpch_catalog(cli, args.scale)?;
     let corpus = Workload::Tpch.corpus()?;

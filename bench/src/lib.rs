@@ -564,6 +564,7 @@ fn bench_flight(args: &FlightBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
 
 /// A generated run: mostly matches, some plan changes with diffs, wrong results,
 /// failures and skips, flight figures on every other query.
+// Long by design: writes the synthetic run (manifest, then outcomes of each shape the report renders).
 fn generate_run(dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
     use sqlflight_diffing::*;
     let engine = |p: &str| EngineInfo {

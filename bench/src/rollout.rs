@@ -165,6 +165,7 @@ fn median(v: &[f64]) -> f64 {
 }
 
 /// Runs `bench rollout`; returns the exit code.
+// Long by design: a measurement script, its steps in the order they are timed.
 pub fn bench_rollout(args: &RolloutBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     let tmp = tempfile::tempdir()?;
     let path = tmp.path().join("rollout.db");

@@ -38,6 +38,7 @@ pub(crate) fn time(e: &dyn Engine, sql: &str) -> anyhow::Result<Duration> {
 }
 
 /// Runs `bench worker`; returns the exit code.
+// Long by design: a measurement script, its steps in the order they are timed.
 pub fn bench_worker(args: &WorkerBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     let catalog = tpch_catalog(cli, args.scale)?;
     let embedded: Arc<dyn Engine> = Arc::new(DataFusionEngine::new(

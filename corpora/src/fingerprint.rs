@@ -287,6 +287,7 @@ impl Scratch {
 
 /// Tokenizes `sql` into `out` (cleared first). A `-` directly before a literal in
 /// a position where it can only be a sign is dropped: `a = -1` is `a = ?`.
+// Long by design: a single-pass lexer, one match on the next character; its arms share the cursor state.
 fn tokenize(sql: &str, out: &mut Vec<Tok>) {
     out.clear();
     let b = sql.as_bytes();

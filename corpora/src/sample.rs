@@ -86,6 +86,7 @@ impl Ord for Slot {
 }
 
 /// Samples the corpus at `src` into a new corpus at `out`.
+// Long by design: the reservoir pass, the allocation of `max` slots (see the module docs) and the write, which share the reservoirs and the seeded random state.
 pub fn sample_corpus(src: &Path, out: &Path, opts: &SampleOptions) -> Result<SampleReport, CorpusError> {
     let cap = match (opts.per_template, opts.max) {
         (Some(p), Some(m)) => p.min(m),

@@ -713,6 +713,7 @@ fn fold_mul_x8(x: std::arch::x86_64::__m512i, y: std::arch::x86_64::__m512i) -> 
 
 /// Every other type: booleans, half floats, wide decimals, intervals with parts,
 /// dictionaries (by value), lists, structs, maps, and the display form of the rest.
+// Long by design: one arm per Arrow type (the fast paths are elsewhere).
 fn value_hashes_general(array: &dyn Array, out: &mut Vec<u64>) {
     out.clear();
     out.resize(array.len(), 0);

@@ -544,6 +544,7 @@ pub struct SetupRequest {
 /// `build` makes the engine from the host's `setup` request; a panic in the
 /// engine is answered as a `crash` marked `fatal`, so the host starts a fresh
 /// worker. Making a Rust engine build a worker is a `main` that calls this.
+// Long by design: the request loop of docs/worker-protocol.md, one arm per message kind.
 pub fn serve(
     input: impl Read,
     output: impl Write,

@@ -207,6 +207,7 @@ impl FactTable {
 
     /// The Markdown section, its heading at `level` (empty when the run has no
     /// plan change).
+    // Long by design: the section's tables in reading order.
     pub fn markdown(&self, outcomes: &[OutcomeRecord], out: &mut String, level: usize) {
         if self.changed == 0 {
             return;

@@ -164,6 +164,7 @@ impl GatePolicy {
 
 /// Evaluates `policy` over the outcomes of all `runs` together (owned or
 /// borrowed run views).
+// Long by design: one block per rule kind, in the order the gate reports them.
 pub fn evaluate<R: std::borrow::Borrow<RunView>>(policy: &GatePolicy, runs: &[R]) -> Vec<RuleResult> {
     let all: Vec<&OutcomeRecord> = runs.iter().flat_map(|r| &r.borrow().outcomes).collect();
     let mut out = Vec::new();

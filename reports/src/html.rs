@@ -252,6 +252,7 @@ pub fn html_report(run: &RunView) -> String {
 
 /// The page; `flight` is a flight run of the same corpus, whose measurements
 /// rank the plan facts by impact.
+// Long by design: the page's parts in document order (the charts and tables are functions of their own).
 pub fn html_report_with(run: &RunView, flight: Option<&RunView>) -> String {
     let m = &run.manifest;
     let o = &run.outcomes;

@@ -264,6 +264,7 @@ pub const DEFAULT_CRITICAL: [OutcomeClass; 4] = [
 impl PolicyFile {
     /// Validates and resolves the policy; `load_gate` reads a gate policy file
     /// named in `gates` (the caller resolves paths and reports its own errors).
+    // Long by design: every field of the policy is checked in file order, each with its own located error and fix; a split would thread the error sink and the positions through every piece.
     pub fn resolve<E>(
         &self,
         mut load_gate: impl FnMut(&str) -> Result<(GatePolicy, serde_json::Value), E>,

@@ -633,6 +633,7 @@ impl Store {
     /// evidence for the next phase; a failing critical rule rolls back when
     /// tenants are on the candidate; a failing non-critical rule pauses.
     /// Runs given together are judged together (as `sqlflight gate` does).
+    // Long by design: the steps of one `BEGIN IMMEDIATE` transaction (bind each run, judge, record, act), which must share the transaction.
     pub fn check(&mut self, actor: &str, runs: &[EvidenceRun], now: i64) -> Result<CheckOutcome> {
         // Judge outside the write lock (a gate over big runs takes a while, and a
         // rollback must not wait for it); judge again inside only if the phase
@@ -787,6 +788,7 @@ impl Store {
 
     /// Checks the store's invariants; returns the problems found (empty = sound).
     /// `sqlflight rollout status` reports them; the crash tests rely on it.
+    // Long by design: one block per store invariant, in the order they are reported.
     pub fn verify(&self) -> Result<Vec<String>> {
         let e = sql(&self.path);
         let mut problems = Vec::new();

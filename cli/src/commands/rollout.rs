@@ -200,6 +200,7 @@ pub fn load_policy(path: &Path) -> Result<sqlflight_rollout::Policy, ConfigError
     Ok(policy)
 }
 
+// Long by design: one arm per `rollout` subcommand, each a few lines of wiring.
 pub fn run(args: &RolloutArgs, cli: &Cli) -> anyhow::Result<u8> {
     let path = store_path(args);
     let who = sqlflight_rollout::trust::os_account();
