@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
-use sqlflight_reports::RunView;
-use sqlflight_reports::gate::{RuleResult, evaluate};
 
+pub use crate::chain::{ChainEntry, ChainReport, ChainRow, GENESIS, verify_chain};
+use crate::evidence::{Assessment, Finding, assess, idle};
+pub use crate::evidence::{CheckOutcome, EvidenceRun, JudgedRule, Verdict, judge};
 use crate::machine::{self, Refusal, RouteTable, State, Status, Unmet};
-use crate::policy::{Gate, Policy};
+use crate::policy::Policy;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 /// Hand-rolled rather than a migration crate so the upgrade runs inside one
@@ -155,89 +156,6 @@ pub struct AuditEntry {
     pub evidence: serde_json::Value,
 }
 
-/// A run offered as evidence.
-#[derive(Debug, Clone)]
-pub struct EvidenceRun {
-    pub path: PathBuf,
-    /// blake3 of the run's manifest and outcomes, as hex.
-    pub digest: String,
-    pub view: RunView,
-}
-
-impl EvidenceRun {
-    /// Reads a run directory and digests its files.
-    pub fn read(dir: &Path) -> std::result::Result<EvidenceRun, sqlflight_reports::ReportError> {
-        let view = RunView::read(dir)?;
-        let mut h = blake3::Hasher::new();
-        for f in [sqlflight_runs::journal::MANIFEST, sqlflight_runs::journal::OUTCOMES] {
-            let p = dir.join(f);
-            let bytes = std::fs::read(&p).map_err(|source| sqlflight_reports::ReportError::Io { path: p, source })?;
-            h.update(&(bytes.len() as u64).to_le_bytes());
-            h.update(&bytes);
-        }
-        Ok(EvidenceRun {
-            path: dir.to_path_buf(),
-            digest: h.finalize().to_hex().to_string(),
-            view,
-        })
-    }
-
-    /// The run's id: the first 16 hex digits of its digest.
-    pub fn id(&self) -> &str {
-        &self.digest[..16]
-    }
-}
-
-/// What a check decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Bound to this rollout and passing: recorded as evidence.
-    Pass,
-    /// Not evidence for this rollout (another version, or an unfinished run).
-    Refused,
-    /// A critical rule failed while nobody was on the candidate: not recorded.
-    Fail,
-    /// A critical rule failed while tenants were on the candidate: rolled back.
-    RolledBack,
-    /// A non-critical rule failed: paused for a human (if tenants were on the
-    /// candidate), not recorded.
-    Inconclusive,
-    /// The rollout is rolled back or past its last phase: nothing is judged,
-    /// recorded or audited.
-    NotRecorded,
-}
-
-impl CheckOutcome {
-    /// A check that judged and recorded nothing, and why.
-    fn not_recorded(why: String) -> CheckOutcome {
-        CheckOutcome {
-            verdict: Verdict::NotRecorded,
-            gate: None,
-            reasons: vec![why],
-            rules: Vec::new(),
-            runs: Vec::new(),
-            paused: false,
-        }
-    }
-}
-
-/// Why a rollout takes no more evidence, if it does not.
-fn idle(r: &Rollout) -> Option<String> {
-    if r.state.status == Status::RolledBack {
-        return Some(
-            "the rollout is rolled back: evidence counts for no phase; start a new rollout with `rollout init`".into(),
-        );
-    }
-    if r.state.phase >= r.policy.phases.len() {
-        return Some(format!(
-            "the rollout is complete (all {} phases entered): there is no next phase to gather evidence for",
-            r.policy.phases.len()
-        ));
-    }
-    None
-}
-
 /// An approval as given to [`Store::approve`].
 #[derive(Debug, Clone)]
 pub enum Approval {
@@ -253,25 +171,6 @@ impl Approval {
             account: account.to_string(),
         }
     }
-}
-
-/// The result of `check`.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckOutcome {
-    pub verdict: Verdict,
-    pub gate: Option<String>,
-    pub reasons: Vec<String>,
-    pub rules: Vec<JudgedRule>,
-    pub runs: Vec<serde_json::Value>,
-    /// Whether the check paused the rollout.
-    pub paused: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct JudgedRule {
-    #[serde(flatten)]
-    pub rule: RuleResult,
-    pub critical: bool,
 }
 
 /// The store.
@@ -916,100 +815,6 @@ impl Store {
     }
 }
 
-/// What runs show against a policy at a phase, before the state decides what
-/// it means (a critical failure rolls back only if tenants are on the candidate).
-struct Assessment {
-    gate: Option<Gate>,
-    /// Why runs are not bound to this rollout (empty when they all are).
-    reasons: Vec<String>,
-    judged: Vec<JudgedRule>,
-    run_json: Vec<serde_json::Value>,
-    finding: Finding,
-}
-
-enum Finding {
-    Unbound,
-    CriticalFail,
-    OtherFail,
-    Pass,
-}
-
-/// Binding (exactly the policy's baseline and candidate, finished), then the
-/// gate that judges evidence at `phase`.
-fn assess(policy: &Policy, phase: usize, runs: &[EvidenceRun]) -> Assessment {
-    let gate = policy.judging_gate(phase).cloned();
-    let mut reasons = Vec::new();
-    let mut run_json = Vec::new();
-    for run in runs {
-        let m = &run.view.manifest;
-        let mut why = Vec::new();
-        if let Some(x) = policy.candidate.mismatch(&m.candidate) {
-            why.push(format!("candidate {x}"));
-        }
-        if let Some(x) = policy.baseline.mismatch(&m.baseline) {
-            why.push(format!("baseline {x}"));
-        }
-        if m.status != sqlflight_diffing::RunStatus::Complete {
-            why.push(format!(
-                "the run is not complete ({})",
-                m.stopped_reason
-                    .as_ref()
-                    .map_or_else(|| "status running".to_string(), ToString::to_string)
-            ));
-        }
-        for w in &why {
-            reasons.push(format!("{}: {w}", run.path.display()));
-        }
-        run_json.push(serde_json::json!({
-            "id": run.id(),
-            "digest": run.digest,
-            "kind": m.kind,
-            "path": run.path.display().to_string(),
-            "candidate": m.candidate.version,
-            "baseline": m.baseline.version,
-            "bound": why.is_empty(),
-        }));
-    }
-    if !reasons.is_empty() {
-        return Assessment {
-            gate,
-            reasons,
-            judged: Vec::new(),
-            run_json,
-            finding: Finding::Unbound,
-        };
-    }
-    let views: Vec<&RunView> = runs.iter().map(|r| &r.view).collect();
-    let judged = judge(gate.as_ref(), &views);
-    let finding = if judged.iter().any(|j| j.critical && !j.rule.pass) {
-        Finding::CriticalFail
-    } else if judged.iter().any(|j| !j.rule.pass) {
-        Finding::OtherFail
-    } else {
-        Finding::Pass
-    };
-    Assessment {
-        gate,
-        reasons,
-        judged,
-        run_json,
-        finding,
-    }
-}
-
-/// Judges runs with a gate; no gate = no rules (binding alone decides).
-pub fn judge<R: std::borrow::Borrow<RunView>>(gate: Option<&Gate>, runs: &[R]) -> Vec<JudgedRule> {
-    let Some(gate) = gate else { return Vec::new() };
-    let critical: Vec<String> = gate.critical.iter().map(|c| format!("max {c}")).collect();
-    evaluate(&gate.policy, runs)
-        .into_iter()
-        .map(|rule| JudgedRule {
-            critical: critical.contains(&rule.rule),
-            rule,
-        })
-        .collect()
-}
-
 struct PendingAudit {
     actor: String,
     action: &'static str,
@@ -1087,106 +892,6 @@ fn audit(
     )
     .map_err(&e)?;
     Ok(())
-}
-
-/// The `prev_hash` of the first entry.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// An audit row as hashed: every column but the hash itself, the previous
-/// entry's hash included, so an edited, deleted, inserted or reordered entry
-/// breaks every link after it.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct ChainRow {
-    pub id: i64,
-    pub rollout_id: i64,
-    pub at_ms: i64,
-    pub actor: String,
-    pub action: String,
-    pub from_phase: i64,
-    pub to_phase: i64,
-    pub status: String,
-    pub reason: Option<String>,
-    /// The evidence JSON exactly as stored.
-    pub evidence: Option<String>,
-    pub prev_hash: String,
-}
-
-impl ChainRow {
-    /// blake3 of the row's canonical JSON (fields in declaration order), as hex.
-    pub fn hash(&self) -> String {
-        let canonical = serde_json::to_vec(self).unwrap_or_default();
-        blake3::hash(&canonical).to_hex().to_string()
-    }
-}
-
-/// An exported audit entry: the row and its hash (`rollout audit --export`).
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct ChainEntry {
-    #[serde(flatten)]
-    pub row: ChainRow,
-    pub hash: String,
-}
-
-/// What checking the chain found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChainReport {
-    pub entries: usize,
-    /// The last entry's hash: compare it with one kept elsewhere to detect a
-    /// truncated log.
-    pub head: Option<String>,
-    /// The first broken link: the entry's position (1-based) and what is wrong.
-    pub first_break: Option<(usize, String)>,
-}
-
-/// Checks a sequence of entries (from the store or an export): ids follow one
-/// another, each entry names its predecessor's hash, each hash matches its row.
-pub fn verify_chain(entries: &[ChainEntry]) -> ChainReport {
-    let mut prev_hash = GENESIS.to_string();
-    let mut prev_id: Option<i64> = None;
-    let mut first_break = None;
-    for (i, e) in entries.iter().enumerate() {
-        let pos = i + 1;
-        let problem = if let Some(p) = prev_id
-            && e.row.id != p + 1
-        {
-            Some(if e.row.id > p + 1 {
-                format!(
-                    "entry {pos} has id {} after id {p}: entries {}..={} were deleted",
-                    e.row.id,
-                    p + 1,
-                    e.row.id - 1
-                )
-            } else {
-                format!(
-                    "entry {pos} has id {} after id {p}: entries were reordered or duplicated",
-                    e.row.id
-                )
-            })
-        } else if e.row.prev_hash != prev_hash {
-            Some(format!(
-                "entry {pos} (id {}) does not follow the entry before it: an entry before it was edited, deleted or inserted",
-                e.row.id
-            ))
-        } else if e.row.hash() != e.hash {
-            Some(format!(
-                "entry {pos} (id {}, {} by {}) was edited after it was written",
-                e.row.id, e.row.action, e.row.actor
-            ))
-        } else {
-            None
-        };
-        if let Some(p) = problem {
-            first_break = Some((pos, p));
-            break;
-        }
-        prev_hash = e.hash.clone();
-        prev_id = Some(e.row.id);
-    }
-    ChainReport {
-        entries: entries.len(),
-        head: entries.last().map(|e| e.hash.clone()),
-        first_break,
-    }
 }
 
 /// Chains entries written before the chain existed (migration to version 2).
