@@ -46,13 +46,18 @@ use crate::plan_tree::{PlanNode, PlanTree};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FactKind {
+    /// An operator the candidate's plan has and the baseline's does not.
     Inserted,
+    /// An operator the baseline's plan has and the candidate's does not.
     Removed,
+    /// An operator replaced by another at the same place.
     Replaced,
+    /// An attribute of an operator changed (join type, sort keys, ...).
     Attribute,
 }
 
 impl FactKind {
+    /// The kind's name in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             FactKind::Inserted => "inserted",
@@ -67,11 +72,14 @@ impl FactKind {
 /// grouped by across a corpus.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PlanFact {
+    /// The fact in words (`HashJoinExec -> SortMergeJoinExec`).
     pub fact: String,
+    /// Its kind.
     pub kind: FactKind,
     /// The operator kind the fact is about (`A -> B` for a replacement).
     pub operator: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Display-only: changes no behaviour (gates can ignore it).
     pub cosmetic: bool,
     /// Where an inserted or removed operator sits: `in HashJoinExec, over
     /// DataSourceExec` (its parent's and children's kinds). Not part of the

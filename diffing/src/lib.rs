@@ -49,6 +49,8 @@
 //! must never change a digest value without bumping
 //! [`digest::DIGEST_VERSION`] (digests of different versions are never compared).
 
+#![warn(missing_docs)]
+
 pub mod digest;
 pub mod facts;
 pub mod judge;

@@ -28,6 +28,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// The class's name in runs and reports.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Parse => "parse",
@@ -53,15 +54,25 @@ impl std::fmt::Display for ErrorClass {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeClass {
+    /// Both sides compiled to the same plan.
     SamePlan,
+    /// The plans differ.
     PlanChanged,
+    /// The baseline compiles or runs it, the candidate fails.
     NewFailure,
+    /// The baseline fails, the candidate compiles or runs it.
     Fixed,
+    /// Both fail with the same error class.
     BothFailSame,
+    /// Both fail, with different error classes.
     BothFailChanged,
+    /// Both fail, the candidate with an internal error where the baseline's was clean.
     NewInternalError,
+    /// The candidate panicked or its process died.
     Crash,
+    /// The candidate did not finish in time.
     Timeout,
+    /// Not run (the reason says why).
     Skipped,
     /// Flight: results equal.
     Match,
@@ -81,6 +92,7 @@ pub enum OutcomeClass {
 }
 
 impl OutcomeClass {
+    /// Every class, in report order.
     pub const ALL: [OutcomeClass; 17] = [
         OutcomeClass::WrongResult,
         OutcomeClass::NewFailure,
@@ -101,6 +113,7 @@ impl OutcomeClass {
         OutcomeClass::Skipped,
     ];
 
+    /// The class's name in runs and reports (snake_case).
     pub fn as_str(self) -> &'static str {
         match self {
             OutcomeClass::SamePlan => "same_plan",
@@ -148,21 +161,29 @@ impl std::fmt::Display for OutcomeClass {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SideResult {
+    /// The side compiled (playback) or ran (flight).
     Ok {
         /// Plan hash (playback) or result digest hash (flight).
         plan_hash: String,
         #[serde(skip)]
+        /// The normalized plan (playback; kept in memory for diffs and facts, not stored).
         plan: Option<NormalizedPlan>,
+        /// Compile or run time, microseconds.
         elapsed_us: u64,
     },
+    /// The side failed.
     Error {
+        /// How it failed.
         error_class: ErrorClass,
+        /// The engine's message, redacted before it is journaled.
         error: String,
+        /// Time until the failure, microseconds.
         elapsed_us: u64,
     },
 }
 
 impl SideResult {
+    /// A compiled side whose plan hash is taken from `plan`.
     pub fn ok(plan: NormalizedPlan, elapsed_us: u64) -> Self {
         SideResult::Ok {
             plan_hash: plan.hash(),
@@ -171,6 +192,7 @@ impl SideResult {
         }
     }
 
+    /// The error class of a failed side.
     pub fn error_class(&self) -> Option<ErrorClass> {
         match self {
             SideResult::Ok { .. } => None,
@@ -183,18 +205,24 @@ impl SideResult {
 /// stable keys scripts rely on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutcomeRecord {
+    /// The query's id in the corpus.
     pub query_id: String,
+    /// The query's template (fingerprint).
     pub template_id: String,
     /// The tenant the query came from (from the corpus record), for per-tenant
     /// analyses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The outcome class.
     pub class: OutcomeClass,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why the query was skipped (class `skipped`).
     pub skip_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What the baseline did.
     pub baseline: Option<SideResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What the candidate did.
     pub candidate: Option<SideResult>,
     /// Root-cause group of a plan change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,11 +246,13 @@ pub struct OutcomeRecord {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct FlightSide {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The digest of the first run's result.
     pub digest: Option<crate::digest::ResultDigest>,
     /// Wall time of each timed run, milliseconds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub times_ms: Vec<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Median of the timed runs, milliseconds.
     pub median_ms: Option<f64>,
     /// Peak memory the engine accounted for, bytes (max over runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -243,6 +273,7 @@ pub struct MemoryComparison {
     pub ratio: f64,
     /// Median peaks, bytes.
     pub baseline: u64,
+    /// Median candidate peak, bytes.
     pub candidate: u64,
     /// Runs per side.
     pub runs: [u32; 2],
@@ -297,9 +328,13 @@ impl MemoryComparison {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PerfVerdict {
+    /// Significantly faster.
     Faster,
+    /// Significantly slower.
     Slower,
+    /// Within the policy's limits of equal.
     Same,
+    /// Not decided within the measuring budget.
     Inconclusive,
     /// Both sides run faster than this machine can time reliably: not judged.
     TooShort,
@@ -314,6 +349,7 @@ pub struct PerfComparison {
     /// deciding look (None: too few runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p_value: Option<f64>,
+    /// The verdict.
     pub verdict: PerfVerdict,
     /// A significant slowdown beyond the policy's factor, confirmed by a second
     /// block: counts as a regression.
@@ -410,9 +446,12 @@ impl PerfComparison {
 /// Flight figures of one query.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct FlightDetail {
+    /// The baseline's figures.
     pub baseline: FlightSide,
+    /// The candidate's figures.
     pub candidate: FlightSide,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The timing verdict (timed flights).
     pub perf: Option<PerfComparison>,
     /// Peak memory verdict, where the engine accounts for memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]

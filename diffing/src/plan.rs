@@ -28,12 +28,15 @@ static PATH: LazyLock<Regex> =
 /// physical.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NormalizedPlan {
+    /// The logical plan, normalized.
     pub logical: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The physical plan, normalized (engines that have one).
     pub physical: Option<String>,
 }
 
 impl NormalizedPlan {
+    /// Normalizes the plan texts (see [`normalize_plan`]).
     pub fn new(logical: &str, physical: Option<&str>) -> Self {
         NormalizedPlan {
             logical: normalize_plan(logical),

@@ -29,11 +29,14 @@ pub struct PlanNode {
     pub attrs: Vec<(String, String)>,
     /// The table or file the operator reads, when it names one.
     pub table: Option<String>,
+    /// Index of the parent node, if any.
     pub parent: Option<usize>,
+    /// Indices of the children, in plan order.
     pub children: Vec<usize>,
 }
 
 impl PlanNode {
+    /// The value of attribute `key`, if the node has it.
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
@@ -47,6 +50,7 @@ pub const CANONICAL_MAX_NODES: usize = 2000;
 /// children in plan order).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PlanTree {
+    /// The operators, in pre-order.
     pub nodes: Vec<PlanNode>,
 }
 
@@ -138,6 +142,7 @@ impl PlanTree {
             .map(|(i, _)| i)
     }
 
+    /// Operators in the plan.
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -170,6 +175,7 @@ impl PlanTree {
         out
     }
 
+    /// Whether the plan has no operator.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

@@ -52,17 +52,23 @@ impl EngineInfo {
 /// The corpus a run replayed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CorpusInfo {
+    /// The corpus's name.
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where the corpus was read from, if from a directory.
     pub path: Option<String>,
+    /// Hash of the corpus's queries (resume and partitions must match it).
     pub hash: String,
+    /// Queries in the corpus.
     pub queries: u64,
 }
 
 /// `K/N`: this run holds the templates whose hash falls in partition K of N.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionSpec {
+    /// This partition (0-based).
     pub k: u32,
+    /// Of this many.
     pub n: u32,
 }
 
@@ -88,38 +94,51 @@ impl std::fmt::Display for PartitionSpec {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+/// Where a run stands.
 pub enum RunStatus {
     /// Started and not finished (still running, or killed: resume it).
     Running,
     /// Stopped before the end on purpose (time budget, Ctrl-C): resume it.
     Stopped,
+    /// Every selected query has its outcome.
     Complete,
 }
 
 /// `manifest.json` of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunManifest {
+    /// Always `sqlflight-run`.
     pub format: String,
+    /// Version of the run format.
     pub version: u32,
     /// `playback` (or `flight`).
     pub kind: String,
+    /// The sqlflight version that wrote it.
     pub tool_version: String,
+    /// The corpus replayed.
     pub corpus: CorpusInfo,
+    /// The baseline engine as it reported itself.
     pub baseline: EngineInfo,
+    /// The candidate engine as it reported itself.
     pub candidate: EngineInfo,
     /// The resolved configuration the run was made with.
     #[serde(default)]
     pub config: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The share of the corpus the run covers.
     pub partition: Option<PartitionSpec>,
     /// Queries of the corpus this run covers (after partitioning).
     pub selected: u64,
+    /// Workers the run used.
     pub jobs: usize,
     /// Per-query compile timeout in milliseconds.
     pub timeout_ms: u64,
+    /// When the run started (RFC 3339).
     pub started_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When it finished or stopped (RFC 3339).
     pub finished_at: Option<String>,
+    /// Running, stopped or complete.
     pub status: RunStatus,
     /// How many times the run was resumed.
     #[serde(default)]

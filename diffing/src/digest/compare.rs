@@ -9,7 +9,9 @@ use super::{FloatStats, ResultDigest};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FloatTolerance {
+    /// Relative difference of float sums still within tolerance.
     pub relative: f64,
+    /// Absolute difference of float sums still within tolerance.
     pub absolute: f64,
 }
 
@@ -25,6 +27,7 @@ impl Default for FloatTolerance {
 /// How two digests compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DigestComparison {
+    /// The same result.
     Match,
     /// Equal but for float columns whose sums differ within the tolerance.
     MatchWithinTolerance(Vec<String>),

@@ -67,6 +67,7 @@ pub const DIGEST_VERSION: u32 = 2;
 /// A column as it appears in a digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnSchema {
+    /// The column's name.
     pub name: String,
     /// Logical type: physical-only variants are folded together.
     pub logical_type: String,
@@ -79,9 +80,13 @@ pub struct FloatStats {
     /// written: for a one-row result it would be the value itself.
     #[serde(skip)]
     pub sum: f64,
+    /// Finite values.
     pub finite: u64,
+    /// NaN values.
     pub nan: u64,
+    /// +inf values.
     pub pos_inf: u64,
+    /// -inf values.
     pub neg_inf: u64,
     /// Exact bit-multiset digest of the values (hex): equal means equal values.
     pub exact: String,
@@ -90,24 +95,29 @@ pub struct FloatStats {
 /// Per-column digest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnDigest {
+    /// Null values.
     pub nulls: u64,
     /// Wrapping sum of value hashes (hex). Empty for float columns.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub values: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Float statistics (float columns only; their values are compared within a tolerance).
     pub float: Option<FloatStats>,
 }
 
 /// The digest of one result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultDigest {
+    /// The columns' names and logical types.
     pub schema: Vec<ColumnSchema>,
+    /// Rows in the result.
     pub rows: u64,
     /// Order-insensitive digest of the rows (non-float columns), hex.
     pub multiset: String,
     /// Order-sensitive digest over the ORDER BY key columns, hex, when the order is fixed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordered: Option<String>,
+    /// One digest per column, in schema order.
     pub columns: Vec<ColumnDigest>,
 }
 
@@ -233,6 +243,7 @@ struct ColAcc {
 pub struct DigestKey([u8; 32]);
 
 impl DigestKey {
+    /// A key derived from secret material (BLAKE3 key derivation).
     pub fn derive(secret: &[u8]) -> DigestKey {
         DigestKey(blake3::derive_key("sqlflight 2026-11-21 result digest key", secret))
     }
@@ -407,6 +418,7 @@ impl DigestBuilder {
         }
     }
 
+    /// The digest of every batch added; only sealed aggregates are kept.
     pub fn finish(self) -> ResultDigest {
         let key = self.seal_key.as_ref();
         let ordered = self
