@@ -118,6 +118,7 @@ fn flight_error(e: FlightError) -> EngineError {
 }
 
 impl FlightSqlEngine {
+    /// Connects to the server the profile names and records its name and version.
     pub fn new(profile: &str, spec: &FlightSqlSpec) -> Result<FlightSqlEngine, BuildError> {
         let other = |message: String| BuildError::Other {
             profile: profile.into(),

@@ -80,6 +80,7 @@ pub enum FlinkMode {
 }
 
 impl FlinkMode {
+    /// The mode's name in profiles (`batch`, `streaming`).
     pub fn as_str(self) -> &'static str {
         match self {
             FlinkMode::Batch => "batch",

@@ -38,6 +38,8 @@
 //! engine's failure escape as anything but a classified [`EngineError`]: callers
 //! additionally catch panics, which become `crash`.
 
+#![warn(missing_docs)]
+
 pub mod datafusion_engine;
 pub mod flight_sql;
 pub mod flink;
@@ -65,6 +67,7 @@ pub use sqlflight_diffing::{EngineInfo, ErrorClass};
 /// Plan texts of one compiled statement, as the engine displays them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompiledPlan {
+    /// The logical (optimized) plan.
     pub logical: String,
     /// None for statements without a physical plan (DDL, SET, ...).
     pub physical: Option<String>,
@@ -74,11 +77,14 @@ pub struct CompiledPlan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{class} error: {message}")]
 pub struct EngineError {
+    /// How it failed.
     pub class: ErrorClass,
+    /// The engine's message (redacted before it reaches a run).
     pub message: String,
 }
 
 impl EngineError {
+    /// An error of `class` with `message`.
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
         EngineError {
             class,
@@ -92,7 +98,9 @@ impl EngineError {
 pub struct ExecStats {
     /// The result's schema (also when it has no rows).
     pub schema: Option<datafusion::arrow::datatypes::SchemaRef>,
+    /// Rows returned.
     pub rows: u64,
+    /// Batches returned.
     pub batches: u64,
     /// Peak memory the engine accounted for this query, when it tracks memory.
     pub peak_memory: Option<u64>,
@@ -120,6 +128,7 @@ impl Default for ExecLimits {
 ///
 /// Implementations are shared across threads; each call is independent.
 pub trait Engine: Send + Sync {
+    /// The engine, its version and the profile it was built from.
     fn info(&self) -> &EngineInfo;
 
     /// Whether a result's row order means anything. A streaming engine's result
@@ -155,25 +164,30 @@ pub enum EngineSpec {
         #[serde(default)]
         disable_rules: Vec<String>,
         /// Statements run on this engine's session after the catalog's setup.
+        /// Statements run on each session after the catalog's setup.
         #[serde(default)]
         setup: Vec<String>,
     },
     /// A DuckDB release from PyPI, run as a worker process in its own virtual
     /// environment (provisioned on first use under the cache directory).
     Duckdb {
+        /// The release, from PyPI (`1.1.3`).
         version: String,
         /// `SET key = 'value'` per key.
         #[serde(default)]
         settings: BTreeMap<String, String>,
+        /// Statements run on each session after the catalog's setup.
         #[serde(default)]
         setup: Vec<String>,
     },
     /// A datafusion-python release from PyPI, run as a worker process.
     DatafusionPython {
+        /// The release, from PyPI (`1.1.3`).
         version: String,
         /// DataFusion config keys for the session.
         #[serde(default)]
         settings: BTreeMap<String, String>,
+        /// Statements run on each session after the catalog's setup.
         #[serde(default)]
         setup: Vec<String>,
     },
@@ -181,10 +195,12 @@ pub enum EngineSpec {
     /// run as a worker process: one local session per worker, on loopback, with
     /// the UI off and nothing downloaded at run time (see [`spark`]).
     Spark {
+        /// The release, from PyPI (`1.1.3`).
         version: String,
         /// Spark session configuration (`spark.sql.ansi.enabled: "false"`, ...).
         #[serde(default)]
         settings: BTreeMap<String, String>,
+        /// Statements run on each session after the catalog's setup.
         #[serde(default)]
         setup: Vec<String>,
         /// Worker threads of each local session (`local[N]`); 2 unless given.
@@ -206,6 +222,7 @@ pub enum EngineSpec {
         /// Spark session configuration set on the remote session.
         #[serde(default)]
         settings: BTreeMap<String, String>,
+        /// Statements run on each session after the catalog's setup.
         #[serde(default)]
         setup: Vec<String>,
     },
@@ -213,6 +230,7 @@ pub enum EngineSpec {
     /// local mini-cluster in batch or streaming mode, run as a worker process
     /// (see [`flink`]).
     Flink {
+        /// The release, from PyPI (`1.1.3`).
         version: String,
         /// `batch` (the default) or `streaming`.
         #[serde(default)]
@@ -220,6 +238,7 @@ pub enum EngineSpec {
         /// Flink configuration options (`table.exec.mini-batch.enabled: "true"`, ...).
         #[serde(default)]
         settings: BTreeMap<String, String>,
+        /// Statements run on each session after the catalog's setup.
         #[serde(default)]
         setup: Vec<String>,
         /// Default parallelism of the mini-cluster; 2 unless given.
@@ -238,10 +257,13 @@ pub enum EngineSpec {
     Worker {
         /// Program and arguments.
         command: Vec<String>,
+        /// Environment variables of the worker process.
         #[serde(default)]
         env: BTreeMap<String, String>,
+        /// Settings passed to the worker's `setup`.
         #[serde(default)]
         settings: BTreeMap<String, String>,
+        /// Statements run on each session after the catalog's setup.
         #[serde(default)]
         setup: Vec<String>,
     },
@@ -267,37 +289,70 @@ impl EngineSpec {
 /// Why an engine could not be built from its profile.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BuildError {
+    /// A setting the engine refused (or one that is not a setting name).
     #[error("engine `{profile}`: setting `{key}`: {message}")]
     Setting {
+        /// The profile.
         profile: String,
+        /// The setting.
         key: String,
+        /// What the engine said (redacted).
         message: String,
     },
+    /// `disable_rules` names a rule the engine does not have.
     #[error("engine `{profile}`: unknown optimizer rule `{rule}`; known rules: {known}")]
     UnknownRule {
+        /// The profile.
         profile: String,
+        /// The unknown rule.
         rule: String,
+        /// The rules it has.
         known: String,
     },
+    /// A catalog file or DDL could not be loaded.
     #[error("engine `{profile}`: catalog {origin}: {message}")]
     Catalog {
+        /// The profile.
         profile: String,
+        /// The file or DDL source.
         origin: String,
+        /// What the engine said (redacted).
         message: String,
     },
+    /// A setup statement failed.
     #[error("engine `{profile}`: setup statement `{statement}`: {message}")]
     Setup {
+        /// The profile.
         profile: String,
+        /// The statement.
         statement: String,
+        /// What the engine said (redacted).
         message: String,
     },
+    /// Anything else (a bad URL, an unreachable server, ...).
     #[error("engine `{profile}`: {message}")]
-    Other { profile: String, message: String },
+    Other {
+        /// The profile.
+        profile: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+    /// The worker process could not be started or refused its setup.
     #[error("engine `{profile}`: worker: {message}")]
-    Worker { profile: String, message: String },
+    Worker {
+        /// The profile.
+        profile: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Installing the engine version failed (the message says why and what to do).
     #[error("engine `{profile}`: {message}")]
-    Provision { profile: String, message: String },
+    Provision {
+        /// The profile.
+        profile: String,
+        /// Why, and what to do.
+        message: String,
+    },
 }
 
 /// Builds the engine a profile describes, with the catalog loaded.

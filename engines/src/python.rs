@@ -22,28 +22,45 @@ pub fn cache_dir() -> PathBuf {
     Path::new(&home).join(".cache").join("sqlflight")
 }
 
+/// Why an engine release could not be installed into its virtual environment.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
+    /// Not a release number.
     #[error("version `{0}` is not a release number (expected something like 1.2.0)")]
     BadVersion(String),
+    /// No `python3` to make the environment with.
     #[error("python3 was not found ({0}); install Python 3.9 or newer (Debian: apt install python3 python3-venv)")]
     NoPython(String),
+    /// `python3 -m venv` failed.
     #[error(
         "`python3 -m venv {dir}` failed: {stderr}\n  fix: install the venv module (Debian: apt install python3-venv)"
     )]
-    Venv { dir: PathBuf, stderr: String },
+    Venv {
+        /// The environment's directory.
+        dir: PathBuf,
+        /// What it said.
+        stderr: String,
+    },
+    /// `pip install` failed.
     #[error(
         "`pip install {spec}` failed: {stderr}\n  fix: check that version {version} of {package} exists on PyPI for this Python, and that PyPI is reachable"
     )]
     Pip {
+        /// What was installed (`duckdb==1.1.3 pyarrow`).
         spec: String,
+        /// The engine's package.
         package: String,
+        /// Its version.
         version: String,
+        /// What pip said.
         stderr: String,
     },
+    /// A file of the environment could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },

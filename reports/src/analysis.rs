@@ -16,23 +16,32 @@ use sqlflight_diffing::{OutcomeRecord, PerfVerdict};
 /// Percentiles of the candidate/baseline time ratio over the timed queries.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RatioPercentiles {
+    /// Timed queries.
     pub queries: u64,
+    /// Median ratio.
     pub p50: f64,
+    /// 90th percentile.
     pub p90: f64,
+    /// 99th percentile.
     pub p99: f64,
+    /// Largest ratio.
     pub max: f64,
 }
 
 /// One template's (or tenant's) figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupStats {
+    /// The template id or tenant.
     pub key: String,
+    /// Queries in the group.
     pub queries: u64,
     /// Queries that are regressions (class, or a significant slowdown beyond the policy).
     pub regressions: u64,
     /// Queries significantly slower (any size).
     pub slower: u64,
+    /// Median time ratio of its timed queries.
     pub p50_ratio: Option<f64>,
+    /// 90th percentile time ratio of its timed queries.
     pub p90_ratio: Option<f64>,
     /// Mean time ratio of the regressions that were timed.
     pub regression_slowdown: Option<f64>,
@@ -43,7 +52,9 @@ pub struct GroupStats {
 /// All analyses of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Analysis {
+    /// Outcomes analysed.
     pub queries: u64,
+    /// Time ratio percentiles (flights with timings).
     pub ratios: Option<RatioPercentiles>,
     /// Sorted by impact, then regressions, then key.
     pub by_template: Vec<GroupStats>,

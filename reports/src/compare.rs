@@ -10,16 +10,22 @@ use crate::RunView;
 /// One query whose outcome differs between the runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {
+    /// The query.
     pub query_id: String,
+    /// Its class in the old run (none: not in it).
     pub old: Option<OutcomeClass>,
+    /// Its class in the new run (none: not in it).
     pub new: Option<OutcomeClass>,
 }
 
 /// A query whose candidate/baseline time ratio moved.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Drift {
+    /// The query.
     pub query_id: String,
+    /// Its candidate/baseline ratio in the old run.
     pub old_ratio: f64,
+    /// Its ratio in the new run.
     pub new_ratio: f64,
 }
 
@@ -34,7 +40,9 @@ pub struct Comparison {
     pub changed: Vec<Change>,
     /// Queries whose time ratio moved by more than the threshold (relative).
     pub perf_drift: Vec<Drift>,
+    /// Queries only the old run has.
     pub only_in_old: usize,
+    /// Queries only the new run has.
     pub only_in_new: usize,
 }
 

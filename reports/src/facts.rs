@@ -16,6 +16,7 @@ pub const TOP: usize = 8;
 /// One fact across a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FactRow {
+    /// The fact.
     #[serde(flatten)]
     pub fact: PlanFact,
     /// Query ids carrying the fact, sorted.
@@ -24,6 +25,7 @@ pub struct FactRow {
     /// it there, most frequent first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub contexts: Vec<FactContext>,
+    /// What a flight of the same corpus measured on its queries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub impact: Option<FactImpact>,
 }
@@ -47,7 +49,9 @@ impl FactRow {
 /// One context of an inserted or removed operator.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FactContext {
+    /// The parent operator it sits under.
     pub context: String,
+    /// Queries that show it there.
     pub queries: usize,
 }
 
@@ -56,9 +60,11 @@ pub struct FactContext {
 pub struct FactImpact {
     /// Queries with a performance comparison.
     pub timed: usize,
+    /// Of them, significantly slower.
     pub slower: usize,
     /// Regressions of any class (wrong results, failures, confirmed slowdowns).
     pub regressions: usize,
+    /// Median candidate/baseline time ratio of the timed ones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub median_ratio: Option<f64>,
 }

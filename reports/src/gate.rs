@@ -14,8 +14,10 @@ pub struct GatePolicy {
     /// Highest allowed count per outcome class, e.g. `new_failure: 0`.
     #[serde(default)]
     pub max: BTreeMap<OutcomeClass, u64>,
+    /// Performance rules.
     #[serde(default)]
     pub perf: Option<PerfRules>,
+    /// Coverage rules.
     #[serde(default)]
     pub coverage: Option<CoverageRules>,
     /// Whether `max: {plan_changed: N}` counts plan changes whose facts are all
@@ -28,6 +30,7 @@ pub struct GatePolicy {
     pub accepted: Option<String>,
 }
 
+/// Performance rules of a gate.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PerfRules {
@@ -59,6 +62,7 @@ pub struct PerfRules {
     pub max_too_short_fraction: Option<f64>,
 }
 
+/// Coverage rules of a gate: how much must have been verified.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoverageRules {
@@ -73,9 +77,13 @@ pub struct CoverageRules {
 /// One rule's verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleResult {
+    /// The rule, as the report names it (`max new_failure`).
     pub rule: String,
+    /// What the runs show.
     pub measured: f64,
+    /// What the rule allows.
     pub limit: f64,
+    /// Whether the rule holds.
     pub pass: bool,
 }
 
@@ -84,7 +92,9 @@ pub struct RuleResult {
 pub struct PolicyProblem {
     /// The key path, e.g. `["coverage", "min_fraction"]` (empty: the whole file).
     pub path: Vec<&'static str>,
+    /// What is wrong.
     pub message: String,
+    /// How to fix it.
     pub fix: String,
 }
 

@@ -22,7 +22,9 @@ use serde_json::{Value, json};
 
 use crate::{RunView, markdown, perf};
 
+/// `format` of the JSON report.
 pub const JSON_FORMAT: &str = "sqlflight-report";
+/// `version` of the JSON report (fields are only added within a version).
 pub const JSON_VERSION: u32 = 1;
 
 /// The report as a JSON value (small runs, tests).

@@ -16,6 +16,8 @@
 //! It must never run an engine, and never print anything that is not already in
 //! the run directory (a report adds no data, so it cannot leak any).
 
+#![warn(missing_docs)]
+
 pub mod analysis;
 pub mod compare;
 pub mod facts;
@@ -35,17 +37,24 @@ use sqlflight_diffing::{OutcomeRecord, RunManifest};
 /// A run as the reports see it.
 #[derive(Debug, Clone)]
 pub struct RunView {
+    /// The run's manifest.
     pub manifest: RunManifest,
+    /// Its outcomes, sorted by query id.
     pub outcomes: Vec<OutcomeRecord>,
 }
 
+/// Why a report could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// The run directory could not be read.
     #[error(transparent)]
     Run(#[from] sqlflight_runs::JournalError),
+    /// A report file could not be written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: std::path::PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },

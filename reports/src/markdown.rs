@@ -10,6 +10,7 @@ use crate::RunView;
 /// Plan changes that share a change signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeGroup {
+    /// The change signature (what changed, with ids and numbers removed).
     pub signature: String,
     /// Query ids, sorted.
     pub queries: Vec<String>,

@@ -11,14 +11,33 @@ use crate::{ReportError, RunView};
 /// Why runs cannot be merged.
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
+    /// No run was given.
     #[error("nothing to merge")]
     Empty,
+    /// Two runs of different corpora, engines or partition counts.
     #[error("{a} and {b} cannot be merged: {why}")]
-    Mismatch { a: String, b: String, why: String },
+    Mismatch {
+        /// One run.
+        a: String,
+        /// The other.
+        b: String,
+        /// What differs.
+        why: String,
+    },
+    /// A query with an outcome in two runs.
     #[error("query `{query_id}` is in more than one run ({a} and {b})")]
-    Duplicate { query_id: String, a: String, b: String },
+    Duplicate {
+        /// The query.
+        query_id: String,
+        /// One run.
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// A run could not be read.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// The merged run could not be written.
     #[error(transparent)]
     Journal(#[from] sqlflight_runs::JournalError),
 }

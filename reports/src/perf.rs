@@ -5,14 +5,21 @@ use sqlflight_diffing::{OutcomeRecord, PerfVerdict};
 /// Timing figures over all queries with timings on both sides.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PerfSummary {
+    /// Queries timed on both sides.
     pub queries: usize,
     /// Geometric mean of candidate/baseline median ratios.
     pub geomean_ratio: f64,
+    /// Sum of the baseline's medians.
     pub total_baseline_ms: f64,
+    /// Sum of the candidate's medians.
     pub total_candidate_ms: f64,
+    /// Significantly faster.
     pub faster: usize,
+    /// Significantly slower.
     pub slower: usize,
+    /// Within the policy's limits of equal.
     pub same: usize,
+    /// Not decided.
     pub inconclusive: usize,
     /// Queries too short to time on the machine (not judged).
     pub too_short: usize,
@@ -27,6 +34,7 @@ pub struct PerfSummary {
 }
 
 impl PerfSummary {
+    /// Total candidate time over total baseline time.
     pub fn total_ratio(&self) -> f64 {
         if self.total_baseline_ms > 0.0 {
             self.total_candidate_ms / self.total_baseline_ms

@@ -38,8 +38,11 @@ pub use serve::{SetupRequest, serve};
 /// How to start a worker process.
 #[derive(Debug, Clone)]
 pub struct Launch {
+    /// The program.
     pub program: PathBuf,
+    /// Its arguments.
     pub args: Vec<String>,
+    /// Environment variables added to its environment.
     pub env: BTreeMap<String, String>,
 }
 

@@ -18,8 +18,11 @@ use super::protocol::*;
 /// tables, and the statements to run first (DDL, catalog and profile setup).
 #[derive(Debug, Clone, Default)]
 pub struct SetupRequest {
+    /// The profile's settings.
     pub settings: BTreeMap<String, String>,
+    /// Data tables by name.
     pub tables: BTreeMap<String, sqlflight_corpora::TableSource>,
+    /// Statements to run first, in order.
     pub statements: Vec<String>,
 }
 
