@@ -9,16 +9,15 @@
 //!   sqlflight adds or saves (the worker runs its jobs on one long-lived
 //!   mini-cluster and collects results as Arrow in the JVM).
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sqlflight_corpora::bundled::Workload;
 use sqlflight_engines::EngineSpec;
 use sqlflight_engines::flink::FlinkMode;
 
-use crate::worker::time;
+use crate::worker::{VsBareLoop, run_bare_loop};
 use crate::{Ctx, EXIT_OK};
-use crate::{emit, median, tpch_catalog};
+use crate::{emit, tpch_catalog};
 
 /// `bench flink`.
 #[derive(Debug, clap::Args)]
@@ -112,25 +111,14 @@ pub fn bench_flink(args: &FlinkBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     // The bare loop, in the same environment as the engine's workers.
     let python = sqlflight_engines::python::ensure_venv("apache-flink", &args.version, &[])?;
     sqlflight_engines::python::java().map_err(anyhow::Error::msg)?;
-    let spec_path = dir.path().join("spec.json");
-    std::fs::write(
-        &spec_path,
-        serde_json::to_vec(
-            &serde_json::json!({"setup": converted.setup, "queries": queries, "repeat": repeat, "mode": args.mode}),
-        )?,
+    let bare = run_bare_loop(
+        &python,
+        dir.path(),
+        BARE_LOOP,
+        &serde_json::json!({"setup": converted.setup, "queries": queries, "repeat": repeat, "mode": args.mode}),
+        &[],
+        "pyflink",
     )?;
-    let script = dir.path().join("bare_loop.py");
-    std::fs::write(&script, BARE_LOOP)?;
-    let result_path = dir.path().join("bare.json");
-    let status = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&spec_path)
-        .arg(&result_path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "the bare pyflink loop failed ({status})");
-    let bare: BTreeMap<String, Vec<f64>> = serde_json::from_slice(&std::fs::read(&result_path)?)?;
 
     // The engine, as playback and flight use it.
     let spec = EngineSpec::Flink {
@@ -147,29 +135,14 @@ pub fn bench_flink(args: &FlinkBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     let started = Instant::now();
     let engine = sqlflight_engines::build_engine("flink", &spec, &catalog)?;
     let startup = started.elapsed();
-    let mut overheads_ms = Vec::new();
-    let (mut total_bare, mut total_worker) = (0.0, 0.0);
+    let mut vs = VsBareLoop::default();
     for (id, sql) in &queries {
         let Some(tb) = bare.get(id) else { continue };
-        anyhow::ensure!(!tb.is_empty(), "the bare loop did not time {id}");
-        time(engine.as_ref(), sql)?;
-        let mut tw: Vec<Duration> = Vec::new();
-        for _ in 0..repeat {
-            tw.push(time(engine.as_ref(), sql)?);
-        }
-        let mw = median(tw).as_secs_f64() * 1e3;
-        let mut tb = tb.clone();
-        tb.sort_by(f64::total_cmp);
-        let mb = tb[tb.len() / 2];
-        total_bare += mb;
-        total_worker += mw;
-        overheads_ms.push(mw - mb);
+        vs.query(engine.as_ref(), sql, tb, repeat)?;
     }
-    anyhow::ensure!(!overheads_ms.is_empty(), "Flink ran none of the TPC-H queries");
-    let mut sorted = overheads_ms.clone();
-    sorted.sort_by(f64::total_cmp);
+    anyhow::ensure!(vs.timed() > 0, "Flink ran none of the TPC-H queries");
     let mb = bytes as f64 / 1e6;
-    let v = serde_json::json!({
+    let mut v = serde_json::json!({
         "flink_version": args.version,
         "mode": args.mode,
         "scale_factor": args.scale,
@@ -178,15 +151,10 @@ pub fn bench_flink(args: &FlinkBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
         "convert_mb_per_s": mb / convert.as_secs_f64(),
         "copy_mb_per_s": mb / copy.as_secs_f64(),
         "convert_vs_copy": convert.as_secs_f64() / copy.as_secs_f64(),
-        "queries_timed": overheads_ms.len(),
+        "queries_timed": vs.timed(),
         "queries": queries.len(),
-        "worker_startup_s": startup.as_secs_f64(),
-        "overhead_ms_median": sorted[sorted.len() / 2],
-        "overhead_ms_max": sorted[sorted.len() - 1],
-        "bare_loop_total_ms": total_bare,
-        "worker_total_ms": total_worker,
-        "worker_vs_bare_loop": total_worker / total_bare,
     });
+    vs.add_figures(startup, &mut v);
     emit(
         cli,
         &format!(

@@ -11,9 +11,9 @@ use std::time::Instant;
 use sqlflight_corpora::bundled::Workload;
 use sqlflight_engines::EngineSpec;
 
-use crate::worker::time;
+use crate::worker::{VsBareLoop, run_bare_loop};
 use crate::{Ctx, EXIT_OK};
-use crate::{emit, median, tpch_catalog};
+use crate::{emit, tpch_catalog};
 
 /// `bench spark`.
 #[derive(Debug, clap::Args)]
@@ -78,25 +78,14 @@ pub fn bench_spark(args: &SparkBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
         &sqlflight_engines::spark::extras(&args.version),
     )?;
     let dir = tempfile::tempdir()?;
-    let spec_path = dir.path().join("spec.json");
-    std::fs::write(
-        &spec_path,
-        serde_json::to_vec(&serde_json::json!({"tables": tables, "queries": queries, "repeat": repeat}))?,
+    let bare = run_bare_loop(
+        &python,
+        dir.path(),
+        BARE_LOOP,
+        &serde_json::json!({"tables": tables, "queries": queries, "repeat": repeat}),
+        &[("SPARK_LOCAL_IP", "127.0.0.1")],
+        "pyspark",
     )?;
-    let script = dir.path().join("bare_loop.py");
-    std::fs::write(&script, BARE_LOOP)?;
-    // Results go to a file the script names, so Spark's console output cannot mix in.
-    let result_path = dir.path().join("bare.json");
-    let status = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&spec_path)
-        .arg(&result_path)
-        .env("SPARK_LOCAL_IP", "127.0.0.1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "the bare pyspark loop failed ({status})");
-    let bare: BTreeMap<String, Vec<f64>> = serde_json::from_slice(&std::fs::read(&result_path)?)?;
 
     // The engine, as playback and flight use it.
     let spec = EngineSpec::Spark {
@@ -108,36 +97,21 @@ pub fn bench_spark(args: &SparkBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     let started = Instant::now();
     let engine = sqlflight_engines::build_engine("spark", &spec, &catalog)?;
     let startup = started.elapsed();
-    let mut overheads_ms = Vec::new();
-    let (mut total_bare, mut total_worker) = (0.0, 0.0);
+    let mut vs = VsBareLoop::default();
     for (id, sql) in &queries {
-        time(engine.as_ref(), sql)?;
-        let mut tw = Vec::new();
-        for _ in 0..repeat {
-            tw.push(time(engine.as_ref(), sql)?);
-        }
-        let mw = median(tw).as_secs_f64() * 1e3;
-        let mut tb = bare.get(id).cloned().unwrap_or_default();
-        anyhow::ensure!(!tb.is_empty(), "the bare loop did not time {id}");
-        tb.sort_by(f64::total_cmp);
-        let mb = tb[tb.len() / 2];
-        total_bare += mb;
-        total_worker += mw;
-        overheads_ms.push(mw - mb);
+        vs.query(
+            engine.as_ref(),
+            sql,
+            bare.get(id).map_or(&[][..], Vec::as_slice),
+            repeat,
+        )?;
     }
-    let mut sorted = overheads_ms.clone();
-    sorted.sort_by(f64::total_cmp);
-    let v = serde_json::json!({
+    let mut v = serde_json::json!({
         "spark_version": args.version,
         "scale_factor": args.scale,
         "queries": queries.len(),
-        "worker_startup_s": startup.as_secs_f64(),
-        "overhead_ms_median": sorted[sorted.len() / 2],
-        "overhead_ms_max": sorted[sorted.len() - 1],
-        "bare_loop_total_ms": total_bare,
-        "worker_total_ms": total_worker,
-        "worker_vs_bare_loop": total_worker / total_bare,
     });
+    vs.add_figures(startup, &mut v);
     emit(
         cli,
         &format!(

@@ -37,6 +37,92 @@ pub(crate) fn time(e: &dyn Engine, sql: &str) -> anyhow::Result<Duration> {
     Ok(t.elapsed())
 }
 
+/// A worker engine against a bare loop of the same engine release, query by
+/// query (Spark, Flink): the median of each side per query, their differences.
+#[derive(Default)]
+pub(crate) struct VsBareLoop {
+    overheads_ms: Vec<f64>,
+    total_bare_ms: f64,
+    total_worker_ms: f64,
+}
+
+impl VsBareLoop {
+    /// Times `sql` on `engine` (a warm-up, then `repeat` runs) against the bare
+    /// loop's times of the same query.
+    pub(crate) fn query(
+        &mut self,
+        engine: &dyn Engine,
+        sql: &str,
+        bare_ms: &[f64],
+        repeat: usize,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(!bare_ms.is_empty(), "the bare loop did not time `{sql}`");
+        time(engine, sql)?;
+        let mut tw = Vec::new();
+        for _ in 0..repeat {
+            tw.push(time(engine, sql)?);
+        }
+        let worker = median(tw).as_secs_f64() * 1e3;
+        let mut tb = bare_ms.to_vec();
+        tb.sort_by(f64::total_cmp);
+        let bare = tb[tb.len() / 2];
+        self.total_bare_ms += bare;
+        self.total_worker_ms += worker;
+        self.overheads_ms.push(worker - bare);
+        Ok(())
+    }
+
+    /// Queries timed so far.
+    pub(crate) fn timed(&self) -> usize {
+        self.overheads_ms.len()
+    }
+
+    /// The figures, with the worker's start-up time, added to `into`.
+    pub(crate) fn add_figures(&self, startup: Duration, into: &mut serde_json::Value) {
+        let mut sorted = self.overheads_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        let figures = serde_json::json!({
+            "worker_startup_s": startup.as_secs_f64(),
+            "overhead_ms_median": sorted.get(sorted.len() / 2),
+            "overhead_ms_max": sorted.last(),
+            "bare_loop_total_ms": self.total_bare_ms,
+            "worker_total_ms": self.total_worker_ms,
+            "worker_vs_bare_loop": self.total_worker_ms / self.total_bare_ms,
+        });
+        if let (Some(into), Some(figures)) = (into.as_object_mut(), figures.as_object()) {
+            into.extend(figures.clone());
+        }
+    }
+}
+
+/// Runs a bare-loop Python script (`script`, given `spec` as JSON) with the
+/// engine's own virtual environment and reads the per-query times (ms) it
+/// writes to a file (so the engine's console output cannot mix in).
+pub(crate) fn run_bare_loop(
+    python: &std::path::Path,
+    dir: &std::path::Path,
+    script: &str,
+    spec: &serde_json::Value,
+    env: &[(&str, &str)],
+    what: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, Vec<f64>>> {
+    let spec_path = dir.join("spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec(spec)?)?;
+    let script_path = dir.join("bare_loop.py");
+    std::fs::write(&script_path, script)?;
+    let result_path = dir.join("bare.json");
+    let status = std::process::Command::new(python)
+        .arg(&script_path)
+        .arg(&spec_path)
+        .arg(&result_path)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "the bare {what} loop failed ({status})");
+    Ok(serde_json::from_slice(&std::fs::read(&result_path)?)?)
+}
+
 /// Runs `bench worker`; returns the exit code.
 // Long by design: a measurement script, its steps in the order they are timed.
 pub fn bench_worker(args: &WorkerBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
