@@ -512,18 +512,11 @@ fn bench_flight(args: &FlightBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     let b: Arc<dyn Engine> = Arc::new(engine("baseline", bspec, &catalog)?);
     let c: Arc<dyn Engine> = Arc::new(engine("candidate", cspec, &catalog)?);
     let limits = ExecLimits::default();
-    // The engine alone: the same executions flight makes with --repeat 1
-    // (warm-up + one timed run per side), results discarded.
-    let bare = || -> Duration {
-        let t = Instant::now();
-        for r in &corpus.records {
-            for e in [&b, &c, &b, &c] {
-                let _ = e.execute(&r.sql, &limits, &mut |_| Ok(()));
-            }
-        }
-        t.elapsed()
-    };
-    let flight = || -> anyhow::Result<Duration> {
+    // Flight decides per query how many timed runs it needs (sequential ABBA
+    // blocks, see flighting::perf), so the engine alone repeats exactly the
+    // executions that flight made: per query, the warm-up plus the timed runs of
+    // each side (and any baseline re-runs), in flight's order, results discarded.
+    let flight = || -> anyhow::Result<(Duration, Vec<[usize; 2]>)> {
         let tmp = tempfile::tempdir()?;
         let opts = sqlflight_flighting::FlightOptions {
             out: tmp.path().join("run"),
@@ -533,20 +526,57 @@ fn bench_flight(args: &FlightBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
             ..Default::default()
         };
         let t = Instant::now();
-        sqlflight_flighting::run_flight(&corpus, b.clone(), c.clone(), &opts, &NoProgress)?;
-        Ok(t.elapsed())
+        let run = sqlflight_flighting::run_flight(&corpus, b.clone(), c.clone(), &opts, &NoProgress)?;
+        let took = t.elapsed();
+        let by_id: std::collections::HashMap<&str, [usize; 2]> = run
+            .outcomes
+            .iter()
+            .map(|o| {
+                let runs = o.flight.as_ref().map_or([1, 1], |f| {
+                    [
+                        1 + f.baseline.times_ms.len() + f.reruns as usize,
+                        1 + f.candidate.times_ms.len(),
+                    ]
+                });
+                (o.query_id.as_str(), runs)
+            })
+            .collect();
+        let counts = corpus
+            .records
+            .iter()
+            .map(|r| by_id.get(r.id.as_str()).copied().unwrap_or([1, 1]))
+            .collect();
+        Ok((took, counts))
     };
-    bare();
+    let bare = |counts: &[[usize; 2]]| -> Duration {
+        let t = Instant::now();
+        for (r, [nb, nc]) in corpus.records.iter().zip(counts) {
+            for i in 0..*nb.max(nc) {
+                for (e, n) in [(&b, nb), (&c, nc)] {
+                    if i < *n {
+                        let _ = e.execute(&r.sql, &limits, &mut |_| Ok(()));
+                    }
+                }
+            }
+        }
+        t.elapsed()
+    };
+    let (_, warm) = flight()?;
+    bare(&warm);
     let mut tb = Vec::new();
     let mut tf = Vec::new();
+    let mut executions = 0;
     for _ in 0..args.repeat.max(1) {
-        tb.push(bare());
-        tf.push(flight()?);
+        let (took, counts) = flight()?;
+        tf.push(took);
+        tb.push(bare(&counts));
+        executions = counts.iter().map(|[x, y]| x + y).sum::<usize>();
     }
     let (tb, tf) = (median(tb), median(tf));
     let v = serde_json::json!({
         "scale_factor": args.scale,
         "queries": corpus.records.len(),
+        "executions_per_flight": executions,
         "engine_alone_s": tb.as_secs_f64(),
         "flight_s": tf.as_secs_f64(),
         "flight_overhead_ratio": tf.as_secs_f64() / tb.as_secs_f64(),
@@ -554,7 +584,7 @@ fn bench_flight(args: &FlightBenchArgs, cli: &Ctx) -> anyhow::Result<u8> {
     emit(
         cli,
         &format!(
-            "TPC-H SF {} flight (--repeat 1) vs the engine alone, median of {}:",
+            "TPC-H SF {} flight (--repeat 1, adaptive timing) vs the engine alone making the same executions, median of {}:",
             args.scale, args.repeat
         ),
         &v,
