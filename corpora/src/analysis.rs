@@ -38,6 +38,7 @@ pub enum OrderKey {
 /// What the AST says about one statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Analysis {
+    /// Read, write, DDL or other.
     pub kind: StatementKind,
     /// Why `kind` is not `Read`, in words (`INSERT`, `FOR UPDATE`, ...).
     pub kind_detail: Option<String>,

@@ -9,13 +9,17 @@ use crate::record::QueryRecord;
 /// A bundled workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
+    /// TPC-H's 22 queries.
     Tpch,
+    /// TPC-DS's 99 queries.
     Tpcds,
 }
 
 impl Workload {
+    /// Every bundled workload.
     pub const ALL: [Workload; 2] = [Workload::Tpch, Workload::Tpcds];
 
+    /// Its name (`tpch`, `tpcds`).
     pub fn name(self) -> &'static str {
         match self {
             Workload::Tpch => "tpch",
@@ -23,6 +27,7 @@ impl Workload {
         }
     }
 
+    /// The workload named `name`.
     pub fn from_name(name: &str) -> Option<Workload> {
         Workload::ALL.into_iter().find(|w| w.name() == name)
     }

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 /// DDL text and where it came from (a file path, or `<bundled:tpch>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DdlSource {
+    /// Where the DDL came from (for messages).
     pub origin: String,
+    /// The DDL statements.
     pub text: String,
 }
 
@@ -16,7 +18,9 @@ pub struct DdlSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TableFormat {
+    /// Apache Parquet.
     Parquet,
+    /// Comma-separated values with a header line.
     Csv,
 }
 
@@ -34,15 +38,20 @@ impl TableFormat {
 /// Live data for one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSource {
+    /// The file or directory holding the data.
     pub path: PathBuf,
+    /// Its format.
     pub format: TableFormat,
 }
 
 /// Everything an engine session needs before it can compile or run the corpus.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
+    /// Schema DDL run first (tables without data compile, never execute).
     pub ddl: Vec<DdlSource>,
+    /// Statements run on each session after the DDL (e.g. `SET`).
     pub setup: Vec<String>,
+    /// Tables with live data, by name.
     pub tables: BTreeMap<String, TableSource>,
 }
 

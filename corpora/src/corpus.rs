@@ -17,29 +17,61 @@ pub const VERSION: u32 = 1;
 /// Errors reading or writing corpora.
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
+    /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// The directory has no `manifest.json`.
     #[error("{path}: not a corpus directory (no manifest.json); build one with `sqlflight corpus ingest`")]
-    NotACorpus { path: PathBuf },
+    NotACorpus {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A manifest or record is not valid JSON for its type.
     #[error("{path}:{line}:{column}: {message}")]
     Json {
+        /// The file.
         path: PathBuf,
+        /// 1-based line.
         line: usize,
+        /// 1-based column.
         column: usize,
+        /// What is wrong.
         message: String,
     },
+    /// The corpus is not usable as it is (e.g. a new corpus over an old one).
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// Input that is not UTF-8.
     #[error(
         "{path}: not valid UTF-8 at byte offset {offset} (line {line}); re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
     )]
-    NotUtf8 { path: PathBuf, offset: usize, line: usize },
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the first bad byte.
+        offset: usize,
+        /// Its 1-based line.
+        line: usize,
+    },
+    /// Generating data (TPC-H, TPC-DS) failed.
     #[error("{path}: {message}")]
-    Generate { path: PathBuf, message: String },
+    Generate {
+        /// Where the data was being written.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
 }
 
 impl CorpusError {
@@ -54,9 +86,13 @@ impl CorpusError {
 /// `manifest.json` of a corpus.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CorpusManifest {
+    /// Always `sqlflight-corpus`.
     pub format: String,
+    /// The corpus format's version.
     pub version: u32,
+    /// The corpus's name.
     pub name: String,
+    /// What it holds, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// File holding the records, relative to the corpus directory.
@@ -65,11 +101,13 @@ pub struct CorpusManifest {
     /// Schema DDL file, relative to the corpus directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
+    /// The SQL dialect its statements are parsed in.
     #[serde(default = "default_dialect")]
     pub dialect: String,
     /// Number of records, written by [`CorpusWriter`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// When it was created (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
 }
@@ -82,6 +120,7 @@ fn default_dialect() -> String {
 }
 
 impl CorpusManifest {
+    /// A manifest for a new corpus named `name` (dialect `generic`, created now).
     pub fn new(name: impl Into<String>) -> Self {
         CorpusManifest {
             format: FORMAT.into(),
@@ -100,7 +139,9 @@ impl CorpusManifest {
 /// A corpus in memory: its manifest, records, schema text and content hash.
 #[derive(Debug, Clone)]
 pub struct Corpus {
+    /// Its manifest.
     pub manifest: CorpusManifest,
+    /// Its records, in file order.
     pub records: Vec<QueryRecord>,
     /// Schema DDL text, if the corpus carries one.
     pub schema: Option<String>,
@@ -272,6 +313,7 @@ pub struct CorpusWriter {
 }
 
 impl CorpusWriter {
+    /// Starts a corpus at `dir` (refused when one is already there).
     pub fn create(dir: &Path, mut manifest: CorpusManifest) -> Result<Self, CorpusError> {
         if dir.join("manifest.json").exists() || dir.join(&manifest.queries).exists() {
             return Err(CorpusError::Invalid {
@@ -291,6 +333,7 @@ impl CorpusWriter {
         })
     }
 
+    /// Writes the schema DDL beside the records (`schema.sql`).
     pub fn set_schema(&mut self, ddl: &str) -> Result<(), CorpusError> {
         let p = self.dir.join("schema.sql");
         fs::write(&p, ddl).map_err(|e| CorpusError::io(&p, e))?;
@@ -298,6 +341,7 @@ impl CorpusWriter {
         Ok(())
     }
 
+    /// Appends one record.
     pub fn write(&mut self, rec: &QueryRecord) -> Result<(), CorpusError> {
         let qpath = self.dir.join(&self.manifest.queries);
         serde_json::to_writer(&mut self.out, rec).map_err(|e| CorpusError::io(&qpath, e.into()))?;
@@ -316,10 +360,13 @@ impl CorpusWriter {
         self.manifest.dialect = dialect.to_string();
     }
 
+    /// Records written so far.
     pub fn count(&self) -> u64 {
         self.count
     }
 
+    /// Flushes the records and writes the manifest (with the count) last, so a
+    /// corpus with a manifest is complete; returns the directory.
     pub fn finish(mut self) -> Result<PathBuf, CorpusError> {
         let qpath = self.dir.join(&self.manifest.queries);
         self.out.flush().map_err(|e| CorpusError::io(&qpath, e))?;

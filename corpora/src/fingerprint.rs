@@ -79,7 +79,9 @@ impl TemplateId {
 /// A fingerprint: the normalized text and its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint {
+    /// The statement with literals replaced and spacing normalized.
     pub normalized: String,
+    /// The template id (a hash of `normalized`).
     pub id: TemplateId,
 }
 

@@ -34,13 +34,21 @@ use crate::split::SplitOptions;
 pub enum IngestFormat {
     /// Detect from the content (and the `.sql` extension).
     Auto,
+    /// `.sql` scripts, split into statements.
     Sql,
+    /// JSON Lines, one statement record per line.
     Jsonl,
+    /// PostgreSQL `csvlog`.
     PgCsvlog,
+    /// PostgreSQL `jsonlog`.
     PgJsonlog,
+    /// MySQL / MariaDB slow query log.
     MysqlSlow,
+    /// MySQL / MariaDB general query log.
     MysqlGeneral,
+    /// Trino query-completed events (JSON Lines).
     TrinoEvents,
+    /// Spark event logs (SQL execution start events).
     SparkEvents,
 }
 
@@ -57,6 +65,7 @@ const FORMATS: [(IngestFormat, &str); 9] = [
 ];
 
 impl IngestFormat {
+    /// The name `--format` takes.
     pub fn name(self) -> &'static str {
         FORMATS.iter().find(|f| f.0 == self).map_or("auto", |f| f.1)
     }
@@ -92,9 +101,12 @@ impl std::fmt::Display for IngestFormat {
     }
 }
 
+/// How to ingest.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
+    /// The input format (`Auto`: detected per file).
     pub format: IngestFormat,
+    /// How `.sql` scripts are split into statements.
     pub split: SplitOptions,
     /// Tags added to every record.
     pub tags: Vec<String>,
@@ -120,8 +132,11 @@ impl Default for IngestOptions {
 /// One piece of input that was not ingested, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SkippedInput {
+    /// The file.
     pub file: String,
+    /// The 1-based line where the record starts.
     pub line: u64,
+    /// Why it was skipped.
     pub reason: String,
 }
 
@@ -132,6 +147,7 @@ pub const SKIPPED_KEPT: usize = 1000;
 /// What an ingest read, kept and skipped.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct IngestReport {
+    /// Files read.
     pub files: u64,
     /// Files per detected format.
     pub formats: BTreeMap<String, u64>,
@@ -141,9 +157,11 @@ pub struct IngestReport {
     pub dialect: String,
     /// Statement records found: kept + skipped.
     pub records_read: u64,
+    /// Records written to the corpus.
     pub kept: u64,
     /// Distinct templates among the kept records.
     pub templates: u64,
+    /// Records skipped (every one, including those beyond `skipped`).
     pub skipped_total: u64,
     /// The first [`SKIPPED_KEPT`] skipped records, with file, line and reason.
     pub skipped: Vec<SkippedInput>,

@@ -17,8 +17,11 @@ const BUF: usize = 256 * 1024;
 /// Compression of an input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
+    /// Plain.
     None,
+    /// gzip (`.gz`).
     Gzip,
+    /// Zstandard (`.zst`).
     Zstd,
 }
 
@@ -106,6 +109,7 @@ pub struct Lines<R> {
 }
 
 impl<R: BufRead> Lines<R> {
+    /// Lines of `reader`, at most [`max_record`] bytes each (longer ones are skipped).
     pub fn new(reader: R) -> Self {
         Lines {
             reader,

@@ -18,6 +18,8 @@
 //! must keep memory independent of the length of a log, and must never let an
 //! original literal into a masked corpus.
 
+#![warn(missing_docs)]
+
 pub mod analysis;
 pub mod bundled;
 pub mod catalog;

@@ -52,8 +52,11 @@ pub struct Masker {
 /// What a mask run did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct MaskReport {
+    /// Records read.
     pub records: u64,
+    /// Records written masked.
     pub masked: u64,
+    /// Literals replaced.
     pub literals: u64,
     /// Records left out because their text could not be tokenized.
     pub left_out: Vec<String>,

@@ -21,17 +21,23 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRecord {
+    /// Stable id: `q-` and a hash of the statement (`-2`, `-3` for repeats), or the input's own id.
     pub id: String,
+    /// The statement's text.
     pub sql: String,
     /// Template (fingerprint) id; computed from `sql` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_id: Option<TemplateId>,
+    /// Where it was read from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// The user that ran it, as the log named them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The tenant it belongs to (rollouts admit tenants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The database (schema) it ran in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
     /// Capture time (RFC 3339), as the source reported it.
@@ -40,6 +46,7 @@ pub struct QueryRecord {
     /// Observed duration in milliseconds, when the source reported one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<f64>,
+    /// Free-form tags (`--tag`, selection by `--only-tag`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// Session (connection, thread, application) the log attributes it to.

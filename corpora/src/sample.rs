@@ -25,7 +25,9 @@ use crate::record::QueryRecord;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Weight {
+    /// The template's number of records.
     Count,
+    /// The template's summed duration (statements without one add nothing).
     Duration,
 }
 
@@ -40,21 +42,27 @@ impl std::str::FromStr for Weight {
     }
 }
 
+/// How to sample.
 #[derive(Debug, Clone)]
 pub struct SampleOptions {
     /// At most this many records per template.
     pub per_template: Option<usize>,
     /// At most this many records in all.
     pub max: Option<usize>,
+    /// How the `max` slots are shared among templates.
     pub weight: Weight,
+    /// Seed of the random choice (the same seed, the same sample).
     pub seed: u64,
 }
 
 /// What a sample run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SampleReport {
+    /// Records in the source corpus.
     pub records_read: u64,
+    /// Templates among them.
     pub templates: u64,
+    /// Records written to the sample.
     pub selected: u64,
     /// Templates with at least one selected record.
     pub templates_selected: u64,

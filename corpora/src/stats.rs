@@ -11,18 +11,27 @@ use crate::fingerprint::{Fingerprinter, TemplateId};
 /// One template's figures.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TemplateStats {
+    /// The template's id.
     pub template_id: TemplateId,
     /// The normalized text (no literals).
     pub template: String,
+    /// Read, write, DDL or other.
     pub kind: StatementKind,
+    /// Statements of this template.
     pub count: u64,
     /// Statements that reported a duration.
     pub timed: u64,
+    /// Their summed duration.
     pub total_ms: f64,
+    /// Their mean duration (none when none was timed).
     pub mean_ms: Option<f64>,
+    /// Earliest capture time seen.
     pub first_seen: Option<String>,
+    /// Latest capture time seen.
     pub last_seen: Option<String>,
+    /// Distinct users.
     pub users: u64,
+    /// Distinct tenants.
     pub tenants: u64,
     /// One record of this template (its id), for finding an example.
     pub example_id: String,
@@ -31,17 +40,27 @@ pub struct TemplateStats {
 /// The whole corpus's figures.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CorpusStats {
+    /// The corpus's name.
     pub name: String,
+    /// Its dialect.
     pub dialect: String,
+    /// Statements in it.
     pub statements: u64,
+    /// Distinct templates.
     pub templates: u64,
     /// Statements by kind (read, write, ddl, other).
     pub kinds: BTreeMap<String, u64>,
+    /// Statements that reported a duration.
     pub timed: u64,
+    /// Their summed duration.
     pub total_ms: f64,
+    /// Earliest capture time seen.
     pub first_seen: Option<String>,
+    /// Latest capture time seen.
     pub last_seen: Option<String>,
+    /// Distinct users.
     pub users: u64,
+    /// Distinct tenants.
     pub tenants: u64,
     /// Templates by statement count, largest first.
     pub per_template: Vec<TemplateStats>,

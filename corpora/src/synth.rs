@@ -43,6 +43,7 @@ pub struct Statements {
 }
 
 impl Statements {
+    /// A generator seeded with `seed` (the same seed, the same statements).
     pub fn new(seed: u64) -> Self {
         let harmonic: f64 = (1..=SHAPES.len()).map(|j| 1.0 / j as f64).sum();
         let mut acc = 0.0;

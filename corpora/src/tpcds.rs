@@ -26,7 +26,9 @@ const LAYOUT: &str = "tpcdsgen4-v1";
 /// TPC-DS tables generated on disk.
 #[derive(Debug, Clone)]
 pub struct TpcdsData {
+    /// The directory holding the tables.
     pub dir: PathBuf,
+    /// The scale factor they were generated at.
     pub scale_factor: f64,
     /// Table name and Parquet file, in schema order.
     pub tables: Vec<(String, PathBuf)>,

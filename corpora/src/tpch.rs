@@ -26,7 +26,9 @@ const LAYOUT: &str = "tpchgen3-v1";
 /// TPC-H tables generated on disk.
 #[derive(Debug, Clone)]
 pub struct TpchData {
+    /// The directory holding the tables.
     pub dir: PathBuf,
+    /// The scale factor they were generated at.
     pub scale_factor: f64,
     /// Table name and Parquet file, in TPC-H order.
     pub tables: Vec<(String, PathBuf)>,
@@ -34,6 +36,7 @@ pub struct TpchData {
     pub generated: bool,
 }
 
+/// The TPC-H tables, in the specification's order.
 pub const TABLES: [&str; 8] = [
     "nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem",
 ];

@@ -14,17 +14,27 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// breaks every link after it.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ChainRow {
+    /// The entry's id.
     pub id: i64,
+    /// The rollout it belongs to.
     pub rollout_id: i64,
+    /// When, ms since the epoch.
     pub at_ms: i64,
+    /// Who.
     pub actor: String,
+    /// What.
     pub action: String,
+    /// The phase before.
     pub from_phase: i64,
+    /// The phase after.
     pub to_phase: i64,
+    /// The status after.
     pub status: String,
+    /// Why, when given.
     pub reason: Option<String>,
     /// The evidence JSON exactly as stored.
     pub evidence: Option<String>,
+    /// The previous entry's hash (the empty string for the first).
     pub prev_hash: String,
 }
 
@@ -39,14 +49,17 @@ impl ChainRow {
 /// An exported audit entry: the row and its hash (`rollout audit --export`).
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ChainEntry {
+    /// The row as hashed.
     #[serde(flatten)]
     pub row: ChainRow,
+    /// Its hash ([`ChainRow::hash`]).
     pub hash: String,
 }
 
 /// What checking the chain found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChainReport {
+    /// Entries checked.
     pub entries: usize,
     /// The last entry's hash: compare it with one kept elsewhere to detect a
     /// truncated log.

@@ -18,9 +18,11 @@ use crate::store::Rollout;
 /// A run offered as evidence.
 #[derive(Debug, Clone)]
 pub struct EvidenceRun {
+    /// The run directory.
     pub path: PathBuf,
     /// blake3 of the run's manifest and outcomes, as hex.
     pub digest: String,
+    /// The run as read.
     pub view: RunView,
 }
 
@@ -101,19 +103,27 @@ pub(crate) fn idle(r: &Rollout) -> Option<String> {
 /// The result of `check`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckOutcome {
+    /// Pass, inconclusive or fail.
     pub verdict: Verdict,
+    /// The gate that judged (none when the phase has none).
     pub gate: Option<String>,
+    /// Why, one line each (binding problems, failing rules).
     pub reasons: Vec<String>,
+    /// Every rule of the gate with its result.
     pub rules: Vec<JudgedRule>,
+    /// The runs judged (path, digest, kind, engines).
     pub runs: Vec<serde_json::Value>,
     /// Whether the check paused the rollout.
     pub paused: bool,
 }
 
+/// A gate rule's result and whether it is critical (failing it rolls back).
 #[derive(Debug, Clone, Serialize)]
 pub struct JudgedRule {
+    /// The rule's result.
     #[serde(flatten)]
     pub rule: RuleResult,
+    /// Whether failing it rolls back at once.
     pub critical: bool,
 }
 

@@ -21,6 +21,8 @@
 //! rollback wait on any of them, never change or delete an audit entry, and never
 //! write or serve the status token.
 
+#![warn(missing_docs)]
+
 pub mod chain;
 pub mod evidence;
 pub mod gateways;

@@ -21,6 +21,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// The name stored and printed (`active`, `paused`, `rolled_back`).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Active => "active",
@@ -29,6 +30,7 @@ impl Status {
         }
     }
 
+    /// The status named `s` ([`Status::as_str`]).
     pub fn parse(s: &str) -> Option<Status> {
         [Status::Active, Status::Paused, Status::RolledBack]
             .into_iter()
@@ -39,6 +41,7 @@ impl Status {
 /// The mutable part of a rollout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
+    /// Active, paused or rolled back.
     pub status: Status,
     /// Phases entered: 0 = none (every tenant on the baseline), `phases.len()` =
     /// the last one.
@@ -53,6 +56,7 @@ pub struct State {
 }
 
 impl State {
+    /// A new rollout's state: active, before its first phase.
     pub fn new(now_ms: i64) -> State {
         State {
             status: Status::Active,
@@ -73,19 +77,29 @@ impl State {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "missing", rename_all = "snake_case")]
 pub enum Unmet {
+    /// The rollout was rolled back.
     RolledBack,
+    /// The rollout is paused.
     Paused,
     /// The last phase is entered; there is nothing to advance to.
     Complete,
+    /// No passing evidence of this run kind was recorded during this phase.
     Evidence {
+        /// The run kind (`playback`, `flight`).
         kind: String,
+        /// The gate it must pass.
         gate: String,
     },
+    /// The phase has not baked long enough.
     Bake {
+        /// Time left.
         left_ms: u64,
     },
+    /// Too few distinct approvers.
     Approvals {
+        /// Approvers so far.
         have: u32,
+        /// Approvers needed.
         need: u32,
     },
 }
@@ -172,18 +186,24 @@ pub fn rollback(state: &mut State) {
 /// Why a transition cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The rollout was rolled back (final).
     #[error("the rollout was rolled back; start a new one with `rollout init`")]
     RolledBack,
+    /// `pause` on a paused rollout.
     #[error("the rollout is already paused")]
     AlreadyPaused,
+    /// `resume` on a rollout that is not paused.
     #[error("the rollout is not paused")]
     NotPaused,
+    /// The same approver twice for one phase.
     #[error("{0} already approved this phase")]
     AlreadyApproved(String),
+    /// Nothing is left to approve.
     #[error("the last phase is entered; there is nothing left to approve")]
     Complete,
 }
 
+/// Holds an active rollout (refused when it is not active).
 pub fn pause(state: &mut State) -> Result<(), Refusal> {
     match state.status {
         Status::RolledBack => Err(Refusal::RolledBack),
@@ -195,6 +215,7 @@ pub fn pause(state: &mut State) -> Result<(), Refusal> {
     }
 }
 
+/// Lets a paused rollout go on (refused when it is not paused).
 pub fn resume(state: &mut State) -> Result<(), Refusal> {
     match state.status {
         Status::RolledBack => Err(Refusal::RolledBack),
@@ -206,6 +227,8 @@ pub fn resume(state: &mut State) -> Result<(), Refusal> {
     }
 }
 
+/// Records `who` as an approver of the next phase (refused when rolled back or
+/// after the last phase).
 pub fn approve(policy: &Policy, state: &mut State, who: &str) -> Result<(), Refusal> {
     if state.status == Status::RolledBack {
         return Err(Refusal::RolledBack);
@@ -223,7 +246,9 @@ pub fn approve(policy: &Policy, state: &mut State, who: &str) -> Result<(), Refu
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
+    /// The version in production.
     Baseline,
+    /// The version being rolled out.
     Candidate,
 }
 
@@ -231,11 +256,17 @@ pub enum Side {
 /// and two set probes.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
+    /// The rollout's name.
     pub rollout: String,
+    /// The version in production.
     pub baseline: VersionSpec,
+    /// The version being rolled out.
     pub candidate: VersionSpec,
+    /// The rollout's status.
     pub status: Status,
+    /// Phases entered.
     pub phase: usize,
+    /// The current phase's name (none before the first).
     pub phase_name: Option<String>,
     seed: u64,
     tenants: HashSet<String>,
@@ -258,6 +289,7 @@ pub fn seed(rollout: &str) -> u64 {
 }
 
 impl RouteTable {
+    /// The table for `state` under `policy`.
     pub fn new(policy: &Policy, state: &State) -> RouteTable {
         let live = if state.status == Status::RolledBack {
             &[][..]
@@ -287,6 +319,7 @@ impl RouteTable {
         if admitted { Side::Candidate } else { Side::Baseline }
     }
 
+    /// The version serving `side`.
     pub fn version(&self, side: Side) -> &VersionSpec {
         match side {
             Side::Baseline => &self.baseline,

@@ -16,11 +16,14 @@ pub struct PolicyFile {
     /// Names the rollout; also salts the percent hashing, so two rollouts admit
     /// different cohorts.
     pub name: String,
+    /// The version in production.
     pub baseline: VersionSpec,
+    /// The version being rolled out.
     pub candidate: VersionSpec,
     /// Named gates, referenced by phases.
     #[serde(default)]
     pub gates: BTreeMap<String, GateRef>,
+    /// The phases, in order; each admits more tenants.
     pub phases: Vec<PhaseFile>,
     /// Who may approve: `allowed_signers: FILE` (signed approvals) or
     /// `unsigned: true`. Omitted: unsigned, marked as such everywhere.
@@ -72,7 +75,9 @@ pub struct TrinoGateway {
     /// Where the tenant's tier is, in the same syntax (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
+    /// The Trino Gateway routing group of the baseline's clusters.
     pub baseline_group: String,
+    /// The routing group of the candidate's clusters.
     pub candidate_group: String,
 }
 
@@ -88,7 +93,9 @@ pub struct KyuubiGateway {
     /// The conf key that picks the engine's installation.
     #[serde(default = "default_home_key")]
     pub home_key: String,
+    /// The engine home of the baseline (the value set at `home_key`).
     pub baseline_home: String,
+    /// The engine home of the candidate.
     pub candidate_home: String,
 }
 
@@ -112,9 +119,12 @@ impl TrinoGateway {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VersionSpec {
+    /// The engine version, exactly as run manifests record it.
     pub version: String,
+    /// The engine kind (`datafusion`, `spark`, ...), when it must match too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// The engine profile, when it must match too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
 }
@@ -158,6 +168,7 @@ impl VersionSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GateRef {
+    /// The gate policy file, relative to the rollout policy.
     pub policy: String,
     /// Outcome classes whose `max` rules are critical: failing one during a phase
     /// rolls back at once. Default: wrong_result, new_failure, new_internal_error,
@@ -172,9 +183,12 @@ pub struct GateRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhaseFile {
+    /// The phase's name, shown in status and audit.
     pub name: String,
+    /// Tenants admitted by name.
     #[serde(default)]
     pub tenants: Vec<String>,
+    /// Priority tiers admitted (a tenant's tier comes from the gateway request).
     #[serde(default)]
     pub tiers: Vec<String>,
     /// Share of all tenants (0 to 100, two decimals), by consistent hashing.
@@ -202,8 +216,11 @@ pub const MAX_APPROVALS: u32 = 64;
 /// A gate frozen into the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Gate {
+    /// The gate's key in the policy's `gates`.
     pub name: String,
+    /// The gate policy, as read at init.
     pub policy: GatePolicy,
+    /// Outcome classes whose failing rules roll back at once.
     pub critical: Vec<OutcomeClass>,
     /// The gate's known differences (`accepted:` file), as loaded at init.
     #[serde(default)]
@@ -213,14 +230,21 @@ pub struct Gate {
 /// A phase frozen into the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
+    /// The phase's name.
     pub name: String,
+    /// Tenants admitted by name.
     pub tenants: Vec<String>,
+    /// Priority tiers admitted.
     pub tiers: Vec<String>,
     /// Basis points (1/100 of a percent) of tenants admitted by hash.
     pub percent_bp: u32,
+    /// Run kinds that need passing evidence before this phase is entered.
     pub require: Vec<String>,
+    /// The gate that evidence must pass (a key of `gates`).
     pub gate: Option<String>,
+    /// Bake time in milliseconds before the next phase may start.
     pub bake_ms: u64,
+    /// Distinct approvers needed to enter this phase.
     pub approvals: u32,
 }
 
@@ -228,14 +252,20 @@ pub struct Phase {
 /// gate files read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
+    /// The rollout's name (salts the percent hashing).
     pub name: String,
+    /// The version in production.
     pub baseline: VersionSpec,
+    /// The version being rolled out.
     pub candidate: VersionSpec,
+    /// The gates, by name.
     pub gates: BTreeMap<String, Gate>,
+    /// The phases, in order.
     pub phases: Vec<Phase>,
     /// The allowed signers of approvals; `None` = unsigned approvals.
     #[serde(default)]
     pub signers: Option<crate::trust::Signers>,
+    /// How gateways ask which version serves a session.
     #[serde(default)]
     pub gateways: Gateways,
 }
@@ -246,7 +276,9 @@ pub struct Policy {
 pub struct PolicyIssue {
     /// Text near the mistake, for the caller to turn into line:column.
     pub near: String,
+    /// What is wrong.
     pub message: String,
+    /// How to fix it.
     pub fix: String,
 }
 
@@ -458,6 +490,7 @@ impl Policy {
         self.gates.get(name)
     }
 
+    /// The bake time of `phase` (1-based; phase 0, before the first, bakes for nothing).
     pub fn bake(&self, phase: usize) -> Duration {
         Duration::from_millis(phase.checked_sub(1).map_or(0, |i| self.phases[i].bake_ms))
     }

@@ -32,6 +32,7 @@ pub struct Router {
 }
 
 impl Router {
+    /// A router over `store`, its table loaded now.
     pub fn new(store: Store) -> Result<Router, StoreError> {
         let version = store.data_version()?;
         let table = store.route_table()?.map(Arc::new);
@@ -48,6 +49,7 @@ impl Router {
         Ok(self.table.clone())
     }
 
+    /// The store it reads.
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -86,10 +88,15 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 /// One request as `handle` sees it.
 pub struct Req<'a> {
+    /// The HTTP method.
     pub method: &'a Method,
+    /// The path, without the query.
     pub path: &'a str,
+    /// The query string, if any.
     pub query: Option<&'a str>,
+    /// The request headers.
     pub headers: &'a hyper::HeaderMap,
+    /// The request body.
     pub body: &'a [u8],
 }
 
@@ -280,12 +287,16 @@ pub fn run_fixed_blocking(
     on_runtime(addr, bound, |l| serve_fixed(l, body))
 }
 
+/// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, #[source] std::io::Error),
+    /// Serving failed.
     #[error("{0}")]
     Io(#[source] std::io::Error),
 }

@@ -92,37 +92,63 @@ CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// Why a store command could not be done.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// SQLite failed on the store file.
     #[error("{path}: {source}")]
     Sqlite {
+        /// The store file.
         path: PathBuf,
+        /// What SQLite said.
         #[source]
         source: rusqlite::Error,
     },
+    /// There is no store at this path.
     #[error("no rollout store at {0}; create one with `sqlflight rollout init --policy FILE`")]
     Missing(PathBuf),
+    /// The store was written by a newer sqlflight.
     #[error(
         "{path}: the store has schema version {found}, newer than this sqlflight ({SCHEMA_VERSION}); use a newer sqlflight"
     )]
-    TooNew { path: PathBuf, found: i64 },
+    TooNew {
+        /// The store file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+    },
+    /// The store holds no rollout yet.
     #[error("the store has no rollout yet; create one with `sqlflight rollout init --policy FILE`")]
     NoRollout,
+    /// `init` while another rollout is still in progress.
     #[error(
         "rollout `{name}` is still in progress (phase {phase} of {phases}, {status}); roll it back or finish it before starting another"
     )]
     InProgress {
+        /// The rollout in progress.
         name: String,
+        /// Its phase.
         phase: usize,
+        /// Its number of phases.
         phases: usize,
+        /// Its status.
         status: &'static str,
     },
+    /// The state machine refused the command.
     #[error("{0}")]
     Refused(#[from] Refusal),
+    /// `advance` with conditions unmet (evidence, bake time, approvals).
     #[error("cannot advance:\n{}", .0.iter().map(|u| format!("  - {u}")).collect::<Vec<_>>().join("\n"))]
     Unmet(Vec<Unmet>),
+    /// The stored policy cannot be read back.
     #[error("{path}: the stored policy is unreadable: {message}")]
-    Corrupt { path: PathBuf, message: String },
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An approval was refused (bad signature, unknown key, key already counted).
     #[error("approval refused: {0}")]
     Approval(String),
 }
@@ -132,27 +158,44 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// A rollout as stored: its frozen policy and its state.
 #[derive(Debug, Clone)]
 pub struct Rollout {
+    /// The rollout's row id.
     pub id: i64,
+    /// The policy frozen at `init`.
     pub policy: Policy,
+    /// SHA-256 of the frozen policy (hex).
     pub policy_digest: String,
+    /// When it was created (ms since the epoch).
     pub created_ms: i64,
+    /// Who created it.
     pub created_by: String,
+    /// Where it stands.
     pub state: State,
 }
 
 /// One audit entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEntry {
+    /// The entry's id (increasing).
     pub id: i64,
+    /// The rollout it belongs to.
     pub rollout_id: i64,
+    /// When, RFC 3339.
     pub at: String,
+    /// When, ms since the epoch.
     pub at_ms: i64,
+    /// Who (OS account or approver).
     pub actor: String,
+    /// What (`init`, `advance`, `approve`, `check`, `rollback`, ...).
     pub action: String,
+    /// The phase before.
     pub from_phase: usize,
+    /// The phase after.
     pub to_phase: usize,
+    /// The status after.
     pub status: String,
+    /// Why, when given.
     pub reason: Option<String>,
+    /// Evidence, approval or judgement details.
     pub evidence: serde_json::Value,
 }
 
@@ -160,12 +203,21 @@ pub struct AuditEntry {
 #[derive(Debug, Clone)]
 pub enum Approval {
     /// A statement from [`Store::statement`] and its `ssh-keygen -Y sign` signature (PEM).
-    Signed { statement: String, signature: String },
+    Signed {
+        /// The statement signed.
+        statement: String,
+        /// The `ssh-keygen -Y sign` signature (PEM).
+        signature: String,
+    },
     /// An unsigned approval by the OS account running the command.
-    Unsigned { account: String },
+    Unsigned {
+        /// The OS account.
+        account: String,
+    },
 }
 
 impl Approval {
+    /// An unsigned approval by `account`.
     pub fn unsigned(account: &str) -> Approval {
         Approval::Unsigned {
             account: account.to_string(),
@@ -256,6 +308,7 @@ impl Store {
         Ok(s)
     }
 
+    /// The store file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -478,6 +531,7 @@ impl Store {
         })
     }
 
+    /// Pauses the current rollout (nothing advances until `resume`; routes stay).
     pub fn pause(&mut self, actor: &str, reason: Option<&str>, now: i64) -> Result<Rollout> {
         self.change(actor, "pause", now, |r| {
             machine::pause(&mut r.state)?;
@@ -485,6 +539,7 @@ impl Store {
         })
     }
 
+    /// Resumes a paused rollout.
     pub fn resume(&mut self, actor: &str, reason: Option<&str>, now: i64) -> Result<Rollout> {
         self.change(actor, "resume", now, |r| {
             machine::resume(&mut r.state)?;

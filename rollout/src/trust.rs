@@ -28,6 +28,7 @@ const HEADER: &str = "sqlflight rollout approval v1";
 /// The policy's approvers, frozen at `init`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signers {
+    /// The signature namespace approvals must be signed in (`-n`).
     pub namespace: String,
     /// The `allowed_signers` file as it was at `init`.
     pub allowed_signers: String,
@@ -38,9 +39,13 @@ pub struct Signers {
 /// One usable line of an `allowed_signers` file.
 #[derive(Debug, Clone)]
 pub struct AllowedSigner {
+    /// The principals (approver names) the key signs for.
     pub principals: Vec<String>,
+    /// The namespaces it may sign in (`namespaces="..."`; none = any).
     pub namespaces: Option<Vec<String>>,
+    /// The public key.
     pub key: PublicKey,
+    /// Its line in the file.
     pub line: usize,
 }
 

@@ -16,21 +16,29 @@ pub mod pg;
 /// One statement found in a log, with what the log says about it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Captured {
+    /// The statement's text.
     pub sql: String,
     /// 1-based line of the record that carries the statement.
     pub line: u64,
+    /// The user, as the log names them.
     pub user: Option<String>,
+    /// The database it ran in.
     pub database: Option<String>,
+    /// The session (connection, thread, process) it ran in.
     pub session: Option<String>,
     /// RFC 3339 when the log's time could be read as one; the log's text otherwise.
     pub captured_at: Option<String>,
+    /// Its duration, when the log reports one.
     pub duration_ms: Option<f64>,
     /// The engine's own query id (PostgreSQL `query_id`, Trino `queryId`, ...).
     pub query_id: Option<String>,
+    /// Other attributes the log gives (application, host, ...).
     pub attrs: BTreeMap<String, String>,
-    /// Only from JSON Lines exports: an explicit record id, tenant and tags.
+    /// Only from JSON Lines exports: an explicit record id ...
     pub id: Option<String>,
+    /// ... tenant ...
     pub tenant: Option<String>,
+    /// ... and tags.
     pub tags: Vec<String>,
 }
 
@@ -55,7 +63,12 @@ pub trait Sink {
 pub enum LogError {
     /// The input could not be read any further (I/O or decompression error) after
     /// this many lines.
-    Read { line: u64, error: io::Error },
+    Read {
+        /// Lines read before it failed.
+        line: u64,
+        /// What failed.
+        error: io::Error,
+    },
     /// The sink failed (the corpus could not be written).
     Sink(CorpusError),
 }
