@@ -22,6 +22,7 @@ pub mod corpus;
 pub mod flink;
 pub mod rollout;
 pub mod spark;
+pub mod verdicts;
 pub mod worker;
 
 use std::sync::Arc;
@@ -61,6 +62,9 @@ pub enum BenchCmd {
     Digest(DigestBenchArgs),
     /// A TPC-H flight vs the engine's own execution of the same queries.
     Flight(FlightBenchArgs),
+    /// Adaptive performance verdicts vs a fixed number of timed runs: wall time
+    /// and decisions on an A/A and on the demo's profiles.
+    Verdicts(crate::verdicts::VerdictsBenchArgs),
     /// Report generation for a large generated run vs simply reading the run.
     Report(ReportBenchArgs),
     /// Route lookups in process and over HTTP vs the bare hash and HTTP stack;
@@ -209,6 +213,7 @@ pub fn run(cmd: &BenchCmd, cli: &Ctx) -> anyhow::Result<u8> {
         BenchCmd::Playback(a) => bench_playback(a, cli),
         BenchCmd::Digest(a) => bench_digest(a, cli),
         BenchCmd::Flight(a) => bench_flight(a, cli),
+        BenchCmd::Verdicts(a) => crate::verdicts::bench_verdicts(a, cli),
         BenchCmd::Report(a) => bench_report(a, cli),
         BenchCmd::Rollout(a) => crate::rollout::bench_rollout(a, cli),
         BenchCmd::Worker(a) => crate::worker::bench_worker(a, cli),

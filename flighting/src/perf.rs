@@ -10,8 +10,13 @@
 //!   small samples) at level `alpha / looks` (Bonferroni over the scheduled
 //!   looks, so repeated looking keeps the false-alarm rate at `alpha`), and a
 //!   ratio beyond `min_effect` and `floor_ms`: `slower` / `faster`;
-//! - Welch's t interval of the ratio ([`stats::ratio_ci`]) inside `1 ± min_effect`, or the whole
-//!   interval of the difference under `floor_ms`: `same`;
+//! - equivalence, two one-sided tests at `alpha`: Welch's t interval
+//!   ([`stats::ratio_ci`], level 1 - 2 alpha) of the ratio inside `1 ± min_effect`,
+//!   or the whole interval of the difference under `floor_ms`: `same`;
+//! - non-binding futility from [`FUTILITY_PAIRS`] blocks on: no sign of a change
+//!   (p >= [`FUTILITY_P`]) and an estimate under half of `min_effect`: `same` (stopping
+//!   early never adds a false alarm; it costs a little power for changes near
+//!   `min_effect`, which stay far below `regression_ratio`);
 //! - otherwise another block, up to `max_pairs` blocks or `max_measure_ms`.
 //!
 //! At the cap: a ratio within the thresholds is `same`; anything else is
@@ -187,6 +192,11 @@ pub fn looks(min_pairs: usize, max_pairs: usize) -> Vec<usize> {
     out
 }
 
+/// Fewest blocks before the futility stop may end a sequence.
+pub const FUTILITY_PAIRS: u32 = 3;
+/// Smallest p-value of "no sign of a change" for the futility stop.
+pub const FUTILITY_P: f64 = 0.2;
+
 /// One look at the timings so far: a verdict, or `None` to measure another block
 /// (never `None` when `capped`).
 pub fn judge(
@@ -203,17 +213,14 @@ pub fn judge(
     let (lb, lc) = (ln(b), ln(c));
     let p = stats::randomization_p(&lb, &lc);
     let ci = stats::ratio_ci(&lb, &lc, 1.0 - policy.alpha).map(|(lo, hi)| [lo, hi]);
+    // Equivalence is two one-sided tests at `alpha` each: the 1 - 2 alpha interval.
+    let tost = stats::ratio_ci(&lb, &lc, 1.0 - 2.0 * policy.alpha);
     let cv = stats::cv(b).zip(stats::cv(c)).map(|(x, y)| [x, y]);
     let mut out = PerfComparison::simple(ratio, p, PerfVerdict::Inconclusive, false);
     out.ci = ci;
     out.pairs = pairs;
     out.cv = cv;
-    let gm = stats::geomean_ratio(&lb, &lc).unwrap_or(1.0);
-    let effect = if std::env::var_os("V1").is_some() {
-        (gm - 1.0).abs() >= policy.min_effect && (mb * (gm - 1.0)).abs() >= policy.floor_ms
-    } else {
-        (ratio - 1.0).abs() >= policy.min_effect && (mc - mb).abs() >= policy.floor_ms
-    };
+    let effect = (ratio - 1.0).abs() >= policy.min_effect && (mc - mb).abs() >= policy.floor_ms;
     if mb < policy.min_time_ms && mc < policy.min_time_ms {
         out.verdict = PerfVerdict::TooShort;
         out.reason = Some(format!(
@@ -233,13 +240,26 @@ pub fn judge(
         return Some(out);
     }
     let band = 1.0 + policy.min_effect;
-    let equivalent = ci.is_some_and(|[lo, hi]| {
+    let equivalent = tost.is_some_and(|(lo, hi)| {
         (lo >= 1.0 / band && hi <= band) || (mb * (hi - 1.0)).abs().max((mb * (lo - 1.0)).abs()) < policy.floor_ms
     });
     if equivalent {
         out.verdict = PerfVerdict::Same;
         out.reason = Some(format!(
-            "the ratio's interval lies within the thresholds after {pairs} pairs"
+            "equivalent: the ratio's {:.0}% interval lies within the thresholds after {pairs} pairs",
+            (1.0 - 2.0 * policy.alpha) * 100.0
+        ));
+        return Some(out);
+    }
+    // Non-binding futility: no sign of a change (p >= FUTILITY_P) and an estimate under
+    // half the smallest change of interest; more blocks would rarely decide
+    // anything. Stopping early never adds a false alarm.
+    let gm = stats::geomean_ratio(&lb, &lc).unwrap_or(1.0);
+    if pairs >= FUTILITY_PAIRS && p.is_some_and(|p| p >= FUTILITY_P) && gm.ln().abs() < (band.ln() / 2.0) {
+        out.verdict = PerfVerdict::Same;
+        out.reason = Some(format!(
+            "no sign of a change after {pairs} pairs (p={:.2}, {gm:.3}x): stopped for futility",
+            p.unwrap_or(1.0)
         ));
         return Some(out);
     }
