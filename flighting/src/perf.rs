@@ -25,7 +25,9 @@
 //! `regression_ratio` is an undecided slowdown, which counts as a regression.
 //! A decided slowdown beyond `regression_ratio` is measured again in a fresh
 //! sequence (starting with the other side) and is a regression only if that
-//! sequence finds a significant slowdown too.
+//! sequence finds a significant slowdown too: the one hypothesis left, tested
+//! one-sided at `alpha` split over two looks, after [`CONFIRM_PAIRS`] blocks and
+//! after as many as the first sequence needed.
 //!
 //! Everything here is pure: runs arrive through a callback, so the tests drive it
 //! with seeded synthetic timings.
@@ -65,7 +67,7 @@ pub fn measure(
     fixed_baseline: Option<&[f64]>,
     run: &mut dyn FnMut(Side) -> Option<f64>,
 ) -> Measured {
-    let mut first = sequence(policy, min_pairs, fixed_baseline, false, run);
+    let mut first = sequence(policy, min_pairs, fixed_baseline, None, run);
     if fixed_baseline.is_some() {
         // Recorded timings were taken at another time, under other load: the
         // comparison is not interleaved, so it informs but never counts.
@@ -83,8 +85,10 @@ pub fn measure(
     if !(policy.confirm && perf.verdict == PerfVerdict::Slower && perf.regression) {
         return first;
     }
-    // A second opinion: a fresh sequence that starts with the other side.
-    let second = sequence(policy, min_pairs, fixed_baseline, true, run);
+    // A second opinion: a fresh sequence that starts with the other side and
+    // tests the one hypothesis left (slower), one-sided, looking after two blocks
+    // and after as many as the first sequence needed.
+    let second = sequence(policy, min_pairs, fixed_baseline, Some(perf.pairs), run);
     let Some(again) = second.perf else { return first };
     // Reproduced: the second sequence also finds a significant slowdown.
     let reproduced = again.verdict == PerfVerdict::Slower;
@@ -119,10 +123,21 @@ fn sequence(
     policy: &PerfPolicy,
     min_pairs: usize,
     fixed_baseline: Option<&[f64]>,
-    start_with_candidate: bool,
+    confirm_of: Option<u32>,
     run: &mut dyn FnMut(Side) -> Option<f64>,
 ) -> Measured {
-    let schedule = looks(min_pairs, policy.max_pairs);
+    let start_with_candidate = confirm_of.is_some();
+    let schedule = match confirm_of {
+        Some(n) => {
+            let n = (n as usize).max(CONFIRM_PAIRS);
+            if n > CONFIRM_PAIRS {
+                vec![CONFIRM_PAIRS, n]
+            } else {
+                vec![n]
+            }
+        }
+        None => looks(min_pairs, policy.max_pairs),
+    };
     let max_pairs = schedule.last().copied().unwrap_or(1);
     let look_alpha = policy.alpha / schedule.len() as f64;
     let mut b: Vec<f64> = fixed_baseline.map(<[f64]>::to_vec).unwrap_or_default();
@@ -161,7 +176,7 @@ fn sequence(
         if !capped && !schedule.contains(&(pairs as usize)) {
             continue;
         }
-        if let Some(perf) = judge(&b, &c, policy, look_alpha, pairs, capped) {
+        if let Some(perf) = judge(&b, &c, policy, look_alpha, pairs, capped, start_with_candidate) {
             return Measured {
                 baseline_ms: b,
                 candidate_ms: c,
@@ -197,8 +212,13 @@ pub const FUTILITY_PAIRS: u32 = 3;
 /// Smallest p-value of "no sign of a change" for the futility stop.
 pub const FUTILITY_P: f64 = 0.2;
 
+/// Blocks after which a confirmation first looks: the fewest whose exact
+/// one-sided test can reach its level (4 + 4 runs: p >= 1/70).
+pub const CONFIRM_PAIRS: usize = 2;
+
 /// One look at the timings so far: a verdict, or `None` to measure another block
-/// (never `None` when `capped`).
+/// (never `None` when `capped`). `slower_only`: a confirmation, the test is
+/// one-sided (candidate slower).
 pub fn judge(
     b: &[f64],
     c: &[f64],
@@ -206,12 +226,17 @@ pub fn judge(
     look_alpha: f64,
     pairs: u32,
     capped: bool,
+    slower_only: bool,
 ) -> Option<PerfComparison> {
     let (mb, mc) = (stats::median(b)?, stats::median(c)?);
     let ratio = if mb > 0.0 { mc / mb } else { 1.0 };
     let ln = |xs: &[f64]| xs.iter().map(|x| x.max(1e-6).ln()).collect::<Vec<f64>>();
     let (lb, lc) = (ln(b), ln(c));
-    let p = stats::randomization_p(&lb, &lc);
+    let p = if slower_only {
+        stats::randomization_p_greater(&lb, &lc)
+    } else {
+        stats::randomization_p(&lb, &lc)
+    };
     let ci = stats::ratio_ci(&lb, &lc, 1.0 - policy.alpha).map(|(lo, hi)| [lo, hi]);
     // Equivalence is two one-sided tests at `alpha` each: the 1 - 2 alpha interval.
     let tost = stats::ratio_ci(&lb, &lc, 1.0 - 2.0 * policy.alpha);
@@ -426,8 +451,8 @@ mod tests {
                 let p = m.perf.as_ref().expect("a verdict");
                 assert_eq!(p.verdict, PerfVerdict::Slower, "{p:?}");
                 assert!(p.regression && p.confirmed == Some(true), "{p:?}");
-                // First sequence within 3 pairs, the confirmation as well.
-                assert!(p.pairs <= 6, "{p:?}");
+                // First sequence within 3 pairs, the confirmation within 2.
+                assert!(p.pairs <= 5, "{p:?}");
             }
         }
     }
@@ -508,6 +533,11 @@ mod tests {
             let q = stats::randomization_p(&b, &a).unwrap();
             proptest::prop_assert!((p - q).abs() < 1e-9, "{} {}", p, q);
             proptest::prop_assert_eq!(p, stats::randomization_p(&a, &b).unwrap());
+            // One-sided: probabilities whose two directions cover every split.
+            let g = stats::randomization_p_greater(&a, &b).unwrap();
+            let l = stats::randomization_p_greater(&b, &a).unwrap();
+            proptest::prop_assert!((0.0..=1.0).contains(&g) && g + l >= 1.0 - 1e-9, "{} {}", g, l);
+            proptest::prop_assert!(p >= g.min(l) - 1e-9, "two-sided {} below one-sided {}", p, g.min(l));
         }
     }
 }

@@ -87,13 +87,26 @@ fn binomial(n: u64, k: u64) -> u64 {
 /// difference of means is at least as large as the observed one. None when a
 /// side is empty.
 pub fn randomization_p(a: &[f64], b: &[f64]) -> Option<f64> {
+    randomization_p_tail(a, b, false)
+}
+
+/// One-sided p-value of the same test for mean(`b`) > mean(`a`): the share of
+/// splits whose mean(b) - mean(a) is at least the observed one.
+pub fn randomization_p_greater(a: &[f64], b: &[f64]) -> Option<f64> {
+    randomization_p_tail(a, b, true)
+}
+
+fn randomization_p_tail(a: &[f64], b: &[f64], greater: bool) -> Option<f64> {
     let (n1, n2) = (a.len(), b.len());
     if n1 == 0 || n2 == 0 {
         return None;
     }
     let pooled: Vec<f64> = a.iter().chain(b).copied().collect();
     let total: f64 = pooled.iter().sum();
-    let stat = |sum_a: f64| (sum_a / n1 as f64 - (total - sum_a) / n2 as f64).abs();
+    let stat = |sum_a: f64| {
+        let d = (total - sum_a) / n2 as f64 - sum_a / n1 as f64;
+        if greater { d } else { d.abs() }
+    };
     let observed = stat(a.iter().sum());
     // Splits with a difference equal to the observed one (up to rounding) count.
     let eps = 1e-9 * (1.0 + observed.abs());
