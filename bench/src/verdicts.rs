@@ -60,7 +60,7 @@ fn fly(
             repeat: 6,
             perf: sqlflight_flighting::PerfPolicy {
                 max_pairs: 3,
-                ..defaults.perf.clone()
+                ..defaults.perf
             },
             ..defaults
         }
