@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sqlflight_corpora::bundled::Workload;
-use sqlflight_diffing::PerfVerdict;
 use sqlflight_engines::Engine;
 use sqlflight_runs::NoProgress;
 
@@ -32,18 +31,8 @@ pub struct VerdictsBenchArgs {
 struct Decisions {
     wall_s: f64,
     timed_runs: usize,
-    verdicts: BTreeMap<&'static str, usize>,
+    verdicts: BTreeMap<String, usize>,
     regressions: BTreeSet<String>,
-}
-
-fn verdict_name(v: PerfVerdict) -> &'static str {
-    match v {
-        PerfVerdict::Faster => "faster",
-        PerfVerdict::Slower => "slower",
-        PerfVerdict::Same => "same",
-        PerfVerdict::Inconclusive => "inconclusive",
-        PerfVerdict::TooShort => "too_short",
-    }
 }
 
 fn fly(
@@ -53,23 +42,15 @@ fn fly(
     fixed: bool,
 ) -> anyhow::Result<Decisions> {
     let tmp = tempfile::tempdir()?;
-    let defaults = sqlflight_flighting::FlightOptions::default();
-    let opts = if fixed {
-        sqlflight_flighting::FlightOptions {
-            out: tmp.path().join("run"),
-            repeat: 6,
-            perf: sqlflight_flighting::PerfPolicy {
-                max_pairs: 3,
-                ..defaults.perf
-            },
-            ..defaults
-        }
-    } else {
-        sqlflight_flighting::FlightOptions {
-            out: tmp.path().join("run"),
-            ..defaults
-        }
+    let mut opts = sqlflight_flighting::FlightOptions {
+        out: tmp.path().join("run"),
+        ..Default::default()
     };
+    if fixed {
+        // One look after exactly three blocks.
+        opts.repeat = 6;
+        opts.perf.max_pairs = 3;
+    }
     let t = Instant::now();
     let run = sqlflight_flighting::run_flight(corpus, b.clone(), c.clone(), &opts, &NoProgress)?;
     let wall_s = t.elapsed().as_secs_f64();
@@ -83,7 +64,12 @@ fn fly(
         let Some(f) = &o.flight else { continue };
         d.timed_runs += f.baseline.times_ms.len() + f.candidate.times_ms.len();
         if let Some(p) = &f.perf {
-            *d.verdicts.entry(verdict_name(p.verdict)).or_default() += 1;
+            // The verdict's name as outcome JSON writes it (`too_short`, ...).
+            let name = serde_json::to_value(p.verdict)?
+                .as_str()
+                .unwrap_or("unknown")
+                .to_string();
+            *d.verdicts.entry(name).or_default() += 1;
             if p.counts() {
                 d.regressions.insert(o.query_id.clone());
             }

@@ -972,28 +972,15 @@ fn a_real_slowdown_is_a_confirmed_regression_at_every_minimum_repetition() {
 
 /// A noisy neighbour, as on a shared CI runner: one process spinning a CPU and
 /// one streaming memory (`dd` from `/dev/zero` through a 256 MiB buffer). Both
-/// are killed when this is dropped.
-struct NoisyNeighbour(Vec<std::process::Child>);
-
-impl NoisyNeighbour {
-    fn start() -> NoisyNeighbour {
-        let spin = Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
-        let stream = Command::new("dd")
-            .args(["if=/dev/zero", "of=/dev/null", "bs=256M"])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        NoisyNeighbour(vec![spin, stream])
-    }
-}
-
-impl Drop for NoisyNeighbour {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// are killed when dropped.
+fn noisy_neighbour() -> [sqlflight_tests::KillOnDrop; 2] {
+    let spin = Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
+    let stream = Command::new("dd")
+        .args(["if=/dev/zero", "of=/dev/null", "bs=256M"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    [sqlflight_tests::KillOnDrop(spin), sqlflight_tests::KillOnDrop(stream)]
 }
 
 /// Issue 18: an A/A flight of TPC-H (the same profile on both sides, default
@@ -1012,7 +999,7 @@ fn an_a_a_flight_under_a_noisy_neighbour_finds_no_regression() {
         jobs: 1,
         ..Default::default()
     };
-    let neighbour = NoisyNeighbour::start();
+    let neighbour = noisy_neighbour();
     let s = sqlflight_flighting::run_flight(
         &corpus,
         sqlflight_tests::engine("baseline", &profile, &catalog),
