@@ -1,15 +1,16 @@
-//! Analyses over a run's outcome records with polars: counts per class, per
-//! template and per tenant, percentiles of candidate/baseline time ratios, and the
-//! templates (or tenants) with the most impact, impact = regressions × slowdown.
+//! Analyses over a run's outcome records: counts per template and per tenant,
+//! percentiles of candidate/baseline time ratios, and the templates (or tenants)
+//! with the most impact, impact = regressions × slowdown.
 //!
-//! polars is used without its `lazy` engine (which would add minutes to every
-//! cold build for the handful of group-bys here), so the eager group-by
-//! aggregations are used; polars marks them deprecated in favour of `lazy`, hence
-//! the `allow(deprecated)` below.
+//! Computed in one pass ([`AnalysisAcc::add`]) in memory proportional to the
+//! groups and the timed queries (one `f64` per timed query), never to the run's
+//! records: a report of ten million outcomes cannot hold a data frame of them
+//! (this module used polars' eager frames until reports had to stream). The
+//! quantiles are exact, with linear interpolation between order statistics
+//! (numpy's and polars' default).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
-use polars::prelude::*;
 use serde::Serialize;
 use sqlflight_diffing::{OutcomeRecord, PerfVerdict};
 
@@ -62,148 +63,123 @@ pub struct Analysis {
     pub by_tenant: Vec<GroupStats>,
 }
 
-/// Builds the frame: one row per outcome.
-fn frame(outcomes: &[OutcomeRecord]) -> PolarsResult<DataFrame> {
-    let n = outcomes.len();
-    let mut template = Vec::with_capacity(n);
-    let mut tenant = Vec::with_capacity(n);
-    let mut reg = Vec::with_capacity(n);
-    let mut slow = Vec::with_capacity(n);
-    let mut ratio = Vec::with_capacity(n);
-    let mut reg_ratio = Vec::with_capacity(n);
-    for o in outcomes {
+/// The linear-interpolation quantile `p` of sorted `v` (not empty).
+pub fn quantile(v: &[f64], p: f64) -> f64 {
+    let pos = p.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
+
+#[derive(Debug, Default)]
+struct GroupAcc {
+    queries: u64,
+    regressions: u64,
+    slower: u64,
+    ratios: Vec<f64>,
+    reg_ratio_sum: f64,
+    reg_ratios: u64,
+}
+
+impl GroupAcc {
+    fn finish(mut self, key: String) -> GroupStats {
+        self.ratios.sort_by(f64::total_cmp);
+        let q = |p| (!self.ratios.is_empty()).then(|| quantile(&self.ratios, p));
+        let regression_slowdown = (self.reg_ratios > 0).then(|| self.reg_ratio_sum / self.reg_ratios as f64);
+        GroupStats {
+            key,
+            queries: self.queries,
+            regressions: self.regressions,
+            slower: self.slower,
+            p50_ratio: q(0.5),
+            p90_ratio: q(0.9),
+            regression_slowdown,
+            impact: self.regressions as f64 * regression_slowdown.unwrap_or(1.0).max(1.0),
+        }
+    }
+}
+
+/// The analyses, accumulated one outcome at a time.
+#[derive(Debug, Default)]
+pub struct AnalysisAcc {
+    queries: u64,
+    by_template: HashMap<String, GroupAcc>,
+    by_tenant: HashMap<String, GroupAcc>,
+}
+
+impl AnalysisAcc {
+    /// Counts one outcome.
+    pub fn add(&mut self, o: &OutcomeRecord) {
         let perf = o.flight.as_ref().and_then(|f| f.perf.as_ref());
         let r = perf.map(|p| p.ratio).filter(|r| r.is_finite() && *r > 0.0);
         let is_reg = o.is_regression();
-        template.push(o.template_id.as_str());
-        tenant.push(o.tenant.as_deref());
-        reg.push(is_reg as u32);
-        slow.push(perf.is_some_and(|p| p.verdict == PerfVerdict::Slower) as u32);
-        ratio.push(r);
-        reg_ratio.push(if is_reg { r } else { None });
-    }
-    DataFrame::new_infer_height(vec![
-        Column::new("template".into(), template),
-        Column::new("tenant".into(), tenant),
-        Column::new("one".into(), vec![1u32; n]),
-        Column::new("reg".into(), reg),
-        Column::new("slow".into(), slow),
-        Column::new("ratio".into(), ratio),
-        Column::new("reg_ratio".into(), reg_ratio),
-    ])
-}
-
-fn f64s(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<f64>>> {
-    let c = df.column(name)?.cast(&DataType::Float64)?;
-    let ca = c.f64()?;
-    Ok((0..ca.len()).map(|i| ca.get(i)).collect())
-}
-
-fn keys(df: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
-    let ca = df.column(name)?.str()?;
-    Ok((0..ca.len())
-        .map(|i| ca.get(i).unwrap_or_default().to_string())
-        .collect())
-}
-
-/// Per-group figures of `df` grouped by `key`.
-#[allow(deprecated)] // eager group-by aggregations: see the module docs
-fn groups(df: &DataFrame, key: &str) -> PolarsResult<Vec<GroupStats>> {
-    let mut by: BTreeMap<String, GroupStats> = BTreeMap::new();
-    let sums = df.group_by([key])?.select(["one", "reg", "slow"]).sum()?;
-    let (k, q, r, s) = (
-        keys(&sums, key)?,
-        f64s(&sums, "one_sum")?,
-        f64s(&sums, "reg_sum")?,
-        f64s(&sums, "slow_sum")?,
-    );
-    for i in 0..k.len() {
-        by.insert(
-            k[i].clone(),
-            GroupStats {
-                key: k[i].clone(),
-                queries: q[i].unwrap_or(0.0) as u64,
-                regressions: r[i].unwrap_or(0.0) as u64,
-                slower: s[i].unwrap_or(0.0) as u64,
-                p50_ratio: None,
-                p90_ratio: None,
-                regression_slowdown: None,
-                impact: 0.0,
-            },
-        );
-    }
-    for (p, col) in [(0.5, "ratio_quantile_0.50"), (0.9, "ratio_quantile_0.90")] {
-        let qs = df
-            .group_by([key])?
-            .select(["ratio"])
-            .quantile(p, QuantileMethod::Linear)?;
-        for (k, v) in keys(&qs, key)?.into_iter().zip(f64s(&qs, col)?) {
-            if let Some(g) = by.get_mut(&k) {
-                if p == 0.5 {
-                    g.p50_ratio = v;
-                } else {
-                    g.p90_ratio = v;
+        let slow = perf.is_some_and(|p| p.verdict == PerfVerdict::Slower);
+        self.queries += 1;
+        let add = |g: &mut GroupAcc| {
+            g.queries += 1;
+            g.regressions += is_reg as u64;
+            g.slower += slow as u64;
+            if let Some(r) = r {
+                g.ratios.push(r);
+                if is_reg {
+                    g.reg_ratio_sum += r;
+                    g.reg_ratios += 1;
                 }
+            }
+        };
+        match self.by_template.get_mut(o.template_id.as_str()) {
+            Some(g) => add(g),
+            None => add(self.by_template.entry(o.template_id.clone()).or_default()),
+        }
+        if let Some(t) = &o.tenant {
+            match self.by_tenant.get_mut(t.as_str()) {
+                Some(g) => add(g),
+                None => add(self.by_tenant.entry(t.clone()).or_default()),
             }
         }
     }
-    let means = df.group_by([key])?.select(["reg_ratio"]).mean()?;
-    for (k, v) in keys(&means, key)?.into_iter().zip(f64s(&means, "reg_ratio_mean")?) {
-        if let Some(g) = by.get_mut(&k) {
-            g.regression_slowdown = v;
+
+    /// The analyses.
+    pub fn finish(self) -> Analysis {
+        let mut all: Vec<f64> = self
+            .by_template
+            .values()
+            .flat_map(|g| g.ratios.iter().copied())
+            .collect();
+        all.sort_by(f64::total_cmp);
+        let ratios = (!all.is_empty()).then(|| RatioPercentiles {
+            queries: all.len() as u64,
+            p50: quantile(&all, 0.5),
+            p90: quantile(&all, 0.9),
+            p99: quantile(&all, 0.99),
+            max: quantile(&all, 1.0),
+        });
+        drop(all);
+        let groups = |m: HashMap<String, GroupAcc>| {
+            let mut out: Vec<GroupStats> = m.into_iter().map(|(k, g)| g.finish(k)).collect();
+            out.sort_by(|a, b| {
+                b.impact
+                    .total_cmp(&a.impact)
+                    .then(b.regressions.cmp(&a.regressions))
+                    .then(a.key.cmp(&b.key))
+            });
+            out
+        };
+        Analysis {
+            queries: self.queries,
+            ratios,
+            by_template: groups(self.by_template),
+            by_tenant: groups(self.by_tenant),
         }
     }
-    let mut out: Vec<GroupStats> = by
-        .into_values()
-        .map(|mut g| {
-            g.impact = g.regressions as f64 * g.regression_slowdown.unwrap_or(1.0).max(1.0);
-            g
-        })
-        .collect();
-    out.sort_by(|a, b| {
-        b.impact
-            .total_cmp(&a.impact)
-            .then(b.regressions.cmp(&a.regressions))
-            .then(a.key.cmp(&b.key))
-    });
-    Ok(out)
 }
 
 /// Analyses a run's outcomes.
-pub fn analyze(outcomes: &[OutcomeRecord]) -> PolarsResult<Analysis> {
-    let df = frame(outcomes)?;
-    let ratio = df.column("ratio")?.as_materialized_series().drop_nulls();
-    let ratios = if ratio.is_empty() {
-        None
-    } else {
-        let q = |p: f64| -> PolarsResult<f64> {
-            Ok(ratio
-                .quantile_reduce(p, QuantileMethod::Linear)?
-                .value()
-                .extract::<f64>()
-                .unwrap_or(f64::NAN))
-        };
-        Some(RatioPercentiles {
-            queries: ratio.len() as u64,
-            p50: q(0.5)?,
-            p90: q(0.9)?,
-            p99: q(0.99)?,
-            max: q(1.0)?,
-        })
-    };
-    let by_template = groups(&df, "template")?;
-    let with_tenant = df.drop_nulls(Some(&["tenant".to_string()]))?;
-    let by_tenant = if with_tenant.height() == 0 {
-        Vec::new()
-    } else {
-        groups(&with_tenant, "tenant")?
-    };
-    Ok(Analysis {
-        queries: outcomes.len() as u64,
-        ratios,
-        by_template,
-        by_tenant,
-    })
+pub fn analyze<'a>(outcomes: impl IntoIterator<Item = &'a OutcomeRecord>) -> Analysis {
+    let mut a = AnalysisAcc::default();
+    for o in outcomes {
+        a.add(o);
+    }
+    a.finish()
 }
 
 #[cfg(test)]
@@ -247,7 +223,7 @@ mod tests {
             outcome("c1", "C", Some("zeta"), Match, Some((1.5, false))),
             outcome("c2", "C", None, PlanChanged, None),
         ];
-        let a = analyze(&o).unwrap();
+        let a = analyze(&o);
         assert_eq!(a.queries, 7);
         let r = a.ratios.unwrap();
         assert_eq!((r.queries, r.p50, r.max), (4, 2.25, 5.0));
@@ -262,7 +238,7 @@ mod tests {
         assert_eq!(a.by_template[0].slower, 2);
         let n: Vec<(&str, u64)> = a.by_tenant.iter().map(|g| (g.key.as_str(), g.queries)).collect();
         assert_eq!(n, [("acme", 2), ("zeta", 2)]);
-        assert!(analyze(&[]).unwrap().ratios.is_none());
-        assert!(analyze(&o[3..5]).unwrap().by_tenant.is_empty());
+        assert!(analyze(&[]).ratios.is_none());
+        assert!(analyze(&o[3..5]).by_tenant.is_empty());
     }
 }

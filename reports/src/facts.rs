@@ -28,6 +28,9 @@ pub struct FactRow {
     /// What a flight of the same corpus measured on its queries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub impact: Option<FactImpact>,
+    /// The plan diff of its first query (`queries[0]`), for the reports' examples.
+    #[serde(skip)]
+    pub example: Option<String>,
 }
 
 impl FactRow {
@@ -91,57 +94,129 @@ pub struct FactTable {
     pub empty_folds: usize,
 }
 
-impl FactTable {
-    /// Builds the table from a run's outcomes and, optionally, a flight run's
-    /// outcomes of the same corpus (joined by query id).
-    pub fn build<'a>(outcomes: impl IntoIterator<Item = &'a OutcomeRecord>, flight: Option<&[OutcomeRecord]>) -> Self {
-        // Facts keyed without their context; contexts counted per fact.
-        let mut by: BTreeMap<PlanFact, (Vec<&str>, BTreeMap<&str, usize>)> = BTreeMap::new();
-        let mut changes: Vec<&OutcomeRecord> = Vec::new();
-        for o in outcomes {
-            if o.class != OutcomeClass::PlanChanged {
-                continue;
+/// What a flight measured on one query, as [`FactTable`] joins it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Flown {
+    /// The query is a regression in the flight.
+    pub regression: bool,
+    /// Its time ratio and whether it was significantly slower.
+    pub perf: Option<(f64, bool)>,
+}
+
+impl Flown {
+    /// What the flight outcome `o` measured.
+    pub fn of(o: &OutcomeRecord) -> Flown {
+        Flown {
+            regression: o.is_regression(),
+            perf: o
+                .flight
+                .as_ref()
+                .and_then(|f| f.perf.as_ref())
+                .map(|p| (p.ratio, p.verdict == PerfVerdict::Slower)),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct FactAccRow {
+    queries: Vec<String>,
+    contexts: BTreeMap<String, usize>,
+    /// The smallest query id carrying the fact, with its diff.
+    example: Option<(String, Option<String>)>,
+}
+
+/// One plan change, as the coverage and the explanation need it.
+#[derive(Debug)]
+struct Change {
+    cosmetic_only: bool,
+    /// Its real (not cosmetic) facts, interned.
+    real: Vec<u32>,
+    empty_fold: bool,
+}
+
+/// The fact table, accumulated one outcome at a time in memory proportional to
+/// the plan changes (their ids and interned facts), never to the run.
+#[derive(Debug, Default)]
+pub struct FactAcc {
+    by: BTreeMap<PlanFact, FactAccRow>,
+    changes: Vec<Change>,
+    names: Vec<(String, (bool, u8))>,
+    ix: HashMap<String, u32>,
+}
+
+impl FactAcc {
+    /// Counts one outcome (only plan changes count).
+    pub fn add(&mut self, o: &OutcomeRecord) {
+        if o.class != OutcomeClass::PlanChanged {
+            return;
+        }
+        let empty = |f: &PlanFact| f.kind != FactKind::Attribute && f.operator.to_ascii_lowercase().contains("empty");
+        let mut change = Change {
+            cosmetic_only: o.is_cosmetic_plan_change(),
+            real: Vec::new(),
+            empty_fold: o.plan_facts.iter().any(|f| !f.cosmetic && empty(f)),
+        };
+        for f in &o.plan_facts {
+            let key = PlanFact {
+                context: None,
+                ..f.clone()
+            };
+            let e = self.by.entry(key).or_default();
+            if e.queries.last() != Some(&o.query_id) {
+                e.queries.push(o.query_id.clone());
             }
-            changes.push(o);
-            for f in &o.plan_facts {
-                let e = by
-                    .entry(PlanFact {
-                        context: None,
-                        ..f.clone()
-                    })
-                    .or_default();
-                if e.0.last() != Some(&o.query_id.as_str()) {
-                    e.0.push(&o.query_id);
+            if let Some(c) = &f.context {
+                match e.contexts.get_mut(c.as_str()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        e.contexts.insert(c.clone(), 1);
+                    }
                 }
-                if let Some(c) = &f.context {
-                    *e.1.entry(c).or_default() += 1;
+            }
+            if e.example.as_ref().is_none_or(|(id, _)| o.query_id < *id) {
+                e.example = Some((o.query_id.clone(), o.diff.clone()));
+            }
+            if !f.cosmetic {
+                let i = match self.ix.get(f.fact.as_str()) {
+                    Some(i) => *i,
+                    None => {
+                        let i = self.names.len() as u32;
+                        self.names.push((f.fact.clone(), rank(f)));
+                        self.ix.insert(f.fact.clone(), i);
+                        i
+                    }
+                };
+                if !change.real.contains(&i) {
+                    change.real.push(i);
                 }
             }
         }
-        let flown: HashMap<&str, &OutcomeRecord> = flight
-            .unwrap_or_default()
-            .iter()
-            .map(|o| (o.query_id.as_str(), o))
-            .collect();
-        let mut facts: Vec<FactRow> = by
+        self.changes.push(change);
+    }
+
+    /// The table; `flight` (a flight of the same corpus, by query id) adds each
+    /// fact's measured impact.
+    pub fn finish(self, flight: Option<&HashMap<String, Flown>>) -> FactTable {
+        let mut facts: Vec<FactRow> = self
+            .by
             .into_iter()
-            .map(|(fact, (mut q, contexts))| {
+            .map(|(fact, row)| {
+                let mut q = row.queries;
                 q.sort_unstable();
                 q.dedup();
-                let impact = flight.map(|_| impact(q.iter().filter_map(|id| flown.get(id).copied())));
-                let mut contexts: Vec<FactContext> = contexts
+                let impact = flight.map(|fl| impact(q.iter().filter_map(|id| fl.get(id))));
+                let mut contexts: Vec<FactContext> = row
+                    .contexts
                     .into_iter()
-                    .map(|(c, n)| FactContext {
-                        context: c.to_string(),
-                        queries: n,
-                    })
+                    .map(|(context, queries)| FactContext { context, queries })
                     .collect();
                 contexts.sort_by(|a, b| b.queries.cmp(&a.queries).then(a.context.cmp(&b.context)));
                 FactRow {
                     fact,
-                    queries: q.into_iter().map(str::to_string).collect(),
+                    queries: q,
                     contexts,
                     impact,
+                    example: row.example.and_then(|e| e.1),
                 }
             })
             .collect();
@@ -153,36 +228,38 @@ impl FactTable {
                 .then(rank(&a.fact).cmp(&rank(&b.fact)))
                 .then(a.fact.fact.cmp(&b.fact.fact))
         });
-        let top: std::collections::HashSet<&str> = facts
+        let top: std::collections::HashSet<u32> = facts
             .iter()
             .filter(|r| !r.fact.cosmetic)
             .take(TOP)
-            .map(|r| r.fact.fact.as_str())
+            .filter_map(|r| self.ix.get(r.fact.fact.as_str()).copied())
             .collect();
-        let cosmetic_only = changes.iter().filter(|o| o.is_cosmetic_plan_change()).count();
-        let covered_by_top = changes
-            .iter()
-            .filter(|o| {
-                o.is_cosmetic_plan_change()
-                    || o.plan_facts
-                        .iter()
-                        .any(|f| !f.cosmetic && top.contains(f.fact.as_str()))
-            })
-            .count();
-        let explanation = explain(&changes);
-        let empty = |f: &PlanFact| f.kind != FactKind::Attribute && f.operator.to_ascii_lowercase().contains("empty");
-        let empty_folds = changes
-            .iter()
-            .filter(|o| o.plan_facts.iter().any(|f| !f.cosmetic && empty(f)))
-            .count();
+        let changes = &self.changes;
         FactTable {
-            facts,
             changed: changes.len(),
-            cosmetic_only,
-            covered_by_top,
-            explanation,
-            empty_folds,
+            cosmetic_only: changes.iter().filter(|c| c.cosmetic_only).count(),
+            covered_by_top: changes
+                .iter()
+                .filter(|c| c.cosmetic_only || c.real.iter().any(|i| top.contains(i)))
+                .count(),
+            explanation: explain(changes, &self.names),
+            empty_folds: changes.iter().filter(|c| c.empty_fold).count(),
+            facts,
         }
+    }
+}
+
+impl FactTable {
+    /// Builds the table from a run's outcomes and, optionally, a flight run's
+    /// outcomes of the same corpus (joined by query id).
+    pub fn build<'a>(outcomes: impl IntoIterator<Item = &'a OutcomeRecord>, flight: Option<&[OutcomeRecord]>) -> Self {
+        let mut acc = FactAcc::default();
+        for o in outcomes {
+            acc.add(o);
+        }
+        let flown: Option<HashMap<String, Flown>> =
+            flight.map(|f| f.iter().map(|o| (o.query_id.clone(), Flown::of(o))).collect());
+        acc.finish(flown.as_ref())
     }
 
     /// Real facts ranked by measured impact: regressions, then slower queries,
@@ -214,7 +291,7 @@ impl FactTable {
     /// The Markdown section, its heading at `level` (empty when the run has no
     /// plan change).
     // Long by design: the section's tables in reading order.
-    pub fn markdown(&self, outcomes: &[OutcomeRecord], out: &mut String, level: usize) {
+    pub fn markdown(&self, out: &mut String, level: usize) {
         if self.changed == 0 {
             return;
         }
@@ -319,16 +396,15 @@ impl FactTable {
             }
         }
         for r in real.iter().take(20) {
-            let Some(ex) = outcomes.iter().find(|x| x.query_id == r.queries[0]) else {
+            let Some(id) = r.queries.first() else {
                 continue;
             };
             let _ = writeln!(
                 out,
-                "\n<details><summary><code>{}</code>: example {}</summary>\n",
+                "\n<details><summary><code>{}</code>: example {id}</summary>\n",
                 crate::html::esc(&r.fact.fact),
-                ex.query_id
             );
-            crate::markdown::fenced(out, "diff", ex.diff.as_deref().unwrap_or(""));
+            crate::markdown::fenced(out, "diff", r.example.as_deref().unwrap_or(""));
             let _ = writeln!(out, "\n</details>");
         }
     }
@@ -336,34 +412,35 @@ impl FactTable {
 
 /// Greedy set cover of the real plan changes by their non-cosmetic facts; among
 /// facts covering as many changes, root causes first ([`rank`]), then by text.
-fn explain(changes: &[&OutcomeRecord]) -> Vec<(String, usize)> {
-    let mut ranks: BTreeMap<&str, (bool, u8)> = BTreeMap::new();
-    let mut open: Vec<std::collections::BTreeSet<&str>> = Vec::new();
-    for o in changes.iter().filter(|o| !o.is_cosmetic_plan_change()) {
-        let mut set = std::collections::BTreeSet::new();
-        for f in o.plan_facts.iter().filter(|f| !f.cosmetic) {
-            ranks.entry(f.fact.as_str()).or_insert_with(|| rank(f));
-            set.insert(f.fact.as_str());
-        }
-        open.push(set);
-    }
+fn explain(changes: &[Change], names: &[(String, (bool, u8))]) -> Vec<(String, usize)> {
+    let mut open: Vec<&[u32]> = changes
+        .iter()
+        .filter(|c| !c.cosmetic_only)
+        .map(|c| c.real.as_slice())
+        .collect();
     let mut out = Vec::new();
+    let mut counts = vec![0usize; names.len()];
     while !open.is_empty() && out.len() < TOP {
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        counts.iter_mut().for_each(|c| *c = 0);
         for set in &open {
-            for f in set {
-                *counts.entry(f).or_default() += 1;
+            for &f in *set {
+                counts[f as usize] += 1;
             }
         }
-        let Some((best, n)) = counts.into_iter().min_by(|a, b| {
-            b.1.cmp(&a.1)
-                .then(ranks.get(a.0).cmp(&ranks.get(b.0)))
-                .then(a.0.cmp(b.0))
-        }) else {
+        let Some((best, n)) = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .min_by(|a, b| {
+                let (na, nb) = (&names[a.0], &names[b.0]);
+                b.1.cmp(a.1).then(na.1.cmp(&nb.1)).then(na.0.cmp(&nb.0))
+            })
+            .map(|(i, n)| (i as u32, *n))
+        else {
             break;
         };
-        out.push((best.to_string(), n));
-        open.retain(|set| !set.contains(best));
+        out.push((names[best as usize].0.clone(), n));
+        open.retain(|set| !set.contains(&best));
     }
     out
 }
@@ -391,20 +468,20 @@ fn examples(q: &[String]) -> String {
     }
 }
 
-fn impact<'a>(flown: impl Iterator<Item = &'a OutcomeRecord>) -> FactImpact {
+fn impact<'a>(flown: impl Iterator<Item = &'a Flown>) -> FactImpact {
     let (mut timed, mut slower, mut regressions) = (0, 0, 0);
     let mut ratios = Vec::new();
     for o in flown {
-        if o.is_regression() {
+        if o.regression {
             regressions += 1;
         }
-        if let Some(p) = o.flight.as_ref().and_then(|f| f.perf.as_ref()) {
+        if let Some((ratio, slow)) = o.perf {
             timed += 1;
-            if p.verdict == PerfVerdict::Slower {
+            if slow {
                 slower += 1;
             }
-            if p.ratio.is_finite() {
-                ratios.push(p.ratio);
+            if ratio.is_finite() {
+                ratios.push(ratio);
             }
         }
     }
@@ -494,7 +571,7 @@ mod tests {
         let i = t.facts[0].impact.as_ref().unwrap();
         assert_eq!((i.timed, i.slower, i.median_ratio), (2, 0, Some(1.05)));
         let mut md = String::new();
-        t.markdown(&run, &mut md, 2);
+        t.markdown(&mut md, 2);
         assert!(
             md.contains("Explained by: `HashJoinExec -> SortMergeJoinExec` (2)"),
             "{md}"
@@ -511,7 +588,7 @@ mod tests {
         let t = FactTable::build(&run, None);
         assert_eq!(t.empty_folds, 1);
         let mut md = String::new();
-        t.markdown(&run, &mut md, 2);
+        t.markdown(&mut md, 2);
         assert!(
             md.contains("1 plan change replaces a scan with an empty result"),
             "{md}"

@@ -7,15 +7,12 @@
 
 use std::fmt::Write;
 
-use sqlflight_diffing::{OutcomeClass, OutcomeRecord, SideResult};
+use sqlflight_diffing::{OutcomeClass, RunManifest};
 
-use crate::{RunView, markdown, perf};
+use crate::RunView;
+use crate::tally::Tally;
 
-/// Most points in the latency scatter.
-pub const SCATTER_POINTS: usize = 5000;
-
-/// Most table rows of each kind (regressions, others) in one page.
-pub const TABLE_ROWS: usize = 5000;
+pub use crate::tally::{SCATTER_POINTS, TABLE_ROWS};
 
 pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -73,27 +70,13 @@ fn bar_chart(out: &mut String, counts: &[(OutcomeClass, usize)]) {
     out.push_str("</svg>");
 }
 
-fn medians(o: &OutcomeRecord) -> Option<(f64, f64)> {
-    let f = o.flight.as_ref()?;
-    Some((f.baseline.median_ms?, f.candidate.median_ms?))
-}
-
-fn scatter(out: &mut String, outcomes: &[OutcomeRecord]) {
-    let pts: Vec<(f64, f64, &OutcomeRecord)> = outcomes
-        .iter()
-        .filter_map(|o| medians(o).filter(|(b, c)| *b > 0.0 && *c > 0.0).map(|(b, c)| (b, c, o)))
-        .collect();
+fn scatter(out: &mut String, t: &Tally) {
+    let pts = &t.scatter;
     if pts.is_empty() {
         out.push_str("<p>No timings (playback runs compile only).</p>");
         return;
     }
-    // A page stays light: regressions first, then an even sample of the rest.
-    let total = pts.len();
-    let (mut shown, rest): (Vec<_>, Vec<_>) = pts.into_iter().partition(|p| p.2.is_regression());
-    shown.truncate(SCATTER_POINTS / 2);
-    let step = rest.len().div_ceil(SCATTER_POINTS - shown.len()).max(1);
-    shown.extend(rest.into_iter().step_by(step));
-    let pts = shown;
+    let total = t.timed;
     if pts.len() < total {
         let _ = write!(
             out,
@@ -104,13 +87,13 @@ fn scatter(out: &mut String, outcomes: &[OutcomeRecord]) {
     }
     let lo = pts
         .iter()
-        .map(|p| p.0.min(p.1))
+        .map(|p| p.baseline_ms.min(p.candidate_ms))
         .fold(f64::INFINITY, f64::min)
         .log10()
         .floor();
     let hi = pts
         .iter()
-        .map(|p| p.0.max(p.1))
+        .map(|p| p.baseline_ms.max(p.candidate_ms))
         .fold(0.0, f64::max)
         .log10()
         .ceil()
@@ -137,15 +120,16 @@ fn scatter(out: &mut String, outcomes: &[OutcomeRecord]) {
         );
         d += 1.0;
     }
-    for (b, c, o) in &pts {
-        let color = if o.is_regression() { "#d32f2f" } else { "#5c8ac7" };
+    for p in pts {
+        let (b, c) = (p.baseline_ms, p.candidate_ms);
+        let color = if p.regression { "#d32f2f" } else { "#5c8ac7" };
         let _ = write!(
             out,
             r##"<circle class="pt" cx="{:.1}" cy="{:.1}" r="{}" fill="{color}" fill-opacity="0.7"><title>{}: {b:.1} ms → {c:.1} ms</title></circle>"##,
-            pos(*b),
-            size - (pos(*c) - pad),
-            if o.is_regression() { 4 } else { 3 },
-            esc(&o.query_id)
+            pos(b),
+            size - (pos(c) - pad),
+            if p.regression { 4 } else { 3 },
+            esc(&p.query_id)
         );
     }
     let _ = write!(
@@ -156,16 +140,8 @@ fn scatter(out: &mut String, outcomes: &[OutcomeRecord]) {
     );
 }
 
-fn histogram(out: &mut String, outcomes: &[OutcomeRecord]) {
+fn histogram(out: &mut String, counts: &[usize]) {
     // Bins of log2(ratio) from 1/8 to 8, quarter steps.
-    let bins = 24usize;
-    let mut counts = vec![0usize; bins];
-    for (_, r) in perf::by_ratio(outcomes) {
-        if r > 0.0 {
-            let i = ((r.log2() + 3.0) * 4.0).floor().clamp(0.0, (bins - 1) as f64) as usize;
-            counts[i] += 1;
-        }
-    }
     if counts.iter().all(|&c| c == 0) {
         return;
     }
@@ -236,15 +212,6 @@ fn side_by_side(out: &mut String, diff: &str) {
     out.push_str("</table>");
 }
 
-fn ms(o: &OutcomeRecord, candidate: bool) -> Option<f64> {
-    let f = o.flight.as_ref()?;
-    if candidate {
-        f.candidate.median_ms
-    } else {
-        f.baseline.median_ms
-    }
-}
-
 /// Renders one run as a self-contained HTML page.
 pub fn html_report(run: &RunView) -> String {
     html_report_with(run, None)
@@ -252,11 +219,14 @@ pub fn html_report(run: &RunView) -> String {
 
 /// The page; `flight` is a flight run of the same corpus, whose measurements
 /// rank the plan facts by impact.
-// Long by design: the page's parts in document order (the charts and tables are functions of their own).
 pub fn html_report_with(run: &RunView, flight: Option<&RunView>) -> String {
-    let m = &run.manifest;
-    let o = &run.outcomes;
-    let regressions = o.iter().filter(|x| x.is_regression()).count();
+    html_of(&run.manifest, &Tally::of(run, flight), flight.is_some())
+}
+
+/// The page of a run from its [`Tally`]; `with_flight`: the tally's facts carry
+/// a flight's measurements.
+// Long by design: the page's parts in document order (the charts and tables are functions of their own).
+pub fn html_of(m: &RunManifest, t: &Tally, with_flight: bool) -> String {
     let mut out = String::with_capacity(64 * 1024);
     let _ = write!(
         out,
@@ -265,14 +235,14 @@ pub fn html_report_with(run: &RunView, flight: Option<&RunView>) -> String {
         esc(&m.corpus.name)
     );
     let _ = write!(out, "<h1>sqlflight {}: {}</h1>", esc(&m.kind), esc(&m.corpus.name));
-    let verdict = if o.is_empty() {
+    let verdict = if t.total == 0 {
         "<p class=\"reg\">Nothing was verified (0 queries).</p>".to_string()
-    } else if regressions == 0 {
-        format!("<p class=\"ok\">No regressions in {} queries.</p>", o.len())
+    } else if t.regressions == 0 {
+        format!("<p class=\"ok\">No regressions in {} queries.</p>", t.total)
     } else {
         format!(
-            "<p class=\"reg\" id=\"verdict\">{regressions} regression(s) in {} queries.</p>",
-            o.len()
+            "<p class=\"reg\" id=\"verdict\">{} regression(s) in {} queries.</p>",
+            t.regressions, t.total
         )
     };
     out.push_str(&verdict);
@@ -287,29 +257,28 @@ pub fn html_report_with(run: &RunView, flight: Option<&RunView>) -> String {
         esc(m.finished_at.as_deref().unwrap_or("not finished"))
     );
     out.push_str("<h2>Outcomes</h2>");
-    bar_chart(&mut out, &markdown::counts(o));
-    if let Some(p) = perf::perf_summary(o) {
+    bar_chart(&mut out, &t.counts);
+    if let Some(p) = &t.perf.summary {
         let _ = write!(
             out,
             "<h2>Performance</h2><p>{} queries timed: {}.</p>",
             p.queries,
             esc(&p.describe())
         );
-        scatter(&mut out, o);
-        histogram(&mut out, o);
+        scatter(&mut out, t);
+        histogram(&mut out, &t.perf.histogram);
     }
     // The table: regressions first, then others, each up to the page limit.
-    let mut rows: Vec<&OutcomeRecord> = o.iter().filter(|x| x.is_regression()).take(TABLE_ROWS).collect();
-    rows.extend(o.iter().filter(|x| !x.is_regression()).take(TABLE_ROWS));
+    let rows = &t.table;
     let _ = write!(
         out,
         "<h2>Queries</h2><p><input id=\"filter\" placeholder=\"filter (query, class, detail…)\"> showing <span id=\"shown\">{}</span> of {} rows{}</p>",
         rows.len(),
         rows.len(),
-        if rows.len() < o.len() {
+        if rows.len() < t.total {
             format!(
                 " (the page holds up to {TABLE_ROWS} regressions and {TABLE_ROWS} other queries of {}; the full list is in outcomes.jsonl)",
-                o.len()
+                t.total
             )
         } else {
             String::new()
@@ -317,46 +286,22 @@ pub fn html_report_with(run: &RunView, flight: Option<&RunView>) -> String {
     );
     out.push_str("<table id=\"queries\"><thead><tr><th>query</th><th>template</th><th>class</th><th>detail</th><th>baseline ms</th><th>candidate ms</th><th>ratio</th></tr></thead><tbody>");
     for x in rows {
-        let detail = x
-            .detail
-            .clone()
-            .or_else(|| x.change_signature.clone())
-            .or_else(|| x.skip_reason.clone())
-            .or_else(|| match &x.candidate {
-                Some(SideResult::Error { error, .. }) => Some(error.lines().next().unwrap_or("").to_string()),
-                _ => None,
-            })
-            .or_else(|| {
-                let p = x.flight.as_ref()?.perf.as_ref()?;
-                p.counts().then(|| p.describe())
-            });
-        let ratio = x.flight.as_ref().and_then(|f| f.perf.as_ref()).map(|p| p.ratio);
-        let undecided = x
-            .flight
-            .as_ref()
-            .and_then(|f| f.perf.as_ref())
-            .is_some_and(|p| p.undecided_slowdown);
-        let class = if undecided {
-            format!("{} · undecided slowdown", x.class)
-        } else {
-            x.class.to_string()
-        };
         let num = |v: Option<f64>| v.map_or("<td></td>".to_string(), |v| format!("<td data-v=\"{v}\">{v:.2}</td>"));
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td>{}{}{}</tr>",
             esc(&x.query_id),
             esc(&x.template_id),
-            if x.is_regression() { "reg" } else { "" },
-            class,
-            esc(detail.as_deref().unwrap_or("")),
-            num(ms(x, false)),
-            num(ms(x, true)),
-            num(ratio)
+            if x.regression { "reg" } else { "" },
+            x.class,
+            esc(&x.detail),
+            num(x.baseline_ms),
+            num(x.candidate_ms),
+            num(x.ratio)
         );
     }
     out.push_str("</tbody></table>");
-    plan_facts_html(&mut out, o, flight);
+    plan_facts_html(&mut out, &t.facts, with_flight);
     let _ = writeln!(out, "<script>{SCRIPT}</script></body></html>");
     out
 }
@@ -364,8 +309,7 @@ pub fn html_report_with(run: &RunView, flight: Option<&RunView>) -> String {
 /// "What changed in the optimizer": the fact table (cosmetic facts collapsed),
 /// facts by measured impact when a flight run is given, then one side-by-side
 /// diff per fact.
-fn plan_facts_html(out: &mut String, o: &[OutcomeRecord], flight: Option<&RunView>) {
-    let t = crate::facts::FactTable::build(o, flight.map(|f| f.outcomes.as_slice()));
+fn plan_facts_html(out: &mut String, t: &crate::facts::FactTable, with_flight: bool) {
     if t.changed == 0 {
         return;
     }
@@ -417,7 +361,7 @@ fn plan_facts_html(out: &mut String, o: &[OutcomeRecord], flight: Option<&RunVie
             esc(&r.queries.iter().take(12).cloned().collect::<Vec<_>>().join(", "))
         );
     };
-    let head = if flight.is_some() {
+    let head = if with_flight {
         "<th>slower</th><th>regressions</th><th>median ratio</th>"
     } else {
         ""
@@ -444,11 +388,7 @@ fn plan_facts_html(out: &mut String, o: &[OutcomeRecord], flight: Option<&RunVie
         out.push_str("</tbody></table></details>");
     }
     for r in real.iter().take(50) {
-        let Some(d) = o
-            .iter()
-            .find(|x| x.query_id == r.queries[0])
-            .and_then(|x| x.diff.as_deref())
-        else {
+        let Some(d) = r.example.as_deref() else {
             continue;
         };
         let _ = write!(

@@ -20,7 +20,8 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
-use crate::{RunView, markdown, perf};
+use crate::tally::{Outcomes, Tally};
+use crate::{ReportError, RunView};
 
 /// `format` of the JSON report.
 pub const JSON_FORMAT: &str = "sqlflight-report";
@@ -30,15 +31,17 @@ pub const JSON_VERSION: u32 = 1;
 /// The report as a JSON value (small runs, tests).
 pub fn json_report(runs: &[RunView]) -> Value {
     let mut buf = Vec::new();
-    // Writing into memory cannot fail.
+    // Writing into memory cannot fail, nor can reading in-memory runs.
     let _ = write_json_report(runs, &mut buf);
     serde_json::from_slice(&buf).unwrap_or(Value::Null)
 }
 
-/// Streams the report as JSON: outcomes are serialized one by one, so a run of a
-/// million outcomes never sits in memory as a document tree.
-pub fn write_json_report(runs: &[RunView], w: &mut dyn Write) -> std::io::Result<()> {
+/// Streams the report as JSON: the summaries from one scan of each run, then its
+/// regressions and its outcomes from two more, serialized one by one, so a run of
+/// millions of outcomes never sits in memory. Returns the regressions.
+pub fn write_json_report<R: Outcomes>(runs: &[R], w: &mut dyn Write) -> Result<usize, ReportError> {
     let flight = crate::flight_run(runs);
+    let mut regressions = 0;
     write!(
         w,
         "{{\"format\":\"{JSON_FORMAT}\",\"version\":{JSON_VERSION},\"runs\":["
@@ -47,45 +50,56 @@ pub fn write_json_report(runs: &[RunView], w: &mut dyn Write) -> std::io::Result
         if i > 0 {
             w.write_all(b",")?;
         }
-        let counts: serde_json::Map<String, Value> = markdown::counts(&r.outcomes)
-            .into_iter()
-            .map(|(c, n)| (c.as_str().to_string(), n.into()))
+        let t = Tally::read(r, flight)?;
+        regressions += t.regressions;
+        let counts: serde_json::Map<String, Value> = t
+            .counts
+            .iter()
+            .map(|(c, n)| (c.as_str().to_string(), (*n).into()))
             .collect();
-        let groups: Vec<Value> = markdown::change_groups(&r.outcomes)
-            .into_iter()
+        let groups: Vec<Value> = t
+            .change_groups
+            .iter()
             .map(|g| json!({"signature": g.signature, "queries": g.queries}))
             .collect();
-        let p = perf::perf_summary(&r.outcomes).map(|p| p.to_json());
+        let p = t.perf.summary.as_ref().map(|p| p.to_json());
         w.write_all(b"{\"manifest\":")?;
-        serde_json::to_writer(&mut *w, &r.manifest)?;
+        serde_json::to_writer(&mut *w, r.manifest()).map_err(std::io::Error::from)?;
         w.write_all(b",\"counts\":")?;
-        serde_json::to_writer(&mut *w, &counts)?;
+        serde_json::to_writer(&mut *w, &counts).map_err(std::io::Error::from)?;
         w.write_all(b",\"change_groups\":")?;
-        serde_json::to_writer(&mut *w, &groups)?;
+        serde_json::to_writer(&mut *w, &groups).map_err(std::io::Error::from)?;
         w.write_all(b",\"plan_changes\":")?;
-        let facts = crate::facts::FactTable::build(&r.outcomes, flight.map(|f| f.outcomes.as_slice()));
-        serde_json::to_writer(&mut *w, &facts)?;
+        serde_json::to_writer(&mut *w, &t.facts).map_err(std::io::Error::from)?;
         w.write_all(b",\"performance\":")?;
-        serde_json::to_writer(&mut *w, &p)?;
+        serde_json::to_writer(&mut *w, &p).map_err(std::io::Error::from)?;
         w.write_all(b",\"analysis\":")?;
-        serde_json::to_writer(&mut *w, &crate::analysis::analyze(&r.outcomes).ok())?;
+        serde_json::to_writer(&mut *w, &t.analysis).map_err(std::io::Error::from)?;
+        drop(t);
         w.write_all(b",\"regressions\":[")?;
         let mut first = true;
-        for o in r.outcomes.iter().filter(|o| o.is_regression()) {
-            if !first {
-                w.write_all(b",")?;
+        r.scan(&mut |o| {
+            if o.is_regression() {
+                if !first {
+                    w.write_all(b",")?;
+                }
+                first = false;
+                serde_json::to_writer(&mut *w, o).map_err(std::io::Error::from)?;
             }
-            first = false;
-            serde_json::to_writer(&mut *w, o)?;
-        }
+            Ok(())
+        })?;
         w.write_all(b"],\"outcomes\":[")?;
-        for (k, o) in r.outcomes.iter().enumerate() {
-            if k > 0 {
+        let mut first = true;
+        r.scan(&mut |o| {
+            if !first {
                 w.write_all(b",\n")?;
             }
-            serde_json::to_writer(&mut *w, o)?;
-        }
+            first = false;
+            serde_json::to_writer(&mut *w, o).map_err(std::io::Error::from)?;
+            Ok(())
+        })?;
         w.write_all(b"]}")?;
     }
-    w.write_all(b"]}\n")
+    w.write_all(b"]}\n")?;
+    Ok(regressions)
 }

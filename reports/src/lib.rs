@@ -7,11 +7,15 @@
 //! regression with its error or mismatch, and a flight's performance
 //! figures ([`perf`]); JSON ([`json`]) and JUnit ([`junit`]) renderings; gate
 //! policies ([`gate`]); run comparison ([`compare`]) and merge of partitioned runs
-//! ([`merge`]); a self-contained HTML page with charts ([`html`]); polars analyses
+//! ([`merge`]); a self-contained HTML page with charts ([`html`]); analyses
 //! per template and tenant, ratio percentiles and top regressions by impact
-//! ([`analysis`]).
+//! ([`analysis`]). Every rendering is made from a [`tally::Tally`], gathered in
+//! one scan of a run ([`tally::Outcomes`]: an in-memory [`RunView`] or a
+//! [`tally::RunFile`] streamed from disk), so reports of runs of millions of
+//! outcomes run in bounded memory.
 //!
-//! Main types: [`facts::FactTable`], [`markdown::ChangeGroup`], [`RunView`].
+//! Main types: [`tally::Tally`], [`tally::RunFile`], [`facts::FactTable`],
+//! [`markdown::ChangeGroup`], [`RunView`].
 //!
 //! It must never run an engine, and never print anything that is not already in
 //! the run directory (a report adds no data, so it cannot leak any).
@@ -29,6 +33,7 @@ pub mod markdown;
 pub mod merge;
 pub mod perf;
 pub mod summary;
+pub mod tally;
 
 use std::path::Path;
 
@@ -49,6 +54,9 @@ pub enum ReportError {
     /// The run directory could not be read.
     #[error(transparent)]
     Run(#[from] sqlflight_runs::JournalError),
+    /// The report could not be written to its output.
+    #[error("writing the report: {0}")]
+    Write(#[from] std::io::Error),
     /// A report file could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -70,8 +78,8 @@ impl RunView {
 
 /// The first flight run among `runs`: its measurements rank the plan facts of
 /// the playback runs reported with it.
-pub fn flight_run(runs: &[RunView]) -> Option<&RunView> {
-    runs.iter().find(|r| r.manifest.kind == "flight")
+pub fn flight_run<R: tally::Outcomes>(runs: &[R]) -> Option<&R> {
+    runs.iter().find(|r| r.manifest().kind == "flight")
 }
 
 /// Writes `report.md` into the run directory and returns its path.

@@ -1,11 +1,11 @@
 //! The Markdown summary of a playback run.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use sqlflight_diffing::{OutcomeClass, OutcomeRecord, SideResult};
+use sqlflight_diffing::{OutcomeClass, OutcomeRecord, RunManifest};
 
 use crate::RunView;
+use crate::tally::{Tally, TallyAcc};
 
 /// Plan changes that share a change signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,29 +18,12 @@ pub struct ChangeGroup {
 
 /// Groups plan changes by change signature, largest group first.
 pub fn change_groups(outcomes: &[OutcomeRecord]) -> Vec<ChangeGroup> {
-    let mut m: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for o in outcomes.iter().filter(|o| o.class == OutcomeClass::PlanChanged) {
-        m.entry(o.change_signature.as_deref().unwrap_or(""))
-            .or_default()
-            .push(o.query_id.clone());
-    }
-    let mut groups: Vec<ChangeGroup> = m
-        .into_iter()
-        .map(|(s, mut q)| {
-            q.sort();
-            ChangeGroup {
-                signature: s.to_string(),
-                queries: q,
-            }
-        })
-        .collect();
-    groups.sort_by(|a, b| {
-        b.queries
-            .len()
-            .cmp(&a.queries.len())
-            .then(a.signature.cmp(&b.signature))
-    });
-    groups
+    let mut acc = TallyAcc::new(false);
+    outcomes
+        .iter()
+        .filter(|o| o.class == OutcomeClass::PlanChanged)
+        .for_each(|o| acc.add(o));
+    acc.finish(None).change_groups
 }
 
 /// Counts per class, in report order, zero counts left out.
@@ -59,21 +42,6 @@ pub(crate) fn fenced(out: &mut String, lang: &str, body: &str) {
         fence.push('`');
     }
     let _ = writeln!(out, "{fence}{lang}\n{}\n{fence}", body.trim_end());
-}
-
-fn side(s: &Option<SideResult>) -> String {
-    match s {
-        None => "not run".into(),
-        Some(SideResult::Ok { plan_hash, .. }) => format!("compiled (plan {plan_hash})"),
-        Some(SideResult::Error { error_class, .. }) => format!("{error_class} error"),
-    }
-}
-
-fn error_text(s: &Option<SideResult>) -> Option<&str> {
-    match s {
-        Some(SideResult::Error { error, .. }) => Some(error),
-        _ => None,
-    }
 }
 
 /// The Markdown heading marker of `level` (1 to 6).
@@ -95,38 +63,39 @@ pub fn run_markdown_with(run: &RunView, flight: Option<&RunView>) -> String {
 /// Renders the report as a section whose title is a heading of `level` (1: a
 /// document of its own; 2: one run among others, as in the demo's report).
 pub fn run_markdown_at(run: &RunView, flight: Option<&RunView>, level: usize) -> String {
-    let o = &run.outcomes;
+    markdown_of(&run.manifest, &Tally::of(run, flight), level)
+}
+
+/// Renders the report of a run from its [`Tally`], as a section at `level`.
+pub fn markdown_of(m: &RunManifest, t: &Tally, level: usize) -> String {
     let mut out = String::new();
-    header_section(&mut out, run, level);
-    outcomes_section(&mut out, o, level + 1);
-    crate::facts::FactTable::build(o, flight.map(|f| f.outcomes.as_slice())).markdown(o, &mut out, level + 1);
-    regressions_section(&mut out, o, level + 1);
-    performance_section(&mut out, run, level + 1);
-    analysis_markdown(&mut out, o, level + 1);
-    explained_section(&mut out, o, level + 1);
-    other_failures_section(&mut out, o, level + 1);
-    skipped_section(&mut out, o, level + 1);
+    header_section(&mut out, m, t, level);
+    outcomes_section(&mut out, t, level + 1);
+    t.facts.markdown(&mut out, level + 1);
+    regressions_section(&mut out, t, level + 1);
+    performance_section(&mut out, m, t, level + 1);
+    analysis_markdown(&mut out, &t.analysis, level + 1);
+    explained_section(&mut out, t, level + 1);
+    other_failures_section(&mut out, t, level + 1);
+    skipped_section(&mut out, t, level + 1);
     out
 }
 
 /// Title, verdict, the run's identity table, stop and completeness notes.
-fn header_section(out: &mut String, run: &RunView, level: usize) {
+fn header_section(out: &mut String, m: &RunManifest, t: &Tally, level: usize) {
     let h1 = heading(level);
-    let m = &run.manifest;
-    let o = &run.outcomes;
-    let regressions: Vec<&OutcomeRecord> = o.iter().filter(|x| x.is_regression()).collect();
     let _ = writeln!(out, "{h1} sqlflight {}: {}\n", m.kind, m.corpus.name);
-    if o.is_empty() {
+    if t.total == 0 {
         let _ = writeln!(out, "**Verdict: nothing was verified** (0 queries in this run).\n");
-    } else if regressions.is_empty() {
-        let _ = writeln!(out, "**Verdict: no regressions** in {} queries.\n", o.len());
+    } else if t.regressions == 0 {
+        let _ = writeln!(out, "**Verdict: no regressions** in {} queries.\n", t.total);
     } else {
         let _ = writeln!(
             out,
             "**Verdict: {} regression{}** in {} queries.\n",
-            regressions.len(),
-            if regressions.len() == 1 { "" } else { "s" },
-            o.len()
+            t.regressions,
+            if t.regressions == 1 { "" } else { "s" },
+            t.total
         );
     }
     let _ = writeln!(out, "| | |\n|---|---|");
@@ -142,16 +111,10 @@ fn header_section(out: &mut String, run: &RunView, level: usize) {
     if let Some(p) = m.partition {
         let _ = writeln!(out, "| partition | {p} ({} queries selected) |", m.selected);
     }
-    let verified: Vec<&OutcomeRecord> = o.iter().filter(|x| x.class != OutcomeClass::Skipped).collect();
-    let templates: std::collections::BTreeSet<&str> = verified.iter().map(|x| x.template_id.as_str()).collect();
-    let all_templates: std::collections::BTreeSet<&str> = o.iter().map(|x| x.template_id.as_str()).collect();
     let _ = writeln!(
         out,
         "| coverage | {} of {} queries verified (not skipped), {} of {} templates exercised |",
-        verified.len(),
-        m.selected,
-        templates.len(),
-        all_templates.len()
+        t.verified, m.selected, t.templates_verified, t.templates
     );
     let _ = writeln!(
         out,
@@ -170,45 +133,38 @@ fn header_section(out: &mut String, run: &RunView, level: usize) {
             "\n> **Stopped early:** {reason}. Continue with `--resume --out <this run>`."
         );
     }
-    if (o.len() as u64) < m.selected {
+    if (t.total as u64) < m.selected {
         let _ = writeln!(
             out,
             "\n> **Incomplete:** {} of {} selected queries have an outcome.",
-            o.len(),
-            m.selected
+            t.total, m.selected
         );
     }
 }
 
 /// Outcomes per class.
-fn outcomes_section(out: &mut String, o: &[OutcomeRecord], level: usize) {
+fn outcomes_section(out: &mut String, t: &Tally, level: usize) {
     let h2 = heading(level);
     let _ = writeln!(out, "\n{h2} Outcomes\n\n| class | queries |\n|---|---:|");
-    for (c, n) in counts(o) {
+    for (c, n) in &t.counts {
         let mark = if c.is_regression() { " ⚠" } else { "" };
         let _ = writeln!(out, "| `{c}`{mark} | {n} |");
     }
 }
 
 /// Every regression with both sides and the candidate's error.
-fn regressions_section(out: &mut String, o: &[OutcomeRecord], level: usize) {
+fn regressions_section(out: &mut String, t: &Tally, level: usize) {
     let (h2, h3) = (heading(level), heading(level + 1));
-    let regressions: Vec<&OutcomeRecord> = o.iter().filter(|x| x.is_regression()).collect();
-    if !regressions.is_empty() {
+    if !t.regression_rows.is_empty() {
         let _ = writeln!(out, "\n{h2} Regressions\n");
-        for r in &regressions {
+        for r in &t.regression_rows {
             let _ = writeln!(
                 out,
                 "{h3} `{}` {} (template `{}`)\n",
                 r.class, r.query_id, r.template_id
             );
-            let _ = writeln!(
-                out,
-                "- baseline: {}\n- candidate: {}\n",
-                side(&r.baseline),
-                side(&r.candidate)
-            );
-            if let Some(e) = error_text(&r.candidate) {
+            let _ = writeln!(out, "- baseline: {}\n- candidate: {}\n", r.baseline, r.candidate);
+            if let Some(e) = &r.error {
                 fenced(out, "text", e);
                 out.push('\n');
             }
@@ -217,16 +173,15 @@ fn regressions_section(out: &mut String, o: &[OutcomeRecord], level: usize) {
 }
 
 /// The corpus-wide timing figures and the ten largest ratios.
-fn performance_section(out: &mut String, run: &RunView, level: usize) {
+fn performance_section(out: &mut String, m: &RunManifest, t: &Tally, level: usize) {
     let h2 = heading(level);
-    let (m, o) = (&run.manifest, &run.outcomes);
     if m.results_only {
         let _ = writeln!(
             out,
             "\n{h2} Performance\n\nNot measured: a results-only flight (`flight.timing: false`) runs each query once per side and compares results only.\n"
         );
     }
-    if let Some(p) = crate::perf::perf_summary(o) {
+    if let Some(p) = &t.perf.summary {
         let _ = writeln!(out, "\n{h2} Performance\n");
         let _ = writeln!(
             out,
@@ -249,109 +204,67 @@ fn performance_section(out: &mut String, run: &RunView, level: usize) {
             out,
             "| query | baseline ms | candidate ms | ratio | p | q | verdict | peak memory (B/C) |\n|---|---:|---:|---:|---:|---:|---|---|"
         );
-        let qvalues = crate::perf::qvalues(o);
-        for (q, ratio) in crate::perf::by_ratio(o).into_iter().take(10) {
-            let f = q.flight.as_ref();
-            let med = |s: Option<f64>| s.map_or("-".into(), |x| format!("{x:.1}"));
-            let mem = |s: Option<u64>| s.map_or("-".into(), |x| format!("{:.1} MiB", x as f64 / 1048576.0));
-            let perf = f.and_then(|f| f.perf.as_ref());
+        let med = |s: Option<f64>| s.map_or("-".into(), |x| format!("{x:.1}"));
+        let mem = |s: Option<u64>| s.map_or("-".into(), |x| format!("{:.1} MiB", x as f64 / 1048576.0));
+        let num = |s: Option<f64>| s.map_or("-".into(), |x| format!("{x:.3}"));
+        for r in &t.perf.slowest {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | ×{ratio:.2} | {} | {} | {} | {} / {} |",
-                q.query_id,
-                med(f.and_then(|f| f.baseline.median_ms)),
-                med(f.and_then(|f| f.candidate.median_ms)),
-                perf.and_then(|p| p.p_value).map_or("-".into(), |p| format!("{p:.3}")),
-                qvalues.get(&q.query_id).map_or("-".into(), |q| format!("{q:.3}")),
-                perf.map_or("-".into(), |p| p.describe()),
-                mem(f.and_then(|f| f.baseline.peak_memory)),
-                mem(f.and_then(|f| f.candidate.peak_memory)),
+                "| {} | {} | {} | ×{:.2} | {} | {} | {} | {} / {} |",
+                r.query_id,
+                med(r.baseline_ms),
+                med(r.candidate_ms),
+                r.ratio,
+                num(r.p_value),
+                num(r.q_value),
+                r.verdict,
+                mem(r.baseline_peak),
+                mem(r.candidate_peak),
             );
         }
     }
 }
 
 /// Nondeterministic, accepted and tolerated outcomes, with why.
-fn explained_section(out: &mut String, o: &[OutcomeRecord], level: usize) {
+fn explained_section(out: &mut String, t: &Tally, level: usize) {
     let h2 = heading(level);
-    let listed: Vec<&OutcomeRecord> = o
-        .iter()
-        .filter(|x| {
-            matches!(
-                x.class,
-                OutcomeClass::Nondeterministic | OutcomeClass::Accepted | OutcomeClass::MatchWithinTolerance
-            )
-        })
-        .collect();
-    if !listed.is_empty() {
+    if !t.explained.is_empty() {
         let _ = writeln!(
             out,
             "\n{h2} Nondeterministic, accepted and tolerated\n\n| query | class | why |\n|---|---|---|"
         );
-        for x in listed {
-            let _ = writeln!(
-                out,
-                "| {} | `{}` | {} |",
-                x.query_id,
-                x.class,
-                x.detail.as_deref().unwrap_or("")
-            );
+        for x in &t.explained {
+            let _ = writeln!(out, "| {} | `{}` | {} |", x.query_id, x.class, x.why);
         }
     }
 }
 
 /// Failures that are not regressions.
-fn other_failures_section(out: &mut String, o: &[OutcomeRecord], level: usize) {
+fn other_failures_section(out: &mut String, t: &Tally, level: usize) {
     let h2 = heading(level);
-    let other: Vec<&OutcomeRecord> = o
-        .iter()
-        .filter(|x| {
-            matches!(
-                x.class,
-                OutcomeClass::Fixed | OutcomeClass::BothFailChanged | OutcomeClass::BothFailSame
-            )
-        })
-        .collect();
-    if !other.is_empty() {
+    if !t.other_failures.is_empty() {
         let _ = writeln!(
             out,
             "\n{h2} Other failures\n\n| query | class | baseline | candidate |\n|---|---|---|---|"
         );
-        for x in other {
-            let _ = writeln!(
-                out,
-                "| {} | `{}` | {} | {} |",
-                x.query_id,
-                x.class,
-                side(&x.baseline),
-                side(&x.candidate)
-            );
+        for x in &t.other_failures {
+            let _ = writeln!(out, "| {} | `{}` | {} | {} |", x.query_id, x.class, x.why, x.candidate);
         }
     }
 }
 
-/// Skipped queries grouped by reason.
-fn skipped_section(out: &mut String, o: &[OutcomeRecord], level: usize) {
+/// Skipped queries grouped by reason (`write_statement: INSERT` → `write_statement`).
+fn skipped_section(out: &mut String, t: &Tally, level: usize) {
     let h2 = heading(level);
-    let skipped: Vec<&OutcomeRecord> = o.iter().filter(|x| x.class == OutcomeClass::Skipped).collect();
-    if !skipped.is_empty() {
-        // Grouped by reason (`write_statement: INSERT` → `write_statement`).
-        let mut by: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for x in &skipped {
-            let r = x.skip_reason.as_deref().unwrap_or("no reason given");
-            by.entry(r.split(':').next().unwrap_or(r))
-                .or_default()
-                .push(&x.query_id);
-        }
+    if !t.skipped.is_empty() {
         let _ = writeln!(out, "\n{h2} Skipped\n\n| reason | queries | examples |\n|---|---:|---|");
-        for (reason, ids) in &by {
-            let more = if ids.len() > 10 {
-                format!(", … {} more", ids.len() - 10)
+        for (reason, (n, ids)) in &t.skipped {
+            let more = if ids.len() < *n {
+                format!(", … {} more", n - ids.len())
             } else {
                 String::new()
             };
-            let shown: Vec<&str> = ids.iter().take(10).copied().collect();
-            let _ = writeln!(out, "| `{reason}` | {} | {}{more} |", ids.len(), shown.join(", "));
+            let _ = writeln!(out, "| `{reason}` | {n} | {}{more} |", ids.join(", "));
         }
     }
 }
@@ -360,16 +273,9 @@ fn ratio(x: Option<f64>) -> String {
     x.map_or("-".into(), |r| format!("×{r:.2}"))
 }
 
-/// The polars analyses: ratio percentiles, templates and tenants by impact.
-fn analysis_markdown(out: &mut String, o: &[OutcomeRecord], level: usize) {
+/// The analyses: ratio percentiles, templates and tenants by impact.
+fn analysis_markdown(out: &mut String, a: &crate::analysis::Analysis, level: usize) {
     let h = heading(level);
-    let a = match crate::analysis::analyze(o) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = writeln!(out, "\n{h} Analysis\n\n(analysis failed: {e})");
-            return;
-        }
-    };
     let hot: Vec<_> = a.by_template.iter().filter(|g| g.regressions > 0).take(10).collect();
     if a.ratios.is_none() && hot.is_empty() && a.by_tenant.is_empty() {
         return;

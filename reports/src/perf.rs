@@ -75,34 +75,108 @@ impl PerfSummary {
     }
 }
 
-/// Figures of a flight's outcomes; None when no query has timings on both sides.
-pub fn perf_summary<'a>(outcomes: impl IntoIterator<Item = &'a OutcomeRecord>) -> Option<PerfSummary> {
-    let mut s = PerfSummary {
-        queries: 0,
-        geomean_ratio: 1.0,
-        total_baseline_ms: 0.0,
-        total_candidate_ms: 0.0,
-        faster: 0,
-        slower: 0,
-        same: 0,
-        inconclusive: 0,
-        too_short: 0,
-        undecided_slowdowns: 0,
-        discoveries_fdr05: 0,
-        regressions: 0,
-    };
-    let mut p_values = Vec::new();
-    let mut log_sum = 0.0;
-    for o in outcomes {
-        let Some(f) = &o.flight else { continue };
-        let (Some(b), Some(c), Some(p)) = (f.baseline.median_ms, f.candidate.median_ms, &f.perf) else {
-            continue;
+/// Most rows of [`PerfAcc::finish`]'s `slowest`.
+pub const SLOWEST: usize = 10;
+
+/// Bins of the ratio histogram: log2(ratio) from 1/8 to 8 in quarter steps.
+pub const HISTOGRAM_BINS: usize = 24;
+
+/// One of the slowest queries, as the reports list them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlowRow {
+    /// The query.
+    pub query_id: String,
+    /// Candidate/baseline time ratio.
+    pub ratio: f64,
+    /// Baseline median, milliseconds.
+    pub baseline_ms: Option<f64>,
+    /// Candidate median, milliseconds.
+    pub candidate_ms: Option<f64>,
+    /// p-value of the comparison.
+    pub p_value: Option<f64>,
+    /// Benjamini-Hochberg q-value across the run (judged queries).
+    pub q_value: Option<f64>,
+    /// The verdict in words.
+    pub verdict: String,
+    /// Baseline peak memory, bytes.
+    pub baseline_peak: Option<u64>,
+    /// Candidate peak memory, bytes.
+    pub candidate_peak: Option<u64>,
+}
+
+/// The performance figures of a flight, accumulated one outcome at a time in
+/// memory of one `f64` per judged query (for the false discovery rate).
+#[derive(Debug, Default)]
+pub struct PerfAcc {
+    s: Option<PerfSummary>,
+    log_sum: f64,
+    /// p-values of the judged queries (perf with a p-value, not too short).
+    judged: Vec<f64>,
+    /// Of them, the decided ones (slower or faster).
+    decided: Vec<f64>,
+    slowest: Vec<SlowRow>,
+    histogram: [usize; HISTOGRAM_BINS],
+}
+
+impl PerfAcc {
+    /// Counts one outcome.
+    pub fn add(&mut self, o: &OutcomeRecord) {
+        let Some(f) = &o.flight else { return };
+        let Some(p) = &f.perf else { return };
+        if let Some(pv) = p.p_value
+            && p.verdict != PerfVerdict::TooShort
+        {
+            self.judged.push(pv);
+            if matches!(p.verdict, PerfVerdict::Slower | PerfVerdict::Faster) {
+                self.decided.push(pv);
+            }
+        }
+        if p.ratio > 0.0 {
+            let i = ((p.ratio.log2() + 3.0) * 4.0)
+                .floor()
+                .clamp(0.0, (HISTOGRAM_BINS - 1) as f64) as usize;
+            self.histogram[i] += 1;
+        }
+        // The slowest rows: ratio descending, ties in query order.
+        let full = self.slowest.len() >= SLOWEST;
+        if !full || self.slowest.last().is_some_and(|l| p.ratio.total_cmp(&l.ratio).is_gt()) {
+            let row = SlowRow {
+                query_id: o.query_id.clone(),
+                ratio: p.ratio,
+                baseline_ms: f.baseline.median_ms,
+                candidate_ms: f.candidate.median_ms,
+                p_value: p.p_value,
+                q_value: None,
+                verdict: p.describe(),
+                baseline_peak: f.baseline.peak_memory,
+                candidate_peak: f.candidate.peak_memory,
+            };
+            let at = self.slowest.partition_point(|r| r.ratio.total_cmp(&row.ratio).is_ge());
+            self.slowest.insert(at, row);
+            self.slowest.truncate(SLOWEST);
+        }
+        let (Some(b), Some(c)) = (f.baseline.median_ms, f.candidate.median_ms) else {
+            return;
         };
         if b <= 0.0 || c <= 0.0 {
-            continue;
+            return;
         }
+        let s = self.s.get_or_insert(PerfSummary {
+            queries: 0,
+            geomean_ratio: 1.0,
+            total_baseline_ms: 0.0,
+            total_candidate_ms: 0.0,
+            faster: 0,
+            slower: 0,
+            same: 0,
+            inconclusive: 0,
+            too_short: 0,
+            undecided_slowdowns: 0,
+            discoveries_fdr05: 0,
+            regressions: 0,
+        });
         s.queries += 1;
-        log_sum += (c / b).ln();
+        self.log_sum += (c / b).ln();
         s.total_baseline_ms += b;
         s.total_candidate_ms += c;
         match p.verdict {
@@ -118,33 +192,59 @@ pub fn perf_summary<'a>(outcomes: impl IntoIterator<Item = &'a OutcomeRecord>) -
         if p.counts() {
             s.regressions += 1;
         }
-        if let Some(pv) = p.p_value
-            && p.verdict != PerfVerdict::TooShort
-        {
-            p_values.push((pv, matches!(p.verdict, PerfVerdict::Slower | PerfVerdict::Faster)));
+    }
+
+    /// The summary, the slowest queries with their q-values, and the ratio
+    /// histogram.
+    pub fn finish(mut self) -> PerfFigures {
+        self.judged.sort_by(f64::total_cmp);
+        let m = self.judged.len();
+        let judged = &self.judged;
+        // BH: q(p) = min over ranks k >= rank(p) of p_(k) m / k; tied p-values
+        // share the q-value of the last of them.
+        let q_of = |p: f64| {
+            let r = judged.partition_point(|x| x.total_cmp(&p).is_le()).max(1);
+            (r..=m).fold(1.0f64, |q, k| q.min(judged[k - 1] * m as f64 / k as f64))
+        };
+        for row in &mut self.slowest {
+            row.q_value = row.p_value.filter(|_| m > 0).map(q_of);
+        }
+        // q <= 0.05 exactly for the p-values up to the largest p_(k) <= 0.05 k / m.
+        let cut = (1..=m)
+            .rev()
+            .find(|&k| judged[k - 1] <= 0.05 * k as f64 / m as f64)
+            .map(|k| judged[k - 1]);
+        let summary = self.s.map(|mut s| {
+            s.geomean_ratio = (self.log_sum / s.queries as f64).exp();
+            s.discoveries_fdr05 = cut.map_or(0, |t| self.decided.iter().filter(|p| **p <= t).count());
+            s
+        });
+        PerfFigures {
+            summary,
+            slowest: self.slowest,
+            histogram: self.histogram,
         }
     }
-    if s.queries == 0 {
-        return None;
-    }
-    s.geomean_ratio = (log_sum / s.queries as f64).exp();
-    let q = bh_qvalues(&p_values.iter().map(|x| x.0).collect::<Vec<_>>());
-    s.discoveries_fdr05 = q
-        .iter()
-        .zip(&p_values)
-        .filter(|(q, (_, decided))| **q <= 0.05 && *decided)
-        .count();
-    Some(s)
 }
 
-/// Queries with timings, slowest ratio first.
-pub fn by_ratio(outcomes: &[OutcomeRecord]) -> Vec<(&OutcomeRecord, f64)> {
-    let mut v: Vec<(&OutcomeRecord, f64)> = outcomes
-        .iter()
-        .filter_map(|o| Some((o, o.flight.as_ref()?.perf.as_ref()?.ratio)))
-        .collect();
-    v.sort_by(|a, b| b.1.total_cmp(&a.1));
-    v
+/// What [`PerfAcc`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerfFigures {
+    /// The corpus-wide figures; None when no query has timings on both sides.
+    pub summary: Option<PerfSummary>,
+    /// The [`SLOWEST`] largest ratios, largest first.
+    pub slowest: Vec<SlowRow>,
+    /// Queries per ratio bin (see [`HISTOGRAM_BINS`]).
+    pub histogram: [usize; HISTOGRAM_BINS],
+}
+
+/// Figures of a flight's outcomes; None when no query has timings on both sides.
+pub fn perf_summary<'a>(outcomes: impl IntoIterator<Item = &'a OutcomeRecord>) -> Option<PerfSummary> {
+    let mut a = PerfAcc::default();
+    for o in outcomes {
+        a.add(o);
+    }
+    a.finish().summary
 }
 
 /// Benjamini-Hochberg q-values of `p` (same order): the smallest false discovery
@@ -160,19 +260,6 @@ pub fn bh_qvalues(p: &[f64]) -> Vec<f64> {
         q[i] = running.min(1.0);
     }
     q
-}
-
-/// q-values of every query with a judged p-value, by query id.
-pub fn qvalues<'a>(outcomes: impl IntoIterator<Item = &'a OutcomeRecord>) -> std::collections::BTreeMap<String, f64> {
-    let judged: Vec<(&str, f64)> = outcomes
-        .into_iter()
-        .filter_map(|o| {
-            let p = o.flight.as_ref()?.perf.as_ref()?;
-            (p.verdict != PerfVerdict::TooShort).then_some((o.query_id.as_str(), p.p_value?))
-        })
-        .collect();
-    let q = bh_qvalues(&judged.iter().map(|x| x.1).collect::<Vec<_>>());
-    judged.iter().zip(q).map(|((id, _), q)| (id.to_string(), q)).collect()
 }
 
 #[cfg(test)]

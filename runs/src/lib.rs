@@ -21,9 +21,11 @@
 
 pub mod driver;
 pub mod journal;
+pub mod sorted;
 
 pub use driver::{
     NoProgress, Progress, RunError, RunSetup, RunSummary, Strategy, drive, panic_message, process_crash_outcome,
     redact_outcome, select,
 };
 pub use journal::{Interrupted, Journal, JournalError, read_manifest, read_run};
+pub use sorted::OutcomeFile;

@@ -6,7 +6,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 
 use anyhow::Context;
-use sqlflight_reports::{RunView, json, junit, markdown};
+use sqlflight_reports::tally::{RunFile, Tally};
+use sqlflight_reports::{json, junit, markdown};
 
 use crate::{Cli, EXIT_OK, EXIT_REGRESSION};
 
@@ -36,10 +37,12 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: &ReportArgs, cli: &Cli) -> anyhow::Result<u8> {
-    let views: Vec<RunView> = args
+    // Streamed: each run is scanned from disk (sorted aside when its journal is
+    // out of order), so the report's memory does not grow with the run.
+    let views: Vec<RunFile> = args
         .runs
         .iter()
-        .map(|p| RunView::read(p).with_context(|| format!("reading run {}", p.display())))
+        .map(|p| RunFile::open(p).with_context(|| format!("reading run {}", p.display())))
         .collect::<anyhow::Result<_>>()?;
     let target = args
         .out
@@ -51,27 +54,41 @@ pub fn run(args: &ReportArgs, cli: &Cli) -> anyhow::Result<u8> {
         )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
-    let written = match args.format {
-        // Streamed: large runs never sit in memory as one document.
-        Format::Json => json::write_json_report(&views, &mut w),
+    let flight = sqlflight_reports::flight_run(&views);
+    let tallies = |views: &[RunFile]| -> anyhow::Result<Vec<Tally>> {
+        views
+            .iter()
+            .zip(&args.runs)
+            .map(|(v, p)| Tally::read(v, flight).with_context(|| format!("reading run {}", p.display())))
+            .collect()
+    };
+    let regressions = match args.format {
+        Format::Json => json::write_json_report(&views, &mut w).with_context(|| format!("writing {target}"))?,
+        Format::Junit => junit::write_junit(&views, &mut w).with_context(|| format!("writing {target}"))?,
         Format::Md => {
-            let flight = sqlflight_reports::flight_run(&views);
-            let md: Vec<String> = views.iter().map(|v| markdown::run_markdown_with(v, flight)).collect();
+            let t = tallies(&views)?;
+            let md: Vec<String> = views
+                .iter()
+                .zip(&t)
+                .map(|(v, t)| markdown::markdown_of(&v.manifest, t, 1))
+                .collect();
             w.write_all(md.join("\n---\n\n").as_bytes())
+                .with_context(|| format!("writing {target}"))?;
+            t.iter().map(|t| t.regressions).sum()
         }
         Format::Html => {
-            let flight = sqlflight_reports::flight_run(&views);
+            let t = tallies(&views)?;
             let pages: Vec<String> = views
                 .iter()
-                .map(|v| sqlflight_reports::html::html_report_with(v, flight))
+                .zip(&t)
+                .map(|(v, t)| sqlflight_reports::html::html_of(&v.manifest, t, flight.is_some()))
                 .collect();
             w.write_all(pages.join("\n").as_bytes())
+                .with_context(|| format!("writing {target}"))?;
+            t.iter().map(|t| t.regressions).sum()
         }
-        Format::Junit => w.write_all(junit::junit(&views).as_bytes()),
     };
-    written
-        .and_then(|()| w.flush())
-        .with_context(|| format!("writing {target}"))?;
+    w.flush().with_context(|| format!("writing {target}"))?;
     if args.out.is_some() && !cli.quiet {
         eprintln!("report: {target}");
     }
@@ -79,11 +96,6 @@ pub fn run(args: &ReportArgs, cli: &Cli) -> anyhow::Result<u8> {
         // For `sqlflight bench report`: this process's peak resident memory.
         eprintln!("peak_rss_kib={}", peak_rss_kib().unwrap_or(0));
     }
-    let regressions = views
-        .iter()
-        .flat_map(|v| &v.outcomes)
-        .filter(|o| o.is_regression())
-        .count();
     Ok(if regressions > 0 { EXIT_REGRESSION } else { EXIT_OK })
 }
 
