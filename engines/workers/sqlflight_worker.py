@@ -607,6 +607,20 @@ class SparkConnect(Spark):
     def alive(self):
         return True
 
+    def message(self, e):
+        # A refused credential: say so, and what to set (never the token).
+        for status in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            if f"StatusCode.{status}" in str(e):
+                found = re.search(r'details = "([^"\n]{0,200})"', str(e))
+                why = found.group(1) if found else "credentials refused"
+                return (
+                    f"the Spark Connect server refused the connection ({status}: {why}); "
+                    "a server that checks a token needs `token_env` naming the environment "
+                    "variable that holds it (the token travels over TLS unless the host is "
+                    "`localhost`)"
+                )
+        return super().message(e)
+
     def classify(self, e):
         msg = self.message(e)
         if "StatusCode.UNAVAILABLE" in str(e) or "failed to connect" in msg.lower():

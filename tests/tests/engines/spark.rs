@@ -346,8 +346,65 @@ fn serve(mut cmd: std::process::Command, port: u16, log: &Path) -> Server {
     server
 }
 
+/// CSV catalog tables (a header line, a quoted comma, non-ASCII text, an empty
+/// field) read by Spark as the embedded DataFusion reads them: flown DataFusion →
+/// Spark 4.0.5 over the same file, every query matches.
+#[test]
+fn csv_catalog_tables_on_spark_read_like_the_embedded_datafusion() {
+    sqlflight_tests::full_tier_only!();
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("cities.csv");
+    std::fs::write(
+        &csv,
+        "id,name,country,population,area_km2\n1,Lisbon,PT,545923,100.05\n2,\"Porto, city\",PT,231800,41.42\n\
+         3,Zürich,CH,421878,87.88\n4,Oslo,NO,,454.0\n5,Reykjavík,IS,139875,273.0\n",
+    )
+    .unwrap();
+    let corpus = ingest_sql(
+        tmp.path(),
+        "select cast(id as bigint) as id, name, country from cities order by id;\n\
+         select country, cast(count(*) as bigint) as n, cast(sum(population) as bigint) as p from cities group by country order by country;\n\
+         select name from cities where population is null;\n\
+         select round(sum(area_km2), 2) as a from cities;\n",
+    );
+    let cfg = tmp.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "corpus: {}\ncatalog:\n  tables:\n    cities: {}\nengines:\n  df: {{ kind: datafusion }}\n  \
+             spark: {{ kind: spark, version: \"{NEW}\" }}\nbaseline: df\ncandidate: spark\nflight: {{ timing: false }}\n",
+            corpus.display(),
+            csv.display()
+        ),
+    )
+    .unwrap();
+    let fl = tmp.path().join("fl");
+    let code = run(&[
+        "flight",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        fl.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(code < 2);
+    let o = runs(&fl);
+    assert_eq!(o.len(), 4);
+    assert!(
+        o.iter().all(|x| x.class == OutcomeClass::Match),
+        "{}",
+        serde_json::to_string_pretty(&o).unwrap()
+    );
+}
+
+/// The token the test's Spark Connect server checks (planted: it must never be
+/// written anywhere).
+const CONNECT_TOKEN: &str = "sc-t0ken-planted-7f3a";
+const CONNECT_TOKEN_ENV: &str = "SQLFLIGHT_TEST_SPARK_CONNECT_TOKEN";
+
 /// A real Spark Connect server: the JVM server class of the pyspark 4.0.5
-/// package (`spark-submit --class ...SparkConnectServer`), gRPC on loopback.
+/// package (`spark-submit --class ...SparkConnectServer`), gRPC on loopback,
+/// checking a pre-shared token (`spark.connect.authenticate.token`).
 fn spark_connect_server(dir: &Path) -> Server {
     let python =
         sqlflight_engines::python::ensure_venv("pyspark", NEW, &sqlflight_engines::spark::extras(NEW)).unwrap();
@@ -372,6 +429,8 @@ fn spark_connect_server(dir: &Path) -> Server {
             &format!("spark.connect.grpc.binding.port={port}"),
             "--conf",
             "spark.ui.enabled=false",
+            "--conf",
+            &format!("spark.connect.authenticate.token={CONNECT_TOKEN}"),
             "--conf",
             &format!("spark.sql.warehouse.dir={}", dir.join("wh").display()),
             "spark-internal",
@@ -401,10 +460,57 @@ fn sail_server(dir: &Path, what: &str) -> Server {
     serve(cmd, port, &dir.join(format!("sail-{what}.log")))
 }
 
+/// Runs the CLI in a child process with the server's token in its environment;
+/// returns the exit code and everything it printed.
+fn run_with_token(args: &[&str]) -> (i32, String) {
+    let out = crate::cli_child(args)
+        .env(CONNECT_TOKEN_ENV, CONNECT_TOKEN)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Renders the HTML report of `run` into `out` (in this process).
+fn run_args_report(run_dir: &Path, out: &Path) -> u8 {
+    run(&[
+        "report",
+        run_dir.to_str().unwrap(),
+        "--format",
+        "html",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ])
+}
+
+/// Every file under `dir` (recursively) that contains `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
 /// Spark Connect, for real: TPC-H through a Spark Connect server (the JVM server
-/// of 4.0.5) plans and answers exactly like the same release in local mode; and
-/// Sail, a second, independent Spark Connect implementation, replays the same
-/// corpus against it as a candidate: every query gets an outcome, most match.
+/// of 4.0.5, checking a token) plans and answers exactly like the same release in
+/// local mode; without the token or with a wrong one the engine is refused with
+/// a clear error, and the token is written nowhere. Sail, a second, independent
+/// Spark Connect implementation, replays the same corpus against it as a
+/// candidate: every query gets an outcome, most match.
 #[test]
 fn spark_connect_server_and_sail_replay_tpch() {
     sqlflight_tests::full_tier_only!();
@@ -416,26 +522,54 @@ fn spark_connect_server_and_sail_replay_tpch() {
         let mut yaml = tpch_config(&data);
         yaml.push_str(&format!(
             "engines:\n  local: {{ kind: spark, version: \"{NEW}\" }}\n  \
-             connect: {{ kind: spark-connect, url: \"sc://127.0.0.1:{}\" }}\n  \
+             connect: {{ kind: spark-connect, url: \"sc://localhost:{}\", token_env: {CONNECT_TOKEN_ENV} }}\n  \
+             untokened: {{ kind: spark-connect, url: \"sc://localhost:{}\" }}\n  \
              sail: {{ kind: spark-connect, url: \"sc://127.0.0.1:{}\" }}\n\
              baseline: {baseline}\ncandidate: {candidate}\nflight: {{ timing: false }}\n",
-            jvm.port, sail.port
+            jvm.port, jvm.port, sail.port
         ));
         let cfg = tmp.path().join(name);
         std::fs::write(&cfg, yaml).unwrap();
         cfg
     };
-    let cfg = config("local-connect.yaml", "local", "connect");
-    let pb = tmp.path().join("pb");
-    let code = run(&[
+    // Without the token (and with a wrong one): refused up front, located at the
+    // profile, saying what to set.
+    let cfg = config("untokened.yaml", "untokened", "untokened");
+    let refused = tmp.path().join("refused");
+    let (code, text) = run_with_token(&[
         "playback",
         "-c",
         cfg.to_str().unwrap(),
         "--out",
-        pb.to_str().unwrap(),
-        "-q",
+        refused.to_str().unwrap(),
     ]);
-    assert!(code < 2);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("untokened.yaml:") && text.contains("UNAUTHENTICATED") && text.contains("token_env"),
+        "{text}"
+    );
+    let wrong = crate::cli_child(&[
+        "playback",
+        "-c",
+        config("wrong.yaml", "connect", "connect").to_str().unwrap(),
+        "--out",
+        refused.to_str().unwrap(),
+    ])
+    .env(CONNECT_TOKEN_ENV, "not-the-token")
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("Invalid authentication token") && !text.contains("not-the-token"),
+        "{text}"
+    );
+
+    let cfg = config("local-connect.yaml", "local", "connect");
+    let pb = tmp.path().join("pb");
+    let (code, text) = run_with_token(&["playback", "-c", cfg.to_str().unwrap(), "--out", pb.to_str().unwrap()]);
+    assert!(code < 2, "{text}");
+    assert!(!text.contains(CONNECT_TOKEN), "the token is never printed");
     let (m, o) = sqlflight_runs::read_run(&pb).unwrap();
     assert_eq!(
         (m.candidate.engine.as_str(), m.candidate.version.as_str()),
@@ -448,15 +582,19 @@ fn spark_connect_server_and_sail_replay_tpch() {
         "the same release plans alike over Spark Connect: {same} of 22 same_plan; {first_diff}"
     );
     let fl = tmp.path().join("fl");
-    let code = run(&[
-        "flight",
-        "-c",
-        cfg.to_str().unwrap(),
-        "--out",
-        fl.to_str().unwrap(),
-        "-q",
-    ]);
-    assert!(code < 2);
+    let (code, text) = run_with_token(&["flight", "-c", cfg.to_str().unwrap(), "--out", fl.to_str().unwrap()]);
+    assert!(code < 2, "{text}");
+    assert!(!text.contains(CONNECT_TOKEN), "the token is never printed");
+    for run in [&pb, &fl] {
+        let report = run.join("report.html");
+        let code = run_args_report(run, &report);
+        assert!(code < 2);
+        assert_eq!(
+            files_containing(run, CONNECT_TOKEN),
+            Vec::<PathBuf>::new(),
+            "the token is written nowhere"
+        );
+    }
     let o = runs(&fl);
     let matched = o
         .iter()
@@ -467,7 +605,7 @@ fn spark_connect_server_and_sail_replay_tpch() {
     // Sail as the candidate against the JVM server.
     let cfg = config("connect-sail.yaml", "connect", "sail");
     let fl = tmp.path().join("sail");
-    let code = run(&[
+    let (code, text) = run_with_token(&[
         "flight",
         "-c",
         cfg.to_str().unwrap(),
@@ -475,7 +613,7 @@ fn spark_connect_server_and_sail_replay_tpch() {
         fl.to_str().unwrap(),
         "-q",
     ]);
-    assert!(code < 2);
+    assert!(code < 2, "{text}");
     let (m, o) = sqlflight_runs::read_run(&fl).unwrap();
     assert_eq!(m.status, sqlflight_diffing::RunStatus::Complete);
     assert_eq!(o.len(), 22);
