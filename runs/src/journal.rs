@@ -298,6 +298,24 @@ impl Journal {
         self.close(finished_at, Some(reason))
     }
 
+    /// [`Journal::complete`] in bounded memory: the counts come from one
+    /// streaming pass over the outcomes ([`crate::OutcomeFile`]), and no outcome
+    /// is returned (for writers of runs too large to hold, and benchmarks).
+    pub fn complete_streamed(self, finished_at: String) -> Result<RunManifest, JournalError> {
+        let opath = self.dir.join(OUTCOMES);
+        {
+            let f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            f.sync_all().map_err(io(&opath))?;
+        }
+        let mut counts = BTreeMap::new();
+        crate::OutcomeFile::open(&self.dir)?.for_each::<JournalError>(|o| {
+            *counts.entry(o.class.as_str().to_string()).or_insert(0) += 1;
+            Ok(())
+        })?;
+        // The journal (and its run lock) lives until the manifest is written.
+        finish(&self.dir, self.manifest.clone(), counts, finished_at, None)
+    }
+
     fn close(
         self,
         finished_at: String,
@@ -309,22 +327,35 @@ impl Journal {
             f.sync_all().map_err(io(&opath))?;
         }
         let outcomes = read_outcomes(&opath, false)?;
-        let mut manifest = self.manifest;
         let mut counts = BTreeMap::new();
         for o in &outcomes {
             *counts.entry(o.class.as_str().to_string()).or_insert(0) += 1;
         }
-        manifest.counts = counts;
-        manifest.finished_at = Some(finished_at);
-        manifest.status = if stopped.is_some() {
-            RunStatus::Stopped
-        } else {
-            RunStatus::Complete
-        };
-        manifest.stopped_reason = stopped;
-        write_manifest(&self.dir, &manifest)?;
-        Ok((manifest, outcomes))
+        Ok((
+            finish(&self.dir, self.manifest.clone(), counts, finished_at, stopped)?,
+            outcomes,
+        ))
     }
+}
+
+/// Writes the closed manifest: counts, finish time, status.
+fn finish(
+    dir: &Path,
+    mut manifest: RunManifest,
+    counts: BTreeMap<String, u64>,
+    finished_at: String,
+    stopped: Option<StopReason>,
+) -> Result<RunManifest, JournalError> {
+    manifest.counts = counts;
+    manifest.finished_at = Some(finished_at);
+    manifest.status = if stopped.is_some() {
+        RunStatus::Stopped
+    } else {
+        RunStatus::Complete
+    };
+    manifest.stopped_reason = stopped;
+    write_manifest(dir, &manifest)?;
+    Ok(manifest)
 }
 
 /// Names the first identity field that differs.
