@@ -415,6 +415,8 @@ class Spark:
     def classify(self, e):
         if isinstance(e, EngineError):
             return e.cls
+        if isinstance(e, TimeoutError):
+            return "timeout"
         kind = type(e).__name__
         msg = self.message(e)
         cls = self.error_class(e)
@@ -657,15 +659,28 @@ class SparkConnect(Spark):
         self.seq += 1
         tag = f"sqlflight-{os.getpid()}-{self.seq}"
         timer = None
+        fired = threading.Event()
+
+        def interrupt():
+            fired.set()
+            s.interruptTag(tag)
+
         try:
             s.addTag(tag)
             if timeout_ms:
                 t = cancel_after(timeout_ms)
-                timer = threading.Timer(t, lambda: s.interruptTag(tag))
+                timer = threading.Timer(t, interrupt)
                 timer.daemon = True
                 timer.start()
             table = s.sql(sql).toArrow()
             return table.schema, table.to_batches()
+        except Exception:
+            # Whatever the server says once we interrupted the query (Spark:
+            # OPERATION_CANCELED; Sail: "operation not found"), the query ran
+            # out of time.
+            if fired.is_set():
+                raise TimeoutError(f"cancelled at the timeout ({timeout_ms} ms): operation tag {tag} interrupted") from None
+            raise
         finally:
             if timer is not None:
                 timer.cancel()

@@ -624,6 +624,67 @@ fn spark_connect_server_and_sail_replay_tpch() {
     let summary: Vec<String> = o.iter().map(|x| format!("{} {}", x.query_id, x.class)).collect();
     assert!(matched >= 15, "Sail answers TPC-H like Spark: {summary:?}");
     assert!(!o.iter().any(|x| matches!(x.class, OutcomeClass::Crash)), "{summary:?}");
+
+    // Timeouts over Spark Connect, on both servers: the query past its time is a
+    // `timeout` on each side, and the queries after it still run on the same
+    // servers (sum over 10^12 rows cannot be answered from statistics).
+    let small = tmp.path().join("timeouts");
+    let corpus = ingest_sql(
+        &small,
+        "select 1 as x; select sum(id % 7) as s from range(1000000000000); select 2 as x;",
+    );
+    let yaml = format!(
+        "corpus: {}\nengines:\n  \
+         connect: {{ kind: spark-connect, url: \"sc://localhost:{}\", token_env: {CONNECT_TOKEN_ENV} }}\n  \
+         sail: {{ kind: spark-connect, url: \"sc://127.0.0.1:{}\" }}\n\
+         baseline: connect\ncandidate: sail\nflight: {{ timing: false, timeout: 8s }}\n",
+        corpus.display(),
+        jvm.port,
+        sail.port
+    );
+    let cfg = small.join("c.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let fl = small.join("fl");
+    let (code, text) = run_with_token(&[
+        "flight",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        fl.to_str().unwrap(),
+        "-q",
+        "--jobs",
+        "1",
+    ]);
+    assert!(code < 2, "{text}");
+    let (m, o) = sqlflight_runs::read_run(&fl).unwrap();
+    assert_eq!(m.status, sqlflight_diffing::RunStatus::Complete);
+    let side = |x: &OutcomeRecord| {
+        format!(
+            "baseline {} / candidate {}",
+            serde_json::to_string(&x.baseline).unwrap(),
+            serde_json::to_string(&x.candidate).unwrap()
+        )
+    };
+    let slow = by(&o, &corpus, "range(1000000000000)");
+    // Both sides time out alike: the same failure on both.
+    assert_eq!(slow.class, OutcomeClass::BothFailSame, "{}", side(slow));
+    for s in [&slow.baseline, &slow.candidate] {
+        assert!(
+            matches!(
+                s,
+                Some(sqlflight_diffing::SideResult::Error {
+                    error_class: sqlflight_diffing::ErrorClass::Timeout,
+                    ..
+                })
+            ),
+            "{}",
+            side(slow)
+        );
+    }
+    for ok in ["1 as x", "2 as x"] {
+        let x = by(&o, &corpus, ok);
+        assert_eq!(x.class, OutcomeClass::Match, "{ok}: {}", side(x));
+    }
 }
 
 /// The Flight SQL engine against a server this project did not write: Sail's
