@@ -475,6 +475,26 @@ fn run_with_token(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Flies `cfg` into `out` (quiet, `extra` flags) with the Connect token set; the
+/// run completes and the token is never printed. Returns the outcomes.
+fn flight_with_token(cfg: &Path, out: &Path, extra: &[&str]) -> Vec<OutcomeRecord> {
+    let mut args = vec![
+        "flight",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    let (code, text) = run_with_token(&args);
+    assert!(code < 2, "{text}");
+    assert!(!text.contains(CONNECT_TOKEN), "the token is never printed");
+    let (m, o) = sqlflight_runs::read_run(out).unwrap();
+    assert_eq!(m.status, sqlflight_diffing::RunStatus::Complete);
+    o
+}
+
 /// Renders the HTML report of `run` into `out` (in this process).
 fn run_args_report(run_dir: &Path, out: &Path) -> u8 {
     run(&[
@@ -604,18 +624,7 @@ fn spark_connect_server_and_sail_replay_tpch() {
 
     // Sail as the candidate against the JVM server.
     let cfg = config("connect-sail.yaml", "connect", "sail");
-    let fl = tmp.path().join("sail");
-    let (code, text) = run_with_token(&[
-        "flight",
-        "-c",
-        cfg.to_str().unwrap(),
-        "--out",
-        fl.to_str().unwrap(),
-        "-q",
-    ]);
-    assert!(code < 2, "{text}");
-    let (m, o) = sqlflight_runs::read_run(&fl).unwrap();
-    assert_eq!(m.status, sqlflight_diffing::RunStatus::Complete);
+    let o = flight_with_token(&cfg, &tmp.path().join("sail"), &[]);
     assert_eq!(o.len(), 22);
     let matched = o
         .iter()
@@ -644,20 +653,7 @@ fn spark_connect_server_and_sail_replay_tpch() {
     );
     let cfg = small.join("c.yaml");
     std::fs::write(&cfg, yaml).unwrap();
-    let fl = small.join("fl");
-    let (code, text) = run_with_token(&[
-        "flight",
-        "-c",
-        cfg.to_str().unwrap(),
-        "--out",
-        fl.to_str().unwrap(),
-        "-q",
-        "--jobs",
-        "1",
-    ]);
-    assert!(code < 2, "{text}");
-    let (m, o) = sqlflight_runs::read_run(&fl).unwrap();
-    assert_eq!(m.status, sqlflight_diffing::RunStatus::Complete);
+    let o = flight_with_token(&cfg, &small.join("fl"), &["--jobs", "1"]);
     let side = |x: &OutcomeRecord| {
         format!(
             "baseline {} / candidate {}",
