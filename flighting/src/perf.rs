@@ -6,10 +6,16 @@
 //! minimum, the two after it, then every 1.5 times as many, and the cap):
 //!
 //! - both medians under `min_time_ms`: `too_short` (not judged);
-//! - randomization test of mean log times ([`stats::randomization_p`], exact for
-//!   small samples) at level `alpha / looks` (Bonferroni over the scheduled
-//!   looks, so repeated looking keeps the false-alarm rate at `alpha`), and a
-//!   ratio beyond `min_effect` and `floor_ms`: `slower` / `faster`;
+//! - a test of mean log times at level `alpha / looks` (Bonferroni over the
+//!   scheduled looks, so repeated looking keeps the false-alarm rate at `alpha`),
+//!   and a ratio beyond `min_effect` and `floor_ms`: `slower` / `faster`. The test
+//!   is the randomization test ([`stats::randomization_p`], exact for small
+//!   samples) wherever it can reach the look's level, and Welch's t test
+//!   ([`stats::welch_p`], exact under log-normal timings) where it cannot: after
+//!   one or two blocks, whose 6 or 70 splits put the exact p-value's floor above
+//!   the level. The choice depends on the sample sizes only, so each look runs
+//!   one test at its level; it is what decides an overwhelming slowdown from one
+//!   or two blocks instead of three;
 //! - equivalence, two one-sided tests at `alpha`: Welch's t interval
 //!   ([`stats::ratio_ci`], level 1 - 2 alpha) of the ratio inside `1 ± min_effect`,
 //!   or the whole interval of the difference under `floor_ms`: `same`;
@@ -26,8 +32,8 @@
 //! A decided slowdown beyond `regression_ratio` is measured again in a fresh
 //! sequence (starting with the other side) and is a regression only if that
 //! sequence finds a significant slowdown too: the one hypothesis left, tested
-//! one-sided at `alpha` split over two looks, after [`CONFIRM_PAIRS`] blocks and
-//! after as many as the first sequence needed.
+//! one-sided at `alpha` split over its looks ([`confirm_looks`]: after one block,
+//! after two, and after as many as the first sequence needed).
 //!
 //! Everything here is pure: runs arrive through a callback, so the tests drive it
 //! with seeded synthetic timings.
@@ -128,14 +134,7 @@ fn sequence(
 ) -> Measured {
     let start_with_candidate = confirm_of.is_some();
     let schedule = match confirm_of {
-        Some(n) => {
-            let n = (n as usize).max(CONFIRM_PAIRS);
-            if n > CONFIRM_PAIRS {
-                vec![CONFIRM_PAIRS, n]
-            } else {
-                vec![n]
-            }
-        }
+        Some(n) => confirm_looks(n as usize),
         None => looks(min_pairs, policy.max_pairs),
     };
     let max_pairs = schedule.last().copied().unwrap_or(1);
@@ -212,9 +211,18 @@ pub const FUTILITY_PAIRS: u32 = 3;
 /// Smallest p-value of "no sign of a change" for the futility stop.
 pub const FUTILITY_P: f64 = 0.2;
 
-/// Blocks after which a confirmation first looks: the fewest whose exact
-/// one-sided test can reach its level (4 + 4 runs: p >= 1/70).
-pub const CONFIRM_PAIRS: usize = 2;
+/// Blocks after which a confirmation first looks: one (Welch's one-sided t
+/// test decides an overwhelming slowdown from 2 + 2 runs).
+pub const CONFIRM_PAIRS: usize = 1;
+
+/// The looks of a confirmation whose first sequence took `first` blocks: after
+/// [`CONFIRM_PAIRS`], after two (where the exact one-sided test can first reach
+/// its level: 4 + 4 runs, p >= 1/70), and after as many as the first sequence took.
+pub fn confirm_looks(first: usize) -> Vec<usize> {
+    let mut out = vec![CONFIRM_PAIRS, 2, first.max(2)];
+    out.dedup();
+    out
+}
 
 /// One look at the timings so far: a verdict, or `None` to measure another block
 /// (never `None` when `capped`). `slower_only`: a confirmation, the test is
@@ -232,10 +240,24 @@ pub fn judge(
     let ratio = if mb > 0.0 { mc / mb } else { 1.0 };
     let ln = |xs: &[f64]| xs.iter().map(|x| x.max(1e-6).ln()).collect::<Vec<f64>>();
     let (lb, lc) = (ln(b), ln(c));
-    let p = if slower_only {
-        stats::randomization_p_greater(&lb, &lc)
+    // The exact test where it can reach this look's level; where it cannot (one
+    // or two blocks), Welch's t test, chosen by the sample sizes alone, so each
+    // look runs one test at its level.
+    let exact = stats::randomization_min_p(lb.len(), lc.len(), slower_only) <= look_alpha;
+    let randomization = || {
+        if slower_only {
+            stats::randomization_p_greater(&lb, &lc)
+        } else {
+            stats::randomization_p(&lb, &lc)
+        }
+    };
+    let (p, test) = if exact {
+        (randomization(), "exact test")
     } else {
-        stats::randomization_p(&lb, &lc)
+        match stats::welch_p(&lb, &lc, slower_only) {
+            Some(p) => (Some(p), "Welch t"),
+            None => (randomization(), "exact test"),
+        }
     };
     let ci = stats::ratio_ci(&lb, &lc, 1.0 - policy.alpha).map(|(lo, hi)| [lo, hi]);
     // Equivalence is two one-sided tests at `alpha` each: the 1 - 2 alpha interval.
@@ -261,7 +283,7 @@ pub fn judge(
             PerfVerdict::Faster
         };
         out.regression = out.verdict == PerfVerdict::Slower && ratio >= policy.regression_ratio;
-        out.reason = Some(format!("decided after {pairs} pairs (p <= {look_alpha:.4})"));
+        out.reason = Some(format!("decided after {pairs} pairs ({test}, p <= {look_alpha:.4})"));
         return Some(out);
     }
     let band = 1.0 + policy.min_effect;
@@ -443,6 +465,55 @@ mod tests {
         assert!(regressions as f64 >= 0.3 * runs as f64, "{regressions} of {runs}");
     }
 
+    /// Welch's test where it decides (one and two blocks: 2 + 2 and 4 + 4 runs) holds
+    /// its level on A/A timings: log-normal at several noise levels, heavy-tailed
+    /// outliers, and the bimodal contention of a noisy neighbour.
+    #[test]
+    fn welchs_test_holds_its_level_at_one_and_two_blocks() {
+        for (level, trials) in [(0.05, 20_000), (0.05 / 8.0, 100_000)] {
+            for n in [2, 4] {
+                for (cv, outliers, contention) in [
+                    (0.02, 0.0, false),
+                    (0.3, 0.0, false),
+                    (0.1, 0.1, false),
+                    (0.1, 0.0, true),
+                ] {
+                    let mut t = Timings::new(n as u64 * 7 + 1);
+                    let mut draw = || {
+                        let x = t.draw(100.0, cv, outliers);
+                        if contention && t.uniform() < 0.3 { 0.6 * x } else { x }
+                    };
+                    let mut alarms = 0;
+                    for _ in 0..trials {
+                        let b: Vec<f64> = (0..n).map(|_| draw().ln()).collect();
+                        let c: Vec<f64> = (0..n).map(|_| draw().ln()).collect();
+                        if stats::welch_p(&b, &c, false).is_some_and(|p| p <= level) {
+                            alarms += 1;
+                        }
+                    }
+                    let rate = f64::from(alarms) / f64::from(trials);
+                    // Three standard errors of a binomial rate at the level.
+                    let slack = 3.0 * (level * (1.0 - level) / f64::from(trials)).sqrt();
+                    assert!(
+                        rate <= level + slack,
+                        "{n}+{n} runs, cv {cv}, outliers {outliers}, contention {contention}: {rate}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_exact_tests_floor_picks_the_test() {
+        // 2 + 2 runs: 6 splits; 4 + 4: 70; 6 + 6: 924.
+        assert!((stats::randomization_min_p(2, 2, false) - 1.0 / 3.0).abs() < 1e-12);
+        assert!((stats::randomization_min_p(4, 4, true) - 1.0 / 70.0).abs() < 1e-12);
+        assert!(stats::randomization_min_p(6, 6, false) < 0.05 / 8.0);
+        assert!(stats::randomization_min_p(4, 4, false) > 0.05 / 8.0);
+        assert_eq!(confirm_looks(1), vec![1, 2]);
+        assert_eq!(confirm_looks(5), vec![1, 2, 5]);
+    }
+
     #[test]
     fn a_five_fold_slowdown_without_overlap_is_decided_within_three_pairs() {
         for min_pairs in 1..=3 {
@@ -451,8 +522,13 @@ mod tests {
                 let p = m.perf.as_ref().expect("a verdict");
                 assert_eq!(p.verdict, PerfVerdict::Slower, "{p:?}");
                 assert!(p.regression && p.confirmed == Some(true), "{p:?}");
-                // First sequence within 3 pairs, the confirmation within 2.
+                // First sequence within 3 pairs, the confirmation within 2; from
+                // the smallest minimum, 3 in all (Welch's test decides from one or
+                // two blocks).
                 assert!(p.pairs <= 5, "{p:?}");
+                if min_pairs == 1 {
+                    assert!(p.pairs <= 3, "{p:?}");
+                }
             }
         }
     }
@@ -462,12 +538,13 @@ mod tests {
         let mut t = Timings::new(3);
         let mut runs = 0;
         let policy = PerfPolicy::default();
-        // The candidate is slow for its first 6 runs only (a noisy neighbour).
+        // The candidate is slow in the first block only (a noisy neighbour): Welch's
+        // test decides that block, and the confirmation does not see it again.
         let m = measure(&policy, 1, None, &mut |side| {
             runs += 1;
             Some(match side {
                 Side::Baseline => t.draw(50.0, 0.02, 0.0),
-                Side::Candidate if runs <= 12 => t.draw(150.0, 0.02, 0.0),
+                Side::Candidate if runs <= 4 => t.draw(150.0, 0.02, 0.0),
                 Side::Candidate => t.draw(50.0, 0.02, 0.0),
             })
         });

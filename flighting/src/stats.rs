@@ -6,7 +6,9 @@
 //! [`EXACT_SPLITS`] splits, otherwise over [`MC_ROUNDS`] seeded random splits. It
 //! assumes only that, without a difference, the labels of the timings are
 //! exchangeable (which interleaved ABBA blocks make true for drift); no normal
-//! approximation. [`ratio_ci`] is Welch's t interval of the ratio of geometric
+//! approximation. Where that test cannot reach a look's level at all (one or two
+//! blocks: [`randomization_min_p`]), [`welch_p`] decides: Welch's t test of mean
+//! log times, exact under log-normal timings. [`ratio_ci`] is Welch's t interval of the ratio of geometric
 //! means (the Benjamini-Hochberg adjustment across a corpus is
 //! `sqlflight_reports::perf::bh_qvalues`), [`cv`] the coefficient of variation. [`mann_whitney_p`] (normal
 //! approximation) is kept for the run-to-run comparison of medians.
@@ -198,6 +200,54 @@ pub fn ratio_ci(log_b: &[f64], log_c: &[f64], level: f64) -> Option<(f64, f64)> 
     let t = StudentsT::new(0.0, 1.0, df.max(1.0)).ok()?;
     let q = t.inverse_cdf(0.5 + level.clamp(0.0, 0.999_999) / 2.0);
     Some(((diff - q * se).exp(), (diff + q * se).exp()))
+}
+
+/// p-value of Welch's t test of mean(`log_c`) against mean(`log_b`) (log times, so
+/// a test of the ratio of geometric means): two-sided, or one-sided for
+/// mean(`log_c`) > mean(`log_b`) when `greater`. Exact under log-normal timings; it
+/// decides where the randomization test cannot (two runs a side have 6 splits,
+/// so no exact p-value below 1/3), which is what lets an overwhelming slowdown be
+/// decided from one or two blocks. None when a side has fewer than two timings
+/// or neither side varies.
+pub fn welch_p(log_b: &[f64], log_c: &[f64], greater: bool) -> Option<f64> {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    let (nb, nc) = (log_b.len() as f64, log_c.len() as f64);
+    if nb < 2.0 || nc < 2.0 {
+        return None;
+    }
+    let var = |xs: &[f64]| {
+        let m = mean(xs);
+        xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (xs.len() - 1) as f64
+    };
+    let (vb, vc) = (var(log_b) / nb, var(log_c) / nc);
+    let diff = mean(log_c) - mean(log_b);
+    let se = (vb + vc).sqrt();
+    if se.is_nan() || se <= 0.0 {
+        // No spread at all (the timer's resolution): no t statistic.
+        return None;
+    }
+    let df = (vb + vc).powi(2) / (vb * vb / (nb - 1.0) + vc * vc / (nc - 1.0));
+    let t = StudentsT::new(0.0, 1.0, df.max(1.0)).ok()?;
+    let z = diff / se;
+    let p = if greater {
+        1.0 - t.cdf(z)
+    } else {
+        2.0 * (1.0 - t.cdf(z.abs()))
+    };
+    Some(p.clamp(0.0, 1.0))
+}
+
+/// The smallest p-value the randomization test can give for samples of `n1` and
+/// `n2` timings: one split in all (one-sided), two when the sizes are equal (a
+/// two-sided split and its mirror). Below the level of a look, that test can
+/// decide; above it, it cannot, whatever the timings.
+pub fn randomization_min_p(n1: usize, n2: usize, one_sided: bool) -> f64 {
+    if n1 == 0 || n2 == 0 {
+        return 1.0;
+    }
+    let splits = binomial((n1 + n2) as u64, n1 as u64) as f64;
+    let extremes = if !one_sided && n1 == n2 { 2.0 } else { 1.0 };
+    (extremes / splits).max(1.0 / (f64::from(MC_ROUNDS) + 1.0))
 }
 
 /// Ratio of geometric means, exp(mean(`log_c`) - mean(`log_b`)).
