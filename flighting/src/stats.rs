@@ -173,15 +173,17 @@ fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
 }
 
-/// Welch's t confidence interval (`level`, e.g. 0.95) of
-/// exp(mean(`log_c`) - mean(`log_b`)), the ratio of geometric means: the
-/// difference of mean log times ± t(df) standard errors, with the
-/// Welch–Satterthwaite degrees of freedom. Exact under log-normal timings and
-/// honest at small samples (two runs a side give t(2) = 4.3 standard errors, where
-/// a bootstrap of two values would claim a near-zero width). None when a side has
-/// fewer than two timings.
-pub fn ratio_ci(log_b: &[f64], log_c: &[f64], level: f64) -> Option<(f64, f64)> {
-    use statrs::distribution::{ContinuousCDF, StudentsT};
+/// Welch's statistic of mean(`log_c`) - mean(`log_b`).
+struct Welch {
+    /// The difference of mean log times.
+    diff: f64,
+    /// Its standard error and the Student t distribution with the
+    /// Welch–Satterthwaite degrees of freedom; None when neither side varies.
+    spread: Option<(f64, statrs::distribution::StudentsT)>,
+}
+
+/// None when a side has fewer than two timings.
+fn welch(log_b: &[f64], log_c: &[f64]) -> Option<Welch> {
     let (nb, nc) = (log_b.len() as f64, log_c.len() as f64);
     if nb < 2.0 || nc < 2.0 {
         return None;
@@ -194,10 +196,29 @@ pub fn ratio_ci(log_b: &[f64], log_c: &[f64], level: f64) -> Option<(f64, f64)> 
     let diff = mean(log_c) - mean(log_b);
     let se = (vb + vc).sqrt();
     if se.is_nan() || se <= 0.0 {
-        return Some((diff.exp(), diff.exp()));
+        return Some(Welch { diff, spread: None });
     }
     let df = (vb + vc).powi(2) / (vb * vb / (nb - 1.0) + vc * vc / (nc - 1.0));
-    let t = StudentsT::new(0.0, 1.0, df.max(1.0)).ok()?;
+    let t = statrs::distribution::StudentsT::new(0.0, 1.0, df.max(1.0)).ok()?;
+    Some(Welch {
+        diff,
+        spread: Some((se, t)),
+    })
+}
+
+/// Welch's t confidence interval (`level`, e.g. 0.95) of
+/// exp(mean(`log_c`) - mean(`log_b`)), the ratio of geometric means: the
+/// difference of mean log times ± t(df) standard errors, with the
+/// Welch–Satterthwaite degrees of freedom. Exact under log-normal timings and
+/// honest at small samples (two runs a side give t(2) = 4.3 standard errors, where
+/// a bootstrap of two values would claim a near-zero width). None when a side has
+/// fewer than two timings.
+pub fn ratio_ci(log_b: &[f64], log_c: &[f64], level: f64) -> Option<(f64, f64)> {
+    use statrs::distribution::ContinuousCDF;
+    let Welch { diff, spread } = welch(log_b, log_c)?;
+    let Some((se, t)) = spread else {
+        return Some((diff.exp(), diff.exp()));
+    };
     let q = t.inverse_cdf(0.5 + level.clamp(0.0, 0.999_999) / 2.0);
     Some(((diff - q * se).exp(), (diff + q * se).exp()))
 }
@@ -208,26 +229,11 @@ pub fn ratio_ci(log_b: &[f64], log_c: &[f64], level: f64) -> Option<(f64, f64)> 
 /// decides where the randomization test cannot (two runs a side have 6 splits,
 /// so no exact p-value below 1/3), which is what lets an overwhelming slowdown be
 /// decided from one or two blocks. None when a side has fewer than two timings
-/// or neither side varies.
+/// or neither side varies (the timer's resolution: no t statistic).
 pub fn welch_p(log_b: &[f64], log_c: &[f64], greater: bool) -> Option<f64> {
-    use statrs::distribution::{ContinuousCDF, StudentsT};
-    let (nb, nc) = (log_b.len() as f64, log_c.len() as f64);
-    if nb < 2.0 || nc < 2.0 {
-        return None;
-    }
-    let var = |xs: &[f64]| {
-        let m = mean(xs);
-        xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (xs.len() - 1) as f64
-    };
-    let (vb, vc) = (var(log_b) / nb, var(log_c) / nc);
-    let diff = mean(log_c) - mean(log_b);
-    let se = (vb + vc).sqrt();
-    if se.is_nan() || se <= 0.0 {
-        // No spread at all (the timer's resolution): no t statistic.
-        return None;
-    }
-    let df = (vb + vc).powi(2) / (vb * vb / (nb - 1.0) + vc * vc / (nc - 1.0));
-    let t = StudentsT::new(0.0, 1.0, df.max(1.0)).ok()?;
+    use statrs::distribution::ContinuousCDF;
+    let Welch { diff, spread } = welch(log_b, log_c)?;
+    let (se, t) = spread?;
     let z = diff / se;
     let p = if greater {
         1.0 - t.cdf(z)
