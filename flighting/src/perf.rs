@@ -16,11 +16,16 @@
 //!   the level. The choice depends on the sample sizes only, so each look runs
 //!   one test at its level; it is what decides an overwhelming slowdown from one
 //!   or two blocks instead of three;
+//! - a change the test finds at that level but under `min_effect` or `floor_ms`:
+//!   `same` at once (the thresholds say it is no change of interest; more blocks
+//!   would only narrow an estimate already under them, which is where a query a
+//!   few ms over or under `floor_ms` used to run to the cap);
 //! - equivalence, two one-sided tests at `alpha`: Welch's t interval
 //!   ([`stats::ratio_ci`], level 1 - 2 alpha) of the ratio inside `1 ± min_effect`,
 //!   or the whole interval of the difference under `floor_ms`: `same`;
 //! - non-binding futility from [`FUTILITY_PAIRS`] blocks on: no sign of a change
-//!   (p >= [`FUTILITY_P`]) and an estimate under half of `min_effect`: `same` (stopping
+//!   (p >= [`FUTILITY_P`]) and the Hodges-Lehmann ratio ([`stats::hodges_lehmann_ratio`],
+//!   robust to a few disturbed runs) under half of `min_effect`: `same` (stopping
 //!   early never adds a false alarm; it costs a little power for changes near
 //!   `min_effect`, which stay far below `regression_ratio`);
 //! - otherwise another block, up to `max_pairs` blocks or `max_measure_ms`.
@@ -286,6 +291,16 @@ pub fn judge(
         out.reason = Some(format!("decided after {pairs} pairs ({test}, p <= {look_alpha:.4})"));
         return Some(out);
     }
+    if !effect && p.is_some_and(|p| p <= look_alpha) {
+        // A change the test finds, smaller than the smallest change of interest:
+        // more blocks would only narrow an estimate already under the thresholds.
+        out.verdict = PerfVerdict::Same;
+        out.reason = Some(format!(
+            "a change under the thresholds ({ratio:.2}x, {:+.1} ms; {test}, p <= {look_alpha:.4}) after {pairs} pairs",
+            mc - mb
+        ));
+        return Some(out);
+    }
     let band = 1.0 + policy.min_effect;
     let equivalent = tost.is_some_and(|(lo, hi)| {
         (lo >= 1.0 / band && hi <= band) || (mb * (hi - 1.0)).abs().max((mb * (lo - 1.0)).abs()) < policy.floor_ms
@@ -301,7 +316,9 @@ pub fn judge(
     // Non-binding futility: no sign of a change (p >= FUTILITY_P) and an estimate under
     // half the smallest change of interest; more blocks would rarely decide
     // anything. Stopping early never adds a false alarm.
-    let gm = stats::geomean_ratio(&lb, &lc).unwrap_or(1.0);
+    // The estimate is Hodges-Lehmann's: a neighbour's burst in two or three runs
+    // pulls the mean of log times past half the threshold, not the median.
+    let gm = stats::hodges_lehmann_ratio(&lb, &lc).unwrap_or(1.0);
     if pairs >= FUTILITY_PAIRS && p.is_some_and(|p| p >= FUTILITY_P) && gm.ln().abs() < (band.ln() / 2.0) {
         out.verdict = PerfVerdict::Same;
         out.reason = Some(format!(
@@ -503,6 +520,63 @@ mod tests {
         }
     }
 
+    /// Mean blocks of the first sequence over `seeds` seeded flights, and how many
+    /// ended with each verdict.
+    fn blocks_and_verdicts(
+        seeds: u64,
+        base: f64,
+        ratio: f64,
+        cv: f64,
+        outliers: f64,
+    ) -> (f64, std::collections::BTreeMap<String, usize>) {
+        let mut blocks = 0u64;
+        let mut verdicts = std::collections::BTreeMap::new();
+        for seed in 0..seeds {
+            let m = simulate(seed, base, ratio, cv, outliers, 1);
+            let p = m.perf.expect("a verdict");
+            blocks += u64::from(p.pairs);
+            *verdicts.entry(format!("{:?}", p.verdict)).or_insert(0) += 1;
+        }
+        (blocks as f64 / seeds as f64, verdicts)
+    }
+
+    /// A change the test finds but under the thresholds stops at once as `same`:
+    /// 25 ms against 29 ms (1.16x, but 4 ms, under the 5 ms floor) used to run
+    /// many blocks until the interval of the difference fell under the floor (5.5
+    /// on average, 30% of flights past 5).
+    #[test]
+    fn a_significant_change_under_the_thresholds_stops_as_same() {
+        let (blocks, verdicts) = blocks_and_verdicts(300, 25.0, 1.16, 0.05, 0.0);
+        assert!(blocks <= 3.0, "{blocks} blocks on average, {verdicts:?}");
+        assert!(!verdicts.contains_key("Inconclusive"), "{verdicts:?}");
+        let mut t = Timings::new(11);
+        let m = measure(&PerfPolicy::default(), 1, None, &mut |side| {
+            Some(match side {
+                Side::Baseline => t.draw(25.0, 0.02, 0.0),
+                Side::Candidate => t.draw(28.0, 0.02, 0.0),
+            })
+        });
+        let p = m.perf.expect("a verdict");
+        assert_eq!(p.verdict, PerfVerdict::Same, "{p:?}");
+        assert!(
+            p.reason.as_deref().unwrap_or("").contains("under the thresholds"),
+            "{p:?}"
+        );
+        assert!(p.pairs <= 2, "{p:?}");
+    }
+
+    /// A few disturbed runs (5% of runs 1.5-3x slower, on either side) do not keep an
+    /// unchanged query measuring: the futility stop's estimate is the
+    /// Hodges-Lehmann ratio, which a burst barely moves (it took 4.4 blocks on
+    /// average with the ratio of geometric means, 20% of flights past 5).
+    #[test]
+    fn a_few_disturbed_runs_do_not_keep_an_unchanged_query_measuring() {
+        let (blocks, verdicts) = blocks_and_verdicts(300, 50.0, 1.0, 0.03, 0.05);
+        assert!(blocks <= 3.0, "{blocks} blocks on average, {verdicts:?}");
+        let alarms = verdicts.get("Slower").unwrap_or(&0) + verdicts.get("Faster").unwrap_or(&0);
+        assert!(alarms as f64 <= 0.05 * 300.0, "{verdicts:?}");
+    }
+
     #[test]
     fn the_exact_tests_floor_picks_the_test() {
         // 2 + 2 runs: 6 splits; 4 + 4: 70; 6 + 6: 924.
@@ -596,6 +670,22 @@ mod tests {
             proptest::prop_assert_eq!(*l.last().unwrap(), max.max(min).max(1));
             proptest::prop_assert!(l.windows(2).all(|w| w[0] < w[1]), "{:?}", l);
             proptest::prop_assert!(l.len() <= 3 + 14, "{:?}", l);
+        }
+
+        /// The Hodges-Lehmann ratio lies between the smallest and the largest
+        /// pairwise ratio and swaps to its inverse when the sides swap.
+        #[test]
+        fn hodges_lehmann_is_a_pairwise_ratio_median(
+            a in proptest::collection::vec(0.1f64..1000.0, 1..9),
+            b in proptest::collection::vec(0.1f64..1000.0, 1..9),
+        ) {
+            let (la, lb): (Vec<f64>, Vec<f64>) = (a.iter().map(|x| x.ln()).collect(), b.iter().map(|x| x.ln()).collect());
+            let r = stats::hodges_lehmann_ratio(&la, &lb).unwrap();
+            let ratios: Vec<f64> = a.iter().flat_map(|x| b.iter().map(move |y| y / x)).collect();
+            let (lo, hi) = ratios.iter().fold((f64::MAX, 0.0f64), |(l, h), &x| (l.min(x), h.max(x)));
+            proptest::prop_assert!(lo * (1.0 - 1e-9) <= r && r <= hi * (1.0 + 1e-9), "{} not in [{}, {}]", r, lo, hi);
+            let back = stats::hodges_lehmann_ratio(&lb, &la).unwrap();
+            proptest::prop_assert!((r * back - 1.0).abs() < 1e-9, "{} {}", r, back);
         }
 
         /// p-values are probabilities, symmetric in the sides (exact sizes), and

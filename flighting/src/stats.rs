@@ -256,9 +256,12 @@ pub fn randomization_min_p(n1: usize, n2: usize, one_sided: bool) -> f64 {
     (extremes / splits).max(1.0 / (f64::from(MC_ROUNDS) + 1.0))
 }
 
-/// Ratio of geometric means, exp(mean(`log_c`) - mean(`log_b`)).
-pub fn geomean_ratio(log_b: &[f64], log_c: &[f64]) -> Option<f64> {
-    (!log_b.is_empty() && !log_c.is_empty()).then(|| (mean(log_c) - mean(log_b)).exp())
+/// The Hodges-Lehmann ratio: exp of the median of every difference `log_c[j] -
+/// log_b[i]`. A robust estimate of the ratio: a few disturbed runs (a neighbour's
+/// burst) barely move it, where they pull the ratio of geometric means.
+pub fn hodges_lehmann_ratio(log_b: &[f64], log_c: &[f64]) -> Option<f64> {
+    let diffs: Vec<f64> = log_b.iter().flat_map(|b| log_c.iter().map(move |c| c - b)).collect();
+    median(&diffs).map(f64::exp)
 }
 
 /// Coefficient of variation (sample standard deviation / mean); None below 2 values.
