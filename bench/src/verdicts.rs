@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sqlflight_corpora::bundled::Workload;
+use sqlflight_diffing::PerfVerdict;
 use sqlflight_engines::Engine;
 use sqlflight_runs::NoProgress;
 
@@ -40,8 +41,10 @@ struct Decisions {
     timed_runs: usize,
     verdicts: BTreeMap<String, usize>,
     regressions: BTreeSet<String>,
-    /// Blocks each query took (with its confirmation), for the queries over two.
+    /// Blocks each query took (with its confirmation), for the queries past three.
     long: BTreeMap<String, u32>,
+    /// `slower`/`faster` verdicts with their ratio and reason (false alarms in A/A).
+    changes: BTreeMap<String, String>,
 }
 
 fn fly(
@@ -77,11 +80,17 @@ fn fly(
                 .unwrap_or("unknown")
                 .to_string();
             *d.verdicts.entry(name).or_default() += 1;
-            if p.pairs > 2 {
+            if p.pairs > 3 {
                 d.long.insert(o.query_id.clone(), p.pairs);
             }
             if p.counts() {
                 d.regressions.insert(o.query_id.clone());
+            }
+            if matches!(p.verdict, PerfVerdict::Slower | PerfVerdict::Faster) {
+                d.changes.insert(
+                    o.query_id.clone(),
+                    format!("{:.2}x: {}", p.ratio, p.reason.as_deref().unwrap_or("")),
+                );
             }
         }
     }
@@ -97,6 +106,7 @@ impl Decisions {
             *self.verdicts.entry(k).or_default() += v;
         }
         self.regressions.extend(other.regressions);
+        self.changes.extend(other.changes);
         for (k, v) in other.long {
             let blocks = self.long.entry(k).or_default();
             *blocks = (*blocks).max(v);
@@ -139,6 +149,13 @@ pub fn bench_verdicts(args: &VerdictsBenchArgs, cli: &Ctx) -> anyhow::Result<u8>
                 0
             }
         };
+        let alarm_list = |d: &Decisions| {
+            if name == "a_a" {
+                d.changes.clone()
+            } else {
+                BTreeMap::new()
+            }
+        };
         let side = |d: &Decisions| {
             serde_json::json!({
                 "wall_s": d.wall_s,
@@ -146,7 +163,8 @@ pub fn bench_verdicts(args: &VerdictsBenchArgs, cli: &Ctx) -> anyhow::Result<u8>
                 "verdicts": d.verdicts,
                 "regressions": d.regressions,
                 "false_alarms": alarms(d),
-                "most_blocks_over_two": d.long,
+                "false_alarm_queries": alarm_list(d),
+                "queries_past_three_blocks": d.long,
             })
         };
         out.insert(
