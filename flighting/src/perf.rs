@@ -9,7 +9,9 @@
 //! - a test of mean log times at level `alpha / looks` (Bonferroni over the
 //!   scheduled looks, so repeated looking keeps the false-alarm rate at `alpha`),
 //!   and a ratio beyond `min_effect` and `floor_ms`: `slower` / `faster` (a
-//!   slowdown whose ratio interval straddles `regression_ratio` is measured on
+//!   slowdown whose ratio interval ([`stats::hodges_lehmann_ci`], Moses'
+//!   distribution-free interval, where the sample reaches its level; Welch's
+//!   before) straddles `regression_ratio` is measured on
 //!   until the interval is on one side, or the cap: whether it is a regression
 //!   is decided by an interval, not by the few runs it became significant in). The test
 //!   is the randomization test ([`stats::randomization_p`], exact for small
@@ -289,7 +291,10 @@ pub fn judge(
         // whether it is a regression is not known yet. Measure on (to the cap,
         // where the estimate decides) rather than let a few runs' estimate miss a
         // regression or invent one. A confirmation only asks "slower again?".
-        let straddles = tost.is_some_and(|(lo, hi)| lo < policy.regression_ratio && hi >= policy.regression_ratio);
+        // The interval is Moses' (distribution-free, robust to a burst in a few
+        // runs) where the sample reaches its level, Welch's before.
+        let interval = stats::hodges_lehmann_ci(&lb, &lc, 1.0 - 2.0 * policy.alpha).or(tost);
+        let straddles = interval.is_some_and(|(lo, hi)| lo < policy.regression_ratio && hi >= policy.regression_ratio);
         if mc > mb && straddles && !slower_only && !capped {
             return None;
         }

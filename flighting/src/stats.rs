@@ -8,9 +8,13 @@
 //! exchangeable (which interleaved ABBA blocks make true for drift); no normal
 //! approximation. Where that test cannot reach a look's level at all (one or two
 //! blocks: [`randomization_min_p`]), [`welch_p`] decides: Welch's t test of mean
-//! log times, exact under log-normal timings. [`ratio_ci`] is Welch's t interval of the ratio of geometric
-//! means (the Benjamini-Hochberg adjustment across a corpus is
-//! `sqlflight_reports::perf::bh_qvalues`), [`cv`] the coefficient of variation. [`mann_whitney_p`] (normal
+//! log times, exact under log-normal timings. [`ratio_ci`] is Welch's t interval
+//! of the ratio of geometric means; [`hodges_lehmann_ratio`] and
+//! [`hodges_lehmann_ci`] (Moses' distribution-free interval) are the robust
+//! estimate and interval of the ratio (the futility stop; whether a slowdown is
+//! past the regression ratio). The Benjamini-Hochberg adjustment across a corpus
+//! is `sqlflight_reports::perf::bh_qvalues`; [`cv`] is the coefficient of
+//! variation. [`mann_whitney_p`] (normal
 //! approximation) is kept for the run-to-run comparison of medians.
 
 /// Median of a non-empty sample.
@@ -264,6 +268,73 @@ pub fn hodges_lehmann_ratio(log_b: &[f64], log_c: &[f64]) -> Option<f64> {
     median(&diffs).map(f64::exp)
 }
 
+/// Moses' distribution-free confidence interval (`level`, e.g. 0.9) of the
+/// Hodges-Lehmann ratio: from the k-th smallest to the k-th largest of the
+/// pairwise differences `log_c[j] - log_b[i]`, with k from the exact null
+/// distribution of the Mann-Whitney statistic (up to [`MOSES_EXACT_RUNS`] runs in
+/// all; its normal approximation beyond). It assumes only that the candidate's
+/// times are the baseline's shifted by a factor, so a neighbour's burst in a few
+/// runs widens it by a few pairs, where it inflates a t interval's standard
+/// error. None when the sides are too small to reach `level` at all (2 + 2 runs
+/// reach 67%, 3 + 3 reach 90%).
+pub fn hodges_lehmann_ci(log_b: &[f64], log_c: &[f64], level: f64) -> Option<(f64, f64)> {
+    let (m, n) = (log_b.len(), log_c.len());
+    if m == 0 || n == 0 {
+        return None;
+    }
+    let tail = (1.0 - level.clamp(0.0, 1.0)) / 2.0;
+    // k: how many pairwise differences each end may drop, P(U <= k - 1) <= tail.
+    let k = if m + n <= MOSES_EXACT_RUNS {
+        let counts = mann_whitney_counts(m, n);
+        let total: f64 = counts.iter().sum();
+        let mut cum = 0.0;
+        counts
+            .iter()
+            .position(|c| {
+                cum += c;
+                // (1 - 0.9) / 2 is a hair under 1/20: compare with a tolerance.
+                cum / total > tail + 1e-12
+            })
+            .unwrap_or(0)
+    } else {
+        use statrs::distribution::ContinuousCDF;
+        let z = statrs::distribution::Normal::standard().inverse_cdf(1.0 - tail);
+        let (mf, nf) = (m as f64, n as f64);
+        let k = mf * nf / 2.0 - z * (mf * nf * (mf + nf + 1.0) / 12.0).sqrt();
+        k.floor().max(0.0) as usize
+    };
+    if k == 0 {
+        return None;
+    }
+    let mut diffs: Vec<f64> = log_b.iter().flat_map(|b| log_c.iter().map(move |c| c - b)).collect();
+    diffs.sort_by(f64::total_cmp);
+    Some((diffs[k - 1].exp(), diffs[diffs.len() - k].exp()))
+}
+
+/// Most runs (both sides) for which [`hodges_lehmann_ci`] uses the exact
+/// distribution (a table of at most 30 x 900 counts per run).
+pub const MOSES_EXACT_RUNS: usize = 60;
+
+/// How many of the C(m + n, m) splits give each value 0..=m*n of the
+/// Mann-Whitney statistic (the rank sum of the first side minus its least).
+fn mann_whitney_counts(m: usize, n: usize) -> Vec<f64> {
+    let total = m + n;
+    let max_sum = total * (total + 1) / 2;
+    // ways[j][s]: subsets of size j of the ranks seen so far with rank sum s.
+    let mut ways = vec![vec![0.0f64; max_sum + 1]; m + 1];
+    ways[0][0] = 1.0;
+    for rank in 1..=total {
+        for j in (1..=m.min(rank)).rev() {
+            let (lower, upper) = ways.split_at_mut(j);
+            for s in (rank..=max_sum).rev() {
+                upper[0][s] += lower[j - 1][s - rank];
+            }
+        }
+    }
+    let least = m * (m + 1) / 2;
+    ways[m][least..=least + m * n].to_vec()
+}
+
 /// Coefficient of variation (sample standard deviation / mean); None below 2 values.
 pub fn cv(xs: &[f64]) -> Option<f64> {
     if xs.len() < 2 {
@@ -275,4 +346,71 @@ pub fn cv(xs: &[f64]) -> Option<f64> {
     }
     let var = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (xs.len() - 1) as f64;
     Some(var.sqrt() / m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mann_whitney_counts_are_the_exact_distribution() {
+        assert_eq!(mann_whitney_counts(2, 2), vec![1.0, 1.0, 2.0, 1.0, 1.0]);
+        assert_eq!(
+            mann_whitney_counts(3, 3),
+            vec![1.0, 1.0, 2.0, 3.0, 3.0, 3.0, 3.0, 2.0, 1.0, 1.0]
+        );
+        let c = mann_whitney_counts(10, 12);
+        assert_eq!(c.iter().sum::<f64>(), 646_646.0, "C(22, 10) splits");
+        assert!(c.iter().zip(c.iter().rev()).all(|(a, b)| a == b), "symmetric");
+    }
+
+    #[test]
+    fn moses_interval_ends_where_the_exact_level_says() {
+        let b = [0.0, 0.1, 0.2];
+        let c = [1.0, 1.1, 1.3];
+        // 3 + 3 runs at 90%: one difference off each end, the extremes.
+        let (lo, hi) = hodges_lehmann_ci(&b, &c, 0.9).unwrap();
+        assert!(
+            (lo.ln() - 0.8).abs() < 1e-12 && (hi.ln() - 1.3).abs() < 1e-12,
+            "{lo} {hi}"
+        );
+        assert_eq!(
+            hodges_lehmann_ci(&b[..2], &c[..2], 0.9),
+            None,
+            "2 + 2 reach 67% at most"
+        );
+        assert!(hodges_lehmann_ci(&b[..2], &c[..2], 0.6).is_some());
+    }
+
+    #[test]
+    fn moses_interval_covers_the_true_ratio_with_outliers() {
+        // Log-normal 5% noise, 10% of runs disturbed (x1.5-3), true ratio 1.6, 90%
+        // intervals from 6 + 6 and 20 + 20 runs, exact and normal quantiles.
+        let mut state = 7u64;
+        let mut u = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for n in [6, 20, 40] {
+            let trials = 2000;
+            let mut covered = 0;
+            for _ in 0..trials {
+                let mut draw = |shift: f64| {
+                    let z = (-2.0 * u().max(1e-12).ln()).sqrt() * (std::f64::consts::TAU * u()).cos();
+                    let burst = if u() < 0.1 { (1.5 + 1.5 * u()).ln() } else { 0.0 };
+                    shift + 0.05 * z + burst
+                };
+                let b: Vec<f64> = (0..n).map(|_| draw(0.0)).collect();
+                let c: Vec<f64> = (0..n).map(|_| draw(1.6f64.ln())).collect();
+                let (lo, hi) = hodges_lehmann_ci(&b, &c, 0.9).unwrap();
+                if lo <= 1.6 && 1.6 <= hi {
+                    covered += 1;
+                }
+            }
+            let rate = f64::from(covered) / f64::from(trials);
+            assert!((0.88..=0.99).contains(&rate), "{n} + {n} runs: coverage {rate}");
+        }
+    }
 }
