@@ -153,6 +153,7 @@ fn sequence(
     let mut c: Vec<f64> = Vec::new();
     let mut spent = 0.0;
     let mut pairs = 0u32;
+    let mut straddling = false;
     let order = |block: u32| {
         let abba = [Side::Baseline, Side::Candidate, Side::Candidate, Side::Baseline];
         let baab = [Side::Candidate, Side::Baseline, Side::Baseline, Side::Candidate];
@@ -182,15 +183,22 @@ fn sequence(
         }
         pairs += 1;
         let capped = pairs as usize >= max_pairs || spent >= policy.max_measure_ms;
-        if !capped && !schedule.contains(&(pairs as usize)) {
+        if !capped && !straddling && !schedule.contains(&(pairs as usize)) {
             continue;
         }
-        if let Some(perf) = judge(&b, &c, policy, look_alpha, pairs, capped, start_with_candidate) {
-            return Measured {
-                baseline_ms: b,
-                candidate_ms: c,
-                perf: Some(perf),
-            };
+        match look(&b, &c, policy, look_alpha, pairs, capped, start_with_candidate) {
+            Look::Verdict(perf) => {
+                return Measured {
+                    baseline_ms: b,
+                    candidate_ms: c,
+                    perf: Some(perf),
+                };
+            }
+            // Significance is settled at a scheduled look; a look after every
+            // block from then on asks only whether the interval still straddles
+            // (it adds no false alarm: it follows a look that already rejected).
+            Look::Straddles => straddling = true,
+            Look::Next => straddling = false,
         }
     }
 }
@@ -246,7 +254,35 @@ pub fn judge(
     capped: bool,
     slower_only: bool,
 ) -> Option<PerfComparison> {
-    let (mb, mc) = (stats::median(b)?, stats::median(c)?);
+    match look(b, c, policy, look_alpha, pairs, capped, slower_only) {
+        Look::Verdict(p) => Some(p),
+        Look::Next | Look::Straddles => None,
+    }
+}
+
+/// What a look found.
+enum Look {
+    /// Decided.
+    Verdict(PerfComparison),
+    /// Measure on to the next scheduled look.
+    Next,
+    /// A significant slowdown whose interval straddles `regression_ratio`:
+    /// measure on and look after every block (only the interval is in doubt).
+    Straddles,
+}
+
+fn look(
+    b: &[f64],
+    c: &[f64],
+    policy: &PerfPolicy,
+    look_alpha: f64,
+    pairs: u32,
+    capped: bool,
+    slower_only: bool,
+) -> Look {
+    let (Some(mb), Some(mc)) = (stats::median(b), stats::median(c)) else {
+        return Look::Next;
+    };
     let ratio = if mb > 0.0 { mc / mb } else { 1.0 };
     let ln = |xs: &[f64]| xs.iter().map(|x| x.max(1e-6).ln()).collect::<Vec<f64>>();
     let (lb, lc) = (ln(b), ln(c));
@@ -284,7 +320,7 @@ pub fn judge(
             "both sides run under {} ms: below what this machine times reliably",
             policy.min_time_ms
         ));
-        return Some(out);
+        return Look::Verdict(out);
     }
     if effect && p.is_some_and(|p| p <= look_alpha) {
         // A slowdown whose interval straddles `regression_ratio`: slower it is, but
@@ -296,7 +332,7 @@ pub fn judge(
         let interval = stats::hodges_lehmann_ci(&lb, &lc, 1.0 - 2.0 * policy.alpha).or(tost);
         let straddles = interval.is_some_and(|(lo, hi)| lo < policy.regression_ratio && hi >= policy.regression_ratio);
         if mc > mb && straddles && !slower_only && !capped {
-            return None;
+            return Look::Straddles;
         }
         out.verdict = if mc > mb {
             PerfVerdict::Slower
@@ -305,7 +341,7 @@ pub fn judge(
         };
         out.regression = out.verdict == PerfVerdict::Slower && ratio >= policy.regression_ratio;
         out.reason = Some(format!("decided after {pairs} pairs ({test}, p <= {look_alpha:.4})"));
-        return Some(out);
+        return Look::Verdict(out);
     }
     if !effect && p.is_some_and(|p| p <= look_alpha) {
         // A change the test finds, smaller than the smallest change of interest:
@@ -315,7 +351,7 @@ pub fn judge(
             "a change under the thresholds ({ratio:.2}x, {:+.1} ms; {test}, p <= {look_alpha:.4}) after {pairs} pairs",
             mc - mb
         ));
-        return Some(out);
+        return Look::Verdict(out);
     }
     let band = 1.0 + policy.min_effect;
     let equivalent = tost.is_some_and(|(lo, hi)| {
@@ -327,7 +363,7 @@ pub fn judge(
             "equivalent: the ratio's {:.0}% interval lies within the thresholds after {pairs} pairs",
             (1.0 - 2.0 * policy.alpha) * 100.0
         ));
-        return Some(out);
+        return Look::Verdict(out);
     }
     // Non-binding futility: no sign of a change (p >= FUTILITY_P) and an estimate under
     // half the smallest change of interest; more blocks would rarely decide
@@ -341,15 +377,15 @@ pub fn judge(
             "no sign of a change after {pairs} pairs (p={:.2}, {gm:.3}x): stopped for futility",
             p.unwrap_or(1.0)
         ));
-        return Some(out);
+        return Look::Verdict(out);
     }
     if !capped {
-        return None;
+        return Look::Next;
     }
     if !effect {
         out.verdict = PerfVerdict::Same;
         out.reason = Some(format!("no change beyond the thresholds after {pairs} pairs"));
-        return Some(out);
+        return Look::Verdict(out);
     }
     let unstable = cv.is_some_and(|[x, y]| x.max(y) > policy.max_cv);
     out.reason = Some(if unstable {
@@ -365,7 +401,7 @@ pub fn judge(
         )
     });
     out.undecided_slowdown = ratio >= policy.regression_ratio;
-    Some(out)
+    Look::Verdict(out)
 }
 
 #[cfg(test)]
