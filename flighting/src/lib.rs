@@ -677,7 +677,10 @@ fn agrees(a: &ResultDigest, b: &ResultDigest, tol: FloatTolerance) -> bool {
 /// in one look at fixed samples (the run-to-run comparison and tests; flights use
 /// the sequential procedure of [`perf`]).
 pub fn perf_verdict(b: &[f64], c: &[f64], policy: &PerfPolicy) -> Option<PerfComparison> {
-    perf::judge(b, c, policy, policy.alpha, 0, true, false)
+    match perf::look(b, c, policy, policy.alpha, 0, true, false) {
+        perf::Look::Verdict(p) => Some(p),
+        perf::Look::Next | perf::Look::Straddles => None,
+    }
 }
 
 /// Turns an outcome listed in the known differences into `accepted`.

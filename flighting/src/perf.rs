@@ -242,27 +242,9 @@ pub fn confirm_looks(first: usize) -> Vec<usize> {
     out
 }
 
-/// One look at the timings so far: a verdict, or `None` to measure another block
-/// (never `None` when `capped`). `slower_only`: a confirmation, the test is
-/// one-sided (candidate slower).
-pub fn judge(
-    b: &[f64],
-    c: &[f64],
-    policy: &PerfPolicy,
-    look_alpha: f64,
-    pairs: u32,
-    capped: bool,
-    slower_only: bool,
-) -> Option<PerfComparison> {
-    match look(b, c, policy, look_alpha, pairs, capped, slower_only) {
-        Look::Verdict(p) => Some(p),
-        Look::Next | Look::Straddles => None,
-    }
-}
-
-/// What a look found.
-enum Look {
-    /// Decided.
+/// What a look at the timings so far found.
+pub enum Look {
+    /// Decided (always, when the look is `capped`).
     Verdict(PerfComparison),
     /// Measure on to the next scheduled look.
     Next,
@@ -271,7 +253,10 @@ enum Look {
     Straddles,
 }
 
-fn look(
+/// One look at the timings so far, at level `look_alpha`, after `pairs` blocks;
+/// `capped`: the last one, a verdict whatever the timings. `slower_only`: a
+/// confirmation, the test is one-sided (candidate slower).
+pub fn look(
     b: &[f64],
     c: &[f64],
     policy: &PerfPolicy,
