@@ -11,8 +11,8 @@
 //!   and a ratio beyond `min_effect` and `floor_ms`: `slower` / `faster` (a
 //!   slowdown whose ratio interval ([`stats::hodges_lehmann_ci`], Moses'
 //!   distribution-free interval, where the sample reaches its level; Welch's
-//!   before) straddles `regression_ratio` is measured on
-//!   until the interval is on one side, or the cap: whether it is a regression
+//!   before) straddles `regression_ratio` is measured on, looking after every
+//!   block, until the interval is on one side, or the cap: whether it is a regression
 //!   is decided by an interval, not by the few runs it became significant in). The test
 //!   is the randomization test ([`stats::randomization_p`], exact for small
 //!   samples) wherever it can reach the look's level, and Welch's t test
