@@ -264,8 +264,14 @@ pub fn randomization_min_p(n1: usize, n2: usize, one_sided: bool) -> f64 {
 /// log_b[i]`. A robust estimate of the ratio: a few disturbed runs (a neighbour's
 /// burst) barely move it, where they pull the ratio of geometric means.
 pub fn hodges_lehmann_ratio(log_b: &[f64], log_c: &[f64]) -> Option<f64> {
-    let diffs: Vec<f64> = log_b.iter().flat_map(|b| log_c.iter().map(move |c| c - b)).collect();
-    median(&diffs).map(f64::exp)
+    median(&pairwise_diffs(log_b, log_c)).map(f64::exp)
+}
+
+/// Every difference `log_c[j] - log_b[i]`, sorted.
+fn pairwise_diffs(log_b: &[f64], log_c: &[f64]) -> Vec<f64> {
+    let mut diffs: Vec<f64> = log_b.iter().flat_map(|b| log_c.iter().map(move |c| c - b)).collect();
+    diffs.sort_by(f64::total_cmp);
+    diffs
 }
 
 /// Moses' distribution-free confidence interval (`level`, e.g. 0.9) of the
@@ -306,8 +312,7 @@ pub fn hodges_lehmann_ci(log_b: &[f64], log_c: &[f64], level: f64) -> Option<(f6
     if k == 0 {
         return None;
     }
-    let mut diffs: Vec<f64> = log_b.iter().flat_map(|b| log_c.iter().map(move |c| c - b)).collect();
-    diffs.sort_by(f64::total_cmp);
+    let diffs = pairwise_diffs(log_b, log_c);
     Some((diffs[k - 1].exp(), diffs[diffs.len() - k].exp()))
 }
 
