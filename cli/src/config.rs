@@ -533,6 +533,18 @@ impl Config {
             check_real(self, &["flight", "perf", "alpha"], p.alpha, f64::MIN_POSITIVE, 0.5)?;
             check_real(self, &["flight", "perf", "floor_ms"], p.floor_ms, 0.0, 3.6e6)?;
             check_real(self, &["flight", "perf", "min_effect"], p.min_effect, 0.0, 100.0)?;
+            // The cap bounds each look's work and memory (pairwise differences of
+            // the two sides' runs): at most 1,000 runs a side.
+            check_real(self, &["flight", "perf", "max_pairs"], p.max_pairs as f64, 1.0, 500.0)?;
+            check_real(
+                self,
+                &["flight", "perf", "max_measure_ms"],
+                p.max_measure_ms,
+                1.0,
+                8.64e7,
+            )?;
+            check_real(self, &["flight", "perf", "min_time_ms"], p.min_time_ms, 0.0, 3.6e6)?;
+            check_real(self, &["flight", "perf", "max_cv"], p.max_cv, 0.0, 100.0)?;
             check_real(
                 self,
                 &["flight", "perf", "regression_ratio"],

@@ -188,6 +188,16 @@ fn nonsense_settings_are_refused_with_their_place() {
         ("flight:\n  max_concurrency: 0\n", (2, 3), "max_concurrency is 0"),
         ("flight:\n  perf:\n    alpha: 2\n", (3, 5), "flight.perf.alpha is 2"),
         (
+            "flight:\n  perf:\n    max_pairs: 0\n",
+            (3, 5),
+            "flight.perf.max_pairs is 0",
+        ),
+        (
+            "flight:\n  perf:\n    max_pairs: 100000\n",
+            (3, 5),
+            "flight.perf.max_pairs is 100000",
+        ),
+        (
             "flight:\n  tolerance:\n    relative: -1\n",
             (3, 5),
             "flight.tolerance.relative is -1",
